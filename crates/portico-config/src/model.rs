@@ -1,0 +1,369 @@
+//! The validated, immutable, typed configuration.
+//!
+//! Every value here has passed validation: durations and sizes are parsed, addresses are
+//! well-formed, every `proxy = "NAME"` names an existing upstream, every route has exactly one
+//! matcher and one action. Code downstream (proxy, balance, vrrp) never re-validates.
+//!
+//! Field names follow `SPEC.md`. Features that later work items implement are parsed into
+//! these types as well, so the model is the one contract between crates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (as given on the command line).
+    pub source: PathBuf,
+    /// The folder relative paths were resolved against (the config file's folder).
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    /// Upstreams by name (sorted by name).
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Sites in file order (order matters: the first site on a listener answers unknown hosts).
+    pub sites: Vec<Site>,
+    /// VRRP instances in file order.
+    pub vrrp: Vec<VrrpInstance>,
+}
+
+/// `[server]`: process-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Resolved against the config folder.
+    pub state_dir: PathBuf,
+    pub access_log: AccessLogTarget,
+    pub access_log_format: AccessLogFormat,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub shutdown_grace: Duration,
+    /// Worker threads; 0 in the file means one per core and is kept as 0 here.
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    Stderr,
+    Off,
+    /// Resolved against the config folder.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined` format.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// `None` when `listen = "off"`.
+    pub listen: Option<SocketAddr>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[upstreams.NAME]`: a pool of backend servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub name: String,
+    /// Never empty.
+    pub servers: Vec<ServerSpec>,
+    pub balance: Balance,
+    pub hash_key: HashKey,
+    pub sticky_cookie: Option<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub send_timeout: Duration,
+    /// Idle keep-alive connections kept per server.
+    pub keepalive: usize,
+    /// 0 disables passive health.
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub retries: u32,
+    pub slow_start: Duration,
+    pub tls: Option<UpstreamTls>,
+    pub health: Option<HealthCheck>,
+}
+
+/// One server of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub addr: ServerAddr,
+    /// >= 1.
+    pub weight: u32,
+    pub backup: bool,
+    pub down: bool,
+    /// 0 = unlimited.
+    pub max_conns: u32,
+}
+
+/// `host:port` of a server as written (host may be a name such as `localhost`, an IPv4
+/// address or a bracketed IPv6 address). Resolution happens when a snapshot is built.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerAddr {
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ServerAddr {
+    /// The address as an IP socket address when the host is a literal IP.
+    pub fn ip_socket_addr(&self) -> Option<SocketAddr> {
+        self.host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin, as nginx.
+    RoundRobin,
+    LeastConn,
+    /// Power of two random choices on active connections.
+    RandomTwo,
+    IpHash,
+    /// Consistent hash on `hash_key`.
+    Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    Uri,
+    Path,
+    /// Header name, lower-cased.
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+/// `tls = { server_name, verify, ca_file, client_cert, client_key }` on an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub server_name: Option<String>,
+    pub verify: bool,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// `[upstreams.NAME.health]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub kind: HealthKind,
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Inclusive ranges, e.g. `200-399` -> `[(200, 399)]`.
+    pub expect_status: Vec<(u16, u16)>,
+    pub expect_body: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthKind {
+    Http,
+    Tcp,
+    WebSocket,
+}
+
+/// `[[sites]]`: an HTTP(S) virtual host.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Index of this site in file order.
+    pub index: usize,
+    pub listen: Vec<SocketAddr>,
+    /// Never empty; `[HostPattern::Any]` by default.
+    pub hosts: Vec<HostPattern>,
+    pub tls: Option<SiteTls>,
+    pub http_redirect: bool,
+    pub http_listen: Vec<SocketAddr>,
+    pub hsts: Option<String>,
+    /// Routes in file order. Matching order (exact, regex in order, longest prefix) is the
+    /// proxy's job.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `"*"`.
+    Any,
+    /// An exact name, lower-cased, without a port.
+    Exact(String),
+    /// `"*.example.com"`, stored as the suffix `".example.com"`, lower-cased.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (lower-cased, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Exact(name) => name == host,
+            HostPattern::Suffix(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteTls {
+    Acme,
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// One route of a site: a matcher and an action.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index of this route within its site, in file order.
+    pub index: usize,
+    pub matcher: Matcher,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// `path = "/api"`: prefix match.
+    Prefix(String),
+    /// `exact = "/health"`.
+    Exact(String),
+    /// `regex = "^/img/.*\\.png$"`, compiled.
+    Regex(regex::Regex),
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Proxy(ProxyAction),
+    Static(StaticAction),
+    Redirect(RedirectAction),
+    Respond(RespondAction),
+}
+
+/// `proxy = "UPSTREAM"` and its options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyAction {
+    /// Always names an existing upstream.
+    pub upstream: String,
+    /// Allow `Upgrade: websocket` (default true).
+    pub websocket: bool,
+    /// Overrides the upstream's `read_timeout` for this route (and is the WebSocket idle timeout).
+    pub read_timeout: Option<Duration>,
+    /// Request body limit in bytes (default 1 MiB); 413 past it.
+    pub max_body: u64,
+    pub strip_prefix: bool,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+    pub ws_ping: Option<Duration>,
+}
+
+/// `{ set = { name = value, .. }, remove = [name, ..] }`. Names lower-cased.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// `root = "DIR"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticAction {
+    /// Resolved against the config folder.
+    pub root: PathBuf,
+    /// Default `["index.html"]`.
+    pub index: Vec<String>,
+}
+
+/// `redirect = "https://{host}{uri}"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectAction {
+    /// The template with `{scheme} {host} {uri} {path} {query}` placeholders (validated).
+    pub template: String,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+/// `respond = "TEXT"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespondAction {
+    pub body: String,
+    pub status: u16,
+    pub content_type: String,
+}
+
+/// `[[vrrp]]`: a virtual-IP failover instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpInstance {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// 1-255 (255 = address owner).
+    pub priority: u8,
+    pub advert_interval: Duration,
+    /// Never empty; all of one address family.
+    pub virtual_ips: Vec<IpPrefix>,
+    pub version: VrrpVersion,
+    pub auth_pass: Option<String>,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub unicast_peers: Vec<IpAddr>,
+    pub track: Vec<VrrpTrack>,
+    /// Resolved against the config folder.
+    pub notify: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpVersion {
+    V2,
+    V3,
+}
+
+/// An address with a prefix length, e.g. `192.168.50.130/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpPrefix {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+/// One entry of `track = [...]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpTrack {
+    pub kind: VrrpTrackKind,
+    /// Added to the priority while the track fails; 0 means a failure forces FAULT.
+    pub weight: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VrrpTrackKind {
+    /// The node's own listeners accept and answer.
+    Listeners,
+    /// Fails when no server of this upstream is healthy.
+    Upstream(String),
+    /// keepalived semantics: exit 0 = ok. Path resolved against the config folder.
+    Script { path: PathBuf, interval: Duration },
+}

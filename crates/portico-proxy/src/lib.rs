@@ -1,0 +1,2 @@
+//! Portico data plane.
+pub mod body;

@@ -1,0 +1,1 @@
+//! Portico test support.
