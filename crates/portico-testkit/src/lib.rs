@@ -1,1 +1,10 @@
-//! Portico test support.
+//! Portico test support: real backends and an in-process proxy for tests, demos and
+//! benchmarks.
+//!
+//! - [`echo`]: the HTTP + WebSocket echo backend behind `portico echo` and `portico demo`.
+//! - [`proxy`]: start the real proxy in-process on `127.0.0.1:0` from TOML text.
+//! - [`eventually`]: poll-until-true assertions with a deadline (no sleeps in tests).
+
+pub mod echo;
+pub mod eventually;
+pub mod proxy;
