@@ -1,7 +1,6 @@
 //! Portico upstream pools: balancing algorithms, passive health and live per-server state.
 //!
-//! CONTRACT (written by the lead; the balance helper implements it and may add to it, but
-//! keeps these names and signatures, which `portico-proxy` compiles against):
+//! # API (the contract `portico-proxy` compiles against)
 //!
 //! - [`Registry`]: live per-server state keyed by a stable [`ServerId`] (upstream name +
 //!   server address as written). Lives for the whole process, outside any config snapshot,
@@ -10,15 +9,61 @@
 //!   registry. `Send + Sync`; picking a server takes no lock (atomics only).
 //! - [`Pool::pick`] returns a [`Picked`]: the server index plus a guard that counts the
 //!   connection/request as active until dropped (for `least_conn`, `random_two`,
-//!   `max_conns`).
+//!   `max_conns`). It is `Send` and may be held across awaits (e.g. a WebSocket's life).
 //! - The proxy reports outcomes with [`Pool::report_success`] / [`Pool::report_failure`]
 //!   (passive health, nginx `max_fails` / `fail_timeout` semantics).
+//! - Active health checks (a later work item) call [`ServerState::set_healthy`];
+//!   VRRP upstream tracking asks [`Pool::any_usable`].
+//!
+//! # State model
+//!
+//! A [`ServerState`] (atomics only) holds active connections, picks, failures, the passive
+//! failure window, the ejection deadline, the active-health verdict and the recovery time
+//! for slow start. The [`Registry`] maps each [`ServerId`] to its `Arc<ServerState>`; a pool
+//! built for a reloaded config gets the same `Arc`s, so nothing resets on reload. Each pool
+//! keeps its own immutable tables (members, tiers, the round-robin period) plus two atomic
+//! counters (round-robin ticket, random generator). All times are [`std::time::Instant`]s;
+//! every time-dependent call has an `_at(now)` variant for tests with a virtual clock.
+//!
+//! # Which servers a pick may use
+//!
+//! A member is usable when it is not `down`, active health says healthy, it is not in the
+//! request's `tried` list, it is below `max_conns` (0 = unlimited), and passive health has
+//! not taken it out. Primary members are tried first; backup members only when no primary
+//! is usable. When nothing is usable and passive health is the reason (all servers failed),
+//! the pick runs again ignoring passive health, as nginx does: a pool never refuses traffic
+//! just because every server failed recently. See [`health`] for the passive rules and the
+//! slow-start ramp (effective weight from 1/10 to full over `slow_start` after a recovery).
+//!
+//! # Algorithms (`balance`)
+//!
+//! - `round_robin`: nginx's smooth weighted round robin. One period of the sequence is
+//!   precomputed (weights divided by their gcd, scaled down past 1024 slots) and walked with
+//!   an atomic ticket: weights 5,1,1 give `a a b a c a a`. Unusable slots, and slots rejected
+//!   by the slow-start ramp, are replaced by weighted random draws.
+//! - `least_conn`: the lowest `active / weight`; ties broken in smooth-WRR order.
+//! - `random_two`: two weighted random draws, the less loaded (`active / weight`) wins.
+//! - `ip_hash`: nginx's hash of the IPv4 /24 or the whole IPv6 address over the weights;
+//!   unusable -> rehash up to 20 times, then round robin.
+//! - `hash`: weighted rendezvous hashing of the request's `hash_key` bytes (the client
+//!   address when absent): removing one of n servers moves about 1/n of the keys, adding
+//!   one about 1/(n+1). Ignores slow start (it would move keys back and forth).
+//!
+//! Slow start applies to `round_robin`, `least_conn` and `random_two`; `ip_hash` and `hash`
+//! ignore it so that clients stay on their server.
+
+mod algo;
+pub mod health;
+mod pool;
+mod state;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
-use portico_config::{ServerSpec, Upstream};
+use portico_config::ServerSpec;
+
+pub use pool::Pool;
+pub use state::{ActiveGuard, MemberStats, Registry, ServerState};
 
 /// Stable identity of a server across reloads: upstream name + address as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,16 +71,6 @@ pub struct ServerId {
     pub upstream: Arc<str>,
     pub addr: Arc<str>,
 }
-
-/// Live counters and health of one server; shared by every snapshot that has the server.
-#[derive(Debug, Default)]
-pub struct ServerState {
-    // fields are the helper's choice (atomics)
-}
-
-/// Process-wide live state, keyed by [`ServerId`]. Cheap to clone (an `Arc` inside).
-#[derive(Debug, Clone, Default)]
-pub struct Registry {}
 
 /// What the balancer may use to choose a server for one request or connection.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +95,14 @@ pub struct Member {
 pub struct Picked {
     /// Index into [`Pool::members`].
     pub index: usize,
+    pub(crate) guard: ActiveGuard,
+}
+
+impl Picked {
+    /// The chosen server's live state.
+    pub fn state(&self) -> &Arc<ServerState> {
+        self.guard.state()
+    }
 }
 
 /// Why no server could be picked.
@@ -67,46 +110,4 @@ pub struct Picked {
 pub enum PickError {
     #[error("no usable server in upstream {0}")]
     NoServer(String),
-}
-
-/// One upstream pool.
-#[derive(Debug)]
-pub struct Pool {}
-
-impl Pool {
-    /// Build the pool for `upstream`, reusing live state from `registry`.
-    pub fn new(_upstream: &Upstream, _registry: &Registry) -> Pool {
-        unimplemented!("balance helper")
-    }
-
-    pub fn name(&self) -> &str {
-        unimplemented!("balance helper")
-    }
-
-    pub fn members(&self) -> &[Member] {
-        unimplemented!("balance helper")
-    }
-
-    /// Choose a server, skipping the indexes in `tried` (earlier attempts of this request),
-    /// `down` servers, servers failed by passive health, and servers at `max_conns`. Backup
-    /// servers are used only when no primary is usable.
-    pub fn pick(&self, _key: &PickKey<'_>, _tried: &[usize]) -> Result<Picked, PickError> {
-        unimplemented!("balance helper")
-    }
-
-    /// A request/connection to server `index` succeeded.
-    pub fn report_success(&self, _index: usize) {
-        unimplemented!("balance helper")
-    }
-
-    /// A request/connection to server `index` failed (connect error, timeout, reset before a
-    /// response). `max_fails` within `fail_timeout` takes it out for `fail_timeout`.
-    pub fn report_failure(&self, _index: usize) {
-        unimplemented!("balance helper")
-    }
-
-    /// Same as [`Pool::report_failure`] with an explicit clock, for tests.
-    pub fn report_failure_at(&self, _index: usize, _now: Instant) {
-        unimplemented!("balance helper")
-    }
 }

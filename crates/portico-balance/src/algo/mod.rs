@@ -1,0 +1,227 @@
+//! Balancing algorithms over one [`Tier`] (the primary or the backup servers of a pool).
+//!
+//! Every algorithm answers "which member of this tier?" given a [`Ctx`] that says which
+//! members are usable right now and what their effective (slow-start) weights are; the pool
+//! handles tiers, the all-failed fallback and acquiring the active slot.
+
+pub(crate) mod hash;
+pub(crate) mod ip_hash;
+pub(crate) mod least_conn;
+pub(crate) mod random_two;
+pub(crate) mod round_robin;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Member;
+use crate::health::FULL;
+
+/// Longest precomputed smooth-WRR period; larger weight sums are scaled down to fit.
+pub(crate) const MAX_PERIOD: u64 = 1024;
+/// Random draws tried before a linear scan takes over.
+pub(crate) const MAX_DRAWS: usize = 32;
+
+/// The primary or the backup members of a pool, with the precomputed smooth-WRR period.
+#[derive(Debug, Default)]
+pub(crate) struct Tier {
+    /// Member indexes (into the pool), in config order, `down` ones included.
+    pub members: Vec<usize>,
+    /// One smooth-WRR period over the members that are not `down`: positions in `members`.
+    pub seq: Vec<usize>,
+}
+
+impl Tier {
+    pub(crate) fn new(members: Vec<usize>, all: &[Member]) -> Tier {
+        let weights: Vec<u64> = members
+            .iter()
+            .map(|&i| {
+                let spec = &all[i].spec;
+                if spec.down {
+                    0
+                } else {
+                    u64::from(spec.weight.max(1))
+                }
+            })
+            .collect();
+        let seq = round_robin::smooth_sequence(&weights);
+        Tier { members, seq }
+    }
+}
+
+/// Counters shared by all picks of a pool (the only mutable pick-path state of a pool).
+#[derive(Debug)]
+pub(crate) struct Counters {
+    /// Round-robin position.
+    pub ticket: AtomicU64,
+    /// State of a splitmix64 generator.
+    pub rng: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(seed: u64) -> Counters {
+        Counters {
+            ticket: AtomicU64::new(0),
+            rng: AtomicU64::new(seed),
+        }
+    }
+
+    pub(crate) fn next_ticket(&self) -> u64 {
+        self.ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_random(&self) -> u64 {
+        splitmix64(self.rng.fetch_add(GOLDEN, Ordering::Relaxed))
+    }
+}
+
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The splitmix64 output function: a good 64-bit mix of `x`.
+pub(crate) fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(GOLDEN);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `x` reduced to `0..n` (n > 0).
+pub(crate) fn below(x: u64, n: usize) -> usize {
+    // usize -> u64 is lossless on every supported target; the result is < n.
+    (x % n as u64) as usize
+}
+
+/// What one pick may use: which members are usable and their effective weights.
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub members: &'a [Member],
+    pub tried: &'a [usize],
+    pub now: Instant,
+    /// Ignore passive-health ejections (the all-failed fallback).
+    pub ignore_passive: bool,
+    pub slow_start: Duration,
+    pub counters: &'a Counters,
+}
+
+impl Ctx<'_> {
+    /// Whether member `i` may be picked now.
+    pub(crate) fn usable(&self, i: usize) -> bool {
+        let m = &self.members[i];
+        !m.spec.down
+            && m.state.is_healthy()
+            && !self.tried.contains(&i)
+            && (m.spec.max_conns == 0 || m.state.active() < m.spec.max_conns)
+            && (self.ignore_passive || !m.state.is_failed_at(self.now))
+    }
+
+    /// Slow-start share of member `i`, in thousandths.
+    pub(crate) fn factor(&self, i: usize) -> u64 {
+        self.members[i]
+            .state
+            .slow_start_factor(self.slow_start, self.now)
+    }
+
+    /// Configured weight times the slow-start share.
+    pub(crate) fn eff_weight(&self, i: usize) -> u64 {
+        u64::from(self.members[i].spec.weight.max(1)) * self.factor(i)
+    }
+
+    /// Whether a member in slow start passes the acceptance test for the draw `rnd`.
+    pub(crate) fn accept(&self, i: usize, rnd: u64) -> bool {
+        let f = self.factor(i);
+        f >= FULL || splitmix64(rnd) % FULL < f
+    }
+
+    /// `active / eff_weight` of `a` is lower than that of `b`.
+    pub(crate) fn less_loaded(&self, a: usize, b: usize) -> bool {
+        let load = |i: usize| u128::from(self.members[i].state.active());
+        load(a) * u128::from(self.eff_weight(b)) < load(b) * u128::from(self.eff_weight(a))
+    }
+}
+
+/// Draw a member from `tier` with probability proportional to weight x slow-start share,
+/// among usable members. The first draw uses `first` as its period slot (round robin passes
+/// its ticket; random callers a random number); later draws are random. After
+/// [`MAX_DRAWS`] misses, a linear scan from `first` returns the next usable member.
+pub(crate) fn draw(tier: &Tier, ctx: &Ctx<'_>, first: u64) -> Option<usize> {
+    let len = tier.seq.len();
+    if len == 0 {
+        return None;
+    }
+    let mut slot_key = first;
+    for attempt in 0..MAX_DRAWS {
+        if attempt > 0 {
+            slot_key = ctx.counters.next_random();
+        }
+        let i = tier.members[tier.seq[below(slot_key, len)]];
+        if ctx.usable(i) && ctx.accept(i, slot_key ^ 0x5EED) {
+            return Some(i);
+        }
+    }
+    let start = below(first, len);
+    (0..len)
+        .map(|k| tier.members[tier.seq[(start + k) % len]])
+        .find(|&i| ctx.usable(i))
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Helpers for algorithm and pool tests.
+
+    use std::time::Duration;
+
+    use portico_config::{Balance, HashKey, ServerAddr, ServerSpec, Upstream};
+
+    pub(crate) fn spec(addr: &str, weight: u32) -> ServerSpec {
+        let (host, port) = addr.rsplit_once(':').expect("host:port");
+        ServerSpec {
+            addr: ServerAddr {
+                host: host.trim_matches(['[', ']']).to_string(),
+                port: port.parse().expect("port"),
+            },
+            weight,
+            backup: false,
+            down: false,
+            max_conns: 0,
+        }
+    }
+
+    pub(crate) fn upstream(name: &str, balance: Balance, servers: Vec<ServerSpec>) -> Upstream {
+        Upstream {
+            name: name.to_string(),
+            servers,
+            balance,
+            hash_key: HashKey::ClientIp,
+            sticky_cookie: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            keepalive: 32,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            retries: 1,
+            slow_start: Duration::ZERO,
+            tls: None,
+            health: None,
+        }
+    }
+
+    /// Upstream with servers `10.0.0.{1..}:80` of the given weights.
+    pub(crate) fn weighted(balance: Balance, weights: &[u32]) -> Upstream {
+        let servers = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| spec(&format!("10.0.0.{}:80", i + 1), w))
+            .collect();
+        upstream("up", balance, servers)
+    }
+
+    /// A small seeded generator for property-style tests.
+    pub(crate) struct TestRng(pub u64);
+
+    impl TestRng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(1);
+            super::splitmix64(self.0)
+        }
+    }
+}

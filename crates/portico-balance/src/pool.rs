@@ -1,0 +1,215 @@
+//! [`Pool`]: one upstream's members, tiers and algorithm; picking and outcome reports.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portico_config::{Balance, Upstream};
+
+use crate::algo::{self, Counters, Ctx, Tier};
+use crate::health::Passive;
+use crate::state::MemberStats;
+use crate::{Member, PickError, PickKey, Picked, Registry, ServerId};
+
+/// Attempts to acquire a slot when racing pickers fill a `max_conns` server meanwhile.
+const ACQUIRE_ATTEMPTS: usize = 4;
+
+/// One upstream pool.
+#[derive(Debug)]
+pub struct Pool {
+    name: String,
+    balance: Balance,
+    members: Vec<Member>,
+    primary: Tier,
+    backup: Tier,
+    passive: Passive,
+    slow_start: Duration,
+    /// `hash::fnv1a` of each member's address (for `balance = "hash"`).
+    server_hash: Vec<u64>,
+    counters: Counters,
+}
+
+impl Pool {
+    /// Build the pool for `upstream`, reusing live state from `registry`.
+    pub fn new(upstream: &Upstream, registry: &Registry) -> Pool {
+        let name: Arc<str> = Arc::from(upstream.name.as_str());
+        let members: Vec<Member> = upstream
+            .servers
+            .iter()
+            .map(|spec| {
+                let id = ServerId {
+                    upstream: Arc::clone(&name),
+                    addr: Arc::from(spec.addr.to_string()),
+                };
+                let state = registry.state(&id);
+                Member {
+                    id,
+                    spec: spec.clone(),
+                    state,
+                }
+            })
+            .collect();
+        let (backups, primaries): (Vec<usize>, Vec<usize>) =
+            (0..members.len()).partition(|&i| members[i].spec.backup);
+        let server_hash = members
+            .iter()
+            .map(|m| algo::hash::fnv1a(m.id.addr.as_bytes()))
+            .collect();
+        Pool {
+            name: upstream.name.clone(),
+            balance: upstream.balance,
+            primary: Tier::new(primaries, &members),
+            backup: Tier::new(backups, &members),
+            members,
+            passive: Passive {
+                max_fails: upstream.max_fails,
+                fail_timeout: upstream.fail_timeout,
+            },
+            slow_start: upstream.slow_start,
+            server_hash,
+            counters: Counters::new(rand::random()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Number of members (primary and backup, `down` ones included).
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
+    /// Index of the member with this address (as written in the config), if any.
+    pub fn index_of(&self, addr: &str) -> Option<usize> {
+        self.members.iter().position(|m| &*m.id.addr == addr)
+    }
+
+    /// Counters of member `index` now.
+    pub fn member_stats(&self, index: usize) -> Option<MemberStats> {
+        self.member_stats_at(index, Instant::now())
+    }
+
+    /// [`Pool::member_stats`] with an explicit clock.
+    pub fn member_stats_at(&self, index: usize, now: Instant) -> Option<MemberStats> {
+        self.members
+            .get(index)
+            .map(|m| MemberStats::of(&m.state, now))
+    }
+
+    /// Whether some server (primary or backup) is neither `down` nor failed by active health.
+    /// Passive-health ejections and `max_conns` are not considered: they are transient, and
+    /// a pool whose servers all failed passively still tries them (see [`Pool::pick`]).
+    pub fn any_usable(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| !m.spec.down && m.state.is_healthy())
+    }
+
+    /// Choose a server, skipping the indexes in `tried` (earlier attempts of this request),
+    /// `down` servers, servers failed by passive health, and servers at `max_conns`. Backup
+    /// servers are used only when no primary is usable.
+    ///
+    /// When every server is out only because of passive health (or `tried`), the pick
+    /// ignores passive health, like nginx resetting its failure marks when all peers failed;
+    /// `down`, active health, `max_conns` and `tried` are always respected.
+    pub fn pick(&self, key: &PickKey<'_>, tried: &[usize]) -> Result<Picked, PickError> {
+        self.pick_at(key, tried, Instant::now())
+    }
+
+    /// [`Pool::pick`] with an explicit clock, for tests.
+    pub fn pick_at(
+        &self,
+        key: &PickKey<'_>,
+        tried: &[usize],
+        now: Instant,
+    ) -> Result<Picked, PickError> {
+        for _ in 0..ACQUIRE_ATTEMPTS {
+            let Some(index) = self.choose(key, tried, now) else {
+                break;
+            };
+            let m = &self.members[index];
+            if let Some(guard) = m.state.try_acquire(m.spec.max_conns) {
+                return Ok(Picked { index, guard });
+            }
+        }
+        Err(PickError::NoServer(self.name.clone()))
+    }
+
+    fn choose(&self, key: &PickKey<'_>, tried: &[usize], now: Instant) -> Option<usize> {
+        let passes: &[bool] = if self.passive.max_fails == 0 {
+            &[false]
+        } else {
+            &[false, true]
+        };
+        for &ignore_passive in passes {
+            let ctx = Ctx {
+                members: &self.members,
+                tried,
+                now,
+                ignore_passive,
+                slow_start: self.slow_start,
+                counters: &self.counters,
+            };
+            for tier in [&self.primary, &self.backup] {
+                if let Some(i) = self.choose_in(tier, &ctx, key) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    fn choose_in(&self, tier: &Tier, ctx: &Ctx<'_>, key: &PickKey<'_>) -> Option<usize> {
+        match self.balance {
+            Balance::RoundRobin => algo::round_robin::choose(tier, ctx),
+            Balance::LeastConn => algo::least_conn::choose(tier, ctx),
+            Balance::RandomTwo => algo::random_two::choose(tier, ctx),
+            Balance::IpHash => algo::ip_hash::choose(tier, ctx, key.client_ip)
+                .or_else(|| algo::round_robin::choose(tier, ctx)),
+            Balance::Hash => {
+                let h = match key.hash {
+                    Some(bytes) => algo::hash::fnv1a(bytes),
+                    None => algo::hash::fnv1a(&ip_bytes(key.client_ip)),
+                };
+                algo::hash::choose(tier, ctx, h, &self.server_hash)
+            }
+        }
+    }
+
+    /// A request/connection to server `index` succeeded.
+    pub fn report_success(&self, index: usize) {
+        if let Some(m) = self.members.get(index) {
+            m.state.record_success();
+        }
+    }
+
+    /// A request/connection to server `index` failed (connect error, timeout, reset before a
+    /// response). `max_fails` within `fail_timeout` takes it out for `fail_timeout`.
+    pub fn report_failure(&self, index: usize) {
+        self.report_failure_at(index, Instant::now());
+    }
+
+    /// Same as [`Pool::report_failure`] with an explicit clock, for tests.
+    pub fn report_failure_at(&self, index: usize, now: Instant) {
+        if let Some(m) = self.members.get(index) {
+            m.state.record_failure(self.passive, now);
+        }
+    }
+}
+
+/// The client address bytes used as a hash key (IPv4-mapped IPv6 as IPv4).
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}

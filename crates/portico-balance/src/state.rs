@@ -1,0 +1,296 @@
+//! Live per-server state ([`ServerState`]) and the process-wide [`Registry`] that owns it.
+//!
+//! A `ServerState` is shared (through an `Arc`) by every [`crate::Pool`] built for a config
+//! that contains the server, so counters and health survive reloads. Everything in it is an
+//! atomic: the pick path never locks. The registry's map is behind a mutex, taken only when a
+//! pool is built or when the admin side looks a server up.
+//!
+//! Times are stored as "ticks": nanoseconds since a process-wide epoch, plus one, so that `0`
+//! can mean "never". Callers pass [`Instant`]s (the `_at` variants take a virtual clock).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::ServerId;
+
+/// The process-wide time origin of all stored ticks.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// `now` as ticks (>= 1). Instants before the epoch map to 1.
+pub(crate) fn ticks(now: Instant) -> u64 {
+    let nanos = now.saturating_duration_since(epoch()).as_nanos();
+    u64::try_from(nanos)
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+/// A duration as a tick count.
+pub(crate) fn span(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Live counters and health of one server; shared by every snapshot that has the server.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Connections/requests currently holding a [`crate::Picked`] for this server.
+    pub(crate) active: AtomicU32,
+    /// Total successful picks.
+    pub(crate) picks: AtomicU64,
+    /// Total failures reported (passive health input), for statistics.
+    pub(crate) failures: AtomicU64,
+    /// Failures in the current window (passive health).
+    pub(crate) window_fails: AtomicU32,
+    /// Tick at which the current failure window started (0 = no window).
+    pub(crate) window_start: AtomicU64,
+    /// Tick until which passive health keeps the server out (0 = never taken out).
+    pub(crate) down_until: AtomicU64,
+    /// Tick at which the server last came back (end of a passive ejection, or active health
+    /// turning healthy again); 0 = never. Drives slow start.
+    pub(crate) recovered_at: AtomicU64,
+    /// Verdict of active health checks (true until a checker says otherwise).
+    pub(crate) active_health: AtomicBool,
+}
+
+impl Default for ServerState {
+    fn default() -> Self {
+        // Make sure the epoch is fixed no later than the first state's creation.
+        let _ = epoch();
+        ServerState {
+            active: AtomicU32::new(0),
+            picks: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            window_fails: AtomicU32::new(0),
+            window_start: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
+            recovered_at: AtomicU64::new(0),
+            active_health: AtomicBool::new(true),
+        }
+    }
+}
+
+impl ServerState {
+    /// Connections/requests currently active on this server.
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Total times this server was picked.
+    pub fn picks(&self) -> u64 {
+        self.picks.load(Ordering::Relaxed)
+    }
+
+    /// Total failures reported for this server.
+    pub fn fails(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Failures counted in the current passive-health window.
+    pub fn window_fails(&self) -> u32 {
+        self.window_fails.load(Ordering::Relaxed)
+    }
+
+    /// Verdict of active health checks (true by default).
+    pub fn is_healthy(&self) -> bool {
+        self.active_health.load(Ordering::Relaxed)
+    }
+
+    /// Record an active health check verdict. Turning healthy after unhealthy starts the
+    /// slow-start ramp (if the upstream has one).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.set_healthy_at(healthy, Instant::now());
+    }
+
+    /// [`ServerState::set_healthy`] with an explicit clock.
+    pub fn set_healthy_at(&self, healthy: bool, now: Instant) {
+        let was = self.active_health.swap(healthy, Ordering::AcqRel);
+        if healthy && !was {
+            self.recovered_at.store(ticks(now), Ordering::Release);
+        }
+    }
+
+    /// Whether passive health currently keeps this server out.
+    pub fn is_failed_at(&self, now: Instant) -> bool {
+        ticks(now) < self.down_until.load(Ordering::Acquire)
+    }
+
+    /// When passive health lets this server back in, if it is out at `now`.
+    pub fn failed_for_at(&self, now: Instant) -> Option<Duration> {
+        let now = ticks(now);
+        let until = self.down_until.load(Ordering::Acquire);
+        (now < until).then(|| Duration::from_nanos(until - now))
+    }
+
+    /// Take one active slot, respecting `max_conns` (0 = unlimited). `None` when full.
+    pub(crate) fn try_acquire(self: &Arc<Self>, max_conns: u32) -> Option<ActiveGuard> {
+        if max_conns == 0 {
+            self.active.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                    (a < max_conns).then_some(a + 1)
+                })
+                .ok()?;
+        }
+        self.picks.fetch_add(1, Ordering::Relaxed);
+        Some(ActiveGuard {
+            state: Arc::clone(self),
+        })
+    }
+}
+
+/// Counts one active connection/request on a server until dropped. `Send + Sync`.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    state: Arc<ServerState>,
+}
+
+impl ActiveGuard {
+    /// The server's live state.
+    pub fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.state.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A point-in-time copy of one member's counters, for the admin API and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStats {
+    pub active: u32,
+    pub picks: u64,
+    pub fails: u64,
+    /// Active health verdict.
+    pub healthy: bool,
+    /// Whether passive health keeps the server out right now.
+    pub failed: bool,
+}
+
+impl MemberStats {
+    pub(crate) fn of(state: &ServerState, now: Instant) -> MemberStats {
+        MemberStats {
+            active: state.active(),
+            picks: state.picks(),
+            fails: state.fails(),
+            healthy: state.is_healthy(),
+            failed: state.is_failed_at(now),
+        }
+    }
+}
+
+/// Process-wide live state, keyed by [`ServerId`]. Cheap to clone (an `Arc` inside).
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<ServerId, Arc<ServerState>>>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ServerId, Arc<ServerState>>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts
+        // and removals), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state for `id`, created on first use.
+    pub fn state(&self, id: &ServerId) -> Arc<ServerState> {
+        Arc::clone(self.map().entry(id.clone()).or_default())
+    }
+
+    /// The state for `id` if some pool has created it.
+    pub fn get(&self, id: &ServerId) -> Option<Arc<ServerState>> {
+        self.map().get(id).cloned()
+    }
+
+    /// Number of servers known.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    /// Forget servers that no pool and no in-flight connection references any more (call
+    /// after a reload has dropped the old snapshot).
+    pub fn prune(&self) {
+        self.map().retain(|_, state| Arc::strong_count(state) > 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(addr: &str) -> ServerId {
+        ServerId {
+            upstream: "up".into(),
+            addr: addr.into(),
+        }
+    }
+
+    #[test]
+    fn registry_returns_the_same_state_for_the_same_id() {
+        let reg = Registry::new();
+        let a = reg.state(&id("10.0.0.1:80"));
+        let b = reg.state(&id("10.0.0.1:80"));
+        let c = reg.state(&id("10.0.0.2:80"));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(reg.len(), 2);
+        drop((a, b));
+        reg.prune();
+        assert_eq!(reg.len(), 1, "only the still-referenced state remains");
+        assert!(reg.get(&id("10.0.0.2:80")).is_some());
+    }
+
+    #[test]
+    fn guard_counts_and_max_conns_limits() {
+        let s = Arc::new(ServerState::default());
+        let g1 = s.try_acquire(2).expect("first slot");
+        let g2 = s.try_acquire(2).expect("second slot");
+        assert!(s.try_acquire(2).is_none(), "third exceeds max_conns=2");
+        assert_eq!(s.active(), 2);
+        drop(g1);
+        let g3 = s.try_acquire(2).expect("slot freed");
+        drop((g2, g3));
+        assert_eq!(s.active(), 0);
+        assert_eq!(s.picks(), 3);
+    }
+
+    #[test]
+    fn set_healthy_marks_recovery_only_on_transition() {
+        let s = ServerState::default();
+        let t0 = Instant::now();
+        s.set_healthy_at(true, t0);
+        assert_eq!(s.recovered_at.load(Ordering::Relaxed), 0);
+        s.set_healthy_at(false, t0);
+        assert!(!s.is_healthy());
+        s.set_healthy_at(true, t0 + Duration::from_secs(1));
+        assert!(s.is_healthy());
+        assert_eq!(
+            s.recovered_at.load(Ordering::Relaxed),
+            ticks(t0 + Duration::from_secs(1))
+        );
+    }
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn types_are_send_and_sync() {
+        assert_send_sync::<ServerState>();
+        assert_send_sync::<ActiveGuard>();
+        assert_send_sync::<Registry>();
+    }
+}
