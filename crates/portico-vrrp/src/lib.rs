@@ -1,1 +1,16 @@
-//! Portico VRRP.
+//! Portico VRRP: virtual-IP failover compatible with keepalived.
+//!
+//! - [`packet`]: the advert codec (v3 per RFC 5798, v2 per RFC 3768 with simple-password
+//!   authentication as keepalived speaks it). Pure functions over bytes.
+//! - [`machine`]: the sans-IO state machine (Initialize, Backup, Master, Fault). Inputs carry
+//!   an explicit `now`; outputs are actions. Tested on a simulated network with a virtual clock.
+//!
+//! Data flow: the Linux driver (raw IP sockets, netlink, gratuitous ARP / unsolicited NA)
+//! receives packets, decodes them with [`packet::decode`], feeds them to a
+//! [`machine::Machine`], and carries out the returned [`machine::Action`]s.
+
+pub mod machine;
+pub mod packet;
+
+pub use machine::{Action, Effective, Input, Machine, Params, State, effective_priority};
+pub use packet::{Advert, Auth, DecodeError, decode, encode};
