@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Run every Portico test: install the third-party peers the system tests need (only what is
+# missing), then fmt, clippy and the whole workspace's tests. Works from any directory.
+#
+#   bash scripts/test.sh              # what CI runs (.ci/run, with CI=true)
+#   SKIP_INSTALL=1 bash scripts/test.sh   # do not install anything, only check and test
+#
+# Installs, when missing: Debian packages (nodejs npm python3-venv curl iproute2 keepalived
+# nginx haproxy wrk tcpdump jq openssl ca-certificates), node modules in tests/peers
+# (`npm ci`, from package-lock.json), and a Python venv at .peers/venv with
+# tests/peers/requirements.txt. Exports PORTICO_PEERS and PORTICO_VENV for the tests.
+# Under CI=true, a peer that cannot be installed is an error (tests would fail anyway).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+CI=${CI:-false}
+T_START=$(date +%s)
+TIMINGS=()
+STAGE=""
+STAGE_T0=0
+
+stage() { # stage NAME: start timing a stage
+  STAGE=$1
+  STAGE_T0=$(date +%s)
+  echo "==> $STAGE"
+}
+stage_done() {
+  local dt=$(($(date +%s) - STAGE_T0))
+  TIMINGS+=("$(printf '%-10s %4ss' "$STAGE" "$dt")")
+  echo "<== $STAGE: ${dt}s"
+}
+summary() {
+  local rc=$?
+  echo "---- timing"
+  for t in "${TIMINGS[@]}"; do echo "  $t"; done
+  [ -n "$STAGE" ] && [ $rc -ne 0 ] && echo "  (failed during: $STAGE)"
+  echo "  total      $(($(date +%s) - T_START))s"
+  [ $rc -eq 0 ] && echo "scripts/test.sh: all stages passed" || echo "scripts/test.sh: FAILED (exit $rc)"
+}
+trap summary EXIT
+
+missing_peer() { # missing_peer MSG: fail under CI, else warn (the tests will skip)
+  if [ "$CI" = true ]; then
+    echo "error: $1" >&2
+    exit 1
+  fi
+  echo "warning: $1 (system tests that need it will skip)" >&2
+}
+
+# ---------------------------------------------------------------------------- peers
+# Debian packages: "package:check" where check is a command name or a `test` expression.
+SYS_PYTHON=/usr/bin/python3
+APT_WANT=(
+  "nodejs:node" "npm:npm" "python3-venv:venv" "curl:curl" "iproute2:ip"
+  "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
+  "jq:jq" "openssl:openssl" "ca-certificates:cacerts"
+)
+have() { # have CHECK
+  case $1 in
+    venv) [ -x "$SYS_PYTHON" ] && "$SYS_PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
+    cacerts) [ -s /etc/ssl/certs/ca-certificates.crt ] ;;
+    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
+  esac
+}
+
+install_apt() {
+  local missing=() item
+  for item in "${APT_WANT[@]}"; do
+    have "${item#*:}" || missing+=("${item%%:*}")
+  done
+  # NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+  if [[ " ${missing[*]} " == *" npm "* ]] && have node &&
+    dpkg -s nodejs 2>/dev/null | grep -q '^Version:.*nodesource'; then
+    missing=("${missing[@]/npm/}")
+    missing_peer "npm missing beside NodeSource's nodejs (its own npm); not mixing in Debian's npm"
+  fi
+  local m=()
+  for item in "${missing[@]}"; do [ -n "$item" ] && m+=("$item"); done
+  missing=("${m[@]}")
+  [ ${#missing[@]} -eq 0 ] && { echo "apt: nothing missing"; return 0; }
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    missing_peer "missing Debian packages: ${missing[*]} (not root or no apt-get: cannot install)"
+    return 0
+  fi
+  echo "apt: installing ${missing[*]}"
+  # Do not let package scripts start system services (nginx on :80, keepalived...).
+  local policy=/usr/sbin/policy-rc.d made_policy=0
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy && made_policy=1
+  fi
+  local rc=0
+  {
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  } >.peers/apt.log 2>&1 || rc=$?
+  [ $made_policy = 1 ] && rm -f $policy
+  if [ $rc -ne 0 ]; then
+    tail -20 .peers/apt.log >&2
+    missing_peer "apt-get install ${missing[*]} failed (log: .peers/apt.log)"
+  fi
+}
+
+install_node_modules() {
+  local dir=tests/peers stamp=tests/peers/node_modules/.portico-lock-sha
+  if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    missing_peer "node/npm not available: cannot install ws and wscat"
+    return 0
+  fi
+  local want
+  want=$(sha256sum $dir/package-lock.json | cut -d' ' -f1)
+  if [ -f $stamp ] && [ "$(cat $stamp)" = "$want" ] && [ -x $dir/node_modules/.bin/wscat ]; then
+    echo "npm: node_modules up to date"
+    return 0
+  fi
+  echo "npm: npm ci in $dir"
+  if (cd $dir && npm ci --no-audit --no-fund --loglevel=error) >.peers/npm.log 2>&1; then
+    echo "$want" >$stamp
+  else
+    tail -20 .peers/npm.log >&2
+    missing_peer "npm ci in $dir failed (log: .peers/npm.log)"
+  fi
+}
+
+install_venv() {
+  local venv=.peers/venv req=tests/peers/requirements.txt
+  local stamp=$venv/.portico-req-sha want py=$SYS_PYTHON
+  [ -x "$py" ] || py=$(command -v python3 || true)
+  if [ -z "$py" ]; then
+    missing_peer "no python3: cannot make $venv"
+    return 0
+  fi
+  want=$(sha256sum $req | cut -d' ' -f1)
+  if [ -f $stamp ] && [ "$(cat $stamp)" = "$want" ] && "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+    echo "venv: $venv up to date"
+    return 0
+  fi
+  if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    rm -rf $venv
+    "$py" -m venv $venv >.peers/venv.log 2>&1 || {
+      cat .peers/venv.log >&2
+      missing_peer "python3 -m venv $venv failed"
+      return 0
+    }
+  fi
+  echo "venv: pip install -r $req"
+  if "$venv/bin/python" -m pip install -q --disable-pip-version-check -r $req >>.peers/venv.log 2>&1; then
+    echo "$want" >$stamp
+  else
+    tail -20 .peers/venv.log >&2
+    missing_peer "pip install -r $req failed (log: .peers/venv.log)"
+  fi
+}
+
+ensure_rust_components() {
+  local c
+  for c in fmt clippy; do
+    cargo $c --version >/dev/null 2>&1 && continue
+    local comp=$c
+    [ $c = fmt ] && comp=rustfmt
+    echo "rustup: adding $comp"
+    rustup component add $comp >/dev/null 2>&1 || {
+      echo "error: cargo $c unavailable and rustup could not add $comp" >&2
+      exit 1
+    }
+  done
+}
+
+mkdir -p .peers
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  stage install
+  install_apt
+  install_node_modules
+  install_venv
+  ensure_rust_components
+  stage_done
+fi
+
+export PORTICO_PEERS="$ROOT/tests/peers"
+export PORTICO_VENV="$ROOT/.peers/venv"
+export CI
+
+# ---------------------------------------------------------------------------- checks
+stage fmt
+cargo fmt --all -- --check
+stage_done
+
+stage clippy
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+stage_done
+
+stage test
+cargo test --workspace
+stage_done
