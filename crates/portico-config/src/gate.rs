@@ -1,0 +1,94 @@
+//! The "not supported yet" gate: keys of `SPEC.md` that later work implements.
+//!
+//! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
+//! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
+//! the parsers already read `tls`, `health` and `ws_ping` into the model. For the sections
+//! `acme`, `streams` and `cluster`, enabling also needs a section parser in `lib.rs`.
+
+/// Where a key appears. Also names the key set in "unknown key" messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Root,
+    Server,
+    Admin,
+    Upstream,
+    UpstreamTls,
+    Health,
+    ServerEntry,
+    SiteTls,
+    Headers,
+    Site,
+    Route,
+    Vrrp,
+    Track,
+}
+
+/// One key that is recognised but not supported yet.
+#[derive(Debug)]
+pub(crate) struct Gated {
+    pub scope: Scope,
+    pub key: &'static str,
+    /// What it will do, briefly.
+    pub hint: &'static str,
+}
+
+/// Delete an entry to enable that feature.
+pub(crate) const NOT_SUPPORTED: &[Gated] = &[
+    Gated {
+        scope: Scope::Upstream,
+        key: "tls",
+        hint: "it will make Portico talk TLS (https/wss) to the servers; for now use plain-text servers",
+    },
+    Gated {
+        scope: Scope::Upstream,
+        key: "health",
+        hint: "active health checks come later; passive health (`max_fails`, `fail_timeout`) works now",
+    },
+    Gated {
+        scope: Scope::Site,
+        key: "tls",
+        hint: "TLS termination (files or ACME) comes later; for now serve plain HTTP",
+    },
+    Gated {
+        scope: Scope::Site,
+        key: "http_redirect",
+        hint: "it goes with `tls`: an HTTP side answering 301 to https",
+    },
+    Gated {
+        scope: Scope::Site,
+        key: "http_listen",
+        hint: "it goes with `tls`: where the plain-HTTP redirect side listens",
+    },
+    Gated {
+        scope: Scope::Site,
+        key: "hsts",
+        hint: "it goes with `tls`: the Strict-Transport-Security header",
+    },
+    Gated {
+        scope: Scope::Route,
+        key: "ws_ping",
+        hint: "WebSocket keep-alive pings come later; `read_timeout` bounds an idle WebSocket now",
+    },
+    Gated {
+        scope: Scope::Root,
+        key: "acme",
+        hint: "automatic certificates (ACME) come later",
+    },
+    Gated {
+        scope: Scope::Root,
+        key: "streams",
+        hint: "TCP (L4) services come later",
+    },
+    Gated {
+        scope: Scope::Root,
+        key: "cluster",
+        hint: "shared state in etcd comes later",
+    },
+];
+
+/// The gate entry for `key` in `scope`, if the key is not supported yet.
+pub(crate) fn gated(scope: Scope, key: &str) -> Option<&'static Gated> {
+    NOT_SUPPORTED
+        .iter()
+        .find(|g| g.scope == scope && g.key == key)
+}

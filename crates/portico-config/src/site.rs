@@ -1,0 +1,208 @@
+//! `[[sites]]`: listeners, host names, (parsed, gated for now) TLS, and the routes.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use toml::de::DeValue;
+
+use crate::gate::Scope;
+use crate::model::{HostPattern, Site, SiteTls};
+use crate::route::route;
+use crate::walk::{Ctx, Span, Table, Value};
+
+const SITE_KEYS: &[&str] = &[
+    "listen",
+    "hosts",
+    "tls",
+    "http_redirect",
+    "http_listen",
+    "hsts",
+    "routes",
+];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+
+/// Where each site's pieces are, for cross-checks after the walk.
+#[derive(Debug, Default)]
+pub(crate) struct SiteSpans {
+    /// Span of the site's table (its `[[sites]]` header).
+    pub header: Span,
+    /// Span of each host pattern (the site header when `hosts` is absent).
+    pub hosts: Vec<Span>,
+}
+
+pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Site, SiteSpans)> {
+    let DeValue::Table(t) = v.get_ref() else {
+        ctx.wrong_type("sites", v, "an array of tables", "[[sites]]");
+        return None;
+    };
+    let what = format!("site #{}", index + 1);
+    let header = v.span();
+    ctx.check_keys(t, Scope::Site, &format!("[[sites]] ({what})"), SITE_KEYS);
+    let listen = match ctx.listen_list(t, "listen") {
+        Some((addrs, span)) => {
+            if matches!(t.get("listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
+            {
+                ctx.err(
+                    &span,
+                    format!("{what} has an empty `listen` list"),
+                    Some(listen_hint()),
+                );
+            }
+            addrs
+        }
+        None => {
+            if !t.contains_key("listen") {
+                ctx.err(
+                    &header,
+                    format!("{what} has no `listen`"),
+                    Some(listen_hint()),
+                );
+            }
+            Vec::new()
+        }
+    };
+    let mut spans = SiteSpans {
+        header: header.clone(),
+        ..SiteSpans::default()
+    };
+    let hosts = match ctx.str_list(t, "hosts") {
+        None => {
+            spans.hosts.push(header.clone());
+            vec![HostPattern::Any]
+        }
+        Some((items, span)) => {
+            if items.is_empty() {
+                ctx.err(
+                    &span,
+                    format!("{what} has an empty `hosts` list"),
+                    Some("leave `hosts` out to answer every name (\"*\")".into()),
+                );
+            }
+            let mut out = Vec::new();
+            for (h, hspan) in items {
+                match parse_host(&h) {
+                    Ok(p) => {
+                        out.push(p);
+                        spans.hosts.push(hspan);
+                    }
+                    Err(msg) => ctx.err(
+                        &hspan,
+                        format!("bad host `{h}`: {msg}"),
+                        Some("write a name (\"example.com\"), a wildcard (\"*.example.com\") or \"*\"".into()),
+                    ),
+                }
+            }
+            out
+        }
+    };
+    let tls = site_tls(ctx, t);
+    let http_redirect = ctx.bool(t, "http_redirect", tls.is_some());
+    let http_listen = ctx
+        .listen_list(t, "http_listen")
+        .map(|(a, _)| a)
+        .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
+    let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    let routes = match t.get("routes") {
+        None => {
+            ctx.err(
+                &header,
+                format!("{what} has no routes"),
+                Some(
+                    "add a [[sites.routes]] table, e.g. path = \"/\" and proxy = \"UPSTREAM\""
+                        .into(),
+                ),
+            );
+            Vec::new()
+        }
+        Some(rv) => match rv.get_ref() {
+            DeValue::Array(items) => {
+                if items.is_empty() {
+                    ctx.err(&rv.span(), format!("{what} has no routes"), None);
+                }
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(r) = route(ctx, i, item, &what) {
+                        out.push(r);
+                    }
+                }
+                out
+            }
+            _ => {
+                ctx.wrong_type("routes", rv, "an array of tables", "[[sites.routes]]");
+                Vec::new()
+            }
+        },
+    };
+    let site = Site {
+        index,
+        listen,
+        hosts,
+        tls,
+        http_redirect,
+        http_listen,
+        hsts,
+        routes,
+    };
+    Some((site, spans))
+}
+
+fn listen_hint() -> String {
+    "add listen = [\"0.0.0.0:80\"] (an IP address and a port)".into()
+}
+
+fn site_tls(ctx: &mut Ctx<'_>, t: &Table<'_>) -> Option<SiteTls> {
+    let v = t.get("tls")?;
+    match v.get_ref() {
+        DeValue::String(s) if s == "acme" => Some(SiteTls::Acme),
+        DeValue::Table(tt) => {
+            ctx.check_keys(tt, Scope::SiteTls, "a site's `tls`", TLS_KEYS);
+            let cert = ctx.path(tt, "cert");
+            let key = ctx.path(tt, "key");
+            match (cert, key) {
+                (Some(cert), Some(key)) => Some(SiteTls::Files { cert, key }),
+                _ => {
+                    ctx.err(
+                        &v.span(),
+                        "`tls` needs both `cert` and `key`",
+                        Some("tls = { cert = \"fullchain.pem\", key = \"key.pem\" }".into()),
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            ctx.err(
+                &v.span(),
+                "`tls` must be \"acme\" or { cert = \"...\", key = \"...\" }",
+                Some("tls = \"acme\" gets certificates automatically".into()),
+            );
+            None
+        }
+    }
+}
+
+/// `"*"`, `"*.example.com"` or an exact name; lower-cased, without a port.
+pub(crate) fn parse_host(h: &str) -> Result<HostPattern, String> {
+    if h == "*" {
+        return Ok(HostPattern::Any);
+    }
+    let lower = h.to_ascii_lowercase();
+    let (name, wildcard) = match lower.strip_prefix("*.") {
+        Some(rest) => (rest, true),
+        None => (lower.as_str(), false),
+    };
+    if name.is_empty() {
+        return Err("empty name".into());
+    }
+    if name.contains(':') && !(name.starts_with('[') && name.ends_with(']')) {
+        return Err("a host pattern has no port (the site's `listen` decides the port)".into());
+    }
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b);
+    if !name.bytes().all(ok_char) {
+        return Err("only letters, digits, `-`, `.` and a leading `*.` are allowed".into());
+    }
+    if wildcard {
+        Ok(HostPattern::Suffix(format!(".{name}")))
+    } else {
+        Ok(HostPattern::Exact(name.to_string()))
+    }
+}

@@ -1,0 +1,400 @@
+//! `[upstreams.NAME]`: servers, balancing, timeouts, passive health, and (parsed, gated for
+//! now) `tls` and `health`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use crate::gate::Scope;
+use crate::model::{
+    Balance, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream, UpstreamTls,
+};
+use crate::walk::{Ctx, Span, Table, Value};
+
+const UPSTREAM_KEYS: &[&str] = &[
+    "servers",
+    "balance",
+    "hash_key",
+    "sticky_cookie",
+    "connect_timeout",
+    "read_timeout",
+    "send_timeout",
+    "keepalive",
+    "max_fails",
+    "fail_timeout",
+    "retries",
+    "slow_start",
+    "tls",
+    "health",
+];
+const SERVER_KEYS: &[&str] = &["addr", "weight", "backup", "down", "max_conns"];
+const TLS_KEYS: &[&str] = &[
+    "server_name",
+    "verify",
+    "ca_file",
+    "client_cert",
+    "client_key",
+];
+const HEALTH_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "host",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "expect_status",
+    "expect_body",
+];
+
+/// One upstream; `span` is where its table starts (for "missing key" messages).
+pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Table<'_>) -> Upstream {
+    let what = format!("[upstreams.{name}]");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    {
+        ctx.err(
+            name_span,
+            format!(
+                "upstream name `{name}` has characters other than letters, digits, `_`, `-`, `.`"
+            ),
+            Some(
+                "the name appears in admin API paths and metrics; rename it, e.g. `app_pool`"
+                    .into(),
+            ),
+        );
+    }
+    ctx.check_keys(t, Scope::Upstream, &what, UPSTREAM_KEYS);
+    let servers = servers(ctx, t, &what, name_span);
+    let balance = ctx.choice(
+        t,
+        "balance",
+        &[
+            ("round_robin", Balance::RoundRobin),
+            ("least_conn", Balance::LeastConn),
+            ("random_two", Balance::RandomTwo),
+            ("ip_hash", Balance::IpHash),
+            ("hash", Balance::Hash),
+        ],
+        Balance::RoundRobin,
+    );
+    let hash_key = match ctx.str(t, "hash_key") {
+        None => HashKey::ClientIp,
+        Some((s, span)) => parse_hash_key(s).unwrap_or_else(|msg| {
+            ctx.err(
+                &span,
+                format!("bad `hash_key` `{s}`: {msg}"),
+                Some("allowed: `client_ip`, `uri`, `path`, `header:NAME`, `cookie:NAME`, `query:NAME`".into()),
+            );
+            HashKey::ClientIp
+        }),
+    };
+    let sticky_cookie = ctx.str(t, "sticky_cookie").and_then(|(s, span)| {
+        if is_token(s) {
+            Some(s.to_string())
+        } else {
+            ctx.err(
+                &span,
+                format!("`sticky_cookie` `{s}` is not a valid cookie name"),
+                Some("use letters, digits and `-_.`, e.g. \"portico_srv\"".into()),
+            );
+            None
+        }
+    });
+    let tls = ctx
+        .table(t, "tls")
+        .map(|(tt, _)| upstream_tls(ctx, tt, &what));
+    let health = ctx.table(t, "health").map(|(ht, _)| health(ctx, ht, &what));
+    Upstream {
+        name: name.to_string(),
+        servers,
+        balance,
+        hash_key,
+        sticky_cookie,
+        connect_timeout: ctx.duration(t, "connect_timeout", Duration::from_secs(5)),
+        read_timeout: ctx.duration(t, "read_timeout", Duration::from_secs(60)),
+        send_timeout: ctx.duration(t, "send_timeout", Duration::from_secs(60)),
+        keepalive: ctx.int(t, "keepalive", 32, 0, 1 << 20) as usize,
+        max_fails: ctx.int(t, "max_fails", 1, 0, i64::from(u32::MAX)) as u32,
+        fail_timeout: ctx.duration(t, "fail_timeout", Duration::from_secs(10)),
+        retries: ctx.int(t, "retries", 1, 0, 1000) as u32,
+        slow_start: ctx.duration(t, "slow_start", Duration::ZERO),
+        tls,
+        health,
+    }
+}
+
+fn servers(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str, name_span: &Span) -> Vec<ServerSpec> {
+    let Some(v) = t.get("servers") else {
+        ctx.err(
+            name_span,
+            format!("{what} has no `servers`"),
+            Some("add servers = [\"127.0.0.1:8080\"]".into()),
+        );
+        return Vec::new();
+    };
+    let DeValue::Array(items) = v.get_ref() else {
+        ctx.wrong_type("servers", v, "a list", "[\"127.0.0.1:8080\"]");
+        return Vec::new();
+    };
+    if items.is_empty() {
+        ctx.err(
+            &v.span(),
+            format!("{what} has an empty `servers` list"),
+            Some("list at least one server, e.g. servers = [\"127.0.0.1:8080\"]".into()),
+        );
+    }
+    let mut out: Vec<ServerSpec> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for item in items.iter() {
+        let Some(spec) = server_entry(ctx, item, what) else {
+            continue;
+        };
+        if !seen.insert(spec.addr.clone()) {
+            ctx.err(
+                &item.span(),
+                format!("server `{}` is listed twice in {what}", spec.addr),
+                Some("use `weight` to give a server a larger share".into()),
+            );
+            continue;
+        }
+        out.push(spec);
+    }
+    out
+}
+
+fn server_entry(ctx: &mut Ctx<'_>, item: &Value<'_>, what: &str) -> Option<ServerSpec> {
+    let (addr_text, addr_span, table) = match item.get_ref() {
+        DeValue::String(s) => (s.to_string(), item.span(), None),
+        DeValue::Table(st) => {
+            ctx.check_keys(
+                st,
+                Scope::ServerEntry,
+                &format!("a server of {what}"),
+                SERVER_KEYS,
+            );
+            let Some((s, span)) = ctx.str(st, "addr") else {
+                if !st.contains_key("addr") {
+                    ctx.err(
+                        &item.span(),
+                        "server entry has no `addr`",
+                        Some("write { addr = \"127.0.0.1:8080\", weight = 2 }".into()),
+                    );
+                }
+                return None;
+            };
+            (s.to_string(), span, Some(st))
+        }
+        _ => {
+            ctx.wrong_type(
+                "servers",
+                item,
+                "a list of \"host:port\" strings or tables",
+                "[\"127.0.0.1:8080\"]",
+            );
+            return None;
+        }
+    };
+    let addr = match parse_server_addr(&addr_text) {
+        Ok(a) => a,
+        Err((msg, hint)) => {
+            ctx.err(
+                &addr_span,
+                format!("bad server address `{addr_text}`: {msg}"),
+                Some(hint),
+            );
+            return None;
+        }
+    };
+    let mut spec = ServerSpec {
+        addr,
+        weight: 1,
+        backup: false,
+        down: false,
+        max_conns: 0,
+    };
+    if let Some(st) = table {
+        spec.weight = ctx.int(st, "weight", 1, 1, 1_000_000) as u32;
+        spec.backup = ctx.bool(st, "backup", false);
+        spec.down = ctx.bool(st, "down", false);
+        spec.max_conns = ctx.int(st, "max_conns", 0, 0, i64::from(u32::MAX)) as u32;
+    }
+    Some(spec)
+}
+
+/// `host:port` with an optional bracketed IPv6 host.
+pub(crate) fn parse_server_addr(s: &str) -> Result<ServerAddr, (String, String)> {
+    let example =
+        "write \"host:port\", e.g. \"127.0.0.1:8080\", \"backend.local:80\" or \"[::1]:8080\"";
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(("no port".into(), example.into()));
+    };
+    let host = if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return Err(("unclosed `[`".into(), example.into()));
+        };
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err((format!("`{inner}` is not an IPv6 address"), example.into()));
+        }
+        inner
+    } else if host.contains(':') {
+        return Err((
+            "IPv6 addresses need brackets".into(),
+            format!("write \"[{host}]:{port}\""),
+        ));
+    } else {
+        let valid = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !valid {
+            return Err((
+                format!("`{host}` is not a host name or IP address"),
+                example.into(),
+            ));
+        }
+        host
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(ServerAddr {
+            host: host.to_ascii_lowercase(),
+            port: p,
+        }),
+        _ => Err((format!("`{port}` is not a port (1-65535)"), example.into())),
+    }
+}
+
+pub(crate) fn parse_hash_key(s: &str) -> Result<HashKey, String> {
+    match s {
+        "client_ip" => return Ok(HashKey::ClientIp),
+        "uri" => return Ok(HashKey::Uri),
+        "path" => return Ok(HashKey::Path),
+        _ => {}
+    }
+    let Some((kind, name)) = s.split_once(':') else {
+        return Err("unknown key kind".into());
+    };
+    if !is_token(name) {
+        return Err(format!("`{name}` is not a valid name"));
+    }
+    match kind {
+        "header" => Ok(HashKey::Header(name.to_ascii_lowercase())),
+        "cookie" => Ok(HashKey::Cookie(name.to_string())),
+        "query" => Ok(HashKey::Query(name.to_string())),
+        other => Err(format!("unknown key kind `{other}`")),
+    }
+}
+
+/// An RFC 7230 token (header names, cookie names).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn upstream_tls(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> UpstreamTls {
+    ctx.check_keys(
+        t,
+        Scope::UpstreamTls,
+        &format!("the `tls` of {what}"),
+        TLS_KEYS,
+    );
+    let tls = UpstreamTls {
+        server_name: ctx.str(t, "server_name").map(|(s, _)| s.to_string()),
+        verify: ctx.bool(t, "verify", true),
+        ca_file: ctx.path(t, "ca_file"),
+        client_cert: ctx.path(t, "client_cert"),
+        client_key: ctx.path(t, "client_key"),
+    };
+    if tls.client_cert.is_some() != tls.client_key.is_some() {
+        let key = if tls.client_cert.is_some() {
+            "client_cert"
+        } else {
+            "client_key"
+        };
+        if let Some(v) = t.get(key) {
+            ctx.err(
+                &v.span(),
+                "`client_cert` and `client_key` go together",
+                Some("set both, or neither".into()),
+            );
+        }
+    }
+    tls
+}
+
+fn health(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> HealthCheck {
+    ctx.check_keys(
+        t,
+        Scope::Health,
+        &format!("the `health` of {what}"),
+        HEALTH_KEYS,
+    );
+    let kind = ctx.choice(
+        t,
+        "type",
+        &[
+            ("http", HealthKind::Http),
+            ("tcp", HealthKind::Tcp),
+            ("websocket", HealthKind::WebSocket),
+        ],
+        HealthKind::Http,
+    );
+    let expect_status = match ctx.str(t, "expect_status") {
+        None => vec![(200, 399)],
+        Some((s, span)) => parse_status_ranges(s).unwrap_or_else(|msg| {
+            ctx.err(
+                &span,
+                format!("bad `expect_status` `{s}`: {msg}"),
+                Some("write ranges of status codes, e.g. \"200-399\" or \"200,204\"".into()),
+            );
+            vec![(200, 399)]
+        }),
+    };
+    let path = match ctx.str(t, "path") {
+        None => "/".to_string(),
+        Some((p, span)) => {
+            if !p.starts_with('/') {
+                ctx.err(
+                    &span,
+                    format!("health `path` `{p}` must start with `/`"),
+                    None,
+                );
+            }
+            p.to_string()
+        }
+    };
+    HealthCheck {
+        kind,
+        path,
+        host: ctx.str(t, "host").map(|(s, _)| s.to_string()),
+        interval: ctx.duration(t, "interval", Duration::from_secs(2)),
+        timeout: ctx.duration(t, "timeout", Duration::from_secs(1)),
+        rise: ctx.int(t, "rise", 2, 1, 1000) as u32,
+        fall: ctx.int(t, "fall", 3, 1, 1000) as u32,
+        expect_status,
+        expect_body: ctx.str(t, "expect_body").map(|(s, _)| s.to_string()),
+    }
+}
+
+/// `"200-399"`, `"200"`, `"200,204,300-399"`.
+pub(crate) fn parse_status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let parse = |x: &str| match x.trim().parse::<u16>() {
+            Ok(n) if (100..=599).contains(&n) => Ok(n),
+            _ => Err(format!("`{x}` is not a status code 100-599")),
+        };
+        let (lo, hi) = (parse(lo)?, parse(hi)?);
+        if lo > hi {
+            return Err(format!("range `{part}` is backwards"));
+        }
+        out.push((lo, hi));
+    }
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! Checks across sections, run after the walk: names that must exist, things that must be
+//! unique. Each duplicate names both places.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::model::{Config, HostPattern};
+use crate::site::SiteSpans;
+use crate::vrrp::VrrpSpans;
+use crate::walk::{Ctx, Span, list, suggest};
+
+pub(crate) fn cross_check(
+    ctx: &mut Ctx<'_>,
+    config: &Config,
+    sites: &[SiteSpans],
+    vrrp: &[VrrpSpans],
+) {
+    let names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
+    let refs = std::mem::take(&mut ctx.upstream_refs);
+    for (name, span) in &refs {
+        if !config.upstreams.contains_key(name) {
+            unknown_upstream(ctx, name, span, &names);
+        }
+    }
+    duplicate_sites(ctx, config, sites);
+    duplicate_vrrp(ctx, config, vrrp);
+    if let Some(admin) = config.admin.listen
+        && config.sites.iter().any(|s| s.listen.contains(&admin))
+        && let Some(first) = config.sites.iter().position(|s| s.listen.contains(&admin))
+        && let Some(spans) = sites.get(first)
+    {
+        ctx.err(
+            &spans.header,
+            format!(
+                "site #{} listens on {admin}, which is the admin API's address",
+                first + 1
+            ),
+            Some("move the site, or set [admin] listen to another port (or \"off\")".into()),
+        );
+    }
+}
+
+fn unknown_upstream(ctx: &mut Ctx<'_>, name: &str, span: &Span, names: &[&str]) {
+    let hint = if names.is_empty() {
+        format!("define it: [upstreams.{name}] with servers = [\"127.0.0.1:8080\"]")
+    } else if let Some(close) = suggest(name, names.iter().copied()) {
+        format!("did you mean `{close}`?")
+    } else {
+        format!("defined upstreams: {}", list(names))
+    };
+    ctx.err(span, format!("unknown upstream `{name}`"), Some(hint));
+}
+
+fn duplicate_sites(ctx: &mut Ctx<'_>, config: &Config, spans: &[SiteSpans]) {
+    let mut seen: HashMap<(SocketAddr, &HostPattern), usize> = HashMap::new();
+    for (site, sp) in config.sites.iter().zip(spans) {
+        for addr in &site.listen {
+            for (host, host_span) in site.hosts.iter().zip(&sp.hosts) {
+                let Some(first) = seen.get(&(*addr, host)).copied() else {
+                    seen.insert((*addr, host), site.index);
+                    continue;
+                };
+                if first == site.index {
+                    ctx.err(
+                        host_span,
+                        format!(
+                            "host {} is listed twice in site #{}",
+                            show(host),
+                            site.index + 1
+                        ),
+                        None,
+                    );
+                    continue;
+                }
+                let first_span = spans
+                    .iter()
+                    .zip(&config.sites)
+                    .find(|(_, s)| s.index == first)
+                    .and_then(|(sp, s)| {
+                        s.hosts
+                            .iter()
+                            .position(|h| h == host)
+                            .and_then(|i| sp.hosts.get(i))
+                    })
+                    .map_or(0, |s| s.start);
+                let at = ctx.location(first_span);
+                ctx.err(
+                    host_span,
+                    format!(
+                        "site #{} repeats host {} on {addr}, already served by site #{} at {at}",
+                        site.index + 1,
+                        show(host),
+                        first + 1
+                    ),
+                    Some(
+                        "merge the routes into one site, or change its `hosts` or `listen`".into(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn show(h: &HostPattern) -> String {
+    match h {
+        HostPattern::Any => "`*`".into(),
+        HostPattern::Exact(n) => format!("`{n}`"),
+        HostPattern::Suffix(s) => format!("`*{s}`"),
+    }
+}
+
+fn duplicate_vrrp(ctx: &mut Ctx<'_>, config: &Config, spans: &[VrrpSpans]) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut groups: HashMap<(&str, u8), usize> = HashMap::new();
+    for (i, (inst, sp)) in config.vrrp.iter().zip(spans).enumerate() {
+        if let Some(&first) = names.get(inst.name.as_str()) {
+            let at = spans.get(first).map_or(0, |s| s.name.start);
+            let at = ctx.location(at);
+            ctx.err(
+                &sp.name,
+                format!("vrrp instance name `{}` is already used at {at}", inst.name),
+                Some("give each [[vrrp]] its own name".into()),
+            );
+        } else {
+            names.insert(&inst.name, i);
+        }
+        let key = (inst.interface.as_str(), inst.vrid);
+        if let Some(&first) = groups.get(&key) {
+            let at = spans.get(first).map_or(0, |s| s.vrid.start);
+            let at = ctx.location(at);
+            ctx.err(
+                &sp.vrid,
+                format!(
+                    "vrid {} on `{}` is already used at {at}",
+                    inst.vrid, inst.interface
+                ),
+                Some("each instance on an interface needs its own vrid".into()),
+            );
+        } else {
+            groups.insert(key, i);
+        }
+    }
+}
