@@ -111,3 +111,6 @@ pub enum PickError {
     #[error("no usable server in upstream {0}")]
     NoServer(String),
 }
+
+#[cfg(test)]
+mod pool_tests;

@@ -11,9 +11,6 @@ use crate::health::Passive;
 use crate::state::MemberStats;
 use crate::{Member, PickError, PickKey, Picked, Registry, ServerId};
 
-/// Attempts to acquire a slot when racing pickers fill a `max_conns` server meanwhile.
-const ACQUIRE_ATTEMPTS: usize = 4;
-
 /// One upstream pool.
 #[derive(Debug)]
 pub struct Pool {
@@ -132,14 +129,24 @@ impl Pool {
         tried: &[usize],
         now: Instant,
     ) -> Result<Picked, PickError> {
-        for _ in 0..ACQUIRE_ATTEMPTS {
-            let Some(index) = self.choose(key, tried, now) else {
-                break;
+        // A member found full by `try_acquire` (a racing pick took its last slot) is skipped
+        // like a tried one; each round skips one more member, so this ends.
+        let mut skipped: Vec<usize> = Vec::new();
+        loop {
+            let index = if skipped.is_empty() {
+                self.choose(key, tried, now)
+            } else {
+                self.choose(key, &skipped, now)
             };
+            let Some(index) = index else { break };
             let m = &self.members[index];
             if let Some(guard) = m.state.try_acquire(m.spec.max_conns) {
                 return Ok(Picked { index, guard });
             }
+            if skipped.is_empty() {
+                skipped.extend_from_slice(tried);
+            }
+            skipped.push(index);
         }
         Err(PickError::NoServer(self.name.clone()))
     }
