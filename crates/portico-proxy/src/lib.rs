@@ -1,2 +1,4 @@
 //! Portico data plane.
+pub mod access_log;
+pub mod actions;
 pub mod body;
