@@ -13,7 +13,9 @@
 //! - The proxy reports outcomes with [`Pool::report_success`] / [`Pool::report_failure`]
 //!   (passive health, nginx `max_fails` / `fail_timeout` semantics).
 //! - Active health checks (a later work item) call [`ServerState::set_healthy`];
-//!   VRRP upstream tracking asks [`Pool::any_usable`].
+//!   VRRP upstream tracking asks [`Pool::any_usable`]; the admin API reads
+//!   [`Pool::member_stats`] and sets [`ServerState::set_admin_state`] (drain / disable /
+//!   enable); sticky cookies and stream persistence use [`Pool::pick_member`].
 //!
 //! # State model
 //!
@@ -27,8 +29,8 @@
 //!
 //! # Which servers a pick may use
 //!
-//! A member is usable when it is not `down`, active health says healthy, it is not in the
-//! request's `tried` list, it is below `max_conns` (0 = unlimited), and passive health has
+//! A member is usable when it is not `down`, active health says healthy, the operator has
+//! not drained or disabled it ([`AdminState`]), it is not in the request's `tried` list, it is below `max_conns` (0 = unlimited), and passive health has
 //! not taken it out. Primary members are tried first; backup members only when no primary
 //! is usable. When nothing is usable and passive health is the reason (all servers failed),
 //! the pick runs again ignoring passive health, as nginx does: a pool never refuses traffic
@@ -63,7 +65,7 @@ use std::sync::Arc;
 use portico_config::ServerSpec;
 
 pub use pool::Pool;
-pub use state::{ActiveGuard, MemberStats, Registry, ServerState};
+pub use state::{ActiveGuard, AdminState, MemberStats, Registry, ServerState};
 
 /// Stable identity of a server across reloads: upstream name + address as written.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,5 +114,7 @@ pub enum PickError {
     NoServer(String),
 }
 
+#[cfg(test)]
+mod control_tests;
 #[cfg(test)]
 mod pool_tests;

@@ -1,6 +1,5 @@
 //! [`Pool`]: one upstream's members, tiers and algorithm; picking and outcome reports.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use portico_config::{Balance, Upstream};
 use crate::algo::{self, Counters, Ctx, Tier};
 use crate::health::Passive;
 use crate::state::MemberStats;
-use crate::{Member, PickError, PickKey, Picked, Registry, ServerId};
+use crate::{AdminState, Member, PickError, PickKey, Picked, Registry, ServerId};
 
 /// One upstream pool.
 #[derive(Debug)]
@@ -102,13 +101,36 @@ impl Pool {
             .map(|m| MemberStats::of(&m.state, now))
     }
 
-    /// Whether some server (primary or backup) is neither `down` nor failed by active health.
-    /// Passive-health ejections and `max_conns` are not considered: they are transient, and
-    /// a pool whose servers all failed passively still tries them (see [`Pool::pick`]).
+    /// Whether some server (primary or backup) is not `down`, not failed by active health
+    /// and enabled by the operator. Passive-health ejections and `max_conns` are not
+    /// considered: they are transient, and a pool whose servers all failed passively still
+    /// tries them (see [`Pool::pick`]).
     pub fn any_usable(&self) -> bool {
-        self.members
-            .iter()
-            .any(|m| !m.spec.down && m.state.is_healthy())
+        self.members.iter().any(|m| {
+            !m.spec.down && m.state.is_healthy() && m.state.admin_state() == AdminState::Enabled
+        })
+    }
+
+    /// Take member `index` itself (sticky cookie, stream persistence) if it can serve: not
+    /// `down`, healthy, not failed by passive health, below `max_conns`, and not disabled
+    /// (a draining server still serves the clients pinned to it). `None` otherwise: the
+    /// caller then falls back to [`Pool::pick`].
+    pub fn pick_member(&self, index: usize) -> Option<Picked> {
+        self.pick_member_at(index, Instant::now())
+    }
+
+    /// [`Pool::pick_member`] with an explicit clock.
+    pub fn pick_member_at(&self, index: usize, now: Instant) -> Option<Picked> {
+        let m = self.members.get(index)?;
+        let ok = !m.spec.down
+            && m.state.is_healthy()
+            && m.state.admin_state() != AdminState::Disabled
+            && !m.state.is_failed_at(now);
+        if !ok {
+            return None;
+        }
+        let guard = m.state.try_acquire(m.spec.max_conns)?;
+        Some(Picked { index, guard })
     }
 
     /// Choose a server, skipping the indexes in `tried` (earlier attempts of this request),
@@ -185,7 +207,10 @@ impl Pool {
             Balance::Hash => {
                 let h = match key.hash {
                     Some(bytes) => algo::hash::fnv1a(bytes),
-                    None => algo::hash::fnv1a(&ip_bytes(key.client_ip)),
+                    None => {
+                        let (buf, len) = algo::ip_octets(key.client_ip);
+                        algo::hash::fnv1a(&buf[..len])
+                    }
                 };
                 algo::hash::choose(tier, ctx, h, &self.server_hash)
             }
@@ -210,13 +235,5 @@ impl Pool {
         if let Some(m) = self.members.get(index) {
             m.state.record_failure(self.passive, now);
         }
-    }
-}
-
-/// The client address bytes used as a hash key (IPv4-mapped IPv6 as IPv4).
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }

@@ -9,7 +9,7 @@
 //! can mean "never". Callers pass [`Instant`]s (the `_at` variants take a virtual clock).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,37 @@ pub(crate) fn span(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Operator control of one server (admin API `enable` / `drain` / `disable`); kept across
+/// reloads like the rest of the live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminState {
+    /// Normal operation.
+    #[default]
+    Enabled,
+    /// No new picks; [`crate::Pool::pick_member`] (sticky / persistent clients) still works.
+    Draining,
+    /// No picks at all.
+    Disabled,
+}
+
+impl AdminState {
+    fn to_u8(self) -> u8 {
+        match self {
+            AdminState::Enabled => 0,
+            AdminState::Draining => 1,
+            AdminState::Disabled => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> AdminState {
+        match v {
+            1 => AdminState::Draining,
+            2 => AdminState::Disabled,
+            _ => AdminState::Enabled,
+        }
+    }
+}
+
 /// Live counters and health of one server; shared by every snapshot that has the server.
 #[derive(Debug)]
 pub struct ServerState {
@@ -54,6 +85,8 @@ pub struct ServerState {
     pub(crate) recovered_at: AtomicU64,
     /// Verdict of active health checks (true until a checker says otherwise).
     pub(crate) active_health: AtomicBool,
+    /// [`AdminState`] as a byte.
+    pub(crate) admin: AtomicU8,
 }
 
 impl Default for ServerState {
@@ -69,6 +102,7 @@ impl Default for ServerState {
             down_until: AtomicU64::new(0),
             recovered_at: AtomicU64::new(0),
             active_health: AtomicBool::new(true),
+            admin: AtomicU8::new(0),
         }
     }
 }
@@ -109,6 +143,25 @@ impl ServerState {
     pub fn set_healthy_at(&self, healthy: bool, now: Instant) {
         let was = self.active_health.swap(healthy, Ordering::AcqRel);
         if healthy && !was {
+            self.recovered_at.store(ticks(now), Ordering::Release);
+        }
+    }
+
+    /// The operator's setting for this server.
+    pub fn admin_state(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    /// Change the operator's setting. Enabling a drained or disabled server starts the
+    /// slow-start ramp (if the upstream has one).
+    pub fn set_admin_state(&self, state: AdminState) {
+        self.set_admin_state_at(state, Instant::now());
+    }
+
+    /// [`ServerState::set_admin_state`] with an explicit clock.
+    pub fn set_admin_state_at(&self, state: AdminState, now: Instant) {
+        let was = AdminState::from_u8(self.admin.swap(state.to_u8(), Ordering::AcqRel));
+        if state == AdminState::Enabled && was != AdminState::Enabled {
             self.recovered_at.store(ticks(now), Ordering::Release);
         }
     }
@@ -172,6 +225,7 @@ pub struct MemberStats {
     pub healthy: bool,
     /// Whether passive health keeps the server out right now.
     pub failed: bool,
+    pub admin: AdminState,
 }
 
 impl MemberStats {
@@ -182,6 +236,7 @@ impl MemberStats {
             fails: state.fails(),
             healthy: state.is_healthy(),
             failed: state.is_failed_at(now),
+            admin: state.admin_state(),
         }
     }
 }
@@ -284,6 +339,26 @@ mod tests {
             ticks(t0 + Duration::from_secs(1))
         );
     }
+
+    #[test]
+    fn admin_state_round_trips_and_enabling_starts_recovery() {
+        let s = ServerState::default();
+        let t0 = Instant::now();
+        assert_eq!(s.admin_state(), AdminState::Enabled);
+        s.set_admin_state_at(AdminState::Enabled, t0);
+        assert_eq!(s.recovered_at.load(Ordering::Relaxed), 0, "no transition");
+        for state in [
+            AdminState::Draining,
+            AdminState::Disabled,
+            AdminState::Enabled,
+        ] {
+            s.set_admin_state_at(state, t0 + SEC);
+            assert_eq!(s.admin_state(), state);
+        }
+        assert_eq!(s.recovered_at.load(Ordering::Relaxed), ticks(t0 + SEC));
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
 
     fn assert_send_sync<T: Send + Sync>() {}
 

@@ -9,40 +9,34 @@
 
 use std::net::IpAddr;
 
-use super::{Ctx, Tier};
+use super::{Ctx, Tier, ip_octets};
 
 /// Tries before falling back to round robin (nginx's constant).
 const MAX_TRIES: usize = 20;
 
-/// The bytes that identify a client for `ip_hash`.
-pub(crate) fn client_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.octets()[..3].to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+/// The bytes that identify a client for `ip_hash`: the /24 of IPv4, all of IPv6.
+pub(crate) fn client_bytes(ip: IpAddr) -> ([u8; 16], usize) {
+    match ip_octets(ip) {
+        (buf, 4) => (buf, 3),
+        other => other,
     }
 }
 
 /// The member `ip` hashes to in `tier`, if it (or a rehash within 20 tries) is usable.
 pub(crate) fn choose(tier: &Tier, ctx: &Ctx<'_>, ip: IpAddr) -> Option<usize> {
-    let weights: Vec<u64> = tier
-        .members
-        .iter()
-        .map(|&i| u64::from(ctx.members[i].spec.weight.max(1)))
-        .collect();
-    let total: u64 = weights.iter().sum();
-    if total == 0 {
+    if tier.total_weight == 0 {
         return None;
     }
-    let bytes = client_bytes(ip);
+    let (buf, len) = client_bytes(ip);
     let mut hash: u64 = 89;
     for _ in 0..MAX_TRIES {
-        for &b in &bytes {
+        for &b in &buf[..len] {
             hash = (hash * 113 + u64::from(b)) % 6271;
         }
-        let mut w = hash % total;
+        let mut w = hash % tier.total_weight;
         let mut pos = 0;
-        while w >= weights[pos] {
-            w -= weights[pos];
+        while w >= tier.weights[pos] {
+            w -= tier.weights[pos];
             pos += 1;
         }
         let i = tier.members[pos];

@@ -10,11 +10,12 @@ pub(crate) mod least_conn;
 pub(crate) mod random_two;
 pub(crate) mod round_robin;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::Member;
 use crate::health::FULL;
+use crate::{AdminState, Member};
 
 /// Longest precomputed smooth-WRR period; larger weight sums are scaled down to fit.
 pub(crate) const MAX_PERIOD: u64 = 1024;
@@ -26,6 +27,10 @@ pub(crate) const MAX_DRAWS: usize = 32;
 pub(crate) struct Tier {
     /// Member indexes (into the pool), in config order, `down` ones included.
     pub members: Vec<usize>,
+    /// Configured weights of `members` (>= 1, `down` ones included), for `ip_hash`.
+    pub weights: Vec<u64>,
+    /// Sum of `weights`.
+    pub total_weight: u64,
     /// One smooth-WRR period over the members that are not `down`: positions in `members`.
     pub seq: Vec<usize>,
 }
@@ -34,17 +39,31 @@ impl Tier {
     pub(crate) fn new(members: Vec<usize>, all: &[Member]) -> Tier {
         let weights: Vec<u64> = members
             .iter()
-            .map(|&i| {
-                let spec = &all[i].spec;
-                if spec.down {
-                    0
-                } else {
-                    u64::from(spec.weight.max(1))
-                }
-            })
+            .map(|&i| u64::from(all[i].spec.weight.max(1)))
             .collect();
-        let seq = round_robin::smooth_sequence(&weights);
-        Tier { members, seq }
+        let live: Vec<u64> = members
+            .iter()
+            .zip(&weights)
+            .map(|(&i, &w)| if all[i].spec.down { 0 } else { w })
+            .collect();
+        Tier {
+            seq: round_robin::smooth_sequence(&live),
+            total_weight: weights.iter().sum(),
+            weights,
+            members,
+        }
+    }
+}
+
+/// The bytes of a client address (IPv4-mapped IPv6 counts as IPv4): a buffer and its length.
+pub(crate) fn ip_octets(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut buf = [0u8; 16];
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            buf[..4].copy_from_slice(&v4.octets());
+            (buf, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
     }
 }
 
@@ -108,6 +127,7 @@ impl Ctx<'_> {
         let m = &self.members[i];
         !m.spec.down
             && m.state.is_healthy()
+            && m.state.admin_state() == AdminState::Enabled
             && !self.tried.contains(&i)
             && (m.spec.max_conns == 0 || m.state.active() < m.spec.max_conns)
             && (self.ignore_passive || !m.state.is_failed_at(self.now))
