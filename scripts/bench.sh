@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# Portico vs nginx vs HAProxy, side by side on this machine, in the same run.
+#
+# Starts an HTTP origin (nginx, 1 worker, `return 200 "hello"`) and a WebSocket echo origin
+# (node `ws`), then three proxies in front of them on loopback ports (nginx 2 workers,
+# HAProxy nbthread 2, Portico threads 2), and measures in interleaved rounds:
+#   ka64     HTTP/1.1 keep-alive, wrk -t2 -c64
+#   ka1000   HTTP/1.1 keep-alive, wrk -t2 -c1000
+#   close    new TCP connection per request (Connection: close), wrk -t2 -c64
+#   ws       WebSocket echo ping-pong, 100 connections, 32-byte messages
+#   idle     idle WebSocket memory: fresh proxy process, RSS before/after N idle connections
+# For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
+# (utime+stime from /proc) per unit, machine busy %, and the CPU share of foreign processes
+# (so that runs disturbed by other workloads are visible). Writes bench-out/report-DATE.md.
+#
+# Usage: scripts/bench.sh            (see docs/benchmarks.md)
+# Env:   ROUNDS=5 DUR=10 PHASES="ka64 ka1000 close ws idle" TARGETS="direct nginx haproxy portico"
+#        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 PORT_BASE=31000 OUT=bench-out
+#        PORTICO_BIN=path (skip the build)  SKIP_BUILD=1  NO_INSTALL=1
+#        QUIET_WAIT=120 (max s to wait for a quiet machine before each run)  QUIET_MAX=15 (busy %)
+#        FOREIGN_MAX=5 (foreign CPU % above which a run is repeated)  RETRIES=2
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+
+ROUNDS=${ROUNDS:-5}
+DUR=${DUR:-10}
+PHASES=${PHASES:-"ka64 ka1000 close ws idle"}
+TARGETS=${TARGETS:-"direct nginx haproxy portico"}
+IDLE_N=${IDLE_N:-10000}
+WS_CONNS=${WS_CONNS:-100}
+WS_MSG=${WS_MSG:-32}
+PORT_BASE=${PORT_BASE:-31000}
+OUT=${OUT:-"$ROOT/bench-out"}
+QUIET_WAIT=${QUIET_WAIT:-120}
+QUIET_MAX=${QUIET_MAX:-15}
+FOREIGN_MAX=${FOREIGN_MAX:-5}
+RETRIES=${RETRIES:-2}
+WRK_THREADS=${WRK_THREADS:-2}
+
+ORIGIN_HTTP=$((PORT_BASE + 1))
+ORIGIN_WS=$((PORT_BASE + 10))
+PORTICO_HTTP=$((PORT_BASE + 70))
+PORTICO_WS=$((PORT_BASE + 71))
+NGINX_HTTP=$((PORT_BASE + 80))
+NGINX_WS=$((PORT_BASE + 81))
+HAPROXY_HTTP=$((PORT_BASE + 90))
+HAPROXY_WS=$((PORT_BASE + 91))
+HAPROXY_MAXCONN=9000 # as in the anchor measurements: ~2 fds per connection under a 20000 fd limit
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+has() { [[ " $1 " == *" $2 "* ]]; }
+
+# ---------------------------------------------------------------- tools ----------------------
+install_tools() {
+  local missing=()
+  command -v nginx >/dev/null || missing+=(nginx)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v ss >/dev/null || missing+=(iproute2)
+  command -v python3 >/dev/null || missing+=(python3)
+  if ((${#missing[@]})); then
+    [[ ${NO_INSTALL:-0} == 1 || $(id -u) != 0 ]] && die "missing tools: ${missing[*]} (run as root to install)"
+    log "installing ${missing[*]}"
+    # keep package scripts from starting system services (nginx, haproxy) on install
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; created_policy=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    ((created_policy)) && rm -f "$policy"
+  fi
+  if [[ ! -f $BENCH/node_modules/ws/package.json ]]; then
+    log "installing node ws (bench/package-lock.json)"
+    (cd "$BENCH" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+build_portico() {
+  if [[ -n ${PORTICO_BIN:-} ]]; then return; fi
+  PORTICO_BIN="$ROOT/target/release/portico"
+  if [[ ${SKIP_BUILD:-0} == 1 ]]; then
+    [[ -x $PORTICO_BIN ]] || die "SKIP_BUILD=1 but $PORTICO_BIN does not exist"
+    return
+  fi
+  log "building portico (cargo build --release -p portico)"
+  (cd "$ROOT" && cargo build --release -p portico) || die "portico build failed"
+}
+
+# ---------------------------------------------------------------- processes ------------------
+BASE=""
+declare -A PID=()      # role -> main pid of a process we started
+declare -a IDLE_CLIENTS=()
+
+stop_pid() { # pid [timeout_s]: SIGTERM, wait, then SIGKILL; only pids we started
+  local pid=$1 t=${2:-10} i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < t * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local p role
+  for p in "${IDLE_CLIENTS[@]}"; do stop_pid "$p" 2; done
+  for role in portico haproxy nginx origin_ws origin_http; do
+    [[ -n ${PID[$role]:-} ]] && stop_pid "${PID[$role]}" 10
+  done
+  if [[ -n $BASE && -d $BASE && ${KEEP_BASE:-0} != 1 ]]; then rm -rf "$BASE"; fi
+  exit "$rc"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port pid what
+  local i
+  for ((i = 0; i < 200; i++)); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited during start-up (logs in $BASE/logs)"
+    sleep 0.05
+  done
+  die "$3 did not open port $1 within 10 s"
+}
+
+fill_template() { # src dst
+  sed -e "s|@BASE@|$BASE|g" -e "s|@NOFILE@|$NOFILE|g" -e "s|@NGINX_CONNS@|$((NOFILE - 1000))|g" \
+    -e "s|@ORIGIN_HTTP@|$ORIGIN_HTTP|g" -e "s|@ORIGIN_WS@|$ORIGIN_WS|g" \
+    -e "s|@NGINX_HTTP@|$NGINX_HTTP|g" -e "s|@NGINX_WS@|$NGINX_WS|g" \
+    -e "s|@HAPROXY_HTTP@|$HAPROXY_HTTP|g" -e "s|@HAPROXY_WS@|$HAPROXY_WS|g" \
+    -e "s|@HAPROXY_MAXCONN@|$HAPROXY_MAXCONN|g" \
+    -e "s|@PORTICO_HTTP@|$PORTICO_HTTP|g" -e "s|@PORTICO_WS@|$PORTICO_WS|g" "$1" >"$2"
+}
+
+start_origin_http() {
+  nginx -c "$BASE/conf/backend-nginx.conf" -g 'daemon off;' >>"$BASE/logs/origin-http.out" 2>&1 &
+  PID[origin_http]=$!
+  wait_port "$ORIGIN_HTTP" "${PID[origin_http]}" "origin nginx"
+}
+start_origin_ws() {
+  PORT=$ORIGIN_WS NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-echo-server.js" >>"$BASE/logs/origin-ws.out" 2>&1 &
+  PID[origin_ws]=$!
+  wait_port "$ORIGIN_WS" "${PID[origin_ws]}" "ws echo origin"
+}
+start_proxy() { # target
+  case $1 in
+  nginx)
+    nginx -c "$BASE/conf/proxy-nginx.conf" -g 'daemon off;' >>"$BASE/logs/nginx.out" 2>&1 &
+    PID[nginx]=$!
+    wait_port "$NGINX_HTTP" "${PID[nginx]}" nginx
+    wait_port "$NGINX_WS" "${PID[nginx]}" nginx
+    ;;
+  haproxy)
+    haproxy -db -f "$BASE/conf/haproxy.cfg" >>"$BASE/logs/haproxy.out" 2>&1 &
+    PID[haproxy]=$!
+    wait_port "$HAPROXY_HTTP" "${PID[haproxy]}" haproxy
+    wait_port "$HAPROXY_WS" "${PID[haproxy]}" haproxy
+    ;;
+  portico)
+    "$PORTICO_BIN" run -c "$BASE/conf/portico.toml" >>"$BASE/logs/portico.out" 2>&1 &
+    PID[portico]=$!
+    wait_port "$PORTICO_HTTP" "${PID[portico]}" portico
+    wait_port "$PORTICO_WS" "${PID[portico]}" portico
+    ;;
+  esac
+  sleep 0.3 # let workers finish starting
+}
+restart_proxy() { stop_pid "${PID[$1]}" 10; unset "PID[$1]"; start_proxy "$1"; }
+
+tree_pids() { # pid: the pid and all its descendants
+  local p=$1 c
+  echo "$p"
+  for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
+}
+
+cpu_ticks() { # pids...: sum of utime+stime
+  local sum=0 p s
+  for p in "$@"; do
+    s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
+    s=${s##*) }
+    read -r -a f <<<"$s"
+    sum=$((sum + f[11] + f[12]))
+  done
+  echo "$sum"
+}
+
+mem_kib() { # field(VmRSS|Pss) pids...: sum in KiB
+  local field=$1 sum=0 p v
+  shift
+  for p in "$@"; do
+    if [[ $field == Pss ]]; then
+      v=$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || true)
+    else
+      v=$(awk -v k="$field:" '$1 == k {print $2}' /proc/"$p"/status 2>/dev/null || true)
+    fi
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
+stat_cpu() { # total busy steal (ticks, all cpus)
+  local _ user nice system idle iowait irq softirq steal
+  read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "$((user + nice + system + idle + iowait + irq + softirq + steal)) $((user + nice + system + irq + softirq + steal)) $steal"
+}
+
+proxy_pids() { # target
+  case $1 in
+  direct) ;;
+  *) tree_pids "${PID[$1]}" ;;
+  esac
+}
+
+# Wait (bounded) until nobody else is compiling and the machine is mostly idle.
+wait_quiet() {
+  local waited=0 a b busy rustc
+  while :; do
+    rustc=$(pgrep -c -x rustc 2>/dev/null || true)
+    a=$(stat_cpu)
+    sleep 1
+    b=$(stat_cpu)
+    read -r t0 b0 _ <<<"$a"
+    read -r t1 b1 _ <<<"$b"
+    busy=$(((b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1)))
+    if ((${rustc:-0} == 0 && busy <= QUIET_MAX)); then return 0; fi
+    if ((waited >= QUIET_WAIT)); then
+      log "machine still busy (${busy}% busy, ${rustc:-0} rustc) after ${waited}s; measuring anyway"
+      return 0
+    fi
+    ((waited % 30 == 0)) && log "waiting for a quiet machine (${busy}% busy, ${rustc:-0} rustc running)"
+    waited=$((waited + 1))
+  done
+}
+
+target_url() { # target kind(http|ws)
+  local port
+  case $1:$2 in
+  direct:http) port=$ORIGIN_HTTP ;; direct:ws) port=$ORIGIN_WS ;;
+  nginx:http) port=$NGINX_HTTP ;; nginx:ws) port=$NGINX_WS ;;
+  haproxy:http) port=$HAPROXY_HTTP ;; haproxy:ws) port=$HAPROXY_WS ;;
+  portico:http) port=$PORTICO_HTTP ;; portico:ws) port=$PORTICO_WS ;;
+  esac
+  if [[ $2 == ws ]]; then echo "ws://127.0.0.1:$port/"; else echo "http://127.0.0.1:$port/"; fi
+}
+
+# ---------------------------------------------------------------- one measured run ----------
+# run_load round target phase: runs the load once (with repeats when disturbed), appends a
+# JSON line to $RESULTS.
+run_load() {
+  local round=$1 target=$2 phase=$3 attempt kind cmd=() out
+  case $phase in
+  ka64) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" http)") ;;
+  ka1000) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c1000 -d"${DUR}s" --latency "$(target_url "$target" http)") ;;
+  close) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" http)") ;;
+  ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
+  esac
+  local origin_pids
+  if [[ $phase == ws ]]; then origin_pids=$(tree_pids "${PID[origin_ws]}"); else origin_pids=$(tree_pids "${PID[origin_http]}"); fi
+  # shellcheck disable=SC2206 # word splitting of pid lists is intended
+  local opids=($origin_pids) ppids=($(proxy_pids "$target"))
+  for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
+    wait_quiet
+    out="$RUNDIR/r${round}-${target}-${phase}-a${attempt}"
+    local s0 p0 o0 s1 p1 o1 rc=0
+    s0=$(stat_cpu); p0=$(cpu_ticks "${ppids[@]}"); o0=$(cpu_ticks "${opids[@]}")
+    # the subshell's cutime/cstime after waiting for the client = the client's CPU time
+    (
+      rc=0
+      "${cmd[@]}" >"$out.txt" 2>"$out.err" || rc=$?
+      read -r s </proc/"$BASHPID"/stat; s=${s##*) }; read -r -a f <<<"$s"
+      echo "$((f[13] + f[14]))" >"$out.client"
+      exit "$rc"
+    ) || rc=$?
+    s1=$(stat_cpu); p1=$(cpu_ticks "${ppids[@]}"); o1=$(cpu_ticks "${opids[@]}")
+    if ((${#ppids[@]})) && ! kill -0 "${ppids[0]}" 2>/dev/null; then
+      log "$target died during $phase (round $round); see $BASE/logs"
+    fi
+    local verdict
+    verdict=$(python3 "$BENCH/benchstat.py" record --kind "$kind" --file "$out.txt" --rc "$rc" \
+      --round "$round" --target "$target" --phase "$phase" --attempt "$attempt" \
+      --stat0 "$s0" --stat1 "$s1" --proxy "$p0" "$p1" --origin "$o0" "$o1" \
+      --client "$(cat "$out.client" 2>/dev/null || echo 0)" --clk "$CLK" \
+      --foreign-max "$FOREIGN_MAX" --last "$((attempt == RETRIES + 1 ? 1 : 0))" --results "$RESULTS")
+    log "round $round $target $phase: $verdict"
+    [[ $verdict == *contaminated* ]] || break
+  done
+}
+
+# ---------------------------------------------------------------- idle WebSocket memory -----
+wait_all_open() { # file pid timeout_s
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q all_open "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+run_idle() { # round target
+  local round=$1 target=$2 n half port url
+  [[ $target == direct ]] && return 0
+  n=$IDLE_N
+  # ~2 fds per proxied connection in one process: keep under the fd limit like HAProxy did
+  if [[ $target != nginx ]] && ((2 * n + 1000 > NOFILE)); then n=$(((NOFILE - 1000) / 2 / 1000 * 1000)); fi
+  if [[ $target == haproxy ]] && ((n > HAPROXY_MAXCONN)); then n=$HAPROXY_MAXCONN; fi
+  half=$((n / 2))
+  url=$(target_url "$target" ws)
+  port=${url##*:}; port=${port%/}
+  wait_quiet
+  restart_proxy "$target"
+  sleep 1
+  local pids r0 q0 r1 q1 r2 q2 est out="$RUNDIR/r${round}-${target}-idle"
+  # shellcheck disable=SC2207
+  pids=($(proxy_pids "$target"))
+  r0=$(mem_kib VmRSS "${pids[@]}"); q0=$(mem_kib Pss "${pids[@]}")
+  NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-idle-client.js" "$url" "$half" 600 200 >"$out-a.txt" 2>"$out-a.err" </dev/null &
+  IDLE_CLIENTS+=($!)
+  wait_all_open "$out-a.txt" "${IDLE_CLIENTS[-1]}" 120 || log "idle client A did not report all_open"
+  sleep 2
+  r1=$(mem_kib VmRSS "${pids[@]}"); q1=$(mem_kib Pss "${pids[@]}")
+  NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-idle-client.js" "$url" "$((n - half))" 600 200 >"$out-b.txt" 2>"$out-b.err" </dev/null &
+  IDLE_CLIENTS+=($!)
+  wait_all_open "$out-b.txt" "${IDLE_CLIENTS[-1]}" 120 || log "idle client B did not report all_open"
+  sleep 2
+  r2=$(mem_kib VmRSS "${pids[@]}"); q2=$(mem_kib Pss "${pids[@]}")
+  est=$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)
+  local p
+  for p in "${IDLE_CLIENTS[@]}"; do stop_pid "$p" 5; done
+  IDLE_CLIENTS=()
+  local v
+  v=$(python3 "$BENCH/benchstat.py" idle --round "$round" --target "$target" --requested "$n" \
+    --files "$out-a.txt" "$out-b.txt" --established "$est" \
+    --rss "$r0" "$r1" "$r2" --pss "$q0" "$q1" "$q2" --results "$RESULTS")
+  log "round $round $target idle: $v"
+  sleep 2 # let the proxy close the dropped connections before the next run
+}
+
+# ---------------------------------------------------------------- main -----------------------
+main() {
+  install_tools
+  if has "$TARGETS" portico; then build_portico; fi
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  NOFILE=$(ulimit -n)
+  CLK=$(getconf CLK_TCK)
+  local port
+  for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$HAPROXY_HTTP" "$HAPROXY_WS" "$PORTICO_HTTP" "$PORTICO_WS"; do
+    port_open "$port" && die "port $port is already in use (set PORT_BASE)"
+  done
+
+  BASE=$(mktemp -d /tmp/portico-bench.XXXXXX)
+  trap cleanup EXIT INT TERM
+  chmod 755 "$BASE"
+  mkdir -p "$BASE"/{conf,run,logs}
+  local f
+  for f in backend-nginx.conf proxy-nginx.conf haproxy.cfg portico.toml; do
+    fill_template "$BENCH/conf/$f" "$BASE/conf/$f"
+  done
+
+  local stamp
+  stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
+  mkdir -p "$OUT"
+  RUNDIR="$OUT/run-$stamp"
+  mkdir -p "$RUNDIR"
+  RESULTS="$RUNDIR/results.jsonl"
+  : >"$RESULTS"
+  cp "$BASE/conf/"* "$RUNDIR/"
+  write_meta "$RUNDIR/meta.txt"
+
+  start_origin_http
+  start_origin_ws
+  local t
+  for t in $TARGETS; do [[ $t == direct ]] || start_proxy "$t"; done
+  log "started: $(for r in "${!PID[@]}"; do printf '%s=%s ' "$r" "${PID[$r]}"; done)"
+  # warm-up: one short keep-alive run per target (not recorded)
+  for t in $TARGETS; do wrk -t1 -c16 -d1s "$(target_url "$t" http)" >/dev/null 2>&1 || true; done
+
+  local round ph
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for t in $TARGETS; do
+      for ph in $PHASES; do
+        case $ph in
+        idle) run_idle "$round" "$t" ;;
+        ka64 | ka1000 | close | ws) run_load "$round" "$t" "$ph" ;;
+        *) die "unknown phase $ph" ;;
+        esac
+      done
+    done
+  done
+
+  local report="$OUT/report-$stamp.md"
+  python3 "$BENCH/benchstat.py" report --results "$RESULTS" --meta "$RUNDIR/meta.txt" >"$report"
+  cat "$report"
+  log "report: $report (raw runs in $RUNDIR)"
+}
+
+write_meta() {
+  {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+    echo "kernel: $(uname -r)"
+    echo "cpus: $(nproc) x $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "nginx version: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    echo "HAProxy version: $(haproxy -v 2>&1 | head -1 | sed 's/^HAProxy version //')"
+    echo "wrk: $(wrk --version 2>&1 | head -1)"
+    echo "node $(node -v), ws $(node -p "require('$BENCH/node_modules/ws/package.json').version")"
+    if has "$TARGETS" portico; then
+      echo "portico: $("$PORTICO_BIN" version 2>&1 | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
+    fi
+    echo "ulimit -n $NOFILE"
+    echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG"
+    echo "command: ${BENCH_CMD:-scripts/bench.sh}"
+  } >"$1"
+}
+
+main "$@"
