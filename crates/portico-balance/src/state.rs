@@ -268,6 +268,17 @@ impl Registry {
         self.map().get(id).cloned()
     }
 
+    /// Every known server and its state, sorted by id (for the admin API and metrics).
+    pub fn entries(&self) -> Vec<(ServerId, Arc<ServerState>)> {
+        let mut all: Vec<_> = self
+            .map()
+            .iter()
+            .map(|(id, state)| (id.clone(), Arc::clone(state)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// Number of servers known.
     pub fn len(&self) -> usize {
         self.map().len()
@@ -304,6 +315,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(reg.len(), 2);
+        let ids: Vec<ServerId> = reg.entries().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [id("10.0.0.1:80"), id("10.0.0.2:80")]);
         drop((a, b));
         reg.prune();
         assert_eq!(reg.len(), 1, "only the still-referenced state remains");
