@@ -1,0 +1,298 @@
+//! One running VRRP instance: the state machine wired to the socket, the interface's
+//! addresses, announcements, tracked checks and the notify hook.
+//!
+//! [`start`] checks the interface, removes a virtual address a crashed run may have left
+//! behind, opens the socket and spawns the instance task. The task waits on the socket, the
+//! machine's deadline, the effective priority and the stop signal, feeds the machine and
+//! carries out its actions. [`InstanceHandle::shutdown`] resigns (priority-0 advert) and
+//! removes the virtual addresses before returning.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use portico_config::{IpPrefix, VrrpInstance};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::DriverError;
+use super::announce::announce;
+use super::iface::Interface;
+use super::netlink::{add_address, del_address};
+use super::sock::VrrpSocket;
+use crate::machine::{Action, Input, Machine, Params, State};
+use crate::packet::{self, Advert, Auth};
+use crate::track::{self, Tracked, Tracker};
+
+/// Name, state and effective priority of an instance (for logs and the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub name: String,
+    pub state: State,
+    pub priority: u8,
+}
+
+/// A running instance.
+#[derive(Debug)]
+pub struct InstanceHandle {
+    status: watch::Receiver<Status>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl InstanceHandle {
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Graceful stop: priority-0 advert if master, virtual addresses removed.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+/// Starts one instance; must run inside a tokio runtime.
+pub async fn start(
+    cfg: &VrrpInstance,
+    tracked: Vec<Tracked>,
+) -> Result<InstanceHandle, DriverError> {
+    let iface = Interface::lookup(&cfg.interface)?;
+    let v6 = cfg.virtual_ips.first().is_some_and(|p| p.addr.is_ipv6());
+    if cfg.priority != 255 {
+        // A crashed run (SIGKILL) leaves its addresses behind: a stale duplicate VIP.
+        for vip in &cfg.virtual_ips {
+            del_address(iface.index, vip)?;
+        }
+    }
+    let primary = iface.primary(v6, cfg.unicast_peers.first().copied())?;
+    let sock = VrrpSocket::open(&iface, primary, &cfg.unicast_peers)?;
+    let params = Params {
+        name: cfg.name.clone(),
+        version: cfg.version,
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        virtual_ips: cfg.virtual_ips.iter().map(|p| p.addr).collect(),
+        auth: cfg.auth_pass.as_deref().map_or(Auth::None, Auth::simple),
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary,
+    };
+    let tracker = track::start(&cfg.name, cfg.priority, tracked, cfg.advert_interval);
+    let machine = Machine::new(params);
+    let (status_tx, status) = watch::channel(Status {
+        name: cfg.name.clone(),
+        state: State::Initialize,
+        priority: machine.priority(),
+    });
+    tracing::info!(instance = %cfg.name, interface = %cfg.interface, %primary, vrid = cfg.vrid,
+        version = ?cfg.version, priority = cfg.priority, "VRRP instance starting");
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let run = Running {
+        m: machine,
+        sock,
+        iface,
+        vips: cfg.virtual_ips.clone(),
+        notify: cfg.notify.clone(),
+        status: status_tx,
+        announcer: None,
+    };
+    let task = tokio::spawn(run.run(tracker, stop_rx));
+    Ok(InstanceHandle {
+        status,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+struct Running {
+    m: Machine,
+    sock: VrrpSocket,
+    iface: Interface,
+    vips: Vec<IpPrefix>,
+    notify: Option<PathBuf>,
+    status: watch::Sender<Status>,
+    announcer: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    async fn run(mut self, tracker: Tracker, mut stop: oneshot::Receiver<()>) {
+        let mut effective = tracker.effective.clone();
+        let initial = *effective.borrow_and_update();
+        self.feed(Input::Track(initial)).await;
+        self.feed(Input::Startup).await;
+        let mut buf = vec![0u8; 4096];
+        let mut track_open = true;
+        loop {
+            let deadline = self.m.deadline().map(tokio::time::Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = self.sock.recv(&mut buf) => match r {
+                    Ok(rx) => {
+                        if let Some((src, advert)) = self.check(rx) {
+                            self.feed(Input::Advert { from: src, advert: &advert }).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %self.m.params().name, "VRRP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = sleep => self.feed(Input::Timer).await,
+                r = effective.changed(), if track_open => match r {
+                    Ok(()) => {
+                        let e = *effective.borrow_and_update();
+                        self.feed(Input::Track(e)).await;
+                    }
+                    Err(_) => track_open = false,
+                },
+                _ = &mut stop => break,
+            }
+        }
+        tracker.stop();
+        self.feed(Input::Shutdown).await;
+        tracing::info!(instance = %self.m.params().name, "VRRP instance stopped");
+    }
+
+    /// IP-level and codec checks; returns the advert to feed.
+    fn check(&self, rx: super::sock::Received<'_>) -> Option<(IpAddr, Advert)> {
+        let name = &self.m.params().name;
+        if rx.ttl.is_some_and(|t| t != 255) {
+            tracing::debug!(instance = %name, src = %rx.src, ttl = ?rx.ttl, "VRRP packet with TTL != 255 dropped");
+            return None;
+        }
+        match packet::decode(rx.payload, rx.src, rx.dst) {
+            Ok(a) => Some((rx.src, a)),
+            Err(e) => {
+                tracing::debug!(instance = %name, src = %rx.src, "VRRP packet dropped: {e}");
+                None
+            }
+        }
+    }
+
+    async fn feed(&mut self, input: Input<'_>) {
+        let actions = self.m.handle(input, Instant::now());
+        for a in actions {
+            self.act(a).await;
+        }
+        let st = Status {
+            name: self.m.params().name.clone(),
+            state: self.m.state(),
+            priority: self.m.priority(),
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != st;
+            *s = st;
+            changed
+        });
+    }
+
+    async fn act(&mut self, a: Action) {
+        let name = self.m.params().name.clone();
+        match a {
+            Action::SendAdvert { priority } => {
+                let p = self.m.params();
+                let advert = Advert {
+                    version: p.version,
+                    vrid: p.vrid,
+                    priority,
+                    interval_cs: p.interval_cs(),
+                    auth: p.auth,
+                    addresses: p.virtual_ips.clone(),
+                };
+                if let Err(e) = self.sock.send(&advert).await {
+                    tracing::warn!(instance = %name, "sending VRRP advert: {e}");
+                }
+            }
+            Action::AddVips => {
+                for vip in &self.vips {
+                    if let Err(e) = add_address(self.iface.index, vip) {
+                        tracing::error!(instance = %name, "{e}");
+                    }
+                }
+            }
+            Action::RemoveVips => {
+                if let Some(t) = self.announcer.take() {
+                    t.abort();
+                }
+                for vip in &self.vips {
+                    if let Err(e) = del_address(self.iface.index, vip) {
+                        tracing::error!(instance = %name, "{e}");
+                    }
+                }
+            }
+            Action::Announce => {
+                if let Some(t) = self.announcer.take() {
+                    t.abort();
+                }
+                let iface = self.iface.clone();
+                let vips: Vec<IpAddr> = self.vips.iter().map(|p| p.addr).collect();
+                self.announcer = Some(tokio::spawn(announce_burst(name, iface, vips)));
+            }
+            Action::Notify(state) => {
+                let priority = self.m.priority();
+                tracing::info!(instance = %name, %state, priority, "VRRP state change");
+                if let Some(cmd) = &self.notify {
+                    spawn_notify(cmd.clone(), name, state);
+                }
+            }
+        }
+    }
+}
+
+/// keepalived's defaults: 3 announcements now and 3 more 1 s later
+/// (`vrrp_garp_master_repeat 3`, `vrrp_garp_master_delay 1`).
+async fn announce_burst(name: String, iface: Interface, vips: Vec<IpAddr>) {
+    for round in 0..2 {
+        if round == 1 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for _ in 0..3 {
+            for e in announce(&iface, &vips) {
+                tracing::warn!(instance = %name, "gratuitous ARP / NA: {e}");
+            }
+        }
+    }
+}
+
+/// Runs `notify INSTANCE STATE` without blocking the instance; reaps it in the background.
+fn spawn_notify(cmd: PathBuf, name: String, state: State) {
+    tokio::spawn(async move {
+        let child = tokio::process::Command::new(&cmd)
+            .arg(&name)
+            .arg(state.as_str())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match child {
+            Ok(mut c) => {
+                if tokio::time::timeout(Duration::from_secs(30), c.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(instance = %name, notify = %cmd.display(), "notify still running after 30 s: killed");
+                    let _ = c.kill().await;
+                }
+            }
+            Err(e) => tracing::warn!(instance = %name, notify = %cmd.display(), "notify: {e}"),
+        }
+    });
+}
