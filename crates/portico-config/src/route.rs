@@ -48,7 +48,12 @@ const HEADER_KEYS: &[&str] = &["set", "remove"];
 /// Placeholders allowed in a redirect template.
 pub(crate) const PLACEHOLDERS: &[&str] = &["scheme", "host", "uri", "path", "query"];
 
-pub(crate) fn route(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>, site: &str) -> Option<Route> {
+pub(crate) fn route(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    v: &Value<'_>,
+    site: &str,
+) -> Option<(Route, Span)> {
     let DeValue::Table(t) = v.get_ref() else {
         ctx.wrong_type("routes", v, "an array of tables", "[[sites.routes]]");
         return None;
@@ -79,19 +84,29 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>, site: &str) 
     {
         ctx.upstream_refs.push((name.to_string(), span));
     }
-    let matcher = matcher(ctx, t, matcher_key?)?;
+    let matcher_key = matcher_key?;
+    let matcher = matcher(ctx, t, matcher_key)?;
+    if matcher_key != "path"
+        && let Some((k, _)) = t.get_key_value("strip_prefix")
+    {
+        ctx.err(
+            &k.span(),
+            "`strip_prefix` needs a `path` matcher",
+            Some("it removes the matched `path` prefix before proxying".into()),
+        );
+    }
     let action = match action_key? {
         "proxy" => {
             let name = t.get("proxy")?.get_ref().as_str()?;
             let proxy = ProxyAction {
                 upstream: name.to_string(),
                 websocket: ctx.bool(t, "websocket", true),
-                read_timeout: ctx.opt_duration(t, "read_timeout").map(|(d, _)| d),
+                read_timeout: ctx.opt_positive_duration(t, "read_timeout"),
                 max_body: ctx.size(t, "max_body", 1 << 20),
                 strip_prefix: ctx.bool(t, "strip_prefix", false),
                 request_headers: headers(ctx, t, "request_headers"),
                 response_headers: headers(ctx, t, "response_headers"),
-                ws_ping: ctx.opt_duration(t, "ws_ping").map(|(d, _)| d),
+                ws_ping: ctx.opt_positive_duration(t, "ws_ping"),
             };
             Action::Proxy(proxy)
         }
@@ -165,11 +180,15 @@ pub(crate) fn route(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>, site: &str) 
             })
         }
     };
-    Some(Route {
-        index,
-        matcher,
-        action,
-    })
+    let matcher_span = t.get(matcher_key).map_or(v.span(), |m| m.span());
+    Some((
+        Route {
+            index,
+            matcher,
+            action,
+        },
+        matcher_span,
+    ))
 }
 
 /// The one key of `keys` present in `t`; reports none or several.

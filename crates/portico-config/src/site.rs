@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::de::DeValue;
 
 use crate::gate::Scope;
-use crate::model::{HostPattern, Site, SiteTls};
+use crate::model::{HostPattern, Matcher, Route, Site, SiteTls};
 use crate::route::route;
 use crate::walk::{Ctx, Span, Table, Value};
 
@@ -101,6 +101,24 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         .map(|(a, _)| a)
         .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    if tls.is_none() && !t.contains_key("tls") {
+        for key in ["hsts", "http_listen"] {
+            if let Some((k, _)) = t.get_key_value(key) {
+                ctx.err(
+                    &k.span(),
+                    format!("`{key}` needs `tls` on the site"),
+                    Some("add tls = \"acme\" or tls = { cert = \"...\", key = \"...\" }".into()),
+                );
+            }
+        }
+        if http_redirect && let Some((k, _)) = t.get_key_value("http_redirect") {
+            ctx.err(
+                &k.span(),
+                "`http_redirect` needs `tls` on the site",
+                Some("it redirects plain HTTP to the site's https side".into()),
+            );
+        }
+    }
     let routes = match t.get("routes") {
         None => {
             ctx.err(
@@ -118,11 +136,23 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
                 if items.is_empty() {
                     ctx.err(&rv.span(), format!("{what} has no routes"), None);
                 }
-                let mut out = Vec::new();
+                let mut out: Vec<Route> = Vec::new();
+                let mut seen: Vec<(String, Span)> = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    if let Some(r) = route(ctx, i, item, &what) {
-                        out.push(r);
+                    let Some((r, span)) = route(ctx, i, item, &what) else {
+                        continue;
+                    };
+                    let key = matcher_key(&r.matcher);
+                    if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                        let at = ctx.location(first.start);
+                        ctx.err(
+                            &span,
+                            format!("{what} has the same matcher twice ({key}), first at {at}"),
+                            Some("the later route could never match; merge or remove one".into()),
+                        );
                     }
+                    seen.push((key, span));
+                    out.push(r);
                 }
                 out
             }
@@ -204,5 +234,14 @@ pub(crate) fn parse_host(h: &str) -> Result<HostPattern, String> {
         Ok(HostPattern::Suffix(format!(".{name}")))
     } else {
         Ok(HostPattern::Exact(name.to_string()))
+    }
+}
+
+/// A matcher as written, to find duplicates within a site.
+fn matcher_key(m: &Matcher) -> String {
+    match m {
+        Matcher::Prefix(p) => format!("path = \"{p}\""),
+        Matcher::Exact(p) => format!("exact = \"{p}\""),
+        Matcher::Regex(r) => format!("regex = '{}'", r.as_str()),
     }
 }

@@ -181,6 +181,32 @@ impl<'s> Ctx<'s> {
         self.opt_duration(t, key).map_or(default, |(d, _)| d)
     }
 
+    /// A duration that must be more than zero (timeouts that would otherwise fire at once).
+    pub(crate) fn positive_duration(
+        &mut self,
+        t: &Table<'_>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        match self.opt_positive_duration(t, key) {
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    pub(crate) fn opt_positive_duration(&mut self, t: &Table<'_>, key: &str) -> Option<Duration> {
+        let (d, span) = self.opt_duration(t, key)?;
+        if d.is_zero() {
+            self.err(
+                &span,
+                format!("`{key}` must be more than 0"),
+                Some(format!("for example: {key} = \"5s\"")),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
     pub(crate) fn opt_duration(&mut self, t: &Table<'_>, key: &str) -> Option<(Duration, Span)> {
         let v = t.get(key)?;
         let DeValue::String(s) = v.get_ref() else {
