@@ -116,3 +116,48 @@ fn public_types_are_send_and_sync() {
     assert_send_sync::<Picked>();
     assert_send_sync::<Registry>();
 }
+
+#[test]
+fn smooth_wrr_shares_stay_exact_across_threads() {
+    let pool = std::sync::Arc::new(Pool::new(
+        &weighted(Balance::RoundRobin, &[5, 1, 1]),
+        &Registry::new(),
+    ));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = std::sync::Arc::clone(&pool);
+            std::thread::spawn(move || {
+                let mut c = [0u64; 3];
+                for _ in 0..7_000 {
+                    c[pool.pick(&key("10.0.0.1"), &[]).expect("pick").index] += 1;
+                }
+                c
+            })
+        })
+        .collect();
+    let mut total = [0u64; 3];
+    for h in handles {
+        let c = h.join().expect("thread");
+        (0..3).for_each(|k| total[k] += c[k]);
+    }
+    assert_eq!(total, [20_000, 4_000, 4_000]);
+}
+
+#[test]
+fn report_success_through_the_pool_resets_the_window() {
+    let mut up = weighted(Balance::RoundRobin, &[1, 1]);
+    up.max_fails = 2;
+    let pool = Pool::new(&up, &Registry::new());
+    let t0 = Instant::now();
+    pool.report_failure_at(0, t0);
+    pool.report_success(0);
+    pool.report_failure_at(0, t0 + Duration::from_secs(1));
+    assert_eq!(pool.member_stats_at(0, t0).map(|s| s.failed), Some(false));
+    pool.report_failure_at(0, t0 + Duration::from_secs(2));
+    let stats = pool.member_stats_at(0, t0 + Duration::from_secs(2));
+    assert_eq!(stats.map(|s| (s.failed, s.fails)), Some((true, 3)));
+    // Out-of-range indexes are ignored.
+    pool.report_failure(9);
+    pool.report_success(9);
+    assert!(pool.member_stats(9).is_none());
+}
