@@ -4,6 +4,8 @@
 #
 #   bash scripts/test.sh              # what CI runs (.ci/run, with CI=true)
 #   SKIP_INSTALL=1 bash scripts/test.sh   # do not install anything, only check and test
+#   bash scripts/test.sh --install-only  # only install the peers (then run single tests with
+#                                        # PORTICO_PEERS=tests/peers cargo test ...)
 #
 # Installs, when missing: Debian packages (nodejs npm python3-venv curl iproute2 keepalived
 # nginx haproxy wrk tcpdump jq openssl ca-certificates), node modules in tests/peers
@@ -16,19 +18,22 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 CI=${CI:-false}
-T_START=$(date +%s)
+now_ms() { date +%s%3N; }
+secs() { printf '%d.%d' $(($1 / 1000)) $((($1 % 1000) / 100)); }
+T_START=$(now_ms)
 TIMINGS=()
 STAGE=""
 STAGE_T0=0
 
 stage() { # stage NAME: start timing a stage
   STAGE=$1
-  STAGE_T0=$(date +%s)
+  STAGE_T0=$(now_ms)
   echo "==> $STAGE"
 }
 stage_done() {
-  local dt=$(($(date +%s) - STAGE_T0))
-  TIMINGS+=("$(printf '%-10s %4ss' "$STAGE" "$dt")")
+  local dt
+  dt=$(secs $(($(now_ms) - STAGE_T0)))
+  TIMINGS+=("$(printf '%-8s %7ss' "$STAGE" "$dt")")
   echo "<== $STAGE: ${dt}s"
 }
 summary() {
@@ -36,7 +41,7 @@ summary() {
   echo "---- timing"
   for t in "${TIMINGS[@]}"; do echo "  $t"; done
   [ -n "$STAGE" ] && [ $rc -ne 0 ] && echo "  (failed during: $STAGE)"
-  echo "  total      $(($(date +%s) - T_START))s"
+  printf '  %-8s %7ss\n' total "$(secs $(($(now_ms) - T_START)))"
   [ $rc -eq 0 ] && echo "scripts/test.sh: all stages passed" || echo "scripts/test.sh: FAILED (exit $rc)"
 }
 trap summary EXIT
@@ -176,6 +181,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   ensure_rust_components
   stage_done
 fi
+[ "${1:-}" = --install-only ] && exit 0
 
 export PORTICO_PEERS="$ROOT/tests/peers"
 export PORTICO_VENV="$ROOT/.peers/venv"
