@@ -92,3 +92,22 @@ pub(crate) fn gated(scope: Scope, key: &str) -> Option<&'static Gated> {
         .iter()
         .find(|g| g.scope == scope && g.key == key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_unique_and_found() {
+        for (i, g) in NOT_SUPPORTED.iter().enumerate() {
+            assert!(!g.hint.is_empty());
+            let first = NOT_SUPPORTED
+                .iter()
+                .position(|o| o.scope == g.scope && o.key == g.key);
+            assert_eq!(first, Some(i), "duplicate gate entry {}", g.key);
+            assert!(gated(g.scope, g.key).is_some());
+        }
+        assert!(gated(Scope::Upstream, "servers").is_none());
+        assert!(gated(Scope::Route, "tls").is_none());
+    }
+}

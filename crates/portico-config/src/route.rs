@@ -349,3 +349,32 @@ pub(crate) fn check_template(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert!(check_template("https://{host}{uri}").is_ok());
+        assert!(check_template("{scheme}://example.com{path}?{query}").is_ok());
+        assert!(check_template("/plain").is_ok());
+        assert_eq!(
+            check_template("{hots}"),
+            Err("unknown placeholder `{hots}`".into())
+        );
+        assert_eq!(check_template("a{host"), Err("`{` without `}`".into()));
+        assert_eq!(check_template("a}b"), Err("`}` without `{`".into()));
+        assert!(check_template("{}").is_err());
+    }
+
+    #[test]
+    fn every_option_belongs_to_a_known_action_and_is_a_route_key() {
+        for (key, owners) in OPTIONS {
+            assert!(ROUTE_KEYS.contains(key), "{key}");
+            assert!(owners.iter().all(|o| ACTIONS.contains(o)), "{key}");
+        }
+        let counted = MATCHERS.len() + ACTIONS.len() + OPTIONS.len();
+        assert_eq!(counted, ROUTE_KEYS.len());
+    }
+}

@@ -245,3 +245,25 @@ fn matcher_key(m: &Matcher) -> String {
         Matcher::Regex(r) => format!("regex = '{}'", r.as_str()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(parse_host("*"), Ok(HostPattern::Any));
+        assert_eq!(
+            parse_host("WWW.Example.com"),
+            Ok(HostPattern::Exact("www.example.com".into()))
+        );
+        assert_eq!(
+            parse_host("*.Example.com"),
+            Ok(HostPattern::Suffix(".example.com".into()))
+        );
+        assert_eq!(parse_host("[::1]"), Ok(HostPattern::Exact("[::1]".into())));
+        for bad in ["", "*.", "example.com:80", "a b", "a/b"] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -398,3 +398,67 @@ pub(crate) fn parse_status_ranges(s: &str) -> Result<Vec<(u16, u16)>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addr_forms() {
+        let a = parse_server_addr("LocalHost:8080").unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("localhost", 8080));
+        let a = parse_server_addr("[2001:db8::1]:443").unwrap();
+        assert_eq!(a.host, "2001:db8::1");
+        assert_eq!(a.to_string(), "[2001:db8::1]:443");
+        assert_eq!(
+            parse_server_addr("10.0.0.1:80").unwrap().to_string(),
+            "10.0.0.1:80"
+        );
+        for bad in [
+            "", "host", ":80", "h:", "h:65536", "h:0", "[::1:80", "[zz]:80", "a b:80", "::1:80",
+        ] {
+            assert!(parse_server_addr(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_server_addr("::1:80").unwrap_err().1,
+            "write \"[::1]:80\""
+        );
+    }
+
+    #[test]
+    fn hash_keys() {
+        assert_eq!(parse_hash_key("client_ip"), Ok(HashKey::ClientIp));
+        assert_eq!(parse_hash_key("uri"), Ok(HashKey::Uri));
+        assert_eq!(parse_hash_key("path"), Ok(HashKey::Path));
+        assert_eq!(
+            parse_hash_key("header:X-Id"),
+            Ok(HashKey::Header("x-id".into()))
+        );
+        assert_eq!(
+            parse_hash_key("cookie:SID"),
+            Ok(HashKey::Cookie("SID".into()))
+        );
+        assert_eq!(parse_hash_key("query:u"), Ok(HashKey::Query("u".into())));
+        for bad in ["", "ip", "header:", "header:a b", "body:x"] {
+            assert!(parse_hash_key(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(parse_status_ranges("200-399"), Ok(vec![(200, 399)]));
+        assert_eq!(
+            parse_status_ranges("200, 204,300-302"),
+            Ok(vec![(200, 200), (204, 204), (300, 302)])
+        );
+        for bad in ["", "99", "600", "300-200", "2xx"] {
+            assert!(parse_status_ranges(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(is_token("X-Forwarded-For") && is_token("a_b.c~"));
+        assert!(!is_token("") && !is_token("a b") && !is_token("a:b") && !is_token("é"));
+    }
+}

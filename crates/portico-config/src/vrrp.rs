@@ -383,3 +383,27 @@ fn track(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<VrrpTrack> {
     };
     Some(VrrpTrack { kind, weight })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let p = parse_prefix("192.168.50.130/24").unwrap();
+        assert_eq!(p.to_string(), "192.168.50.130/24");
+        assert_eq!(parse_prefix("10.0.0.1").unwrap().prefix_len, 32);
+        assert_eq!(parse_prefix("fd00::1").unwrap().prefix_len, 128);
+        assert_eq!(parse_prefix("fd00::1/64").unwrap().prefix_len, 64);
+        for bad in [
+            "",
+            "10.0.0.1/33",
+            "fd00::1/129",
+            "10.0.0/24",
+            "x/1",
+            "10.0.0.1/",
+        ] {
+            assert!(parse_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

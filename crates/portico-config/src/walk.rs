@@ -417,3 +417,45 @@ fn article(type_name: &str) -> String {
         other => format!("a {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("127.0.0.1:8080").unwrap().port(), 8080);
+        assert!(parse_listen("[::]:443").unwrap().is_ipv6());
+        let hint = |s: &str| parse_listen(s).unwrap_err().1.unwrap();
+        assert_eq!(
+            hint("localhost:80"),
+            "listen takes an IP address, not a name: \"127.0.0.1:80\""
+        );
+        assert!(hint("example.com:80").contains("\"0.0.0.0:80\""));
+        assert_eq!(hint("10.0.0.1"), "add a port: \"10.0.0.1:80\"");
+        assert_eq!(hint("::"), "add a port: \"[::]:80\"");
+        assert_eq!(hint("fe80::1::80"), "bracket IPv6 addresses: \"[::]:443\"");
+        assert_eq!(hint("1.2.3.4:http"), "the port must be a number 0-65535");
+        assert!(hint("nothing").contains("IP address and a port"));
+    }
+
+    #[test]
+    fn suggestions() {
+        let keys = ["balance", "servers", "hash_key"];
+        assert_eq!(suggest("balanse", keys), Some("balance"));
+        assert_eq!(suggest("server", keys), Some("servers"));
+        assert_eq!(suggest("zzz", keys), None);
+        assert_eq!(list(&["a", "b"]), "`a`, `b`");
+    }
+
+    #[test]
+    fn base_dir_and_resolution() {
+        let ctx = Ctx::new("", Path::new("/etc/portico/p.toml"));
+        assert_eq!(ctx.resolve("www"), PathBuf::from("/etc/portico/www"));
+        assert_eq!(ctx.resolve("/srv/www"), PathBuf::from("/srv/www"));
+        assert_eq!(
+            Ctx::new("", Path::new("p.toml")).base_dir,
+            PathBuf::from(".")
+        );
+    }
+}
