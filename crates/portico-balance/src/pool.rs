@@ -137,9 +137,10 @@ impl Pool {
     /// `down` servers, servers failed by passive health, and servers at `max_conns`. Backup
     /// servers are used only when no primary is usable.
     ///
-    /// When every server is out only because of passive health (or `tried`), the pick
-    /// ignores passive health, like nginx resetting its failure marks when all peers failed;
-    /// `down`, active health, `max_conns` and `tried` are always respected.
+    /// When no server (primary or backup) is usable, the pick runs once more ignoring
+    /// passive-health ejections, like nginx resetting its failure marks when all peers
+    /// failed; `down`, active health, the admin state, `max_conns` and `tried` are always
+    /// respected.
     pub fn pick(&self, key: &PickKey<'_>, tried: &[usize]) -> Result<Picked, PickError> {
         self.pick_at(key, tried, Instant::now())
     }
