@@ -1,0 +1,114 @@
+//! `portico run` (and the serving loop `portico demo` reuses): load the config, start the
+//! data plane and VRRP, then follow signals until a stop.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use portico_balance::{Pool, Registry};
+use portico_config::Config;
+use portico_proxy::{RunningServer, Server};
+
+use crate::exit::Failure;
+use crate::signals::{Event, Signals};
+use crate::{check, ha, logging};
+
+/// `portico run -c FILE`.
+pub fn run(path: &Path) -> Result<(), Failure> {
+    let config = check::load(path)?;
+    logging::init();
+    serve(config, |_| {})
+}
+
+/// `portico reload`: reloading a running instance arrives with the reload work item.
+pub fn reload(path: &Path) -> Result<(), Failure> {
+    // Validate first, so the operator sees config problems either way.
+    check::load(path)?;
+    Err(Failure::Runtime(anyhow::anyhow!(
+        "reload is not supported yet in this version of Portico: restart the process to apply {}",
+        path.display()
+    )))
+}
+
+/// Start everything `config` asks for, call `ready` with the running server, then serve until
+/// SIGTERM/SIGINT (graceful; a second one stops at once).
+pub fn serve(config: Config, ready: impl FnOnce(&RunningServer)) -> Result<(), Failure> {
+    let config = Arc::new(config);
+    let registry = Registry::default();
+    let server = Server::start(config.clone(), registry.clone()).context("cannot start")?;
+    write_pid_file(&config).context("cannot write the pid file")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")?;
+    let outcome = runtime.block_on(control(&config, &registry, &server, ready));
+    // Whatever happened, the data plane must stop before the process exits.
+    server.stop_now();
+    server.wait();
+    remove_pid_file(&config);
+    outcome.map_err(Failure::Runtime)
+}
+
+/// The control loop: VRRP and signals, while workers serve on their own threads.
+async fn control(
+    config: &Arc<Config>,
+    registry: &Registry,
+    server: &RunningServer,
+    ready: impl FnOnce(&RunningServer),
+) -> anyhow::Result<()> {
+    let mut signals = Signals::new()?;
+    let env = ha::TrackEnv {
+        listener_addrs: server.bound_addrs().into_iter().map(|(_, b)| b).collect(),
+        upstream_usable: upstream_usable(config, registry),
+    };
+    let ha = ha::start(config, env).await?;
+    tracing::info!(config = %config.source.display(), "portico started");
+    ready(server);
+    loop {
+        match signals.next().await {
+            Event::Stop => break,
+            Event::Reload => tracing::warn!(
+                "SIGHUP: reload is not supported yet in this version of Portico; restart to apply changes"
+            ),
+        }
+    }
+    tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
+    server.shutdown();
+    ha.shutdown().await;
+    tokio::select! {
+        _ = server.closed() => {}
+        _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
+    }
+    Ok(())
+}
+
+/// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME is usable. The pools
+/// built here share live state with the data plane through the registry.
+fn upstream_usable(
+    config: &Config,
+    registry: &Registry,
+) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+    let pools: HashMap<String, Pool> = config
+        .upstreams
+        .values()
+        .map(|u| (u.name.clone(), Pool::new(u, registry)))
+        .collect();
+    Arc::new(move |name| pools.get(name).is_some_and(Pool::any_usable))
+}
+
+fn pid_file(config: &Config) -> std::path::PathBuf {
+    config.server.state_dir.join("portico.pid")
+}
+
+fn write_pid_file(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.server.state_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = pid_file(config);
+    std::fs::write(&path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn remove_pid_file(config: &Config) {
+    let _ = std::fs::remove_file(pid_file(config));
+}
