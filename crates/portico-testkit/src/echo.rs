@@ -51,34 +51,40 @@ struct Shared {
     name: Arc<str>,
     name_header: HeaderValue,
     accepted: AtomicU64,
+    /// Becomes true (or closed) when the server stops: every task watches it.
+    stop: watch::Receiver<bool>,
 }
 
-/// Serve the echo backend on `listener` until this future is dropped (connections already
-/// accepted keep running on the runtime).
+/// Serve the echo backend on `listener` until this future is dropped. Dropping it closes the
+/// listener and every connection (HTTP and WebSocket) it accepted.
 pub async fn serve(listener: TcpListener, name: Arc<str>) -> io::Result<()> {
-    let (_tx, rx) = watch::channel(false);
-    serve_until(listener, shared(name), rx).await
+    // The sender lives as long as this future; its drop is the stop signal.
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    serve_until(listener, shared(name, stop_rx)).await
 }
 
-fn shared(name: Arc<str>) -> Arc<Shared> {
+fn shared(name: Arc<str>, stop: watch::Receiver<bool>) -> Arc<Shared> {
     let name_header =
         HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static("echo"));
     Arc::new(Shared {
         name,
         name_header,
         accepted: AtomicU64::new(0),
+        stop,
     })
 }
 
-async fn serve_until(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) -> io::Result<()> {
+/// Resolves once the server is told to stop (or its stop sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn serve_until(listener: TcpListener, shared: Arc<Shared>) -> io::Result<()> {
+    let stop = shared.stop.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stopped(stop.clone()) => return Ok(()),
         };
         let (stream, _peer) = match accepted {
             Ok(s) => s,
@@ -92,7 +98,7 @@ async fn serve_until(
         let _ = stream.set_nodelay(true);
         let conn_no = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
         let shared = shared.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
@@ -109,7 +115,7 @@ async fn serve_until(
                         tracing::debug!(error = %e, "echo: connection ended with an error");
                     }
                 }
-                _ = stop.wait_for(|s| *s) => {}
+                _ = stopped(stop) => {}
             }
         });
     }
@@ -125,7 +131,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, conn_no: u64) -> Respon
 
 async fn route(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
     if is_websocket(&req) {
-        return websocket(req);
+        return websocket(req, shared.stop.clone());
     }
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
@@ -226,7 +232,7 @@ fn is_websocket(req: &Request<Incoming>) -> bool {
 }
 
 /// Answer 101 and echo messages on the upgraded connection.
-fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
+fn websocket(mut req: Request<Incoming>, stop: watch::Receiver<bool>) -> Response<EchoBody> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return text_response(
             StatusCode::BAD_REQUEST,
@@ -254,7 +260,10 @@ fn websocket(mut req: Request<Incoming>) -> Response<EchoBody> {
                     Some(config),
                 )
                 .await;
-                echo_messages(ws).await;
+                tokio::select! {
+                    _ = echo_messages(ws) => {}
+                    _ = stopped(stop) => {}
+                }
             }
             Err(e) => tracing::debug!(error = %e, "echo: upgrade failed"),
         }
@@ -318,8 +327,8 @@ impl EchoServer {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let shared = shared(Arc::from(name));
         let (stop, stop_rx) = watch::channel(false);
+        let shared = shared(Arc::from(name), stop_rx);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -330,7 +339,7 @@ impl EchoServer {
                 runtime.block_on(async move {
                     match TcpListener::from_std(std_listener) {
                         Ok(l) => {
-                            let _ = serve_until(l, thread_shared, stop_rx).await;
+                            let _ = serve_until(l, thread_shared).await;
                         }
                         Err(e) => tracing::error!(error = %e, "echo: cannot register the listener"),
                     }

@@ -311,8 +311,25 @@ async fn serve_runs_on_any_runtime_until_dropped() {
     let mut tx = client(addr).await;
     let (_, body) = call(&mut tx, get("/"), "").await;
     assert_eq!(body, "plain\nGET / HTTP/1.1\n");
+    let (mut ws, _) = ws_connect(addr).await;
     task.abort();
     let _ = task.await;
+    // Dropping serve() closes its connections too.
+    let deadline = Instant::now() + T;
+    while !tx.is_closed() {
+        assert!(
+            Instant::now() < deadline,
+            "keep-alive connection still open after drop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let next = tokio::time::timeout(T, ws.next())
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(next, None | Some(Err(_))),
+        "websocket still open: {next:?}"
+    );
     let deadline = Instant::now() + T;
     while TcpStream::connect(addr).await.is_ok() {
         assert!(Instant::now() < deadline, "listener still open after drop");
