@@ -1,4 +1,32 @@
-//! Portico data plane.
+//! Portico data plane: listeners, client connections, routing, the HTTP/1.1 and WebSocket
+//! reverse proxy, static files and the access log.
+//!
+//! Data comes in as a validated [`portico_config::Config`] and the balance
+//! [`portico_balance::Registry`] (live per-server state); [`Server::start`] compiles them
+//! into a snapshot, binds the listeners and runs one worker thread per core. The request
+//! path is composed in [`handler`]; each phase has its own module:
+//! [`accept`] -> [`conn`] -> [`route`] -> [`forward`] / [`upstream`] / [`websocket`] ->
+//! [`bodies`] -> [`log`].
+
+mod accept;
 pub mod access_log;
 pub mod actions;
+mod bodies;
 pub mod body;
+mod conn;
+pub mod error;
+mod forward;
+mod handler;
+mod log;
+mod pool;
+mod route;
+mod server;
+mod snapshot;
+mod upstream;
+mod websocket;
+mod worker;
+pub mod ws_frame;
+mod ws_pipe;
+
+pub use error::{ProxyError, Side};
+pub use server::{RunningServer, Server};

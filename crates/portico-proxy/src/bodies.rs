@@ -1,0 +1,276 @@
+//! Bodies on the proxy path: the request body sent upstream ([`ReqBody`]) and the response
+//! body sent to the client ([`RespBody`]).
+//!
+//! Both stream frame by frame; nothing is buffered whole. [`ReqBody`] enforces `max_body`
+//! on bodies without a declared length and records progress (for `send_timeout`).
+//! [`RespBody`] enforces `read_timeout` between reads from the server (a timer is created
+//! only when the server is actually slow), hands the upstream connection back to the
+//! worker's keep-alive pool the moment the response ends, and carries the per-request
+//! guards (request in service, access log line) until the client got everything.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use portico_balance::Picked;
+
+use crate::body::{Body, BodyError};
+use crate::conn::ActiveGuard;
+use crate::log::LogCtx;
+use crate::worker::Worker;
+
+/// Progress of a request body being sent upstream, shared with the waiting handler.
+#[derive(Debug)]
+pub(crate) struct BodyProgress {
+    pub too_large: Cell<bool>,
+    pub done: Cell<bool>,
+    pub last: Cell<Instant>,
+    pub received: Cell<u64>,
+}
+
+impl BodyProgress {
+    pub fn new() -> Rc<BodyProgress> {
+        Rc::new(BodyProgress {
+            too_large: Cell::new(false),
+            done: Cell::new(false),
+            last: Cell::new(Instant::now()),
+            received: Cell::new(0),
+        })
+    }
+}
+
+/// The body of a request forwarded upstream.
+#[derive(Debug)]
+pub(crate) enum ReqBody {
+    Empty,
+    Stream {
+        inner: Incoming,
+        /// 0 = unlimited.
+        limit: u64,
+        progress: Rc<BodyProgress>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than the route's max_body")]
+struct TooLarge;
+
+impl http_body::Body for ReqBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Stream {
+                inner,
+                limit,
+                progress,
+            } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        let seen = progress.received.get() + data.len() as u64;
+                        progress.received.set(seen);
+                        progress.last.set(Instant::now());
+                        if *limit > 0 && seen > *limit {
+                            progress.too_large.set(true);
+                            return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(None) => {
+                    progress.done.set(true);
+                    progress.last.set(Instant::now());
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// An upstream connection lent to one response; back to the pool when the body ends.
+pub(crate) struct UpstreamLease {
+    pub worker: Rc<Worker>,
+    pub addr: SocketAddr,
+    pub sender: SendRequest<ReqBody>,
+    /// Max idle connections kept for this server on this worker.
+    pub keepalive: usize,
+    /// The balancer's guard: counts the request as active on the server.
+    pub _picked: Picked,
+}
+
+impl UpstreamLease {
+    fn release(self) {
+        self.worker.pool.put(self.addr, self.sender, self.keepalive);
+    }
+}
+
+/// `read_timeout` between two reads of a response body; the timer exists only once a read
+/// had to wait.
+struct ReadTimer {
+    timeout: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timed out")]
+struct ReadTimedOut;
+
+/// The body of a response sent to the client.
+pub(crate) struct RespBody {
+    inner: Body,
+    lease: Option<UpstreamLease>,
+    timer: Option<ReadTimer>,
+    ended: bool,
+    _active: Option<ActiveGuard>,
+    log: Option<Box<LogCtx>>,
+}
+
+impl std::fmt::Debug for RespBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RespBody")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl RespBody {
+    pub fn new(inner: Body) -> RespBody {
+        RespBody {
+            inner,
+            lease: None,
+            timer: None,
+            ended: false,
+            _active: None,
+            log: None,
+        }
+    }
+
+    /// A streamed upstream body: pool return at its end, `read_timeout` between reads.
+    pub fn upstream(inner: Incoming, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
+        let mut body = RespBody::new(Body::Incoming(inner));
+        body.lease = Some(lease);
+        body.timer = Some(ReadTimer {
+            timeout: read_timeout,
+            sleep: None,
+            armed: false,
+        });
+        body
+    }
+
+    pub fn set_active(&mut self, guard: ActiveGuard) {
+        self._active = Some(guard);
+    }
+
+    pub fn set_log(&mut self, log: Box<LogCtx>) {
+        self.log = Some(log);
+    }
+
+    fn on_end(&mut self) {
+        if !self.ended {
+            self.ended = true;
+            if let Some(lease) = self.lease.take() {
+                lease.release();
+            }
+        }
+    }
+}
+
+impl Drop for RespBody {
+    fn drop(&mut self) {
+        if !self.ended && http_body::Body::is_end_stream(&self.inner) {
+            self.on_end();
+        }
+    }
+}
+
+impl http_body::Body for RespBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = this.timer.as_mut() {
+                    t.armed = false;
+                }
+                if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
+                    log.bytes_sent += data.len() as u64;
+                }
+                if http_body::Body::is_end_stream(&this.inner) {
+                    this.on_end();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.on_end();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.lease = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => {
+                let Some(t) = this.timer.as_mut() else {
+                    return Poll::Pending;
+                };
+                let deadline = tokio::time::Instant::now() + t.timeout;
+                if !t.armed {
+                    t.armed = true;
+                    match t.sleep.as_mut() {
+                        Some(s) => s.as_mut().reset(deadline),
+                        None => t.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                if let Some(s) = t.sleep.as_mut()
+                    && s.as_mut().poll(cx).is_ready()
+                {
+                    this.lease = None;
+                    return Poll::Ready(Some(Err(Box::new(ReadTimedOut))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,195 @@
+//! Proxy errors and the one mapping from error to HTTP status.
+//!
+//! Every failure on the data path is a [`ProxyError`]. It knows which side caused it
+//! ([`Side`]), whether trying another server is safe ([`ProxyError::retry_safe`]) and which
+//! status the client gets ([`ProxyError::status`]): connect refused/reset 502, timeout 504,
+//! no usable server 503, body too large 413, bad request 400. Start-up failures (bind,
+//! resolve, thread spawn) are errors too; the binary maps them to exit status 2.
+
+use std::io;
+use std::net::SocketAddr;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::Body;
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something wrong or went away.
+    Client,
+    /// The upstream server refused, reset, timed out or is unusable.
+    Upstream,
+    /// Portico itself (start-up, resources).
+    Internal,
+}
+
+/// Everything that can go wrong in the data plane.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A listener address could not be bound (start-up).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// A server name did not resolve (start-up).
+    #[error("cannot resolve server {addr} of upstream {upstream}: {reason}")]
+    Resolve {
+        upstream: String,
+        addr: String,
+        reason: String,
+    },
+    /// A worker thread or its runtime could not start.
+    #[error("cannot start a worker: {0}")]
+    Worker(#[source] io::Error),
+    /// Connecting to a server failed (refused, unreachable, reset).
+    #[error("connect to {addr} failed: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// Connecting to a server took longer than `connect_timeout`.
+    #[error("connect to {addr} timed out")]
+    ConnectTimeout { addr: SocketAddr },
+    /// The server did not answer within `read_timeout` / `send_timeout`.
+    #[error("upstream {addr} timed out")]
+    UpstreamTimeout { addr: SocketAddr },
+    /// The server closed or reset the connection, or sent garbage.
+    #[error("upstream {addr} failed: {reason}")]
+    UpstreamBroken { addr: SocketAddr, reason: String },
+    /// No server of the upstream can take the request.
+    #[error("no usable server in upstream {0}")]
+    NoServer(String),
+    /// The request body is larger than the route's `max_body`.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// The client's request body broke while it was forwarded.
+    #[error("client request body failed")]
+    ClientBody,
+    /// No route matches the request.
+    #[error("no route")]
+    NoRoute,
+}
+
+impl ProxyError {
+    /// The HTTP status the client gets for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Connect { .. } | ProxyError::UpstreamBroken { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ProxyError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest(_) | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Bind { .. } | ProxyError::Resolve { .. } | ProxyError::Worker(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// Which side caused the error.
+    pub fn side(&self) -> Side {
+        match self {
+            ProxyError::Connect { .. }
+            | ProxyError::ConnectTimeout { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::UpstreamBroken { .. }
+            | ProxyError::NoServer(_) => Side::Upstream,
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::BadRequest(_)
+            | ProxyError::ClientBody
+            | ProxyError::NoRoute => Side::Client,
+            ProxyError::Bind { .. } | ProxyError::Resolve { .. } | ProxyError::Worker(_) => {
+                Side::Internal
+            }
+        }
+    }
+
+    /// Whether trying another server is safe for any request: the server never saw it.
+    /// (Failures after the request was sent are retried only for idempotent requests
+    /// without a body; the caller decides that.)
+    pub fn retry_safe(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+        )
+    }
+
+    /// Whether the failure counts against the server's passive health.
+    pub fn is_server_failure(&self) -> bool {
+        self.side() == Side::Upstream && !matches!(self, ProxyError::NoServer(_))
+    }
+
+    /// The short plain-text response for this error.
+    pub fn to_response(&self) -> Response<Body> {
+        error_response(self.status())
+    }
+}
+
+/// A short plain-text response with `status`: "502 Bad Gateway\n" and so on.
+pub fn error_response(status: StatusCode) -> Response<Body> {
+    let text: &'static str = match status.as_u16() {
+        400 => "400 Bad Request\n",
+        404 => "404 Not Found\n",
+        413 => "413 Payload Too Large\n",
+        500 => "500 Internal Server Error\n",
+        502 => "502 Bad Gateway\n",
+        503 => "503 Service Unavailable\n",
+        504 => "504 Gateway Timeout\n",
+        _ => "error\n",
+    };
+    let mut resp = Response::new(Body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_from_error_to_status() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let refused = ProxyError::Connect {
+            addr,
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+        assert!(refused.retry_safe());
+        assert_eq!(refused.side(), Side::Upstream);
+        let timeout = ProxyError::UpstreamTimeout { addr };
+        assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(!timeout.retry_safe());
+        assert_eq!(ProxyError::NoServer("a".into()).status().as_u16(), 503);
+        assert!(!ProxyError::NoServer("a".into()).is_server_failure());
+        let big = ProxyError::BodyTooLarge { limit: 1 };
+        assert_eq!(big.status().as_u16(), 413);
+        assert_eq!(big.side(), Side::Client);
+        assert_eq!(ProxyError::BadRequest("x").status().as_u16(), 400);
+    }
+
+    #[test]
+    fn error_bodies_are_short_plain_text() {
+        let resp = error_response(StatusCode::BAD_GATEWAY);
+        assert_eq!(resp.status(), 502);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+    }
+}

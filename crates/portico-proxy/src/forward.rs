@@ -1,0 +1,263 @@
+//! Forward phase: turn a client request into the upstream request and an upstream response
+//! into the client response (header rewriting only; bodies stream untouched).
+//!
+//! Request: the URI becomes origin-form (optionally with the route prefix stripped), `Host`
+//! is kept, hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the headers it names,
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
+//! `Expect` (hyper answers `100 Continue` itself when the body is read) are dropped,
+//! `X-Real-IP`, `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host` are
+//! added, then the route's `request_headers` rules apply. For a WebSocket upgrade,
+//! `Upgrade` and `Connection: upgrade` are kept. Response: the same hop-by-hop cleanup
+//! (kept for `101 Switching Protocols`), then `response_headers` rules.
+
+use http::header::{CONNECTION, EXPECT, HOST, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Uri, Version};
+
+use crate::snapshot::ProxyRoute;
+
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket` and
+/// `Connection: upgrade`, any case).
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    upgrade
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"))
+}
+
+fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Remove hop-by-hop headers (and the ones `Connection` names). With `keep_upgrade`,
+/// `Upgrade` stays and `Connection` becomes `upgrade`.
+pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.is_empty()
+                    || token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    named.push(name);
+                }
+            }
+        }
+        for name in named {
+            if name != HOST && !(keep_upgrade && name == UPGRADE) {
+                headers.remove(name);
+            }
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(TE);
+    headers.remove(TRAILER);
+    headers.remove(TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Rewrite a client request's head into the upstream request's head.
+pub(crate) fn request(
+    parts: &mut http::request::Parts,
+    route: &ProxyRoute,
+    real_ip: &HeaderValue,
+    websocket: bool,
+) {
+    parts.version = Version::HTTP_11;
+    if let Some(uri) = upstream_uri(&parts.uri, route.strip.as_deref()) {
+        parts.uri = uri;
+    }
+    let headers = &mut parts.headers;
+    drop_hop_by_hop(headers, websocket);
+    headers.remove(EXPECT);
+
+    // X-Forwarded-For: append to what the client sent.
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        None => real_ip.clone(),
+        Some(_) => {
+            let mut joined = Vec::with_capacity(64);
+            for v in headers.get_all(&X_FORWARDED_FOR) {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(real_ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or_else(|_| real_ip.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), real_ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(host) = headers.get(HOST).cloned() {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    } else if let Some(authority) = parts.uri.authority() {
+        // HTTP/1.0 without Host: name the server in the request-target's authority.
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            headers.insert(HOST, v.clone());
+            headers.insert(X_FORWARDED_HOST.clone(), v);
+        }
+    }
+    if !route.request_headers.is_empty() {
+        route.request_headers.apply(headers);
+    }
+}
+
+/// Origin-form URI for the upstream, `None` when the client's URI can go as it is.
+fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+    let absolute = uri.scheme().is_some() || uri.authority().is_some();
+    let stripped = strip.and_then(|prefix| uri.path().strip_prefix(prefix));
+    if !absolute && stripped.is_none() {
+        return None;
+    }
+    let path = stripped.unwrap_or(uri.path());
+    let mut pq = String::with_capacity(path.len() + 1 + uri.query().map_or(0, str::len) + 1);
+    if !path.starts_with('/') {
+        pq.push('/');
+    }
+    pq.push_str(path);
+    if let Some(q) = uri.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    PathAndQuery::try_from(pq).ok().map(Uri::from)
+}
+
+/// Rewrite an upstream response's head for the client.
+pub(crate) fn response(parts: &mut http::response::Parts, route: &ProxyRoute) {
+    let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    drop_hop_by_hop(&mut parts.headers, switching);
+    if !route.response_headers.is_empty() {
+        route.response_headers.apply(&mut parts.headers);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::snapshot::CompiledRules;
+
+    fn route(strip: Option<&str>) -> ProxyRoute {
+        ProxyRoute {
+            upstream: 0,
+            strip: strip.map(str::to_string),
+            websocket: true,
+            read_timeout: std::time::Duration::from_secs(1),
+            max_body: 0,
+            request_headers: CompiledRules {
+                set: vec![(
+                    HeaderName::from_static("x-set"),
+                    HeaderValue::from_static("v"),
+                )],
+                remove: vec![HeaderName::from_static("x-secret")],
+            },
+            response_headers: CompiledRules::default(),
+        }
+    }
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn adds_forwarding_headers_and_drops_hop_by_hop() {
+        let mut p = parts(
+            "/a?b=1",
+            &[
+                ("host", "example.com"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("upgrade", "h2c"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-secret", "s"),
+                ("expect", "100-continue"),
+            ],
+        );
+        let ip = HeaderValue::from_static("127.0.0.1");
+        request(&mut p, &route(None), &ip, false);
+        let h = &p.headers;
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "x-secret",
+            "expect",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} must be dropped");
+        }
+        assert_eq!(h["host"], "example.com");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        assert_eq!(h["x-set"], "v");
+        assert_eq!(p.uri, "/a?b=1");
+    }
+
+    #[test]
+    fn websocket_keeps_upgrade() {
+        let mut p = parts(
+            "/ws",
+            &[
+                ("host", "h"),
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        assert!(is_websocket_upgrade(&p.headers));
+        request(&mut p, &route(None), &HeaderValue::from_static("::1"), true);
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn strips_prefix_and_makes_origin_form() {
+        assert_eq!(
+            upstream_uri(&"/api/x?q".parse().unwrap(), Some("/api")).unwrap(),
+            "/x?q"
+        );
+        assert_eq!(
+            upstream_uri(&"/api".parse().unwrap(), Some("/api")).unwrap(),
+            "/"
+        );
+        assert_eq!(
+            upstream_uri(&"http://h/p?q".parse().unwrap(), None).unwrap(),
+            "/p?q"
+        );
+        assert!(upstream_uri(&"/p".parse().unwrap(), None).is_none());
+    }
+}

@@ -1,0 +1,69 @@
+//! The request path, composed in one place: route -> action -> response.
+//!
+//! ```text
+//! conn (hyper h1)  ->  handle():
+//!     snapshot      (worker's cached Arc, one pointer compare)
+//!     route         site by Host, route by path            [route.rs]
+//!     action:
+//!       proxy       websocket? -> websocket.rs              [websocket.rs, ws_pipe.rs]
+//!                   else max_body, forward, pick + pool + retries, response
+//!                                                           [forward.rs, upstream.rs]
+//!       static      actions::static_files
+//!       redirect    actions::redirect
+//!       respond     actions::respond
+//!     errors        one status mapping                      [error.rs]
+//!     response body carries: pool return, read timeout, request-in-service guard, log line
+//!                                                           [bodies.rs, log.rs]
+//! ```
+
+use std::rc::Rc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::actions::{redirect, respond, static_files};
+use crate::bodies::RespBody;
+use crate::conn::{ActiveGuard, ConnCtx};
+use crate::error::ProxyError;
+use crate::log::LogCtx;
+use crate::snapshot::RouteAction;
+use crate::{forward, upstream, websocket};
+
+/// Serve one request of a client connection.
+pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
+    let active = ActiveGuard::new(&ctx);
+    let snap = ctx.worker.snapshot();
+    let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
+    let listener = &snap.listeners[ctx.listener];
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| h.as_bytes())
+        .or_else(|| req.uri().host().map(str::as_bytes));
+    let site = &snap.sites[listener.hosts.select(host)];
+    let mut resp = match site.routes.select(req.uri().path()) {
+        None => ProxyError::NoRoute.to_response().map(RespBody::new),
+        Some(RouteAction::Proxy(route)) => {
+            if route.websocket && forward::is_websocket_upgrade(req.headers()) {
+                websocket::proxy(&ctx, &snap, route, req, log.take()).await
+            } else {
+                upstream::proxy(&ctx, &snap, route, req, log.as_deref_mut()).await
+            }
+        }
+        Some(RouteAction::Static(action)) => {
+            let (parts, _body) = req.into_parts();
+            static_files::serve(&parts, action).await.map(RespBody::new)
+        }
+        Some(RouteAction::Redirect(action)) => {
+            let (parts, _body) = req.into_parts();
+            redirect::redirect(&parts, "http", action).map(RespBody::new)
+        }
+        Some(RouteAction::Respond(action)) => respond::respond(action).map(RespBody::new),
+    };
+    if let Some(mut log) = log {
+        log.status = resp.status().as_u16();
+        resp.body_mut().set_log(log);
+    }
+    resp.body_mut().set_active(active);
+    resp
+}

@@ -1,0 +1,229 @@
+//! The compiled, immutable view of a [`Config`] that requests run against.
+//!
+//! Built once per config (start-up, later reload) and published through an
+//! `arc_swap::ArcSwap`: listeners with their sites (compiled host tables and route tables,
+//! see [`crate::route`]), upstream pools (live state stays in the balance registry) with
+//! their servers' resolved addresses, and header rules turned into typed header names and
+//! values so the hot path never parses or formats them.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use portico_balance::{Pool, Registry};
+use portico_config::{
+    Action, Config, HeaderRules, ProxyAction, RedirectAction, RespondAction, ServerConfig,
+    StaticAction, Upstream,
+};
+
+use crate::error::ProxyError;
+use crate::route::{HostTable, RouteTable};
+
+/// Everything a request needs, compiled from one config.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// One entry per distinct listen address, in first-seen order.
+    pub listeners: Vec<ListenerSites>,
+    /// Sites in file order; [`HostTable`] lookups return indexes into this.
+    pub sites: Vec<CompiledSite>,
+    /// Upstreams, indexed by [`ProxyRoute::upstream`].
+    pub upstreams: Vec<UpstreamEntry>,
+    pub server: ServerConfig,
+}
+
+/// The sites sharing one listen address.
+#[derive(Debug)]
+pub(crate) struct ListenerSites {
+    pub addr: SocketAddr,
+    pub hosts: HostTable,
+}
+
+/// One site, compiled.
+#[derive(Debug)]
+pub(crate) struct CompiledSite {
+    pub routes: RouteTable,
+}
+
+/// What a matched route does.
+#[derive(Debug)]
+pub(crate) enum RouteAction {
+    Proxy(ProxyRoute),
+    Static(StaticAction),
+    Redirect(RedirectAction),
+    Respond(RespondAction),
+}
+
+/// A `proxy = "NAME"` route, ready for the hot path.
+#[derive(Debug)]
+pub(crate) struct ProxyRoute {
+    /// Index into [`Snapshot::upstreams`].
+    pub upstream: usize,
+    /// The route's prefix when `strip_prefix = true`.
+    pub strip: Option<String>,
+    pub websocket: bool,
+    /// Route override, else the upstream's.
+    pub read_timeout: Duration,
+    /// 0 = unlimited.
+    pub max_body: u64,
+    pub request_headers: CompiledRules,
+    pub response_headers: CompiledRules,
+}
+
+/// Header set/remove rules as typed names and values.
+#[derive(Debug, Default)]
+pub(crate) struct CompiledRules {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl CompiledRules {
+    fn compile(rules: &HeaderRules) -> CompiledRules {
+        let set = rules
+            .set
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                let value = HeaderValue::from_str(v).ok()?;
+                Some((name, value))
+            })
+            .collect();
+        let remove = rules
+            .remove
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        CompiledRules { set, remove }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// Remove, then set.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// One upstream: its pool and its servers' resolved addresses.
+#[derive(Debug)]
+pub(crate) struct UpstreamEntry {
+    pub pool: Pool,
+    /// Resolved address per pool member, same order as [`Pool::members`].
+    pub addrs: Vec<SocketAddr>,
+    pub config: Upstream,
+}
+
+impl Snapshot {
+    /// Compile `config`; resolves server names (blocking, start-up/reload only).
+    pub fn build(config: &Arc<Config>, registry: &Registry) -> Result<Snapshot, ProxyError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        let mut upstream_index = HashMap::new();
+        for (name, upstream) in &config.upstreams {
+            let pool = Pool::new(upstream, registry);
+            let addrs = pool
+                .members()
+                .iter()
+                .map(|m| resolve(&upstream.name, &m.spec.addr))
+                .collect::<Result<Vec<_>, _>>()?;
+            upstream_index.insert(name.as_str(), upstreams.len());
+            upstreams.push(UpstreamEntry {
+                pool,
+                addrs,
+                config: upstream.clone(),
+            });
+        }
+
+        let mut listeners: Vec<ListenerSites> = Vec::new();
+        let mut sites = Vec::with_capacity(config.sites.len());
+        for (site_index, site) in config.sites.iter().enumerate() {
+            let mut routes = Vec::with_capacity(site.routes.len());
+            for route in &site.routes {
+                let action = match &route.action {
+                    Action::Proxy(p) => {
+                        RouteAction::Proxy(compile_proxy(p, route, &upstream_index, &upstreams)?)
+                    }
+                    Action::Static(s) => RouteAction::Static(s.clone()),
+                    Action::Redirect(r) => RouteAction::Redirect(r.clone()),
+                    Action::Respond(r) => RouteAction::Respond(r.clone()),
+                };
+                routes.push((route.matcher.clone(), action));
+            }
+            sites.push(CompiledSite {
+                routes: RouteTable::new(routes),
+            });
+            for addr in &site.listen {
+                let idx = match listeners.iter().position(|l| l.addr == *addr) {
+                    Some(i) => i,
+                    None => {
+                        listeners.push(ListenerSites {
+                            addr: *addr,
+                            hosts: HostTable::default(),
+                        });
+                        listeners.len() - 1
+                    }
+                };
+                listeners[idx].hosts.add_site(site_index, &site.hosts);
+            }
+        }
+        Ok(Snapshot {
+            listeners,
+            sites,
+            upstreams,
+            server: config.server.clone(),
+        })
+    }
+}
+
+fn compile_proxy(
+    p: &ProxyAction,
+    route: &portico_config::Route,
+    upstream_index: &HashMap<&str, usize>,
+    upstreams: &[UpstreamEntry],
+) -> Result<ProxyRoute, ProxyError> {
+    let upstream = *upstream_index
+        .get(p.upstream.as_str())
+        .ok_or_else(|| ProxyError::NoServer(p.upstream.clone()))?;
+    let strip = match (&route.matcher, p.strip_prefix) {
+        (portico_config::Matcher::Prefix(prefix), true) => {
+            Some(prefix.trim_end_matches('/').to_string())
+        }
+        _ => None,
+    };
+    Ok(ProxyRoute {
+        upstream,
+        strip,
+        websocket: p.websocket,
+        read_timeout: p
+            .read_timeout
+            .unwrap_or(upstreams[upstream].config.read_timeout),
+        max_body: p.max_body,
+        request_headers: CompiledRules::compile(&p.request_headers),
+        response_headers: CompiledRules::compile(&p.response_headers),
+    })
+}
+
+/// Resolve `host:port` once (names like `localhost` too); the first address wins.
+fn resolve(upstream: &str, addr: &portico_config::ServerAddr) -> Result<SocketAddr, ProxyError> {
+    if let Some(ip) = addr.ip_socket_addr() {
+        return Ok(ip);
+    }
+    let err = |reason: String| ProxyError::Resolve {
+        upstream: upstream.to_string(),
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut found = (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?;
+    found
+        .next()
+        .ok_or_else(|| err("the name has no address".to_string()))
+}

@@ -1,0 +1,370 @@
+//! Upstream phase: pick a server, get a pooled (or new) connection, send, retry.
+//!
+//! - The balancer ([`portico_balance::Pool`]) picks a server; outcomes are reported back
+//!   (passive health).
+//! - Connections come from the worker's keep-alive pool, else a new TCP connection
+//!   (`connect_timeout`, `TCP_NODELAY`) with a hyper HTTP/1.1 client handshake.
+//! - The response head must arrive within `read_timeout` after the request was sent
+//!   (`send_timeout` between reads of the request body while it streams).
+//! - Retries (`retries` other servers): when connecting fails, or when an idempotent request
+//!   without a body fails before any response byte. A pooled keep-alive connection the
+//!   server had closed is retried on a fresh connection to the same server and is not
+//!   counted as a server failure.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self as client, SendRequest};
+use hyper_util::rt::TokioIo;
+use portico_balance::{PickKey, Picked};
+use portico_config::{Balance, HashKey};
+use tokio::net::TcpStream;
+
+use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
+use crate::conn::ConnCtx;
+use crate::error::ProxyError;
+use crate::forward;
+use crate::log::LogCtx;
+use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
+
+/// Most servers one request tries.
+const MAX_TRIES: usize = 16;
+
+/// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
+pub(crate) async fn proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    req: Request<Incoming>,
+    log: Option<&mut LogCtx>,
+) -> Response<RespBody> {
+    match try_proxy(ctx, snap, route, req, log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, "proxy error");
+            e.to_response().map(RespBody::new)
+        }
+    }
+}
+
+/// The declared body length when it exceeds `max_body`.
+pub(crate) fn check_declared_length(headers: &HeaderMap, max_body: u64) -> Result<(), ProxyError> {
+    if max_body == 0 {
+        return Ok(());
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_body => Err(ProxyError::BodyTooLarge { limit: max_body }),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes `balance = "hash"` hashes on, if the request has them.
+pub(crate) fn hash_key(entry: &UpstreamEntry, parts: &http::request::Parts) -> Option<Vec<u8>> {
+    if entry.config.balance != Balance::Hash {
+        return None;
+    }
+    match &entry.config.hash_key {
+        HashKey::ClientIp => None,
+        HashKey::Uri => Some(
+            parts
+                .uri
+                .path_and_query()
+                .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+        ),
+        HashKey::Path => Some(parts.uri.path().as_bytes().to_vec()),
+        HashKey::Header(name) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie(name) => parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+                (k == name.as_bytes()).then(|| v[1..].to_vec())
+            }),
+        HashKey::Query(name) => parts.uri.query().and_then(|q| {
+            q.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (k == name).then(|| v.as_bytes().to_vec())
+            })
+        }),
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// What is needed to send the same body-less request again.
+struct Template {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl Template {
+    fn build(&self) -> Request<ReqBody> {
+        let mut req = Request::new(ReqBody::Empty);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+async fn try_proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    req: Request<Incoming>,
+    mut log: Option<&mut LogCtx>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let entry = &snap.upstreams[route.upstream];
+    check_declared_length(req.headers(), route.max_body)?;
+    let (mut parts, body) = req.into_parts();
+    let hash = hash_key(entry, &parts);
+    forward::request(&mut parts, route, &ctx.real_ip, false);
+
+    let has_body = !http_body::Body::is_end_stream(&body);
+    let progress = has_body.then(BodyProgress::new);
+    let template = (!has_body && is_idempotent(&parts.method)).then(|| Template {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        headers: parts.headers.clone(),
+    });
+    let req_body = match &progress {
+        Some(p) => ReqBody::Stream {
+            inner: body,
+            limit: route.max_body,
+            progress: p.clone(),
+        },
+        None => ReqBody::Empty,
+    };
+    let mut request = Some(Request::from_parts(parts, req_body));
+    let key = PickKey {
+        client_ip: ctx.peer.ip(),
+        hash: hash.as_deref(),
+    };
+    let mut tried = [0usize; MAX_TRIES];
+    let mut n_tried = 0;
+    let mut retries_left = entry.config.retries;
+    loop {
+        let picked = entry
+            .pool
+            .pick(&key, &tried[..n_tried])
+            .map_err(|_| ProxyError::NoServer(entry.config.name.clone()))?;
+        let index = picked.index;
+        let addr = entry.addrs[index];
+        let outcome = attempt(
+            ctx,
+            entry,
+            route,
+            addr,
+            picked,
+            &mut request,
+            &template,
+            &progress,
+        )
+        .await;
+        match outcome {
+            Ok((resp, upstream_time)) => {
+                entry.pool.report_success(index);
+                if let Some(log) = log.as_deref_mut() {
+                    log.upstream_addr = Some(addr);
+                    log.upstream_time = Some(upstream_time);
+                }
+                return Ok(resp);
+            }
+            Err(e) => {
+                if matches!(e, ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody) {
+                    return Err(e);
+                }
+                if e.is_server_failure() {
+                    entry.pool.report_failure(index);
+                }
+                let resend = request.is_some() || template.is_some();
+                if retries_left == 0 || n_tried >= MAX_TRIES || !(e.retry_safe() || resend) {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "retrying on another server");
+                retries_left -= 1;
+                tried[n_tried] = index;
+                n_tried += 1;
+            }
+        }
+    }
+}
+
+/// One server: pooled connection (a stale one is replaced by a fresh one, not counted as a
+/// failure), send, wait for the response head.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    ctx: &Rc<ConnCtx>,
+    entry: &UpstreamEntry,
+    route: &ProxyRoute,
+    addr: SocketAddr,
+    picked: Picked,
+    request: &mut Option<Request<ReqBody>>,
+    template: &Option<Template>,
+    progress: &Option<Rc<BodyProgress>>,
+) -> Result<(Response<RespBody>, Duration), ProxyError> {
+    let worker = &ctx.worker;
+    let cfg = &entry.config;
+    let started = Instant::now();
+    loop {
+        let (mut sender, reused) = match worker.pool.take(addr) {
+            Some(s) => (s, true),
+            None => (connect(addr, cfg.connect_timeout).await?, false),
+        };
+        if reused && sender.ready().await.is_err() {
+            continue;
+        }
+        let req = match request.take() {
+            Some(r) => r,
+            None => match template {
+                Some(t) => t.build(),
+                None => {
+                    return Err(ProxyError::UpstreamBroken {
+                        addr,
+                        reason: "request already sent".into(),
+                    });
+                }
+            },
+        };
+        let sent = sender.try_send_request(req);
+        let result = wait_head(sent, addr, route.read_timeout, cfg.send_timeout, progress).await;
+        match result {
+            Ok(resp) => {
+                let upstream_time = started.elapsed();
+                let (mut parts, body) = resp.into_parts();
+                forward::response(&mut parts, route);
+                let lease = UpstreamLease {
+                    worker: worker.clone(),
+                    addr,
+                    sender,
+                    keepalive: cfg.keepalive,
+                    _picked: picked,
+                };
+                let body = RespBody::upstream(body, lease, route.read_timeout);
+                return Ok((Response::from_parts(parts, body), upstream_time));
+            }
+            Err(Failure::Timeout) => return Err(ProxyError::UpstreamTimeout { addr }),
+            Err(Failure::Hyper(mut e)) => {
+                if progress.as_ref().is_some_and(|p| p.too_large.get()) {
+                    return Err(ProxyError::BodyTooLarge {
+                        limit: route.max_body,
+                    });
+                }
+                let returned = e.take_message();
+                let err = e.into_error();
+                let stale = reused
+                    && (returned.is_some() || err.is_canceled() || err.is_incomplete_message());
+                if let Some(r) = returned {
+                    *request = Some(r);
+                }
+                if stale && (request.is_some() || template.is_some()) {
+                    // The server closed an idle keep-alive connection: not its failure.
+                    continue;
+                }
+                if err.is_user() && progress.is_some() {
+                    return Err(ProxyError::ClientBody);
+                }
+                return Err(ProxyError::UpstreamBroken {
+                    addr,
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+}
+
+enum Failure {
+    Timeout,
+    Hyper(Box<hyper::client::conn::TrySendError<Request<ReqBody>>>),
+}
+
+/// Wait for the response head: `read_timeout` after the request body is done, and at most
+/// `send_timeout` between two reads of a request body that is still streaming.
+async fn wait_head(
+    sent: impl std::future::Future<
+        Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>>,
+    >,
+    _addr: SocketAddr,
+    read_timeout: Duration,
+    send_timeout: Duration,
+    progress: &Option<Rc<BodyProgress>>,
+) -> Result<Response<Incoming>, Failure> {
+    tokio::pin!(sent);
+    let Some(progress) = progress else {
+        return match tokio::time::timeout(read_timeout, sent).await {
+            Ok(r) => r.map_err(|e| Failure::Hyper(Box::new(e))),
+            Err(_) => Err(Failure::Timeout),
+        };
+    };
+    let sleep = tokio::time::sleep(send_timeout.min(read_timeout));
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            r = &mut sent => return r.map_err(|e| Failure::Hyper(Box::new(e))),
+            _ = &mut sleep => {
+                let now = Instant::now();
+                let last = progress.last.get();
+                let limit = if progress.done.get() { read_timeout } else { send_timeout };
+                let deadline = last + limit;
+                if deadline <= now {
+                    return Err(Failure::Timeout);
+                }
+                sleep.as_mut().reset(deadline.into());
+            }
+        }
+    }
+}
+
+/// A new upstream connection: TCP (`connect_timeout`, `TCP_NODELAY`) + HTTP/1.1 handshake.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<SendRequest<ReqBody>, ProxyError> {
+    let stream = connect_tcp(addr, timeout).await?;
+    let (sender, conn) =
+        client::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| ProxyError::UpstreamBroken {
+                addr,
+                reason: e.to_string(),
+            })?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// TCP connect with `connect_timeout` and `TCP_NODELAY`.
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+        Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}

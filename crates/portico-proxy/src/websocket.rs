@@ -1,0 +1,139 @@
+//! WebSocket phase: forward the upgrade, pass the server's answer through, then pipe.
+//!
+//! The upgrade request goes to a fresh upstream connection (connect failures are retried on
+//! other servers like any request). A `101 Switching Protocols` from the server is passed
+//! to the client and both raw TCP streams are handed to [`crate::ws_pipe`]; any other
+//! answer is passed through as a normal response.
+
+use std::rc::Rc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::client::conn::http1 as client;
+use hyper_util::rt::TokioIo;
+use portico_balance::PickKey;
+
+use crate::bodies::{ReqBody, RespBody};
+use crate::body::Body;
+use crate::conn::ConnCtx;
+use crate::error::ProxyError;
+use crate::log::LogCtx;
+use crate::snapshot::{ProxyRoute, Snapshot};
+use crate::upstream::{self, connect_tcp};
+use crate::{forward, ws_pipe};
+
+/// Proxy a WebSocket upgrade request.
+pub(crate) async fn proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    req: Request<Incoming>,
+    mut log: Option<Box<LogCtx>>,
+) -> Response<RespBody> {
+    match try_proxy(ctx, snap, route, req, &mut log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket proxy error");
+            let mut resp = e.to_response().map(RespBody::new);
+            if let Some(mut log) = log {
+                log.status = resp.status().as_u16();
+                resp.body_mut().set_log(log);
+            }
+            resp
+        }
+    }
+}
+
+async fn try_proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    mut req: Request<Incoming>,
+    log: &mut Option<Box<LogCtx>>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let entry = &snap.upstreams[route.upstream];
+    let cfg = &entry.config;
+    let on_client = hyper::upgrade::on(&mut req);
+    let (mut parts, _body) = req.into_parts();
+    let hash = upstream::hash_key(entry, &parts);
+    forward::request(&mut parts, route, &ctx.real_ip, true);
+    let key = PickKey {
+        client_ip: ctx.peer.ip(),
+        hash: hash.as_deref(),
+    };
+    let mut tried = Vec::new();
+    let mut retries_left = cfg.retries;
+    let (picked, addr, stream) = loop {
+        let picked = entry
+            .pool
+            .pick(&key, &tried)
+            .map_err(|_| ProxyError::NoServer(cfg.name.clone()))?;
+        let addr = entry.addrs[picked.index];
+        match connect_tcp(addr, cfg.connect_timeout).await {
+            Ok(s) => break (picked, addr, s),
+            Err(e) => {
+                entry.pool.report_failure(picked.index);
+                if retries_left == 0 {
+                    return Err(e);
+                }
+                retries_left -= 1;
+                tried.push(picked.index);
+            }
+        }
+    };
+    let broken = |e: hyper::Error| ProxyError::UpstreamBroken {
+        addr,
+        reason: e.to_string(),
+    };
+    let (mut sender, conn) = client::handshake(TokioIo::new(stream))
+        .await
+        .map_err(broken)?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "websocket upstream connection error");
+        }
+    });
+    let started = std::time::Instant::now();
+    let sent = sender.send_request(Request::from_parts(parts, ReqBody::Empty));
+    let mut resp = match tokio::time::timeout(route.read_timeout, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            entry.pool.report_failure(picked.index);
+            return Err(broken(e));
+        }
+        Err(_) => {
+            entry.pool.report_failure(picked.index);
+            return Err(ProxyError::UpstreamTimeout { addr });
+        }
+    };
+    entry.pool.report_success(picked.index);
+    if let Some(log) = log.as_deref_mut() {
+        log.upstream_addr = Some(addr);
+        log.upstream_time = Some(started.elapsed());
+    }
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = resp.into_parts();
+        forward::response(&mut parts, route);
+        let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
+        if let Some(mut log) = log.take() {
+            log.status = out.status().as_u16();
+            out.body_mut().set_log(log);
+        }
+        return Ok(out);
+    }
+    let on_upstream = hyper::upgrade::on(&mut resp);
+    let (mut parts, _body) = resp.into_parts();
+    forward::response(&mut parts, route);
+    if let Some(log) = log.as_deref_mut() {
+        log.status = 101;
+    }
+    tokio::task::spawn_local(ws_pipe::run(
+        ctx.clone(),
+        on_client,
+        on_upstream,
+        route.read_timeout,
+        picked,
+        log.take(),
+    ));
+    Ok(Response::from_parts(parts, RespBody::new(Body::Empty)))
+}
