@@ -53,6 +53,7 @@ fn mutated_examples_never_panic() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/everything.toml"));
     assert!(!files.is_empty());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut invalid = 0;
