@@ -30,17 +30,20 @@ stage() { # stage NAME: start timing a stage
   STAGE_T0=$(now_ms)
   echo "==> $STAGE"
 }
-stage_done() {
-  local dt
+FAILED=()
+stage_done() { # stage_done [RC]: record the stage's time (and failure)
+  local rc=${1:-0} dt
   dt=$(secs $(($(now_ms) - STAGE_T0)))
-  TIMINGS+=("$(printf '%-8s %7ss' "$STAGE" "$dt")")
-  echo "<== $STAGE: ${dt}s"
+  local verdict=ok
+  [ "$rc" -eq 0 ] || { verdict="FAILED (exit $rc)"; FAILED+=("$STAGE"); }
+  TIMINGS+=("$(printf '%-8s %7ss  %s' "$STAGE" "$dt" "$verdict")")
+  echo "<== $STAGE: ${dt}s $verdict"
 }
 summary() {
   local rc=$?
   echo "---- timing"
   for t in "${TIMINGS[@]}"; do echo "  $t"; done
-  [ -n "$STAGE" ] && [ $rc -ne 0 ] && echo "  (failed during: $STAGE)"
+  [ $rc -ne 0 ] && [ ${#FAILED[@]} -eq 0 ] && echo "  (stopped during: $STAGE)"
   printf '  %-8s %7ss\n' total "$(secs $(($(now_ms) - T_START)))"
   [ $rc -eq 0 ] && echo "scripts/test.sh: all stages passed" || echo "scripts/test.sh: FAILED (exit $rc)"
 }
@@ -188,14 +191,20 @@ export PORTICO_VENV="$ROOT/.peers/venv"
 export CI
 
 # ---------------------------------------------------------------------------- checks
-stage fmt
-cargo fmt --all -- --check
-stage_done
+# Every stage runs even if an earlier one failed (one CI log shows every problem); the
+# script exits non-zero if any failed.
+run_stage() { # run_stage NAME CMD...
+  stage "$1"
+  shift
+  local rc=0
+  "$@" || rc=$?
+  stage_done $rc
+}
+run_stage fmt cargo fmt --all -- --check
+run_stage clippy cargo clippy --workspace --all-targets --quiet -- -D warnings
+run_stage test cargo test --workspace
 
-stage clippy
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-stage_done
-
-stage test
-cargo test --workspace
-stage_done
+if [ ${#FAILED[@]} -ne 0 ]; then
+  echo "failed stages: ${FAILED[*]}" >&2
+  exit 1
+fi

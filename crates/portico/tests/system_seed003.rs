@@ -52,8 +52,8 @@ fn get_keepalive(
 
 /// A request with a body of `len` bytes (Content-Length, or chunked), streamed from a
 /// thread while this one waits for the answer (the proxy may answer 413 before reading all
-/// of it). Returns the status.
-fn post_body(addr: SocketAddr, len: usize, chunked: bool) -> u16 {
+/// of it). Returns the status, or what happened instead of a response.
+fn post_body(addr: SocketAddr, len: usize, chunked: bool) -> Result<u16, String> {
     let mut conn = Conn::connect(addr).expect("connect");
     let mut w = conn.writer().expect("writer");
     let head = if chunked {
@@ -85,45 +85,65 @@ fn post_body(addr: SocketAddr, len: usize, chunked: bool) -> u16 {
     });
     let resp = conn
         .read_response(false)
-        .unwrap_or_else(|e| panic!("no response to a {len}-byte body (chunked={chunked}): {e}"));
+        .map_err(|e| format!("no response to a {len}-byte body (chunked={chunked}): {e}"));
     // The writer stops by itself (done, or the socket closed); dropping the connection
     // unblocks it in any case.
     drop(conn);
     let _ = writer.join();
-    resp.status
+    resp.map(|r| r.status)
+}
+
+/// The running scenario: the fixed-ports lock, three named backends, the proxy.
+struct Seed003 {
+    _lock: FixedPortsLock,
+    _dir: TempDir,
+    backends: Vec<ChildGuard>,
+    proxy: ChildGuard,
+}
+
+impl Seed003 {
+    fn start() -> Seed003 {
+        let mut ports: Vec<u16> = BACKENDS.iter().map(|(p, _)| *p).collect();
+        ports.extend([PROXY, ADMIN_DEFAULT]);
+        let lock = FixedPortsLock::acquire(&ports);
+        let dir = TempDir::new("seed003");
+        let src = example("seed-003-http-lb.toml");
+        let cfg = dir.copy_in(&src);
+        assert_eq!(
+            std::fs::read(&cfg).expect("read copy"),
+            std::fs::read(&src).expect("read example"),
+            "the scenario must run unchanged"
+        );
+        let mut backends: Vec<ChildGuard> = BACKENDS
+            .iter()
+            .map(|&(p, name)| start_portico_echo(local(p), name, dir.path()))
+            .collect();
+        for (b, &(p, name)) in backends.iter_mut().zip(BACKENDS.iter()) {
+            b.wait_for_port(local(p), T15);
+            let r = support::http::get(local(p), "/direct").expect("GET a backend directly");
+            assert_eq!(
+                r.first_line(),
+                name,
+                "backend {p} names itself: {:?}",
+                r.text()
+            );
+        }
+        let mut proxy = start_portico(&cfg, dir.path());
+        proxy.wait_for_port(local(PROXY), T15);
+        Seed003 {
+            _lock: lock,
+            _dir: dir,
+            backends,
+            proxy,
+        }
+    }
 }
 
 #[test]
 fn seed_003_http_lb() {
-    let mut ports: Vec<u16> = BACKENDS.iter().map(|(p, _)| *p).collect();
-    ports.extend([PROXY, ADMIN_DEFAULT]);
-    let _lock = FixedPortsLock::acquire(&ports);
-    let dir = TempDir::new("seed003");
-    let src = example("seed-003-http-lb.toml");
-    let cfg = dir.copy_in(&src);
-    assert_eq!(
-        std::fs::read(&cfg).expect("read copy"),
-        std::fs::read(&src).expect("read example"),
-        "the scenario must run unchanged"
-    );
-
-    let mut backends: Vec<ChildGuard> = BACKENDS
-        .iter()
-        .map(|&(p, name)| start_portico_echo(local(p), name, dir.path()))
-        .collect();
-    for (b, &(p, name)) in backends.iter_mut().zip(BACKENDS.iter()) {
-        b.wait_for_port(local(p), T15);
-        let r = support::http::get(local(p), "/direct").expect("GET a backend directly");
-        assert_eq!(
-            r.first_line(),
-            name,
-            "backend {p} names itself: {:?}",
-            r.text()
-        );
-    }
-    let mut proxy = start_portico(&cfg, dir.path());
+    let mut s = Seed003::start();
+    let (backends, proxy) = (&mut s.backends, &mut s.proxy);
     let addr = local(PROXY);
-    proxy.wait_for_port(addr, T15);
 
     // 1. Round robin: 300 GETs, each backend 100 +- 10%.
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -201,18 +221,42 @@ fn seed_003_http_lb() {
     assert_eq!(total, CLIENTS * PER_CLIENT);
     proxy.assert_running();
 
-    // 3. max_body = "10m": over it -> 413 (Content-Length and chunked); under it -> 200.
+    // 3. max_body = "10m": over it -> 413; under it -> 200.
     let small = post_body(addr, MIB, false);
-    assert_eq!(small, 200, "a 1 MiB body is under the 10m limit");
+    assert_eq!(small, Ok(200), "a 1 MiB body is under the 10m limit");
     let status = post_body(addr, 10 * MIB + 1, false);
     assert_eq!(
-        status, 413,
+        status,
+        Ok(413),
         "a 10 MiB + 1 byte body (Content-Length) must get 413"
     );
-    let status = post_body(addr, 10 * MIB + 1, true);
-    assert_eq!(status, 413, "a 10 MiB + 1 byte chunked body must get 413");
     report(&format!(
-        "{TEST}: 1 MiB body -> 200, 10 MiB + 1 -> 413 (length and chunked)"
+        "{TEST}: 1 MiB body -> 200, 10 MiB + 1 (Content-Length) -> 413"
     ));
     proxy.assert_running();
+}
+
+/// nginx's `client_max_body_size 10m` (the seed) answers 413 to a chunked upload past the
+/// limit too, whatever the backend does meanwhile.
+#[test]
+fn seed_003_chunked_body_over_limit_gets_413() {
+    let mut s = Seed003::start();
+    let addr = local(PROXY);
+    let small = post_body(addr, MIB, true);
+    assert_eq!(
+        small,
+        Ok(200),
+        "a 1 MiB chunked body is under the 10m limit"
+    );
+    let status = post_body(addr, 10 * MIB + 1, true);
+    assert_eq!(
+        status,
+        Ok(413),
+        "a 10 MiB + 1 byte chunked body must get 413\n{}",
+        s.proxy.logs()
+    );
+    report(&format!(
+        "{TEST}: chunked 1 MiB -> 200, chunked 10 MiB + 1 -> 413"
+    ));
+    s.proxy.assert_running();
 }

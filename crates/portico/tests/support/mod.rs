@@ -26,9 +26,10 @@ pub fn portico_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_portico"))
 }
 
-/// The repository root (two levels above this crate's manifest).
+/// The repository root (two levels above this crate's manifest), without `..` parts.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::canonicalize(&root).unwrap_or(root)
 }
 
 /// `examples/NAME` in the repository.
