@@ -11,26 +11,21 @@
 //! Formats are in [`format`]: see there for the exact `combined` layout.
 
 pub mod format;
+mod writer;
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use portico_config::{AccessLogFormat, AccessLogTarget};
+use writer::{Msg, Sink};
 
 /// Lines buffered between the request path and the writer thread.
 const CHANNEL_LINES: usize = 16 * 1024;
-/// A batch is written once it reaches this size (or the channel is empty).
-const BATCH_BYTES: usize = 256 * 1024;
-/// How long the writer waits for a line before checking its drop counter.
-const TICK: Duration = Duration::from_millis(100);
-/// Least time between two "lines dropped" warnings.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Everything logged about one request.
 #[derive(Debug, Clone)]
@@ -67,11 +62,6 @@ pub struct WsLog {
     pub closed_by: &'static str,
 }
 
-enum Msg {
-    Line(Vec<u8>),
-    Flush(SyncSender<()>),
-}
-
 struct Inner {
     format: AccessLogFormat,
     tx: Option<SyncSender<Msg>>,
@@ -106,20 +96,15 @@ impl std::fmt::Debug for AccessLog {
 impl AccessLog {
     /// Open the target (a file is created if needed and appended to) and start the writer.
     pub fn open(target: &AccessLogTarget, format: AccessLogFormat) -> io::Result<AccessLog> {
-        let out: Box<dyn Write + Send> = match target {
-            AccessLogTarget::Off => return Ok(AccessLog::off()),
-            AccessLogTarget::Stdout => Box::new(io::stdout()),
-            AccessLogTarget::Stderr => Box::new(io::stderr()),
-            AccessLogTarget::File(path) => {
-                Box::new(OpenOptions::new().create(true).append(true).open(path)?)
-            }
+        let Some(sink) = Sink::open(target)? else {
+            return Ok(AccessLog::off());
         };
         let (tx, rx) = sync_channel(CHANNEL_LINES);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         let writer = std::thread::Builder::new()
             .name("portico-access-log".into())
-            .spawn(move || writer_loop(rx, out, &counter))?;
+            .spawn(move || writer::run(rx, sink, &counter))?;
         Ok(AccessLog {
             inner: Some(Arc::new(Inner {
                 format,
@@ -164,6 +149,20 @@ impl AccessLog {
             .map_or(0, |i| i.dropped.load(Ordering::Relaxed))
     }
 
+    /// Reopen a file target (after log rotation moved it away); lines queued before this call
+    /// go to the old file. Never blocks; a failure is logged and the old file kept. No-op for
+    /// stdout, stderr and off.
+    pub fn reopen(&self) {
+        if let Some(tx) = self.inner.as_ref().and_then(|i| i.tx.as_ref()) {
+            // A full channel only delays nothing: the writer is busy and reopen is rare, so
+            // wait for room in the background rather than lose the request.
+            if let Err(TrySendError::Full(m)) = tx.try_send(Msg::Reopen) {
+                let tx = tx.clone();
+                std::thread::spawn(move || tx.send(m));
+            }
+        }
+    }
+
     /// Wait (blocking, up to `timeout`) until every line queued before this call is written.
     /// Returns false on timeout. Meant for shutdown and tests, not the request path.
     pub fn flush(&self, timeout: Duration) -> bool {
@@ -186,68 +185,5 @@ impl AccessLog {
         done_rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .is_ok()
-    }
-}
-
-fn writer_loop(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, dropped: &AtomicU64) {
-    let mut batch: Vec<u8> = Vec::with_capacity(BATCH_BYTES);
-    let mut acks: Vec<SyncSender<()>> = Vec::new();
-    let mut reported = 0u64;
-    let mut last_warn: Option<Instant> = None;
-    let mut write_failing = false;
-    loop {
-        let first = match rx.recv_timeout(TICK) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if let Some(first) = first {
-            take(first, &mut batch, &mut acks);
-            while batch.len() < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(m) => take(m, &mut batch, &mut acks),
-                    Err(_) => break,
-                }
-            }
-            write_batch(&mut out, &mut batch, &mut write_failing);
-            for ack in acks.drain(..) {
-                let _ = ack.try_send(());
-            }
-        }
-        let now_dropped = dropped.load(Ordering::Relaxed);
-        if now_dropped > reported && last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-            tracing::warn!(
-                dropped = now_dropped - reported,
-                total = now_dropped,
-                "access log: writer behind, lines dropped"
-            );
-            reported = now_dropped;
-            last_warn = Some(Instant::now());
-        }
-    }
-    write_batch(&mut out, &mut batch, &mut write_failing);
-}
-
-fn take(m: Msg, batch: &mut Vec<u8>, acks: &mut Vec<SyncSender<()>>) {
-    match m {
-        Msg::Line(l) => batch.extend_from_slice(&l),
-        Msg::Flush(ack) => acks.push(ack),
-    }
-}
-
-fn write_batch(out: &mut Box<dyn Write + Send>, batch: &mut Vec<u8>, failing: &mut bool) {
-    if batch.is_empty() {
-        return;
-    }
-    let res = out.write_all(batch).and_then(|()| out.flush());
-    batch.clear();
-    match res {
-        Ok(()) => *failing = false,
-        Err(e) => {
-            if !*failing {
-                tracing::warn!(error = %e, "access log: write failed; lines are lost until it works again");
-            }
-            *failing = true;
-        }
     }
 }

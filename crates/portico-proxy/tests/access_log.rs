@@ -236,3 +236,19 @@ fn concurrent_logging_is_complete_and_cheap() {
         "log() took {per_line:?} per call"
     );
 }
+
+#[test]
+fn reopen_follows_log_rotation() {
+    let (_d, path, log) = file_log(AccessLogFormat::Combined);
+    log.log(&record());
+    assert!(log.flush(Duration::from_secs(5)));
+    let rotated = path.with_extension("log.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    // Before reopen, lines still go to the (renamed) open file.
+    log.log(&record());
+    log.reopen();
+    log.log(&record());
+    assert!(log.flush(Duration::from_secs(5)));
+    assert_eq!(read_lines(&rotated).len(), 2);
+    assert_eq!(read_lines(&path).len(), 1);
+}
