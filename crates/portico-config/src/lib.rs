@@ -72,7 +72,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 .next()
                 .unwrap_or("invalid TOML")
                 .to_string();
-            ctx.err(&span, format!("TOML syntax error: {message}"), None);
+            let hint = message.contains("duplicate").then(|| {
+                "TOML allows each key, and each [table] header, only once; merge the two"
+                    .to_string()
+            });
+            ctx.err(&span, format!("TOML syntax error: {message}"), hint);
             return Err(ConfigError::Invalid(Diagnostics(ctx.diags)));
         }
     };

@@ -58,6 +58,15 @@ fn toml_syntax_error_has_its_position() {
 }
 
 #[test]
+fn duplicate_key_is_a_syntax_error_with_a_hint() {
+    let d = one("[server]\nthreads = 1\nthreads = 2\n");
+    assert_eq!(
+        d,
+        "t.toml:3:1: TOML syntax error: duplicate key\n  hint: TOML allows each key, and each [table] header, only once; merge the two"
+    );
+}
+
+#[test]
 fn wrong_type() {
     let d = one("[server]\nthreads = \"four\"\n");
     assert_eq!(
