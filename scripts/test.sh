@@ -202,7 +202,7 @@ run_stage() { # run_stage NAME CMD...
 }
 run_stage fmt cargo fmt --all -- --check
 run_stage clippy cargo clippy --workspace --all-targets --quiet -- -D warnings
-run_stage test cargo test --workspace
+run_stage test cargo test --workspace --no-fail-fast
 
 if [ ${#FAILED[@]} -ne 0 ]; then
   echo "failed stages: ${FAILED[*]}" >&2
