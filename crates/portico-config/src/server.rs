@@ -63,7 +63,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         access_log_format,
         max_connections: usize::try_from(max_connections).unwrap_or(65536),
         header_timeout: ctx.positive_duration(t, "header_timeout", Duration::from_secs(10)),
-        keepalive_timeout: ctx.duration(t, "keepalive_timeout", Duration::from_secs(65)),
+        keepalive_timeout: ctx.positive_duration(t, "keepalive_timeout", Duration::from_secs(65)),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),
     }
