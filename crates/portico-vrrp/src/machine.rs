@@ -421,7 +421,13 @@ impl Machine {
                 self.deadline = Some(now + self.master_down_interval());
             }
         }
-        // Otherwise discard it; our next advert makes the other master step down.
+        if !they_win {
+            // Another master with a lower priority (a healed partition): assert ourselves
+            // now and refresh the segment's ARP caches, as keepalived does.
+            out.push(Action::SendAdvert { priority: ours });
+            out.push(Action::Announce);
+            self.deadline = Some(now + self.p.advert_interval);
+        }
     }
 }
 

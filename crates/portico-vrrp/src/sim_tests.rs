@@ -42,6 +42,7 @@ struct Node {
     m: Machine,
     up: bool,
     holds: bool,
+    announces: usize,
     /// (time since sim start, new state)
     changes: Vec<(Duration, State)>,
 }
@@ -66,6 +67,7 @@ impl Sim {
                 m: Machine::new(p),
                 up: false,
                 holds: false,
+                announces: 0,
                 changes: vec![],
             })
             .collect();
@@ -128,7 +130,7 @@ impl Sim {
                 }
                 Action::AddVips => self.nodes[i].holds = true,
                 Action::RemoveVips => self.nodes[i].holds = false,
-                Action::Announce => {}
+                Action::Announce => self.nodes[i].announces += 1,
                 Action::Notify(s) => {
                     let at = self.elapsed();
                     self.nodes[i].changes.push((at, s));
@@ -441,10 +443,15 @@ fn healed_partition_leaves_exactly_one_master_within_three_adverts() {
         vec![0, 1],
         "both sides of a partition become master"
     );
+    let announced = s.nodes[0].announces;
     s.cut.clear();
     s.run_for(advert * 3);
     assert_eq!(s.masters(), vec![0]);
     assert_eq!(s.holders(), vec![0]);
+    assert!(
+        s.nodes[0].announces > announced,
+        "the winner refreshes ARP caches after a heal"
+    );
     s.run_for(secs(2.0));
     assert_eq!(s.masters(), vec![0], "stays settled");
     // Equal priorities: the higher address keeps it after the heal.
