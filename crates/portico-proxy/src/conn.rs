@@ -124,7 +124,8 @@ pub(crate) async fn serve(
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
-    let timer = tokio::time::sleep(header_timeout);
+    // Checked lazily: each firing computes the real deadline from the connection's state.
+    let timer = tokio::time::sleep(header_timeout.min(keepalive_timeout));
     tokio::pin!(timer);
     let mut draining = false;
     loop {

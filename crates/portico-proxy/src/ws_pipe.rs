@@ -31,6 +31,9 @@ use crate::log::LogCtx;
 use crate::worker::RunState;
 use crate::ws_frame::{FrameTracker, GOING_AWAY, client_close_frame, server_close_frame};
 
+/// After our close frames went both ways, how long the peers get to close their side.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Reads per wake-up before yielding to other directions.
 const READS_PER_WAKE: usize = 8;
 
@@ -160,10 +163,14 @@ impl Pipe {
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
         loop {
-            if closing.is_some()
-                && let Err(end) = self.send_closes()
-            {
-                return end;
+            if let Some(deadline) = closing {
+                if let Err(end) = self.send_closes() {
+                    return end;
+                }
+                if self.c2s.shut && self.s2c.shut && self.c2s.close_sent && self.s2c.close_sent {
+                    // Both peers have our close: give them a moment to close, no more.
+                    closing = Some(deadline.min(Instant::now() + CLOSE_LINGER));
+                }
             }
             if self.c2s.done() && self.s2c.done() {
                 return self.first_close.unwrap_or(End::Client);

@@ -136,6 +136,15 @@ impl Conn {
         }
     }
 
+    /// Whether the server closes the connection within the timeout, whatever it sends first.
+    pub fn eof_within(&mut self, timeout: Duration) -> bool {
+        self.stream().set_read_timeout(Some(timeout)).unwrap();
+        let mut rest = Vec::new();
+        let r = self.reader.read_to_end(&mut rest).is_ok();
+        self.stream().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        r
+    }
+
     /// Whether the server closed the connection (EOF within the timeout).
     pub fn closed_within(&mut self, timeout: Duration) -> bool {
         self.stream().set_read_timeout(Some(timeout)).unwrap();
