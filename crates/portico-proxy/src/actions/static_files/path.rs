@@ -110,4 +110,42 @@ mod tests {
     fn double_encoding_is_only_a_name() {
         assert_eq!(segs("/%252e%252e/x"), vec!["%2e%2e", "x"]);
     }
+
+    /// Random paths built from dangerous pieces: whatever parses never climbs or hides.
+    #[test]
+    fn random_paths_never_escape() {
+        const PIECES: [&str; 14] = [
+            "/", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "\\", "%00", "%25", "a", "%c3%a9",
+            "~",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..50_000 {
+            let mut raw = String::from("/");
+            for _ in 0..(next() % 12) {
+                raw.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            }
+            if let Ok(rel) = RelPath::parse(&raw) {
+                for seg in rel.segments() {
+                    assert!(
+                        !seg.is_empty() && seg != "." && seg != "..",
+                        "{raw:?} -> {seg:?}"
+                    );
+                    assert!(!seg.contains(['/', '\\', '\0']), "{raw:?} -> {seg:?}");
+                }
+                let p = rel.to_path_buf();
+                assert!(p.is_relative(), "{raw:?}");
+                assert!(
+                    p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "{raw:?} -> {p:?}"
+                );
+            }
+        }
+    }
 }
