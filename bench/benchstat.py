@@ -5,9 +5,11 @@ collected JSON lines into the markdown report.
   benchstat.py record --kind wrk|ws --file OUT ... --results results.jsonl   -> prints a summary
   benchstat.py idle --target T ... --results results.jsonl                   -> prints a summary
   benchstat.py report --results results.jsonl --meta meta.txt                -> markdown on stdout
+  benchstat.py sampler --exclude PID --out FILE   (until SIGTERM) CPU of processes outside PID's tree
 """
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -70,6 +72,92 @@ def parse_ws(text):
     return out
 
 
+def proc_table(with_comm=False):
+    """pid -> (ppid, starttime, own ticks, reaped children's ticks[, comm]) for user-space
+    processes."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                s = f.read()
+        except OSError:
+            continue
+        f = s[s.rindex(")") + 2:].split()
+        flags = int(f[6])
+        if flags & 0x00200000:  # PF_KTHREAD: kernel threads are not "other workloads"
+            continue
+        row = (int(f[1]), f[19], int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+        if with_comm:
+            row += (s[s.index("(") + 1:s.rindex(")")],)
+        table[int(name)] = row
+    return table
+
+
+def ours(table, root):
+    """The bench script's process tree, its ancestors and this process."""
+    skip = set()
+    p = root
+    while p > 1 and p in table:  # ancestors: their children's time only lands when we exit
+        skip.add(p)
+        p = table[p][0]
+    children = {}
+    for pid, row in table.items():
+        children.setdefault(row[0], []).append(pid)
+    stack = [root, os.getpid()]
+    while stack:
+        p = stack.pop()
+        skip.add(p)
+        stack.extend(children.get(p, []))
+    return skip
+
+
+def cmd_sampler(a):
+    """Runs until SIGTERM: samples every process's own CPU ticks outside the bench's tree a few
+    times a second (so processes that start or end during the run are counted too), then
+    writes {"ticks": N, "top": [[comm, ticks], ...]}."""
+    import signal
+    import time
+
+    clk = os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime") as f:
+        t_start = float(f.read().split()[0]) * clk
+    first, last, comm = {}, {}, {}
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+
+    def sample():
+        table = proc_table(with_comm=True)
+        skip = ours(table, a.exclude)
+        for pid, row in table.items():
+            if pid in skip:
+                continue
+            key = (pid, row[1])
+            if key not in first:
+                first[key] = 0 if int(row[1]) >= t_start else row[2]
+            last[key] = row[2]
+            comm[key] = row[4]
+
+    sample()
+    while not stop:
+        time.sleep(a.interval)
+        sample()
+    per = {}
+    for k, v in last.items():
+        per[comm[k]] = per.get(comm[k], 0) + max(0, v - first[k])
+    top = sorted(((c, t) for c, t in per.items() if t > 0), key=lambda x: -x[1])[:5]
+    with open(a.out, "w") as f:
+        json.dump({"ticks": sum(per.values()), "top": top}, f)
+
+
+def foreign_sample(path):
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return None
+
+
 def cmd_record(a):
     text = open(a.file, encoding="utf-8", errors="replace").read()
     r = parse_wrk(text) if a.kind == "wrk" else parse_ws(text)
@@ -81,7 +169,9 @@ def cmd_record(a):
     proxy = a.proxy[1] - a.proxy[0]
     origin = a.origin[1] - a.origin[0]
     ours = proxy + origin + a.client
-    foreign = max(0, busy - ours) * 100.0 / total
+    unaccounted = max(0, busy - ours) * 100.0 / total
+    fs = foreign_sample(a.foreign_file) if a.foreign_file else None
+    foreign = unaccounted if fs is None else fs["ticks"] * 100.0 / total
     units = max(1, r["units"])
     us = lambda ticks: ticks * 1e6 / a.clk / units  # noqa: E731
     rec = dict(kind="load", round=a.round, target=a.target, phase=a.phase, attempt=a.attempt,
@@ -89,7 +179,8 @@ def cmd_record(a):
                p99=r["p99"], errors=r["errors"],
                proxy_us=us(proxy) if a.target != "direct" else None,
                origin_us=us(origin), client_us=us(a.client),
-               busy=busy * 100.0 / total, steal=steal * 100.0 / total, foreign=foreign)
+               busy=busy * 100.0 / total, steal=steal * 100.0 / total, foreign=foreign,
+               unaccounted=unaccounted, foreign_top=fs["top"] if fs else None)
     rec["contaminated"] = foreign > a.foreign_max
     rec["final"] = (not rec["contaminated"]) or bool(a.last)
     with open(a.results, "a", encoding="utf-8") as f:
@@ -99,6 +190,8 @@ def cmd_record(a):
         "rt" if a.kind == "ws" else "req", r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
         r["errors"], pu, rec["busy"], foreign)
     if rec["contaminated"]:
+        if fs and fs["top"]:
+            msg += " (%s)" % ", ".join("%s %.1fs" % (c, t / a.clk) for c, t in fs["top"][:3])
         msg += " -> contaminated" + ("" if a.last else ", repeating")
     print(msg)
 
@@ -313,7 +406,12 @@ def main():
     r.add_argument("--clk", type=int, default=100)
     r.add_argument("--foreign-max", type=float, default=5.0)
     r.add_argument("--last", type=int, default=1)
+    r.add_argument("--foreign-file", help="output of benchstat.py sampler for this run")
     r.add_argument("--results", required=True)
+    sn = sub.add_parser("sampler")
+    sn.add_argument("--exclude", type=int, required=True)
+    sn.add_argument("--interval", type=float, default=0.25)
+    sn.add_argument("--out", required=True)
     i = sub.add_parser("idle")
     i.add_argument("--round", type=int, required=True)
     i.add_argument("--target", required=True)
@@ -327,7 +425,7 @@ def main():
     rp.add_argument("--results", required=True)
     rp.add_argument("--meta")
     a = p.parse_args()
-    {"record": cmd_record, "idle": cmd_idle, "report": cmd_report}[a.cmd](a)
+    {"record": cmd_record, "idle": cmd_idle, "report": cmd_report, "sampler": cmd_sampler}[a.cmd](a)
 
 
 if __name__ == "__main__":
