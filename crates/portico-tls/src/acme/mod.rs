@@ -1,0 +1,226 @@
+//! ACME: automatic certificates for `tls = "acme"` sites (instant-acme + rcgen).
+//!
+//! One [`AcmeManager`] per `[acme]` section. [`AcmeManager::manage`] starts a task per
+//! certificate (a site's hosts): it installs the certificate kept in `state_dir` at once, or
+//! orders one; then sleeps until renewal time (see [`schedule`]), orders again and swaps the
+//! new certificate into the [`CertResolver`] live: handshakes in flight and established
+//! connections are not touched. A failed order is retried with exponential backoff and
+//! jitter, never sooner than the CA's `Retry-After`; the old certificate keeps serving.
+//!
+//! Challenges: HTTP-01 key authorizations are published in [`Http01Challenges`], which the
+//! plain-HTTP listener serves at `/.well-known/acme-challenge/TOKEN`; TLS-ALPN-01 certificates
+//! go into the resolver, which answers `acme-tls/1` handshakes with them.
+//!
+//! The account is created once per directory and kept in
+//! `state_dir/acme/<directory-id>/account.json` (mode 0600); see [`store`].
+
+mod alpn;
+pub mod http;
+mod manager;
+mod order;
+pub mod schedule;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+pub use manager::{AcmeManager, CertStatus};
+
+/// The path prefix of HTTP-01 challenges.
+pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// `directory = ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeDirectory {
+    LetsEncrypt,
+    LetsEncryptStaging,
+    Url(String),
+}
+
+impl AcmeDirectory {
+    /// `letsencrypt`, `letsencrypt-staging`, or a URL.
+    pub fn parse(s: &str) -> AcmeDirectory {
+        match s {
+            "letsencrypt" => AcmeDirectory::LetsEncrypt,
+            "letsencrypt-staging" => AcmeDirectory::LetsEncryptStaging,
+            url => AcmeDirectory::Url(url.to_string()),
+        }
+    }
+
+    /// The directory URL.
+    pub fn url(&self) -> &str {
+        match self {
+            AcmeDirectory::LetsEncrypt => instant_acme::LetsEncrypt::Production.url(),
+            AcmeDirectory::LetsEncryptStaging => instant_acme::LetsEncrypt::Staging.url(),
+            AcmeDirectory::Url(u) => u,
+        }
+    }
+}
+
+/// `challenge = ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChallengeKind {
+    /// Served by the plain-HTTP listener (port 80).
+    Http01,
+    /// Served by the TLS listener (port 443) with ALPN `acme-tls/1`.
+    TlsAlpn01,
+}
+
+/// `key_type = ...`: the key of issued certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    EcdsaP256,
+    Rsa2048,
+}
+
+/// Timing knobs not in the config file (defaults suit real CAs; tests shorten them).
+#[derive(Debug, Clone)]
+pub struct AcmeTuning {
+    /// First retry delay after a failed order (doubles up to `retry_max`).
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// First poll of an order's state after answering the challenges (grows 1.5x per poll).
+    pub poll_initial: Duration,
+    /// Give up polling one order after this long (then retry with backoff).
+    pub poll_timeout: Duration,
+}
+
+impl Default for AcmeTuning {
+    fn default() -> Self {
+        AcmeTuning {
+            retry_initial: Duration::from_secs(10),
+            retry_max: Duration::from_secs(6 * 3600),
+            poll_initial: Duration::from_millis(20),
+            poll_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The `[acme]` section, plus `state_dir` from `[server]`.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub email: String,
+    pub directory: AcmeDirectory,
+    /// Extra root CA (PEM) trusted for the directory's own HTTPS.
+    pub directory_ca: Option<PathBuf>,
+    pub challenge: ChallengeKind,
+    pub renew_before: Duration,
+    pub key_type: KeyType,
+    pub state_dir: PathBuf,
+    pub tuning: AcmeTuning,
+}
+
+impl AcmeSettings {
+    /// SPEC defaults: Let's Encrypt, HTTP-01, renew 30 days before expiry, ECDSA P-256.
+    pub fn new(email: impl Into<String>, state_dir: impl Into<PathBuf>) -> AcmeSettings {
+        AcmeSettings {
+            email: email.into(),
+            directory: AcmeDirectory::LetsEncrypt,
+            directory_ca: None,
+            challenge: ChallengeKind::Http01,
+            renew_before: Duration::from_secs(30 * 86_400),
+            key_type: KeyType::EcdsaP256,
+            state_dir: state_dir.into(),
+            tuning: AcmeTuning::default(),
+        }
+    }
+}
+
+/// Pending HTTP-01 challenges: token -> key authorization. Cheap to clone and share with the
+/// plain-HTTP listeners.
+#[derive(Debug, Clone, Default)]
+pub struct Http01Challenges {
+    tokens: Arc<RwLock<HashMap<String, String>>>,
+}
+
+impl Http01Challenges {
+    pub fn new() -> Http01Challenges {
+        Http01Challenges::default()
+    }
+
+    /// The key authorization to answer for `token` (the body of the 200 response,
+    /// `Content-Type: application/octet-stream` or text/plain).
+    pub fn get(&self, token: &str) -> Option<String> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(token)
+            .cloned()
+    }
+
+    /// The answer for a request path, when it is `/.well-known/acme-challenge/TOKEN` and the
+    /// token is pending. Works whatever the `Host` (the CA's validator sends `name:port`).
+    pub fn for_path(&self, path: &str) -> Option<String> {
+        let token = path.strip_prefix(HTTP01_PREFIX)?;
+        if token.is_empty() || token.contains('/') {
+            return None;
+        }
+        self.get(token)
+    }
+
+    pub fn insert(&self, token: String, key_authorization: String) {
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(token, key_authorization);
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
+    /// Pending tokens.
+    pub fn len(&self) -> usize {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http01_paths() {
+        let c = Http01Challenges::new();
+        c.insert("tok".into(), "tok.thumb".into());
+        assert_eq!(
+            c.for_path("/.well-known/acme-challenge/tok").as_deref(),
+            Some("tok.thumb")
+        );
+        assert_eq!(c.for_path("/.well-known/acme-challenge/other"), None);
+        assert_eq!(c.for_path("/.well-known/acme-challenge/"), None);
+        assert_eq!(c.for_path("/x/.well-known/acme-challenge/tok"), None);
+        c.remove("tok");
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn directories() {
+        assert!(
+            AcmeDirectory::parse("letsencrypt")
+                .url()
+                .contains("acme-v02")
+        );
+        assert!(
+            AcmeDirectory::parse("letsencrypt-staging")
+                .url()
+                .contains("staging")
+        );
+        assert_eq!(
+            AcmeDirectory::parse("https://127.0.0.1:14000/dir").url(),
+            "https://127.0.0.1:14000/dir"
+        );
+    }
+}
