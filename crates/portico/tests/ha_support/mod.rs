@@ -215,9 +215,14 @@ impl Net {
 
     /// `portico run -c FILE` in `node`.
     pub fn portico(&self, node: &str, config: &Path) -> Proc {
+        self.portico_log(node, config, &format!("portico-{node}.log"))
+    }
+
+    /// `portico run -c FILE` in `node`, logging to `log`.
+    pub fn portico_log(&self, node: &str, config: &Path, log: &str) -> Proc {
         let mut c = self.cmd(node, portico_bin());
         c.arg("run").arg("-c").arg(config).env("RUST_LOG", "info");
-        self.spawn(c, &format!("portico-{node}.log"))
+        self.spawn(c, log)
     }
 
     /// `portico echo` on 0.0.0.0:PORT in `node`, answering its node name.
@@ -302,14 +307,27 @@ impl Net {
     /// Polls the client until the VIP answers with a body starting with `node`; returns the
     /// time since `since`.
     pub fn wait_vip(&self, node: &str, port: u16, since: Instant, limit: Duration) -> Duration {
+        self.wait_answer(VIP, port, |b| b.starts_with(node), node, since, limit)
+    }
+
+    /// Polls the client until `addr:port` answers with a body `ok` accepts.
+    pub fn wait_answer(
+        &self,
+        addr: &str,
+        port: u16,
+        ok: impl Fn(&str) -> bool,
+        node: &str,
+        since: Instant,
+        limit: Duration,
+    ) -> Duration {
         loop {
-            if self.vip_answer(port).is_some_and(|b| b.starts_with(node)) {
+            if self.get_from("c", addr, port).is_some_and(|b| ok(&b)) {
                 return since.elapsed();
             }
             if since.elapsed() > limit {
                 panic!(
-                    "VIP never answered {node} within {limit:?} (last: {:?})\n{}",
-                    self.vip_answer(port),
+                    "{addr}:{port} never answered {node} within {limit:?} (last: {:?})\n{}",
+                    self.get_from("c", addr, port),
                     self.logs()
                 );
             }
@@ -352,6 +370,15 @@ impl Net {
             }
         }
         s
+    }
+
+    /// Whether `node` holds `addr` on eth0, for each node.
+    pub fn holders_of(&self, addr: &str, nodes: &[&str]) -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| self.has_addr(n, addr))
+            .map(|n| n.to_string())
+            .collect()
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
@@ -433,6 +460,27 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Copies the folder `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    for e in entries.flatten() {
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap_or_else(|err| panic!("{}: {err}", dst.display()));
+        }
+    }
+}
+
+/// `examples/NAME` in the repository.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
 }
 
 /// Polls `f` until `Some`, or panics with `what` after `timeout`.
