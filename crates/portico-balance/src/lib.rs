@@ -54,6 +54,7 @@
 //! Slow start applies to `round_robin`, `least_conn` and `random_two`; `ip_hash` and `hash`
 //! ignore it so that clients stay on their server.
 
+pub mod active;
 mod algo;
 pub mod health;
 mod pool;
@@ -64,6 +65,7 @@ use std::sync::Arc;
 
 use portico_config::ServerSpec;
 
+pub use active::HealthChecks;
 pub use pool::Pool;
 pub use state::{ActiveGuard, AdminState, MemberStats, Registry, ServerState};
 

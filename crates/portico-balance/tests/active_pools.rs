@@ -1,0 +1,166 @@
+//! Active health checks seen through [`Pool::pick`]: backup takeover and give-back, the
+//! slow-start ramp after a recovery, and state that survives pool rebuilds, checker
+//! restarts and reloads.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use portico_balance::{HealthChecks, Pool, Registry};
+use portico_config::HealthKind;
+use support::*;
+
+#[test]
+fn backup_takes_over_only_when_every_primary_is_down_and_gives_back() {
+    let p1 = echo("p1");
+    let p2 = echo("p2");
+    let bk = echo("backup");
+    let servers = [
+        plain(p1.addr),
+        plain(p2.addr),
+        format!("{{ addr = \"{}\", backup = true }}", bk.addr),
+    ];
+    let cfg = with_check(config(&servers, ""), check(HealthKind::Http, "/"));
+    let registry = Registry::new();
+    let pool = Pool::new(&cfg.upstreams["app"], &registry);
+    let checks = HealthChecks::start(&cfg, &registry).expect("start");
+    let (s1, s2) = (
+        state(&registry, &p1.addr.to_string()),
+        state(&registry, &p2.addr.to_string()),
+    );
+    wait_probes(&bk, 0, u64::from(FALL) + 1);
+    assert_eq!(
+        pick_counts(&pool, 100)[2],
+        0,
+        "backup idle while primaries are up"
+    );
+
+    let p1_addr = p1.addr;
+    p1.stop();
+    assert!(time_until(WAIT, || !s1.is_healthy()).is_some());
+    assert_eq!(
+        pick_counts(&pool, 100),
+        [0, 100, 0],
+        "one primary left: still no backup"
+    );
+
+    p2.stop();
+    assert!(time_until(WAIT, || !s2.is_healthy()).is_some());
+    assert_eq!(
+        pick_counts(&pool, 100),
+        [0, 0, 100],
+        "backup once no primary is healthy"
+    );
+    assert!(pool.any_usable(), "the backup keeps the pool usable");
+
+    let _p1 = echo_again(p1_addr, "p1");
+    assert!(
+        time_until(WAIT, || s1.is_healthy()).is_some(),
+        "p1 never returned"
+    );
+    assert_eq!(
+        pick_counts(&pool, 100),
+        [100, 0, 0],
+        "the recovered primary takes over"
+    );
+    checks.stop();
+}
+
+/// Share of member 0 over `n` picks.
+fn share0(pool: &Pool, n: usize) -> f64 {
+    pick_counts(pool, n)[0] as f64 / n as f64
+}
+
+#[test]
+fn slow_start_ramps_a_recovered_server_back_in() {
+    let a = echo("alpha");
+    let b = echo("beta");
+    let a_addr = a.addr;
+    let slow = Duration::from_secs(3);
+    let cfg = with_check(
+        config(&[plain(a.addr), plain(b.addr)], "slow_start = \"3s\""),
+        check(HealthKind::Http, "/"),
+    );
+    let registry = Registry::new();
+    let pool = Pool::new(&cfg.upstreams["app"], &registry);
+    let checks = HealthChecks::start(&cfg, &registry).expect("start");
+    let sa = state(&registry, &a_addr.to_string());
+    wait_probes(&a, 0, u64::from(FALL) + 1);
+    let before = share0(&pool, 2000);
+    assert!(
+        (0.4..=0.6).contains(&before),
+        "equal weights before: {before}"
+    );
+
+    a.stop();
+    assert!(time_until(WAIT, || !sa.is_healthy()).is_some());
+    let _a = echo_again(a_addr, "alpha");
+    assert!(time_until(WAIT, || sa.is_healthy()).is_some());
+    let recovered = Instant::now();
+
+    // Sample the share right after recovery, mid-ramp, and after the window.
+    let early = share0(&pool, 2000);
+    let early_at = recovered.elapsed();
+    std::thread::sleep((slow / 2).saturating_sub(recovered.elapsed()));
+    let mid = share0(&pool, 2000);
+    std::thread::sleep((slow + Duration::from_millis(200)).saturating_sub(recovered.elapsed()));
+    let late = share0(&pool, 2000);
+    eprintln!(
+        "slow start shares: early {early:.3} (at {early_at:?}), mid {mid:.3}, late {late:.3}"
+    );
+    // Effective weight goes 0.1 -> 1.0 over the window: share 0.1/1.1 -> 0.5.
+    assert!(early < 0.25, "early share {early} should be near 0.09");
+    assert!(mid > early && mid < 0.45, "mid-ramp share {mid}");
+    assert!(
+        (0.4..=0.6).contains(&late),
+        "full share after the window: {late}"
+    );
+    checks.stop();
+}
+
+#[test]
+fn verdicts_survive_pool_rebuilds_checker_restarts_and_reloads() {
+    let a = echo("alpha");
+    let b = echo("beta");
+    let a_addr = a.addr;
+    let cfg = with_check(
+        config(&[plain(a.addr), plain(b.addr)], ""),
+        check(HealthKind::Http, "/"),
+    );
+    let registry = Registry::new();
+    let checks = HealthChecks::start(&cfg, &registry).expect("start");
+    let sa = state(&registry, &a_addr.to_string());
+    a.stop();
+    assert!(time_until(WAIT, || !sa.is_healthy()).is_some());
+
+    // A pool built later (a reload's new snapshot) sees the verdict at once.
+    let pool = Pool::new(&cfg.upstreams["app"], &registry);
+    assert_eq!(pick_counts(&pool, 50), [0, 50]);
+
+    // A restarted checker continues from the verdict: the dead server stays out.
+    checks.stop();
+    let checks = HealthChecks::start(&cfg, &registry).expect("restart");
+    let before = b.connections_accepted();
+    wait_probes(&b, before, u64::from(FALL) + 2);
+    assert!(!sa.is_healthy(), "restart revived a dead server");
+    assert_eq!(pick_counts(&pool, 50), [0, 50]);
+
+    // Reload without `health`: nothing would ever revive it, so it is healthy again.
+    let no_health = config(&[plain(a_addr), plain(b.addr)], "");
+    checks.replace(&no_health);
+    assert!(sa.is_healthy(), "unchecked servers are healthy");
+    assert!(checks.checked().is_empty());
+    std::thread::sleep(INTERVAL); // let a probe in flight at the reload finish
+    let before = b.connections_accepted();
+    std::thread::sleep(INTERVAL * 4);
+    assert_eq!(
+        b.connections_accepted(),
+        before,
+        "probes stopped after the reload"
+    );
+
+    // Reload with `health` again: the dead server is found out again.
+    checks.replace(&cfg);
+    assert!(time_until(WAIT, || !sa.is_healthy()).is_some());
+    checks.stop();
+}
