@@ -147,7 +147,9 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
             return text_response(StatusCode::OK, text);
         }
         "/_echo/status" => {
-            let code = param(query, "code").and_then(|c| StatusCode::from_u16(c as u16).ok());
+            let code = param(query, "code")
+                .and_then(|c| u16::try_from(c).ok())
+                .and_then(|c| StatusCode::from_u16(c).ok());
             let status = code.unwrap_or(StatusCode::BAD_REQUEST);
             return text_response(status, request_line(&req, shared));
         }

@@ -112,6 +112,8 @@ async fn helper_endpoints() {
     let (parts, body) = call(&mut tx, get("/_echo/status?code=503"), "").await;
     assert_eq!(parts.status, 503);
     assert!(body.starts_with(b"gamma\n"));
+    let (parts, _) = call(&mut tx, get("/_echo/status?code=65736"), "").await;
+    assert_eq!(parts.status, 400, "out-of-range code must not wrap to 200");
 
     let started = Instant::now();
     let (parts, _) = call(&mut tx, get("/_echo/sleep?ms=300"), "").await;
