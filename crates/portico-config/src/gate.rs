@@ -3,7 +3,7 @@
 //! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
 //! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
 //! the parsers already read `tls`, `health` and `ws_ping` into the model. For the sections
-//! `acme`, `streams` and `cluster`, enabling also needs a section parser in `lib.rs`.
+//! `acme` and `cluster`, enabling also needs a section parser in `lib.rs`.
 
 /// Where a key appears. Also names the key set in "unknown key" messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub(crate) enum Scope {
     Route,
     Vrrp,
     Track,
+    Stream,
 }
 
 /// One key that is recognised but not supported yet.
@@ -75,9 +76,9 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
         hint: "automatic certificates (ACME) come later",
     },
     Gated {
-        scope: Scope::Root,
-        key: "streams",
-        hint: "TCP (L4) services come later",
+        scope: Scope::Stream,
+        key: "tls",
+        hint: "TLS termination on streams comes later; `sni_routes` passes TLS through by SNI now",
     },
     Gated {
         scope: Scope::Root,

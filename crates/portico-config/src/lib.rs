@@ -18,6 +18,7 @@ pub mod model;
 mod route;
 mod server;
 mod site;
+mod stream;
 mod units;
 mod upstream;
 mod validate;
@@ -32,6 +33,7 @@ use toml::de::{DeTable, DeValue};
 pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use model::*;
 pub use server::DEFAULT_ADMIN_LISTEN;
+pub use stream::DEFAULT_STREAM_IDLE_TIMEOUT;
 pub use units::{parse_duration, parse_size};
 
 use crate::gate::Scope;
@@ -128,6 +130,17 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
         }
     }
 
+    let mut streams = Vec::new();
+    let mut stream_spans = Vec::new();
+    if let Some(items) = array_of_tables(ctx, root, "streams") {
+        for (i, v) in items.iter().enumerate() {
+            if let Some((s, spans)) = stream::stream(ctx, i, v) {
+                streams.push(s);
+                stream_spans.push(spans);
+            }
+        }
+    }
+
     let mut vrrp = Vec::new();
     let mut vrrp_spans = Vec::new();
     if let Some(items) = array_of_tables(ctx, root, "vrrp") {
@@ -146,9 +159,10 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
         admin,
         upstreams,
         sites,
+        streams,
         vrrp,
     };
-    validate::cross_check(ctx, &config, &site_spans, &vrrp_spans);
+    validate::cross_check(ctx, &config, &site_spans, &stream_spans, &vrrp_spans);
     config
 }
 

@@ -26,6 +26,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Upstream>,
     /// Sites in file order (order matters: the first site on a listener answers unknown hosts).
     pub sites: Vec<Site>,
+    /// TCP (L4) services in file order.
+    pub streams: Vec<Stream>,
     /// VRRP instances in file order.
     pub vrrp: Vec<VrrpInstance>,
 }
@@ -308,6 +310,41 @@ pub struct RespondAction {
     pub body: String,
     pub status: u16,
     pub content_type: String,
+}
+
+/// `[[streams]]`: a TCP (L4) service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    /// Index of this stream in file order.
+    pub index: usize,
+    /// Never empty.
+    pub listen: Vec<SocketAddr>,
+    /// The upstream every connection goes to; `None` only when `sni_routes` is set (then the
+    /// routes choose the upstream). Always names an existing upstream.
+    pub upstream: Option<String>,
+    /// Source-IP affinity kept this long after a client's last connection closes (LVS
+    /// `persistence_timeout`); zero disables it.
+    pub persistence: Duration,
+    /// PROXY protocol header sent to servers.
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Expect a PROXY header (v1 or v2) from clients.
+    pub accept_proxy_protocol: bool,
+    /// Longest time with no byte in either direction; more than zero.
+    pub idle_timeout: Duration,
+    /// Terminate TLS (as for sites). Excludes `sni_routes`.
+    pub tls: Option<SiteTls>,
+    /// TLS passthrough: SNI pattern -> upstream name (matching tries exact names first, then
+    /// the longest wildcard suffix, then `"*"`). Empty when not set. Excludes `tls`.
+    pub sni_routes: Vec<(HostPattern, String)>,
+}
+
+/// Version of the PROXY protocol header sent to servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// The text form (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// `[[vrrp]]`: a virtual-IP failover instance.

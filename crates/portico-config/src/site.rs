@@ -179,7 +179,7 @@ fn listen_hint() -> String {
     "add listen = [\"0.0.0.0:80\"] (an IP address and a port)".into()
 }
 
-fn site_tls(ctx: &mut Ctx<'_>, t: &Table<'_>) -> Option<SiteTls> {
+pub(crate) fn site_tls(ctx: &mut Ctx<'_>, t: &Table<'_>) -> Option<SiteTls> {
     let v = t.get("tls")?;
     match v.get_ref() {
         DeValue::String(s) if s == "acme" => Some(SiteTls::Acme),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use crate::model::{Config, HostPattern};
 use crate::site::SiteSpans;
+use crate::stream::StreamSpans;
 use crate::vrrp::VrrpSpans;
 use crate::walk::{Ctx, Span, list, suggest};
 
@@ -13,6 +14,7 @@ pub(crate) fn cross_check(
     ctx: &mut Ctx<'_>,
     config: &Config,
     sites: &[SiteSpans],
+    streams: &[StreamSpans],
     vrrp: &[VrrpSpans],
 ) {
     let names: Vec<&str> = config.upstreams.keys().map(String::as_str).collect();
@@ -24,6 +26,7 @@ pub(crate) fn cross_check(
     }
     duplicate_sites(ctx, config, sites);
     duplicate_vrrp(ctx, config, vrrp);
+    stream_listeners(ctx, config, streams);
     if let Some(admin) = config.admin.listen
         && config.sites.iter().any(|s| s.listen.contains(&admin))
         && let Some(first) = config.sites.iter().position(|s| s.listen.contains(&admin))
@@ -96,6 +99,52 @@ fn duplicate_sites(ctx: &mut Ctx<'_>, config: &Config, spans: &[SiteSpans]) {
                         "merge the routes into one site, or change its `hosts` or `listen`".into(),
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// A stream's listen address is its own: not a site's (HTTP or redirect side), not another
+/// stream's, not the admin API's.
+fn stream_listeners(ctx: &mut Ctx<'_>, config: &Config, spans: &[StreamSpans]) {
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    for (stream, sp) in config.streams.iter().zip(spans) {
+        let what = format!("stream #{}", stream.index + 1);
+        for addr in &stream.listen {
+            let site = config.sites.iter().find(|s| {
+                s.listen.contains(addr)
+                    || (s.tls.is_some() && s.http_redirect && s.http_listen.contains(addr))
+            });
+            if let Some(site) = site {
+                ctx.err(
+                    &sp.listen,
+                    format!("{what} listens on {addr}, which site #{} also uses", site.index + 1),
+                    Some("a port serves either HTTP (a site) or raw TCP (a stream); pick another port".into()),
+                );
+            }
+            if config.admin.listen == Some(*addr) {
+                ctx.err(
+                    &sp.listen,
+                    format!("{what} listens on {addr}, which is the admin API's address"),
+                    Some(
+                        "move the stream, or set [admin] listen to another port (or \"off\")"
+                            .into(),
+                    ),
+                );
+            }
+            match seen.get(addr) {
+                Some(&first) if first != stream.index => ctx.err(
+                    &sp.listen,
+                    format!(
+                        "{what} listens on {addr}, which stream #{} also uses",
+                        first + 1
+                    ),
+                    Some("each stream needs its own address".into()),
+                ),
+                Some(_) => ctx.err(&sp.listen, format!("{what} lists {addr} twice"), None),
+                None => {
+                    seen.insert(*addr, stream.index);
+                }
             }
         }
     }

@@ -28,6 +28,8 @@ fn supported_seeds_are_valid() {
         "seed-003-http-lb.toml",
         "seed-004-ha-node-master.toml",
         "seed-004-ha-node-backup.toml",
+        "seed-003-ha-node1.toml",
+        "seed-003-ha-node2.toml",
     ] {
         valid(name);
     }
@@ -51,6 +53,20 @@ fn seed_002_websocket_lb_values() {
 }
 
 #[test]
+fn seed_003_ha_stream_values() {
+    for name in ["seed-003-ha-node1.toml", "seed-003-ha-node2.toml"] {
+        let c = valid(name);
+        assert_eq!(c.streams.len(), 1, "{name}");
+        let s = &c.streams[0];
+        assert_eq!(s.listen[0].to_string(), "0.0.0.0:6201");
+        assert_eq!(s.upstream.as_deref(), Some("local_http"));
+        assert_eq!(s.persistence, std::time::Duration::from_secs(50));
+        assert_eq!(s.proxy_protocol, None);
+        assert!(!s.accept_proxy_protocol && s.tls.is_none() && s.sni_routes.is_empty());
+    }
+}
+
+#[test]
 fn seed_004_master_values() {
     let c = valid("seed-004-ha-node-master.toml");
     let v = &c.vrrp[0];
@@ -69,12 +85,7 @@ fn seed_004_master_values() {
 
 #[test]
 fn later_seeds_fail_only_with_not_supported_yet() {
-    for name in [
-        "seed-000-wss-lb-acme.toml",
-        "seed-001-ws-cluster-acme.toml",
-        "seed-003-ha-node1.toml",
-        "seed-003-ha-node2.toml",
-    ] {
+    for name in ["seed-000-wss-lb-acme.toml", "seed-001-ws-cluster-acme.toml"] {
         let err = load(name).expect_err(name);
         let diags = err.diagnostics();
         assert!(!diags.is_empty(), "{name}");

@@ -1,0 +1,304 @@
+//! `[[streams]]`: TCP (L4) services — listeners, the upstream (or SNI routes for TLS
+//! passthrough), persistence, PROXY protocol both ways, idle timeout and (parsed, gated for
+//! now) TLS termination.
+
+use std::time::Duration;
+
+use toml::de::DeValue;
+
+use crate::gate::Scope;
+use crate::model::{HostPattern, ProxyProtocolVersion, Stream};
+use crate::site::{parse_host, site_tls};
+use crate::walk::{Ctx, Span, Value};
+
+const STREAM_KEYS: &[&str] = &[
+    "listen",
+    "upstream",
+    "persistence",
+    "proxy_protocol",
+    "accept_proxy_protocol",
+    "idle_timeout",
+    "tls",
+    "sni_routes",
+];
+
+/// Default `idle_timeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Where a stream's pieces are, for cross-checks after the walk.
+#[derive(Debug, Default)]
+pub(crate) struct StreamSpans {
+    /// Span of the `listen` value (the header when absent).
+    pub listen: Span,
+}
+
+pub(crate) fn stream(
+    ctx: &mut Ctx<'_>,
+    index: usize,
+    v: &Value<'_>,
+) -> Option<(Stream, StreamSpans)> {
+    let DeValue::Table(t) = v.get_ref() else {
+        ctx.wrong_type("streams", v, "an array of tables", "[[streams]]");
+        return None;
+    };
+    let what = format!("stream #{}", index + 1);
+    let header = v.span();
+    ctx.check_keys(
+        t,
+        Scope::Stream,
+        &format!("[[streams]] ({what})"),
+        STREAM_KEYS,
+    );
+    let mut spans = StreamSpans {
+        listen: header.clone(),
+    };
+    let listen = match ctx.listen_list(t, "listen") {
+        Some((addrs, span)) => {
+            if matches!(t.get("listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
+            {
+                ctx.err(&span, format!("{what} has an empty `listen` list"), None);
+            }
+            spans.listen = span;
+            addrs
+        }
+        None => {
+            if !t.contains_key("listen") {
+                ctx.err(
+                    &header,
+                    format!("{what} has no `listen`"),
+                    Some("add listen = [\"0.0.0.0:6201\"] (an IP address and a port)".into()),
+                );
+            }
+            Vec::new()
+        }
+    };
+    let upstream = ctx.str(t, "upstream").map(|(name, span)| {
+        ctx.upstream_refs.push((name.to_string(), span));
+        name.to_string()
+    });
+    let persistence = ctx.duration(t, "persistence", Duration::ZERO);
+    let proxy_protocol = ctx.choice(
+        t,
+        "proxy_protocol",
+        &[
+            ("off", None),
+            ("v1", Some(ProxyProtocolVersion::V1)),
+            ("v2", Some(ProxyProtocolVersion::V2)),
+        ],
+        None,
+    );
+    let accept_proxy_protocol = ctx.bool(t, "accept_proxy_protocol", false);
+    let idle_timeout = ctx.positive_duration(t, "idle_timeout", DEFAULT_STREAM_IDLE_TIMEOUT);
+    let tls = site_tls(ctx, t);
+    let sni_routes = sni_routes(ctx, t, &what);
+    if let (Some((k, _)), Some((s, _))) = (t.get_key_value("tls"), t.get_key_value("sni_routes")) {
+        let (first, second) = if k.span().start < s.span().start {
+            (k, s)
+        } else {
+            (s, k)
+        };
+        ctx.err(
+            &second.span(),
+            format!("{what} has both `tls` and `sni_routes`"),
+            Some(format!(
+                "`{}` terminates TLS, `{}` passes it through by SNI; keep one (first at {})",
+                k.get_ref(),
+                s.get_ref(),
+                ctx.location(first.span().start)
+            )),
+        );
+    }
+    match (&upstream, t.contains_key("sni_routes")) {
+        (None, false) if !t.contains_key("upstream") => ctx.err(
+            &header,
+            format!("{what} has no `upstream`"),
+            Some("add upstream = \"NAME\" naming an [upstreams.NAME]".into()),
+        ),
+        (Some(_), true) => {
+            if let Some((k, _)) = t.get_key_value("upstream") {
+                ctx.err(
+                    &k.span(),
+                    format!("{what} has both `upstream` and `sni_routes`"),
+                    Some(
+                        "with `sni_routes`, route the default with \"*\" = \"UPSTREAM\" instead"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    let stream = Stream {
+        index,
+        listen,
+        upstream,
+        persistence,
+        proxy_protocol,
+        accept_proxy_protocol,
+        idle_timeout,
+        tls,
+        sni_routes,
+    };
+    Some((stream, spans))
+}
+
+/// `sni_routes = { "a.example.com" = "UPSTREAM", "*" = "UPSTREAM" }`.
+fn sni_routes(
+    ctx: &mut Ctx<'_>,
+    t: &crate::walk::Table<'_>,
+    what: &str,
+) -> Vec<(HostPattern, String)> {
+    let Some((routes, span)) = ctx.table(t, "sni_routes") else {
+        return Vec::new();
+    };
+    if routes.is_empty() {
+        ctx.err(
+            &span,
+            format!("{what} has an empty `sni_routes` table"),
+            Some("sni_routes = { \"a.example.com\" = \"UPSTREAM\", \"*\" = \"UPSTREAM\" }".into()),
+        );
+    }
+    let mut out: Vec<(HostPattern, String)> = Vec::new();
+    for (k, v) in routes.iter() {
+        let name: &str = k.get_ref();
+        let pattern = match parse_host(name) {
+            Ok(p) => p,
+            Err(msg) => {
+                ctx.err(
+                    &k.span(),
+                    format!("bad SNI pattern `{name}`: {msg}"),
+                    Some(
+                        "write a name (\"a.example.com\"), a wildcard (\"*.example.com\") or \"*\""
+                            .into(),
+                    ),
+                );
+                continue;
+            }
+        };
+        let DeValue::String(up) = v.get_ref() else {
+            ctx.wrong_type(name, v, "an upstream name", "\"UPSTREAM\"");
+            continue;
+        };
+        ctx.upstream_refs.push((up.to_string(), v.span()));
+        if out.iter().any(|(p, _)| *p == pattern) {
+            ctx.err(
+                &k.span(),
+                format!("SNI pattern `{name}` is listed twice in {what}"),
+                None,
+            );
+            continue;
+        }
+        out.push((pattern, up.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::model::ProxyProtocolVersion;
+
+    fn parse(text: &str) -> Result<crate::Config, crate::ConfigError> {
+        crate::parse(text, Path::new("t.toml"))
+    }
+
+    const UP: &str =
+        "[upstreams.a]\nservers = [\"127.0.0.1:1\"]\n[upstreams.b]\nservers = [\"127.0.0.1:2\"]\n";
+
+    #[test]
+    fn defaults_and_values() {
+        let c = parse(&format!(
+            "{UP}[[streams]]\nlisten = [\"127.0.0.1:6201\"]\nupstream = \"a\"\n\
+             [[streams]]\nlisten = \"127.0.0.1:6202\"\nupstream = \"b\"\npersistence = \"50s\"\n\
+             proxy_protocol = \"v2\"\naccept_proxy_protocol = true\nidle_timeout = \"5m\"\n"
+        ))
+        .unwrap();
+        let s = &c.streams[0];
+        assert_eq!(s.upstream.as_deref(), Some("a"));
+        assert_eq!(s.persistence, std::time::Duration::ZERO);
+        assert_eq!(s.proxy_protocol, None);
+        assert!(!s.accept_proxy_protocol);
+        assert_eq!(s.idle_timeout, super::DEFAULT_STREAM_IDLE_TIMEOUT);
+        let s = &c.streams[1];
+        assert_eq!(s.index, 1);
+        assert_eq!(s.persistence.as_secs(), 50);
+        assert_eq!(s.proxy_protocol, Some(ProxyProtocolVersion::V2));
+        assert!(s.accept_proxy_protocol);
+        assert_eq!(s.idle_timeout.as_secs(), 300);
+    }
+
+    #[test]
+    fn sni_routes_parse() {
+        let c = parse(&format!(
+            "{UP}[[streams]]\nlisten = [\"127.0.0.1:6201\"]\n\
+             sni_routes = {{ \"a.example.com\" = \"a\", \"*.Example.com\" = \"b\", \"*\" = \"a\" }}\n"
+        ))
+        .unwrap();
+        let s = &c.streams[0];
+        assert_eq!(s.upstream, None);
+        assert_eq!(s.sni_routes.len(), 3);
+        let has = |p: crate::HostPattern, up: &str| s.sni_routes.contains(&(p, up.to_string()));
+        assert!(has(crate::HostPattern::Suffix(".example.com".into()), "b"));
+        assert!(has(crate::HostPattern::Exact("a.example.com".into()), "a"));
+        assert!(has(crate::HostPattern::Any, "a"));
+    }
+
+    #[test]
+    fn listen_conflicts() {
+        let e = errors(
+            "[[sites]]\nlisten = \"127.0.0.1:80\"\n[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n\
+             [[streams]]\nlisten = \"127.0.0.1:80\"\nupstream = \"a\"\n\
+             [[streams]]\nlisten = [\"127.0.0.1:81\", \"127.0.0.1:81\"]\nupstream = \"a\"\n\
+             [[streams]]\nlisten = [\"127.0.0.1:81\", \"127.0.0.1:9900\"]\nupstream = \"a\"\n",
+        );
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].contains("stream #1 listens on 127.0.0.1:80, which site #1 also uses"));
+        assert!(e[1].contains("stream #2 lists 127.0.0.1:81 twice"));
+        assert!(e[2].contains("stream #3 listens on 127.0.0.1:81, which stream #2 also uses"));
+        assert!(e[3].contains("stream #3 listens on 127.0.0.1:9900, which is the admin API's"));
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(&format!("{UP}{text}"))
+            .unwrap_err()
+            .diagnostics()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn bad_streams() {
+        let e = errors("[[streams]]\nupstream = \"a\"\n");
+        assert!(e[0].contains("stream #1 has no `listen`"), "{e:?}");
+        let e = errors("[[streams]]\nlisten = \"127.0.0.1:1\"\n");
+        assert!(e[0].contains("stream #1 has no `upstream`"), "{e:?}");
+        let e = errors("[[streams]]\nlisten = \"127.0.0.1:1\"\nupstream = \"c\"\n");
+        assert!(e[0].contains("unknown upstream `c`"), "{e:?}");
+        let e = errors(
+            "[[streams]]\nlisten = \"127.0.0.1:1\"\nupstream = \"a\"\nproxy_protocol = \"v3\"\n",
+        );
+        assert!(e[0].contains("unknown proxy_protocol `v3`"), "{e:?}");
+        let e = errors(
+            "[[streams]]\nlisten = \"127.0.0.1:1\"\nupstream = \"a\"\nidle_timeout = \"0s\"\n",
+        );
+        assert!(e[0].contains("`idle_timeout` must be more than 0"), "{e:?}");
+        let e =
+            errors("[[streams]]\nlisten = \"127.0.0.1:1\"\nsni_routes = { \"x.test\" = \"zz\" }\n");
+        assert!(e[0].contains("unknown upstream `zz`"), "{e:?}");
+        let e = errors(
+            "[[streams]]\nlisten = \"127.0.0.1:1\"\nupstream = \"a\"\nsni_routes = { \"*\" = \"a\" }\n",
+        );
+        assert!(e[0].contains("both `upstream` and `sni_routes`"), "{e:?}");
+        let e = errors("[[streams]]\nlisten = \"127.0.0.1:1\"\nsni_routes = { \"a b\" = \"a\" }\n");
+        assert!(e[0].contains("bad SNI pattern `a b`"), "{e:?}");
+        let e = errors(
+            "[[streams]]\nlisten = \"127.0.0.1:1\"\nsni_routes = { \"*\" = \"a\" }\ntls = \"acme\"\n",
+        );
+        assert!(
+            e.iter().any(|d| d.contains("both `tls` and `sni_routes`")),
+            "{e:?}"
+        );
+    }
+}
