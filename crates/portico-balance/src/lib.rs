@@ -1,4 +1,5 @@
-//! Portico upstream pools: balancing algorithms, passive health and live per-server state.
+//! Portico upstream pools: balancing algorithms, passive and active health, and live
+//! per-server state.
 //!
 //! # API (the contract `portico-proxy` compiles against)
 //!
@@ -12,8 +13,11 @@
 //!   `max_conns`). It is `Send` and may be held across awaits (e.g. a WebSocket's life).
 //! - The proxy reports outcomes with [`Pool::report_success`] / [`Pool::report_failure`]
 //!   (passive health, nginx `max_fails` / `fail_timeout` semantics).
-//! - Active health checks (a later work item) call [`ServerState::set_healthy`];
-//!   VRRP upstream tracking asks [`Pool::any_usable`]; the admin API reads
+//! - [`HealthChecks`] (module [`active`]) runs the active health checks of
+//!   `[upstreams.NAME.health]` on its own thread and records verdicts with
+//!   [`ServerState::set_healthy`]; the binary starts it next to the proxy with the same
+//!   [`Registry`] and calls [`HealthChecks::replace`] on reload.
+//! - VRRP upstream tracking asks [`Pool::any_usable`]; the admin API reads
 //!   [`Pool::member_stats`] and sets [`ServerState::set_admin_state`] (drain / disable /
 //!   enable); sticky cookies and stream persistence use [`Pool::pick_member`].
 //!
@@ -34,7 +38,8 @@
 //! not taken it out. Primary members are tried first; backup members only when no primary
 //! is usable. When nothing is usable and passive health is the reason (all servers failed),
 //! the pick runs again ignoring passive health, as nginx does: a pool never refuses traffic
-//! just because every server failed recently. See [`health`] for the passive rules and the
+//! just because every server failed recently. Active health is never ignored: when every
+//! server fails its active checks, the pick fails (the proxy answers 503). See [`health`] for the passive rules and the
 //! slow-start ramp (effective weight from 1/10 to full over `slow_start` after a recovery).
 //!
 //! # Algorithms (`balance`)
