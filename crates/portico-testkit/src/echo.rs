@@ -11,12 +11,14 @@
 //! | `/_echo/sleep?ms=N` | waits N ms (at most 10 min), then the usual answer |
 //! | `/_echo/status?code=N` | status N with the usual body |
 //! | `/_echo/drip?chunks=N&ms=M` | N chunks (`chunk i\n`) M ms apart, chunked encoding |
+//! | `/_echo/bytes?n=N` | N bytes (at most 1 GiB) of a text pattern, with Content-Length |
+//! | `/_echo/close` | the usual answer with `Connection: close`, then the server closes |
+//! | `/_echo/abort` | the connection is closed with no response at all |
 //! | `Upgrade: websocket` | 101, then every message echoed (fragments reassembled, ping -> pong, close -> close); messages up to 64 MiB |
 //!
 //! [`serve`] runs on any runtime; [`EchoServer`] owns a thread and a current-thread runtime
 //! and can be stopped like a dying backend: listener closed and every connection dropped.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +27,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -34,8 +35,8 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
+
+mod ws;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type EchoBody = BoxBody<Bytes, BoxError>;
@@ -44,7 +45,7 @@ const X_ECHO_NAME: HeaderName = HeaderName::from_static("x-echo-name");
 const X_ECHO_CONNECTION: HeaderName = HeaderName::from_static("x-echo-connection");
 const MAX_SLEEP_MS: u64 = 600_000;
 const MAX_DRIP_CHUNKS: u64 = 100_000;
-const MAX_WS_MESSAGE: usize = 64 << 20;
+const MAX_BYTES: u64 = 1 << 30;
 
 /// State shared by every connection of one echo server.
 struct Shared {
@@ -102,7 +103,7 @@ async fn serve_until(listener: TcpListener, shared: Arc<Shared>) -> io::Result<(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(req, &shared, conn_no).await) }
+                async move { handle(req, &shared, conn_no).await }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -121,21 +122,37 @@ async fn serve_until(listener: TcpListener, shared: Arc<Shared>) -> io::Result<(
     }
 }
 
-async fn handle(req: Request<Incoming>, shared: &Shared, conn_no: u64) -> Response<EchoBody> {
-    let mut resp = route(req, shared).await;
+/// Returned by the service for `/_echo/abort`: hyper then closes the connection without
+/// writing a response (a backend that dies before the first response byte).
+#[derive(Debug)]
+struct Abort;
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("aborted on request (/_echo/abort)")
+    }
+}
+
+impl std::error::Error for Abort {}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: &Shared,
+    conn_no: u64,
+) -> Result<Response<EchoBody>, Abort> {
+    let mut resp = route(req, shared).await?;
     let h = resp.headers_mut();
     h.insert(X_ECHO_NAME, shared.name_header.clone());
     h.insert(X_ECHO_CONNECTION, HeaderValue::from(conn_no));
-    resp
+    Ok(resp)
 }
 
-async fn route(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
-    if is_websocket(&req) {
-        return websocket(req, shared.stop.clone());
+async fn route(req: Request<Incoming>, shared: &Shared) -> Result<Response<EchoBody>, Abort> {
+    if ws::is_websocket(&req) {
+        return Ok(ws::websocket(req, shared.stop.clone()));
     }
-    let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    match path {
+    let resp = match req.uri().path() {
         "/_echo/headers" => {
             let mut text = format!("{}\n", shared.name);
             for (k, v) in req.headers() {
@@ -144,26 +161,40 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
                 text.push_str(&String::from_utf8_lossy(v.as_bytes()));
                 text.push('\n');
             }
-            return text_response(StatusCode::OK, text);
+            text_response(StatusCode::OK, text)
         }
         "/_echo/status" => {
             let code = param(query, "code")
                 .and_then(|c| u16::try_from(c).ok())
                 .and_then(|c| StatusCode::from_u16(c).ok());
             let status = code.unwrap_or(StatusCode::BAD_REQUEST);
-            return text_response(status, request_line(&req, shared));
+            text_response(status, request_line(&req, shared))
         }
         "/_echo/drip" => {
             let chunks = param(query, "chunks").unwrap_or(10).min(MAX_DRIP_CHUNKS);
             let ms = param(query, "ms").unwrap_or(100).min(MAX_SLEEP_MS);
-            return drip(chunks, Duration::from_millis(ms));
+            drip(chunks, Duration::from_millis(ms))
         }
+        "/_echo/bytes" => bytes(param(query, "n").unwrap_or(0).min(MAX_BYTES)),
+        "/_echo/close" => {
+            let mut resp = text_response(StatusCode::OK, request_line(&req, shared));
+            let close = HeaderValue::from_static("close");
+            resp.headers_mut().insert(header::CONNECTION, close);
+            resp
+        }
+        "/_echo/abort" => return Err(Abort),
         "/_echo/sleep" => {
             let ms = param(query, "ms").unwrap_or(0).min(MAX_SLEEP_MS);
             tokio::time::sleep(Duration::from_millis(ms)).await;
+            plain(req, shared)
         }
-        _ => {}
-    }
+        _ => plain(req, shared),
+    };
+    Ok(resp)
+}
+
+/// The default answer: the body echoed for POST/PUT/PATCH, else the name and request line.
+fn plain(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         let ct = req.headers().get(header::CONTENT_TYPE).cloned();
         let mut resp = Response::new(req.into_body().map_err(BoxError::from).boxed());
@@ -173,6 +204,40 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Response<EchoBody> {
         return resp;
     }
     text_response(StatusCode::OK, request_line(&req, shared))
+}
+
+/// `n` bytes of `abc..xyz\n` repeated, with a Content-Length, sent in 64 KiB chunks.
+fn bytes(n: u64) -> Response<EchoBody> {
+    const CHUNK: u64 = 64 * 1024;
+    let pattern: Bytes = (0..CHUNK)
+        .map(|i| {
+            if i % 27 == 26 {
+                b'\n'
+            } else {
+                b'a' + (i % 27) as u8
+            }
+        })
+        .collect();
+    let stream = futures_util::stream::unfold(n, move |left| {
+        let pattern = pattern.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let take = left.min(CHUNK);
+            // take <= CHUNK, so the cast cannot truncate.
+            let frame = Frame::data(pattern.slice(..take as usize));
+            Some((Ok::<_, BoxError>(frame), left - take))
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 fn request_line(req: &Request<Incoming>, shared: &Shared) -> String {
@@ -221,88 +286,6 @@ fn drip(chunks: u64, every: Duration) -> Response<EchoBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-fn is_websocket(req: &Request<Incoming>) -> bool {
-    let has = |name: HeaderName, token: &str| {
-        req.headers().get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    has(header::UPGRADE, "websocket") && has(header::CONNECTION, "upgrade")
-}
-
-/// Answer 101 and echo messages on the upgraded connection.
-fn websocket(mut req: Request<Incoming>, stop: watch::Receiver<bool>) -> Response<EchoBody> {
-    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
-        return text_response(
-            StatusCode::BAD_REQUEST,
-            "missing Sec-WebSocket-Key\n".into(),
-        );
-    };
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    // Browsers fail the handshake unless one of their offered subprotocols is chosen.
-    let protocol = req
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|p| HeaderValue::from_str(p.trim()).ok());
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .max_message_size(Some(MAX_WS_MESSAGE))
-                    .max_frame_size(Some(MAX_WS_MESSAGE));
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                tokio::select! {
-                    _ = echo_messages(ws) => {}
-                    _ = stopped(stop) => {}
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "echo: upgrade failed"),
-        }
-    });
-    let mut resp = Response::new(BodyExt::boxed(
-        http_body_util::Empty::new().map_err(BoxError::from),
-    ));
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    if let Some(p) = protocol {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
-    }
-    resp
-}
-
-async fn echo_messages<S>(mut ws: WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    while let Some(msg) = ws.next().await {
-        let res = match msg {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => ws.send(m).await,
-            // tungstenite queues the pong (and the close reply) itself; flush sends it now.
-            Ok(Message::Ping(_)) | Ok(Message::Close(_)) => ws.flush().await,
-            Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "echo: websocket ended");
-            break;
-        }
-    }
 }
 
 /// An echo backend on its own thread, stoppable like a backend that dies.

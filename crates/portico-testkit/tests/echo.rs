@@ -80,6 +80,45 @@ async fn get_answers_name_and_request_line_over_keep_alive() {
 }
 
 #[tokio::test]
+async fn bytes_close_and_abort_endpoints() {
+    let echo = start("delta");
+    let mut tx = client(echo.addr).await;
+    let (parts, body) = call(&mut tx, get("/_echo/bytes?n=200000"), "").await;
+    assert_eq!(parts.headers["content-length"], "200000");
+    assert_eq!(body.len(), 200_000);
+    assert_eq!(&body[..4], b"abcd");
+    let (parts, body) = call(&mut tx, get("/_echo/bytes?n=0"), "").await;
+    assert_eq!((parts.status.as_u16(), body.len()), (200, 0));
+
+    let (parts, _) = call(&mut tx, get("/_echo/close"), "").await;
+    assert_eq!(parts.headers["connection"], "close");
+    let deadline = Instant::now() + T;
+    while !tx.is_closed() {
+        assert!(
+            Instant::now() < deadline,
+            "server kept the connection after Connection: close"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Abort: the connection closes with no response byte at all.
+    let mut raw = TcpStream::connect(echo.addr).await.expect("connect");
+    raw.write_all(b"GET /_echo/abort HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(T, raw.read_to_end(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        read.is_err() || buf.is_empty(),
+        "abort sent {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert_eq!(echo.connections_accepted(), 2);
+}
+
+#[tokio::test]
 async fn post_and_put_echo_the_body() {
     let echo = start("beta");
     let mut tx = client(echo.addr).await;
