@@ -161,6 +161,8 @@ def foreign_sample(path):
 def cmd_record(a):
     text = open(a.file, encoding="utf-8", errors="replace").read()
     r = parse_wrk(text) if a.kind == "wrk" else parse_ws(text)
+    if a.died:
+        r["errors"] = max(r["errors"], 1)
     if r["units"] == 0 and a.rc != 0:
         r["errors"] = max(r["errors"], 1)
     t0, b0, st0 = (int(x) for x in a.stat0.split())
@@ -177,7 +179,8 @@ def cmd_record(a):
     rec = dict(kind="load", round=a.round, target=a.target, phase=a.phase, attempt=a.attempt,
                rc=a.rc, units=r["units"], secs=r["secs"], rate=r["rate"], p50=r["p50"],
                p99=r["p99"], errors=r["errors"],
-               proxy_us=us(proxy) if a.target != "direct" else None,
+               proxy_us=us(proxy) if a.target != "direct" and not a.died else None,
+               died=bool(a.died),
                origin_us=us(origin), client_us=us(a.client),
                busy=busy * 100.0 / total, steal=steal * 100.0 / total, foreign=foreign,
                unaccounted=unaccounted, foreign_top=fs["top"] if fs else None)
@@ -345,6 +348,8 @@ def verdict(ok):
 
 def cmd_report(a):
     recs = [json.loads(line) for line in open(a.results, encoding="utf-8") if line.strip()]
+    for r in recs:
+        r.setdefault("kind", "load")
     meta = open(a.meta, encoding="utf-8").read().strip() if a.meta else ""
     conns = msg = "?"
     m = re.search(r"WS_CONNS=(\d+) WS_MSG=(\d+)", meta)
@@ -362,6 +367,10 @@ def cmd_report(a):
                "threshold of CPU).\n" % (len(loads), sum(1 for r in loads if r["final"]),
                                          sum(1 for r in loads if not r["final"])))
     out.append("```\n" + meta + "\n```\n")
+    restarts = [r["target"] for r in recs if r["kind"] == "restart"]
+    if restarts:
+        out.append("**Proxy processes that died during the run and were started again: %s**\n"
+                   % ", ".join("%s ×%d" % (t, restarts.count(t)) for t in sorted(set(restarts))))
     out.append("## Targets\n")
     ka = summary.get("ka64") or {}
     cpu, rate = ka.get("cpu", {}), ka.get("rate", {})
@@ -370,8 +379,11 @@ def cmd_report(a):
                    "(target ≤ nginx): %s" % (cpu["portico"], cpu["nginx"], verdict(cpu["portico"] <= cpu["nginx"])))
     if idle.get("portico") and idle.get("haproxy"):
         p, h = idle["portico"]["rss_avg"], idle["haproxy"]["rss_avg"]
-        out.append("- idle WebSocket memory per connection: portico %.1f KiB vs HAProxy %.1f KiB "
-                   "(target ≤ HAProxy; 4.5 KiB in the anchor run): %s" % (p, h, verdict(p <= h)))
+        pm, hm = idle["portico"]["rss_marg"], idle["haproxy"]["rss_marg"]
+        out.append("- idle WebSocket memory per connection (RSS, average 0→n): portico %.1f KiB vs "
+                   "HAProxy %.1f KiB (target ≤ HAProxy; 4.5 KiB in the reference run): %s; "
+                   "marginal (n/2→n): portico %.1f KiB vs HAProxy %.1f KiB: %s"
+                   % (p, h, verdict(p <= h), pm, hm, verdict(pm <= hm)))
     if rate.get("portico") and rate.get("nginx"):
         r = rate["portico"] / rate["nginx"]
         out.append("- throughput, HTTP keep-alive c64: portico/nginx %.2f× (product goal ≥ 1.25×): %s"
@@ -398,6 +410,7 @@ def main():
     r.add_argument("--target", required=True)
     r.add_argument("--phase", required=True)
     r.add_argument("--attempt", type=int, default=1)
+    r.add_argument("--died", type=int, default=0, help="1: the proxy died during the run")
     r.add_argument("--stat0", required=True)
     r.add_argument("--stat1", required=True)
     r.add_argument("--proxy", type=int, nargs=2, required=True)

@@ -179,6 +179,17 @@ start_proxy() { # target
   esac
   sleep 0.3 # let workers finish starting
 }
+# A proxy that died (crash, OOM) is started again so that the other runs still happen; the
+# death is logged and counted in the report.
+ensure_running() {
+  [[ $1 == direct ]] && return 0
+  if ! kill -0 "${PID[$1]}" 2>/dev/null; then
+    log "$1 is not running (died earlier); starting it again"
+    echo "{\"kind\": \"restart\", \"target\": \"$1\"}" >>"$RESULTS"
+    wait "${PID[$1]}" 2>/dev/null || true
+    start_proxy "$1"
+  fi
+}
 restart_proxy() { stop_pid "${PID[$1]}" 10; unset "PID[$1]"; start_proxy "$1"; }
 
 tree_pids() { # pid: the pid and all its descendants
@@ -269,6 +280,7 @@ run_load() {
   close) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" http)") ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
   esac
+  ensure_running "$target"
   local origin_pids
   if [[ $phase == ws ]]; then origin_pids=$(tree_pids "${PID[origin_ws]}"); else origin_pids=$(tree_pids "${PID[origin_http]}"); fi
   # shellcheck disable=SC2206 # word splitting of pid lists is intended
@@ -292,12 +304,14 @@ run_load() {
     s1=$(stat_cpu); p1=$(cpu_ticks "${ppids[@]}"); o1=$(cpu_ticks "${opids[@]}")
     kill -TERM "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
+    local died=0
     if ((${#ppids[@]})) && ! kill -0 "${ppids[0]}" 2>/dev/null; then
       log "$target died during $phase (round $round); see $BASE/logs"
+      died=1
     fi
     local verdict
     verdict=$(python3 "$BENCH/benchstat.py" record --kind "$kind" --file "$out.txt" --rc "$rc" \
-      --round "$round" --target "$target" --phase "$phase" --attempt "$attempt" \
+      --round "$round" --target "$target" --phase "$phase" --attempt "$attempt" --died "$died" \
       --stat0 "$s0" --stat1 "$s1" --proxy "$p0" "$p1" --origin "$o0" "$o1" \
       --client "$(cat "$out.client" 2>/dev/null || echo 0)" --clk "$CLK" \
       --foreign-file "$out.foreign" --foreign-max "$FOREIGN_MAX" --last "$((attempt == RETRIES + 1 ? 1 : 0))" --results "$RESULTS")
@@ -328,6 +342,7 @@ run_idle() { # round target
   url=$(target_url "$target" ws)
   port=${url##*:}; port=${port%/}
   wait_quiet
+  ensure_running "$target"
   restart_proxy "$target"
   sleep 1
   local pids r0 q0 r1 q1 r2 q2 est out="$RUNDIR/r${round}-${target}-idle"
