@@ -58,6 +58,9 @@ fn combined_line_is_exactly_nginx() {
     missing.bytes_sent = 0;
     missing.client = "[2001:db8::1]:443".parse().expect("addr");
     log.log(&missing);
+    let mut mapped = record();
+    mapped.client = "[::ffff:192.0.2.9]:1234".parse().expect("addr");
+    log.log(&mapped);
     assert!(log.flush(Duration::from_secs(5)));
     assert_eq!(
         read_lines(&path),
@@ -66,6 +69,8 @@ fn combined_line_is_exactly_nginx() {
              \"https://ref.example/\" \"curl/8.5.0\"",
             "2001:db8::1 - - [21/Nov/2026:05:20:00 +0000] \"POST /say \\x22hi\\x22 HTTP/1.0\" 404 0 \
              \"-\" \"-\"",
+            "192.0.2.9 - - [21/Nov/2026:05:20:00 +0000] \"GET /a/b?x=1 HTTP/1.1\" 200 612 \
+             \"https://ref.example/\" \"curl/8.5.0\"",
         ]
     );
 }

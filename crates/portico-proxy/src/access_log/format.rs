@@ -9,6 +9,8 @@
 //! working (the JSON format carries the WebSocket details).
 //!
 //! The logged time is when the request finished (`start + request_time`), as nginx does.
+//! An IPv4 client seen on a dual-stack `[::]` listener (`::ffff:a.b.c.d`) is logged as
+//! plain `a.b.c.d`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,7 +108,7 @@ pub fn combined(rec: &LogRecord<'_>, out: &mut String) {
         Some(ws) => (101, ws.server_to_client),
         None => (rec.status, rec.bytes_sent),
     };
-    let _ = write!(out, "{} - - [", rec.client.ip());
+    let _ = write!(out, "{} - - [", rec.client.ip().to_canonical());
     Civil::from_system(rec.start + rec.request_time).write_clf(out);
     out.push_str("] \"");
     push_escaped_clf(out, rec.method);
@@ -158,7 +160,7 @@ pub fn json(rec: &LogRecord<'_>, out: &mut String) {
     let _ = write!(
         out,
         "\",\"client\":\"{}\",\"client_port\":{}",
-        rec.client.ip(),
+        rec.client.ip().to_canonical(),
         rec.client.port()
     );
     out.push_str(",\"method\":");
