@@ -12,6 +12,9 @@
 //! 403; a file requested with a trailing slash is 404. Several ranges in one request are
 //! answered with the whole file (200), which RFC 9110 allows.
 //!
+//! The root is canonicalised on every request (not cached), so a root that is a symlink
+//! switched by a deploy (`current -> releases/42`) takes effect at once.
+//!
 //! Known limit: between canonicalisation and `open` a symlink could be swapped by someone who
 //! can write inside the root; the root is trusted to that extent.
 
