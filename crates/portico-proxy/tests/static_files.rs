@@ -379,3 +379,24 @@ async fn missing_root_is_404() {
     .await;
     assert_eq!(get(addr, "/x").await.status, 404);
 }
+
+#[tokio::test]
+async fn root_symlink_switch_takes_effect_at_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (rel, text) in [("r1", "one"), ("r2", "two")] {
+        std::fs::create_dir(tmp.path().join(rel)).expect("mkdir");
+        std::fs::write(tmp.path().join(rel).join("v.txt"), text).expect("write");
+    }
+    let current = tmp.path().join("current");
+    std::os::unix::fs::symlink("r1", &current).expect("symlink");
+    let addr = serve(StaticAction {
+        root: current.clone(),
+        index: vec![],
+    })
+    .await;
+    assert_eq!(get(addr, "/v.txt").await.body, b"one");
+    let next = tmp.path().join("current.new");
+    std::os::unix::fs::symlink("r2", &next).expect("symlink");
+    std::fs::rename(&next, &current).expect("atomic switch");
+    assert_eq!(get(addr, "/v.txt").await.body, b"two");
+}
