@@ -127,3 +127,91 @@ async fn respond_status_type_body_and_head() {
     assert!(head.contains("\r\ncontent-length: 11"), "{head}");
     assert!(body.is_empty());
 }
+
+/// Blocking raw exchange with the in-process proxy.
+fn exchange_blocking(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    (head, raw[split + 4..].to_vec())
+}
+
+fn req(addr: SocketAddr, method: &str, target: &str) -> (String, Vec<u8>) {
+    exchange_blocking(
+        addr,
+        &format!("{method} {target} HTTP/1.1\r\nHost: site.test:8080\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// The three actions wired through the real proxy (routing, `root` relative to the config
+/// folder, nginx `root` semantics: the whole request path is looked up below the root).
+#[test]
+fn actions_through_the_real_proxy() {
+    let proxy = portico_testkit::proxy::TestProxy::builder(
+        r#"
+[[sites]]
+listen = ["127.0.0.1:0"]
+routes = [
+  { exact = "/old", redirect = "{scheme}://{host}/new?{query}", status = 302 },
+  { exact = "/hello", respond = "hi\n", status = 201, content_type = "text/x-hi" },
+  { path = "/", root = "www" },
+]
+"#,
+    )
+    .file("www/index.html", "<h1>home</h1>")
+    .file("www/docs/a.txt", "0123456789")
+    .file("secret.txt", "SECRET-NEXT-TO-CONFIG")
+    .start()
+    .expect("proxy");
+    let addr = proxy.addr();
+
+    let (head, body) = req(addr, "GET", "/");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"<h1>home</h1>");
+    let (head, body) = req(addr, "HEAD", "/docs/a.txt");
+    assert!(head.contains("\r\ncontent-length: 10"), "{head}");
+    assert!(body.is_empty(), "HEAD through the proxy carried a body");
+    let (head, _) = req(addr, "GET", "/docs");
+    assert!(
+        head.starts_with("http/1.1 301") && head.contains("\r\nlocation: /docs/"),
+        "{head}"
+    );
+    let (head, body) = exchange_blocking(
+        addr,
+        "GET /docs/a.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=2-4\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert_eq!(body, b"234");
+    for bad in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/docs/..%2f..%2fsecret.txt",
+    ] {
+        let (head, body) = req(addr, "GET", bad);
+        assert!(!head.starts_with("http/1.1 2"), "{bad}: {head}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("SECRET"),
+            "{bad} leaked"
+        );
+    }
+
+    let (head, _) = req(addr, "GET", "/old?a=1");
+    assert!(head.starts_with("http/1.1 302"), "{head}");
+    assert!(
+        head.contains("\r\nlocation: http://site.test:8080/new?a=1"),
+        "{head}"
+    );
+
+    let (head, body) = req(addr, "GET", "/hello");
+    assert!(
+        head.starts_with("http/1.1 201") && head.contains("content-type: text/x-hi"),
+        "{head}"
+    );
+    assert_eq!(body, b"hi\n");
+}
