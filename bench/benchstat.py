@@ -18,6 +18,9 @@ PHASES = [
     ("ka64", "HTTP/1.1 keep-alive, wrk -t2 -c64", "req/s"),
     ("ka1000", "HTTP/1.1 keep-alive, wrk -t2 -c1000", "req/s"),
     ("close", "HTTP/1.1 new TCP connection per request (Connection: close), wrk -t2 -c64", "req/s"),
+    ("tls", "HTTPS keep-alive (ECDSA P-256, TLS 1.3), wrk -t2 -c64", "req/s"),
+    ("tlsclose", "HTTPS Connection: close, TLS session resumption allowed (wrk resumes), ECDSA P-256",
+     "hs/s"),
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
 ]

@@ -9,6 +9,8 @@
 #   close    new TCP connection per request (Connection: close), wrk -t2 -c64
 #   ws       WebSocket echo ping-pong, 100 connections, 32-byte messages
 #   idle     idle WebSocket memory: fresh proxy process, RSS before/after N idle connections
+#   tls      (optional) HTTPS keep-alive, ECDSA P-256, TLS 1.3, wrk -t2 -c64 (proxies only)
+#   tlsclose (optional) HTTPS, new connection per request; wrk resumes TLS sessions (proxies only)
 # For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
 # (utime+stime from /proc) per unit, machine busy %, and the CPU share of foreign processes
 # (so that runs disturbed by other workloads are visible). Writes bench-out/report-DATE.md.
@@ -48,6 +50,10 @@ ORIGIN_HTTP=$((PORT_BASE + 1))
 ORIGIN_WS=$((PORT_BASE + 10))
 PORTICO_HTTP=$((PORT_BASE + 70))
 PORTICO_WS=$((PORT_BASE + 71))
+PORTICO_TLS=$((PORT_BASE + 72))
+NGINX_TLS=$((PORT_BASE + 82))
+HAPROXY_TLS=$((PORT_BASE + 92))
+PORTICO_TLS_OK=1
 NGINX_HTTP=$((PORT_BASE + 80))
 NGINX_WS=$((PORT_BASE + 81))
 HAPROXY_HTTP=$((PORT_BASE + 90))
@@ -68,6 +74,7 @@ install_tools() {
   command -v npm >/dev/null || missing+=(npm)
   command -v ss >/dev/null || missing+=(iproute2)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v openssl >/dev/null || missing+=(openssl)
   if ((${#missing[@]})); then
     [[ ${NO_INSTALL:-0} == 1 || $(id -u) != 0 ]] && die "missing tools: ${missing[*]} (run as root to install)"
     log "installing ${missing[*]}"
@@ -143,6 +150,7 @@ fill_template() { # src dst
     -e "s|@NGINX_HTTP@|$NGINX_HTTP|g" -e "s|@NGINX_WS@|$NGINX_WS|g" \
     -e "s|@HAPROXY_HTTP@|$HAPROXY_HTTP|g" -e "s|@HAPROXY_WS@|$HAPROXY_WS|g" \
     -e "s|@HAPROXY_MAXCONN@|$HAPROXY_MAXCONN|g" \
+    -e "s|@NGINX_TLS@|$NGINX_TLS|g" -e "s|@HAPROXY_TLS@|$HAPROXY_TLS|g" -e "s|@PORTICO_TLS@|$PORTICO_TLS|g" \
     -e "s|@PORTICO_HTTP@|$PORTICO_HTTP|g" -e "s|@PORTICO_WS@|$PORTICO_WS|g" "$1" >"$2"
 }
 
@@ -258,15 +266,20 @@ wait_quiet() {
   done
 }
 
-target_url() { # target kind(http|ws)
+target_url() { # target kind(http|ws|tls)
   local port
   case $1:$2 in
+  nginx:tls) port=$NGINX_TLS ;; haproxy:tls) port=$HAPROXY_TLS ;; portico:tls) port=$PORTICO_TLS ;;
   direct:http) port=$ORIGIN_HTTP ;; direct:ws) port=$ORIGIN_WS ;;
   nginx:http) port=$NGINX_HTTP ;; nginx:ws) port=$NGINX_WS ;;
   haproxy:http) port=$HAPROXY_HTTP ;; haproxy:ws) port=$HAPROXY_WS ;;
   portico:http) port=$PORTICO_HTTP ;; portico:ws) port=$PORTICO_WS ;;
   esac
-  if [[ $2 == ws ]]; then echo "ws://127.0.0.1:$port/"; else echo "http://127.0.0.1:$port/"; fi
+  case $2 in
+  ws) echo "ws://127.0.0.1:$port/" ;;
+  tls) echo "https://127.0.0.1:$port/" ;;
+  *) echo "http://127.0.0.1:$port/" ;;
+  esac
 }
 
 # ---------------------------------------------------------------- one measured run ----------
@@ -274,10 +287,16 @@ target_url() { # target kind(http|ws)
 # JSON line to $RESULTS.
 run_load() {
   local round=$1 target=$2 phase=$3 attempt kind cmd=() out
+  if [[ $phase == tls* ]]; then
+    [[ $target == direct ]] && return 0 # the origin speaks plain HTTP only
+    if [[ $target == portico && $PORTICO_TLS_OK != 1 ]]; then return 0; fi
+  fi
   case $phase in
   ka64) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" http)") ;;
   ka1000) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c1000 -d"${DUR}s" --latency "$(target_url "$target" http)") ;;
   close) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" http)") ;;
+  tls) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" tls)") ;;
+  tlsclose) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" tls)") ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
   esac
   ensure_running "$target"
@@ -380,7 +399,8 @@ main() {
   NOFILE=$(ulimit -n)
   CLK=$(getconf CLK_TCK)
   local port
-  for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$HAPROXY_HTTP" "$HAPROXY_WS" "$PORTICO_HTTP" "$PORTICO_WS"; do
+  for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$NGINX_TLS" "$HAPROXY_HTTP" "$HAPROXY_WS" \
+    "$HAPROXY_TLS" "$PORTICO_HTTP" "$PORTICO_WS" "$PORTICO_TLS"; do
     port_open "$port" && die "port $port is already in use (set PORT_BASE)"
   done
 
@@ -392,6 +412,17 @@ main() {
   for f in backend-nginx.conf proxy-nginx.conf haproxy.cfg portico.toml; do
     fill_template "$BENCH/conf/$f" "$BASE/conf/$f"
   done
+  make_certs
+  if [[ $PHASES == *tls* ]] && has "$TARGETS" portico; then
+    fill_template "$BENCH/conf/portico-tls.toml" "$BASE/conf/portico-tls.part"
+    cat "$BASE/conf/portico.toml" "$BASE/conf/portico-tls.part" >"$BASE/conf/portico-with-tls.toml"
+    if "$PORTICO_BIN" check -c "$BASE/conf/portico-with-tls.toml" >"$BASE/logs/portico-check.out" 2>&1; then
+      mv "$BASE/conf/portico-with-tls.toml" "$BASE/conf/portico.toml"
+    else
+      PORTICO_TLS_OK=0
+      log "portico does not accept the TLS site, TLS phases skip portico: $(head -3 "$BASE/logs/portico-check.out" | tr '\n' ' ')"
+    fi
+  fi
 
   local stamp
   stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
@@ -417,7 +448,7 @@ main() {
       for ph in $PHASES; do
         case $ph in
         idle) run_idle "$round" "$t" ;;
-        ka64 | ka1000 | close | ws) run_load "$round" "$t" "$ph" ;;
+        ka64 | ka1000 | close | ws | tls | tlsclose) run_load "$round" "$t" "$ph" ;;
         *) die "unknown phase $ph" ;;
         esac
       done
@@ -430,6 +461,14 @@ main() {
   log "report: $report (raw runs in $RUNDIR)"
 }
 
+make_certs() { # self-signed ECDSA P-256 certificate for 127.0.0.1/localhost
+  mkdir -p "$BASE/certs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$BASE/certs/ec.key" -out "$BASE/certs/ec.crt" >/dev/null 2>&1 || die "openssl failed"
+  cat "$BASE/certs/ec.crt" "$BASE/certs/ec.key" >"$BASE/certs/ec.pem"
+}
+
 write_meta() {
   {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
@@ -438,6 +477,7 @@ write_meta() {
     echo "nginx version: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
     echo "HAProxy version: $(haproxy -v 2>&1 | head -1 | sed 's/^HAProxy version //')"
     echo "wrk: $(wrk --version 2>&1 | head -1)"
+    echo "$(openssl version)"
     echo "node $(node -v), ws $(node -p "require('$BENCH/node_modules/ws/package.json').version")"
     if has "$TARGETS" portico; then
       echo "portico: $("$PORTICO_BIN" version 2>&1 | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
