@@ -257,3 +257,112 @@ fn reopen_follows_log_rotation() {
     assert_eq!(read_lines(&rotated).len(), 2);
     assert_eq!(read_lines(&path).len(), 1);
 }
+
+/// Lines written by the real proxy: a proxied request, a generated one and a WebSocket
+/// session, read back from a JSON file log.
+#[tokio::test]
+async fn real_proxy_writes_json_lines() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let echo =
+        portico_testkit::echo::EchoServer::start("127.0.0.1:0".parse().expect("addr"), "logged")
+            .expect("echo");
+    let toml = format!(
+        r#"
+[server]
+access_log = "access.log"
+access_log_format = "json"
+
+[upstreams.app]
+servers = ["{}"]
+
+[[sites]]
+listen = ["127.0.0.1:0"]
+routes = [
+  {{ exact = "/gen", respond = "generated" }},
+  {{ path = "/", proxy = "app" }},
+]
+"#,
+        echo.addr
+    );
+    let proxy = portico_testkit::proxy::TestProxy::start(&toml).expect("proxy");
+    let addr = proxy.addr();
+    for target in ["/via/proxy?q=1", "/gen"] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: logged.test\r\nUser-Agent: e2e/1\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut sink = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink))
+            .await
+            .expect("in time")
+            .expect("read");
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("ws through proxy");
+    ws.send(Message::text("ping-me")).await.expect("send");
+    let back = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("in time");
+    assert_eq!(back.expect("open").expect("msg"), Message::text("ping-me"));
+    ws.close(None).await.expect("close");
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {}
+    // After the close handshake the server side closes first (RFC 6455 §7.1.1): the proxy
+    // must pass that on, so the client sees the end of the TCP stream.
+    let mut tcp = ws.into_inner();
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(eof, Ok(Ok(_)) | Ok(Err(_))),
+        "proxy kept the client connection open after the close handshake"
+    );
+    // The session ends (and is logged) once the client closes its side too.
+    drop(tcp);
+
+    let path = proxy.dir().join("access.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+            .collect();
+        if lines.len() >= 3 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let find = |uri: &str| {
+        lines
+            .iter()
+            .find(|l| l["uri"] == uri)
+            .unwrap_or_else(|| panic!("no line for {uri} in {lines:?}"))
+    };
+    let proxied = find("/via/proxy?q=1");
+    assert_eq!(proxied["status"], 200);
+    assert_eq!(proxied["method"], "GET");
+    assert_eq!(proxied["host"], "logged.test");
+    assert_eq!(proxied["user_agent"], "e2e/1");
+    assert_eq!(proxied["upstream_addr"], echo.addr.to_string());
+    let echoed = "logged\nGET /via/proxy?q=1 HTTP/1.1\n".len() as u64;
+    assert_eq!(proxied["bytes_sent"].as_u64(), Some(echoed));
+    let generated = find("/gen");
+    assert_eq!(generated["bytes_sent"], 9);
+    assert!(generated["upstream_addr"].is_null());
+    let wsline = find("/ws");
+    assert_eq!(wsline["status"], 101);
+    let w = &wsline["websocket"];
+    assert!(
+        w["client_to_server"].as_u64().is_some_and(|n| n >= 7),
+        "{wsline}"
+    );
+    assert!(
+        w["server_to_client"].as_u64().is_some_and(|n| n >= 7),
+        "{wsline}"
+    );
+    assert!(w["closed_by"].is_string(), "{wsline}");
+}
