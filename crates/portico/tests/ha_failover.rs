@@ -159,3 +159,57 @@ fn partition_then_heal_leaves_exactly_one_master() {
         "ha_failover partition (v3, 100 ms): one master {healed:?} after healing, client on n1 after {answered:?}"
     ));
 }
+
+#[test]
+fn ipv6_v3_failover() {
+    if !requirements("ha_failover::ipv6_v3_failover", &["ip", "curl"]) {
+        return;
+    }
+    let _serial = serial();
+    let net = Net::standard();
+    for (node, a) in [
+        ("c", "fd00::2/64"),
+        ("n1", "fd00::11/64"),
+        ("n2", "fd00::12/64"),
+    ] {
+        add_addr(&net, node, a);
+    }
+    let echo6 = |node: &str| {
+        let mut c = net.cmd(node, portico_bin());
+        c.args(["echo", "--listen", &format!("[::]:{PORT}"), "--name", node]);
+        let p = net.spawn(c, &format!("echo6-{node}.log"));
+        eventually(secs(10.0), "IPv6 echo server", || {
+            net.get_from(node, "::1", PORT)
+                .filter(|b| b.starts_with(node))
+                .map(|_| ())
+        });
+        p
+    };
+    let _e1 = echo6("n1");
+    let _e2 = echo6("n2");
+    let vip = "fd00::100";
+    let v = |prio| Vrrp {
+        vip: "fd00::100/64",
+        ..Vrrp::v3(prio, "100ms")
+    };
+    let c1 = net.node_config("n1", &v(150), "");
+    let c2 = net.node_config("n2", &v(100), "");
+    let t = Instant::now();
+    let mut p1 = net.portico("n1", &c1);
+    let _p2 = net.portico("n2", &c2);
+    let is = |n: &'static str| move |b: &str| b.starts_with(n);
+    let elected = net.wait_answer(vip, PORT, is("n1"), "n1", t, secs(10.0));
+    eventually(secs(2.0), "n1 alone holds the IPv6 VIP", || {
+        (net.holders_of(vip, &NODES) == ["n1"]).then_some(())
+    });
+    // Graceful stop: priority 0, the backup takes over and its unsolicited NA moves the
+    // client's neighbour entry.
+    let t = Instant::now();
+    p1.term();
+    let graceful = net.wait_answer(vip, PORT, is("n2"), "n2", t, secs(5.0));
+    p1.stop(secs(10.0));
+    assert_eq!(net.holders_of(vip, &NODES), ["n2"]);
+    report(&format!(
+        "ha_failover IPv6 (v3, 100 ms): election {elected:?}, SIGTERM -> backup answers {graceful:?}"
+    ));
+}

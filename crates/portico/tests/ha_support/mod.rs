@@ -148,6 +148,9 @@ impl Net {
             let ns = net.ns(node);
             let port = format!("port{}", i + 1);
             ip(&["netns", "add", &ns]);
+            // No duplicate address detection: IPv6 addresses are usable at once.
+            let dad = "net.ipv6.conf.default.accept_dad=0";
+            run(Command::new("ip").args(["netns", "exec", &ns, "sysctl", "-qw", dad]));
             ip(&[
                 "link", "add", "name", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
                 "netns", &sw,
@@ -252,12 +255,7 @@ impl Net {
     pub fn get_from(&self, node: &str, addr: &str, port: u16) -> Option<String> {
         let out = self
             .cmd(node, "curl")
-            .args([
-                "-s",
-                "--max-time",
-                "0.15",
-                &format!("http://{addr}:{port}/"),
-            ])
+            .args(["-s", "--max-time", "0.15", &url(addr, port)])
             .output()
             .ok()?;
         (out.status.success() && !out.stdout.is_empty())
@@ -451,6 +449,23 @@ impl Proc {
         }
     }
 
+    /// Waits up to `limit` for the process to exit on its own (SIGKILL past it).
+    pub fn stop_after_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -460,6 +475,28 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn url(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("http://[{addr}]:{port}/")
+    } else {
+        format!("http://{addr}:{port}/")
+    }
+}
+
+/// Adds an extra address (e.g. IPv6) to `node`'s eth0.
+pub fn add_addr(net: &Net, node: &str, prefix: &str) {
+    ip(&[
+        "-n",
+        &net.ns(node),
+        "addr",
+        "add",
+        prefix,
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
 }
 
 /// Copies the folder `from` to `to`, recursively.
@@ -507,6 +544,8 @@ pub struct Vrrp {
     pub preempt: bool,
     pub vrid: u8,
     pub auth: Option<&'static str>,
+    /// The `virtual_ips` entry.
+    pub vip: &'static str,
     pub extra: String,
 }
 
@@ -519,6 +558,7 @@ impl Vrrp {
             preempt: true,
             vrid: 51,
             auth: None,
+            vip: "10.200.0.100/24",
             extra: String::new(),
         }
     }
@@ -535,8 +575,8 @@ impl Vrrp {
     pub fn toml(&self) -> String {
         let mut s = format!(
             "[[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = {}\npriority = {}\n\
-             advert_interval = \"{}\"\nversion = {}\npreempt = {}\nvirtual_ips = [\"{VIP}/24\"]\n",
-            self.vrid, self.priority, self.advert, self.version, self.preempt
+             advert_interval = \"{}\"\nversion = {}\npreempt = {}\nvirtual_ips = [\"{}\"]\n",
+            self.vrid, self.priority, self.advert, self.version, self.preempt, self.vip
         );
         if let Some(a) = self.auth {
             s.push_str(&format!("auth_pass = \"{a}\"\n"));
