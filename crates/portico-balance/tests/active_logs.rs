@@ -79,6 +79,9 @@ fn transitions_are_logged_with_upstream_server_and_reason() {
     checks.replace(&with_check(cfg, check(HealthKind::Http, "/")));
     assert!(time_until(WAIT, || s.is_healthy()).is_some());
     let up = capture.lines("server is UP");
+    for line in capture.lines("portico_balance") {
+        eprintln!("captured: {line}");
+    }
     assert_eq!(up.len(), 1, "{up:?}");
     assert!(
         up[0].contains("INFO") && up[0].contains(&format!("server={addr}")),

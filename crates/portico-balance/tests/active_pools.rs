@@ -148,7 +148,10 @@ fn verdicts_survive_pool_rebuilds_checker_restarts_and_reloads() {
     // Reload without `health`: nothing would ever revive it, so it is healthy again.
     let no_health = config(&[plain(a_addr), plain(b.addr)], "");
     checks.replace(&no_health);
-    assert!(sa.is_healthy(), "unchecked servers are healthy");
+    assert!(
+        time_until(WAIT, || sa.is_healthy()).is_some(),
+        "unchecked servers are healthy"
+    );
     assert!(checks.checked().is_empty());
     std::thread::sleep(INTERVAL); // let a probe in flight at the reload finish
     let before = b.connections_accepted();

@@ -58,6 +58,9 @@ use crate::{Registry, ServerId, ServerState};
 use probe::{ProbeError, ProbeSpec};
 use tracker::Tracker;
 
+/// Longest a stop waits for the probe thread's blocking work (name lookups).
+const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
+
 /// Everything that defines how one server is probed; a change restarts its task.
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
@@ -103,7 +106,11 @@ impl HealthChecks {
         let (commands, rx) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("portico-health".into())
-            .spawn(move || runtime.block_on(supervise(rx)))?;
+            .spawn(move || {
+                runtime.block_on(supervise(rx));
+                // A probe may sit in a blocking name lookup; do not wait for it.
+                runtime.shutdown_timeout(SHUTDOWN_WAIT);
+            })?;
         let checks = HealthChecks {
             commands,
             thread: Some(thread),
@@ -115,19 +122,11 @@ impl HealthChecks {
     }
 
     /// Apply a reloaded config (see the module doc for what is kept and what restarts).
+    /// Returns at once; the probe thread applies it within moments.
     pub fn replace(&self, config: &Config) {
         let targets = targets(config, &self.registry);
-        let now: BTreeSet<ServerId> = targets.iter().map(|t| t.id.clone()).collect();
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        for gone in checked.difference(&now) {
-            let state = self.registry.state(gone);
-            if !state.is_healthy() {
-                tracing::info!(upstream = %gone.upstream, server = %gone.addr,
-                    "server no longer health-checked: marked healthy");
-                state.set_healthy(true);
-            }
-        }
-        *checked = now;
+        *checked = targets.iter().map(|t| t.id.clone()).collect();
         // The thread only ends through `stop`/drop, which take `self`: the send succeeds.
         let _ = self.commands.send(Command::Replace(targets));
     }
@@ -205,34 +204,52 @@ fn upstream_targets(up: &Upstream, registry: &Registry) -> Vec<Target> {
         .collect()
 }
 
+/// A probing task and what it was started with.
+struct Running {
+    settings: Settings,
+    state: Arc<ServerState>,
+    task: TaskHandle<()>,
+}
+
 /// The thread's main task: owns one probing task per target until told to stop.
 async fn supervise(mut rx: mpsc::UnboundedReceiver<Command>) {
-    let mut tasks: HashMap<ServerId, (Settings, TaskHandle<()>)> = HashMap::new();
+    let mut tasks: HashMap<ServerId, Running> = HashMap::new();
     while let Some(Command::Replace(targets)) = rx.recv().await {
         let mut next = HashMap::with_capacity(targets.len());
         for target in targets {
             match tasks.remove(&target.id) {
-                Some((settings, task)) if settings == target.settings && !task.is_finished() => {
-                    next.insert(target.id, (settings, task));
+                Some(run) if run.settings == target.settings && !run.task.is_finished() => {
+                    next.insert(target.id, run);
                 }
                 old => {
-                    if let Some((_, task)) = old {
-                        task.abort();
+                    if let Some(run) = old {
+                        run.task.abort();
                     }
-                    let settings = target.settings.clone();
                     let id = target.id.clone();
-                    next.insert(id, (settings, tokio::spawn(check_loop(target))));
+                    let running = Running {
+                        settings: target.settings.clone(),
+                        state: Arc::clone(&target.state),
+                        task: tokio::spawn(check_loop(target)),
+                    };
+                    next.insert(id, running);
                 }
             }
         }
-        for (_, (_, task)) in tasks.drain() {
-            task.abort();
+        // Servers no longer checked. Their tasks are aborted first: on this single thread an
+        // aborted task is never polled again, so none can mark the server down afterwards.
+        for (id, run) in tasks.drain() {
+            run.task.abort();
+            if !run.state.is_healthy() {
+                tracing::info!(upstream = %id.upstream, server = %id.addr,
+                    "server no longer health-checked: marked healthy");
+                run.state.set_healthy(true);
+            }
         }
         tasks = next;
     }
-    // Stop (or every sender gone): the runtime's drop cancels the tasks; abort anyway.
-    for (_, (_, task)) in tasks {
-        task.abort();
+    // Stop (or every sender gone): the runtime's shutdown cancels the tasks; abort anyway.
+    for run in tasks.into_values() {
+        run.task.abort();
     }
 }
 
@@ -296,5 +313,84 @@ fn kind_name(kind: HealthKind) -> &'static str {
         HealthKind::Http => "http",
         HealthKind::Tcp => "tcp",
         HealthKind::WebSocket => "websocket",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Pool;
+    use portico_config::{HealthCheck, UpstreamTls};
+
+    fn config() -> Config {
+        let text = r#"
+[upstreams.app]
+servers = ["127.0.0.1:8001", { addr = "localhost:8002", down = true }, { addr = "[::1]:8003", backup = true }]
+
+[upstreams.plain]
+servers = ["127.0.0.1:9001"]
+
+[[sites]]
+listen = ["127.0.0.1:1"]
+routes = [{ path = "/a", proxy = "app" }, { path = "/", proxy = "plain" }]
+"#;
+        let mut config =
+            portico_config::parse(text, std::path::Path::new("t.toml")).expect("config");
+        let app = config.upstreams.get_mut("app").expect("app");
+        app.health = Some(HealthCheck {
+            kind: HealthKind::WebSocket,
+            path: "/ws".into(),
+            host: None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            expect_status: vec![(200, 399)],
+            expect_body: None,
+        });
+        config
+    }
+
+    #[test]
+    fn targets_skip_down_servers_and_unchecked_upstreams_and_share_pool_state() {
+        let config = config();
+        let registry = Registry::new();
+        let targets = targets(&config, &registry);
+        let ids: Vec<&str> = targets.iter().map(|t| &*t.id.addr).collect();
+        assert_eq!(ids, ["127.0.0.1:8001", "[::1]:8003"]);
+        assert_eq!(targets[1].settings.probe.host, "[::1]:8003", "default Host");
+        assert_eq!(targets[0].settings.probe.kind, HealthKind::WebSocket);
+        let pool = Pool::new(&config.upstreams["app"], &registry);
+        for t in &targets {
+            let i = pool.index_of(&t.id.addr).expect("member");
+            assert!(
+                Arc::ptr_eq(&t.state, &pool.members()[i].state),
+                "same live state"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_upstreams_fall_back_to_tcp_probes() {
+        let mut config = config();
+        config.upstreams.get_mut("app").expect("app").tls = Some(UpstreamTls {
+            server_name: None,
+            verify: true,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        });
+        let targets = targets(&config, &Registry::new());
+        assert!(
+            targets
+                .iter()
+                .all(|t| t.settings.probe.kind == HealthKind::Tcp)
+        );
+    }
+
+    #[test]
+    fn health_checks_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<HealthChecks>();
     }
 }
