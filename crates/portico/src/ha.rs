@@ -66,11 +66,9 @@ pub async fn start(config: &Config, env: TrackEnv) -> anyhow::Result<HaHandle> {
 
 impl HaHandle {
     /// Graceful stop of every instance: priority-0 advert from a master, addresses removed.
-    pub fn shutdown(self) -> impl Future<Output = ()> {
-        async move {
-            for h in self.instances {
-                h.shutdown().await;
-            }
+    pub async fn shutdown(self) {
+        for h in self.instances {
+            h.shutdown().await;
         }
     }
 
