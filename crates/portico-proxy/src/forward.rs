@@ -4,7 +4,8 @@
 //! Request: the URI becomes origin-form (optionally with the route prefix stripped), `Host`
 //! is kept, hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and the headers it names,
 //! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
-//! `Expect` (hyper answers `100 Continue` itself when the body is read) are dropped,
+//! `Expect` (hyper answers `100 Continue` itself when the body is read; dropped with the
+//! hop-by-hop headers) are dropped,
 //! `X-Real-IP`, `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host` are
 //! added, then the route's `request_headers` rules apply. For a WebSocket upgrade,
 //! `Upgrade` and `Connection: upgrade` are kept. Response: the same hop-by-hop cleanup
@@ -41,9 +42,27 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// Whether any hop-by-hop header is present: one pass over the names, no hashing, so the
+/// common case (none) costs a few compares.
+fn has_hop_by_hop(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        *name == CONNECTION
+            || *name == TE
+            || *name == TRAILER
+            || *name == TRANSFER_ENCODING
+            || *name == UPGRADE
+            || *name == KEEP_ALIVE
+            || *name == PROXY_CONNECTION
+            || *name == EXPECT
+    })
+}
+
 /// Remove hop-by-hop headers (and the ones `Connection` names). With `keep_upgrade`,
 /// `Upgrade` stays and `Connection` becomes `upgrade`.
 pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if !keep_upgrade && !has_hop_by_hop(headers) {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
@@ -73,6 +92,7 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     headers.remove(TE);
     headers.remove(TRAILER);
     headers.remove(TRANSFER_ENCODING);
+    headers.remove(EXPECT);
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
@@ -93,7 +113,6 @@ pub(crate) fn request(
     }
     let headers = &mut parts.headers;
     drop_hop_by_hop(headers, websocket);
-    headers.remove(EXPECT);
 
     // X-Forwarded-For: append to what the client sent.
     let xff = match headers.get(&X_FORWARDED_FOR) {

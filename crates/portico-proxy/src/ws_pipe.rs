@@ -108,21 +108,26 @@ pub(crate) async fn run(
         return;
     };
     let started = Instant::now();
+    // Bytes hyper read past the upgrade heads belong to the other side. They are copied
+    // out and hyper's read buffers (8 KiB and more, shared by these `Bytes`) freed now: an
+    // idle WebSocket must hold no buffer.
+    let (c_io, c_early) = (c.io, c.read_buf);
+    let (u_io, u_early) = (u.io, u.read_buf);
     let mut pipe = Pipe {
-        client: c.io.into_inner(),
-        server: u.io.into_inner(),
+        client: c_io.into_inner(),
+        server: u_io.into_inner(),
         c2s: Dir::default(),
         s2c: Dir::default(),
         last_activity: started,
         first_close: None,
     };
-    // Bytes hyper read past the upgrade heads belong to the other side.
-    pipe.c2s.tracker.feed(&c.read_buf);
-    pipe.c2s.bytes += c.read_buf.len() as u64;
-    pipe.c2s.pending = c.read_buf.to_vec();
-    pipe.s2c.tracker.feed(&u.read_buf);
-    pipe.s2c.bytes += u.read_buf.len() as u64;
-    pipe.s2c.pending = u.read_buf.to_vec();
+    for (dir, early) in [(&mut pipe.c2s, c_early), (&mut pipe.s2c, u_early)] {
+        if !early.is_empty() {
+            dir.tracker.feed(&early);
+            dir.bytes += early.len() as u64;
+            dir.pending = early.to_vec();
+        }
+    }
 
     let end = pipe.run(&ctx, idle_timeout).await;
     drop(picked);

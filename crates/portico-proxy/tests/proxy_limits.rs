@@ -113,3 +113,26 @@ fn malformed_request_gets_400_and_others_are_unaffected() {
     );
     assert_eq!(good.get("h", "/").text(), "ok");
 }
+
+#[test]
+fn graceful_shutdown_closes_idle_keepalive_connections_at_once() {
+    let proxy = TestProxy::start(&respond_site(
+        "keepalive_timeout = \"60s\"\nshutdown_grace = \"20s\"",
+    ))
+    .unwrap();
+    let mut idle = Conn::open(proxy.addr());
+    assert_eq!(idle.get("h", "/").text(), "ok");
+    let start = Instant::now();
+    proxy.server().shutdown();
+    assert!(idle.closed_within(Duration::from_secs(5)));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    proxy.shutdown_and_wait();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "no wait for the grace period"
+    );
+}
