@@ -1,0 +1,243 @@
+//! One stream connection, phase by phase:
+//!
+//! 1. **preamble**: the PROXY header if `accept_proxy_protocol` (the real client address),
+//!    then the ClientHello's SNI if `sni_routes` (choosing the upstream); both bounded by
+//!    `[server] header_timeout`. Bytes read past them are kept and forwarded.
+//! 2. **connect**: persistence first, else the balancer; `connect_timeout` per attempt,
+//!    `retries` other servers on failure (each failure reported to passive health).
+//! 3. **hello**: the PROXY header to the server if `proxy_protocol`, then the kept bytes.
+//! 4. **pipe** (see `pipe.rs`), then one access-log line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use portico_balance::{PickKey, Picked};
+use portico_config::ProxyProtocolVersion;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::log::{End, Record};
+use crate::pipe::pipe;
+use crate::proxy_protocol::{self, ProxyAddrs};
+use crate::server::Shared;
+use crate::snapshot::{StreamRt, Target};
+use crate::sni::{self, Peek};
+
+/// Serve one accepted connection to its end and log it.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: Arc<StreamRt>,
+    client: TcpStream,
+    peer: SocketAddr,
+    listen: SocketAddr,
+) {
+    let started = Instant::now();
+    let mut rec = Record {
+        client: peer,
+        stream: stream.index,
+        listen,
+        upstream: None,
+        server: None,
+        sent: 0,
+        received: 0,
+        duration: std::time::Duration::ZERO,
+        end: End::Error,
+    };
+    rec.end = run(&shared, &stream, client, &mut rec).await;
+    rec.duration = started.elapsed();
+    shared.access_log.write(&rec);
+}
+
+async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mut Record) -> End {
+    let local = client.local_addr().unwrap_or(rec.listen);
+    let mut dst = local;
+    let mut kept: Vec<u8> = Vec::new();
+    let header_deadline = tokio::time::Instant::now() + shared.header_timeout;
+
+    // 1. preamble
+    if stream.accept_proxy_protocol {
+        match read_proxy_header(&mut client, &mut kept, header_deadline).await {
+            Ok(ProxyAddrs::Tcp { src, dst: d }) => {
+                rec.client = src;
+                dst = d;
+            }
+            Ok(ProxyAddrs::Unknown) => {}
+            Err(()) => return End::BadProxyHeader,
+        }
+    }
+    let target = if stream.sni_routes.is_empty() {
+        stream
+            .default
+            .and_then(|i| stream.targets.get(i))
+            .map(|(_, t)| t)
+    } else {
+        let Ok(name) = read_sni(&mut client, &mut kept, header_deadline).await else {
+            return End::NoSniRoute;
+        };
+        sni::route(&stream.sni_routes, name.as_deref()).and_then(|up| stream.target(up))
+    };
+    let Some(target) = target else {
+        return End::NoSniRoute;
+    };
+    let up = &target.upstream;
+    rec.upstream = Some(up.name.clone());
+
+    // 2. connect
+    let (server, picked) = match connect(target, rec.client, &mut rec.server).await {
+        Ok(ok) => ok,
+        Err(end) => return end,
+    };
+    let server_addr = up.addrs.get(picked.index).copied();
+    rec.server = server_addr;
+    let client_ip = rec.client.ip();
+    if let Some(p) = &target.persistence {
+        p.open(client_ip, picked.index, Instant::now());
+    }
+
+    // 3. hello
+    let end = hello_and_pipe(shared, stream, &client, server, rec, dst, &kept).await;
+    if let Some(p) = &target.persistence {
+        p.close(client_ip, Instant::now());
+    }
+    drop(picked);
+    end
+}
+
+async fn hello_and_pipe(
+    shared: &Shared,
+    stream: &StreamRt,
+    client: &TcpStream,
+    mut server: TcpStream,
+    rec: &mut Record,
+    dst: SocketAddr,
+    kept: &[u8],
+) -> End {
+    let header = match stream.proxy_protocol {
+        Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(rec.client, dst),
+        Some(ProxyProtocolVersion::V2) => proxy_protocol::encode_v2(rec.client, dst),
+        None => Vec::new(),
+    };
+    let mut first = header;
+    first.extend_from_slice(kept);
+    if !first.is_empty() {
+        if let Err(e) = server.write_all(&first).await {
+            tracing::debug!(error = %e, "stream: writing the first bytes to the server failed");
+            return End::ServerClosed;
+        }
+        rec.sent += kept.len() as u64;
+    }
+    // 4. pipe
+    let result = pipe(
+        client,
+        &server,
+        stream.idle_timeout,
+        shared.kill.subscribe(),
+    )
+    .await;
+    rec.sent += result.sent;
+    rec.received = result.received;
+    result.end
+}
+
+/// Pick (persistence first) and connect, trying up to `retries` other servers. `last` is
+/// the server tried last (for the log).
+async fn connect(
+    target: &Target,
+    client: SocketAddr,
+    last: &mut Option<SocketAddr>,
+) -> Result<(TcpStream, Picked), End> {
+    let up = &target.upstream;
+    let key = PickKey {
+        client_ip: client.ip(),
+        hash: None,
+    };
+    let mut tried: Vec<usize> = Vec::new();
+    let attempts = 1 + up.retries as usize;
+    for _ in 0..attempts {
+        let pinned = if tried.is_empty() {
+            target
+                .persistence
+                .as_ref()
+                .and_then(|p| p.lookup(client.ip(), Instant::now()))
+                .and_then(|i| up.pool.pick_member(i))
+        } else {
+            None
+        };
+        let picked = match pinned {
+            Some(p) => p,
+            None => match up.pool.pick(&key, &tried) {
+                Ok(p) => p,
+                Err(_) if tried.is_empty() => return Err(End::NoServer),
+                Err(_) => return Err(End::ConnectFailed),
+            },
+        };
+        let Some(&addr) = up.addrs.get(picked.index) else {
+            return Err(End::Error);
+        };
+        *last = Some(addr);
+        match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                up.pool.report_success(picked.index);
+                return Ok((s, picked));
+            }
+            Ok(Err(e)) => tracing::debug!(server = %addr, error = %e, "stream connect failed"),
+            Err(_) => tracing::debug!(server = %addr, "stream connect timed out"),
+        }
+        up.pool.report_failure(picked.index);
+        tried.push(picked.index);
+    }
+    Err(End::ConnectFailed)
+}
+
+/// Read until a complete PROXY header; bytes after it stay in `kept`.
+async fn read_proxy_header(
+    client: &mut TcpStream,
+    kept: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Result<ProxyAddrs, ()> {
+    let mut chunk = [0u8; 512];
+    loop {
+        match proxy_protocol::decode(kept) {
+            Ok(Some(h)) => {
+                kept.drain(..h.len);
+                return Ok(h.addrs);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "stream: bad PROXY header");
+                return Err(());
+            }
+        }
+        let n = match tokio::time::timeout_at(deadline, client.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Err(()),
+        };
+        kept.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Read until the ClientHello's SNI is known; every byte read stays in `kept`.
+async fn read_sni(
+    client: &mut TcpStream,
+    kept: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+) -> Result<Option<String>, ()> {
+    let mut chunk = [0u8; 2048];
+    loop {
+        match sni::server_name(kept) {
+            Ok(Peek::Done(name)) => return Ok(name),
+            Ok(Peek::Incomplete) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "stream: no SNI");
+                return Err(());
+            }
+        }
+        let n = match tokio::time::timeout_at(deadline, client.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return Err(()),
+        };
+        kept.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors of the L4 data plane: start-up failures ([`StreamError`]) and the reasons one
+//! connection's preamble is refused ([`ProxyHeaderError`], [`SniError`]).
+
+use std::net::SocketAddr;
+
+/// Start-up failures; the binary maps them to exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot resolve server {addr} of upstream {upstream}: {reason}")]
+    Resolve {
+        upstream: String,
+        addr: String,
+        reason: String,
+    },
+    #[error("stream #{stream} refers to upstream {upstream}, which is not defined")]
+    UnknownUpstream { stream: usize, upstream: String },
+    #[error("stream #{stream}: `tls` termination is not supported yet")]
+    TlsUnsupported { stream: usize },
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+    #[error("cannot start the stream worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// Why a received PROXY header is refused (the connection is closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyHeaderError {
+    #[error("not a PROXY protocol header")]
+    NotProxy,
+    #[error("bad PROXY v1 header: {0}")]
+    V1(&'static str),
+    #[error("bad PROXY v2 header: {0}")]
+    V2(&'static str),
+}
+
+/// Why a TLS ClientHello could not be routed by SNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SniError {
+    #[error("not a TLS handshake")]
+    NotTls,
+    #[error("malformed ClientHello: {0}")]
+    Malformed(&'static str),
+    #[error("ClientHello larger than the peek limit")]
+    TooLong,
+}

@@ -1,0 +1,221 @@
+//! The stream access log: one line per connection, written when it ends, to
+//! `[server] access_log` in `access_log_format` (text for `combined`, or JSON).
+//!
+//! Text: `CLIENT [TIME] stream#N LISTEN -> UPSTREAM SERVER sent=N received=N duration=S end=REASON`
+//! (`-` for an unknown upstream or server). JSON keys: `time client stream listen upstream
+//! server sent received duration_ms end`.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use portico_config::{AccessLogFormat, AccessLogTarget};
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    ClientClosed,
+    ServerClosed,
+    IdleTimeout,
+    ConnectFailed,
+    NoServer,
+    BadProxyHeader,
+    NoSniRoute,
+    Shutdown,
+    Error,
+}
+
+impl End {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            End::ClientClosed => "client_closed",
+            End::ServerClosed => "server_closed",
+            End::IdleTimeout => "idle_timeout",
+            End::ConnectFailed => "connect_failed",
+            End::NoServer => "no_server",
+            End::BadProxyHeader => "bad_proxy_header",
+            End::NoSniRoute => "no_sni_route",
+            End::Shutdown => "shutdown",
+            End::Error => "error",
+        }
+    }
+}
+
+/// One connection's record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub client: SocketAddr,
+    pub stream: usize,
+    pub listen: SocketAddr,
+    pub upstream: Option<String>,
+    pub server: Option<SocketAddr>,
+    /// Client -> server bytes.
+    pub sent: u64,
+    /// Server -> client bytes.
+    pub received: u64,
+    pub duration: Duration,
+    pub end: End,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Stdout,
+    Stderr,
+    Off,
+    File(Mutex<File>),
+}
+
+/// Where and how lines go.
+#[derive(Debug)]
+pub struct AccessLog {
+    sink: Sink,
+    format: AccessLogFormat,
+}
+
+impl AccessLog {
+    pub fn open(target: &AccessLogTarget, format: AccessLogFormat) -> std::io::Result<AccessLog> {
+        let sink = match target {
+            AccessLogTarget::Stdout => Sink::Stdout,
+            AccessLogTarget::Stderr => Sink::Stderr,
+            AccessLogTarget::Off => Sink::Off,
+            AccessLogTarget::File(p) => Sink::File(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+        };
+        Ok(AccessLog { sink, format })
+    }
+
+    pub fn write(&self, r: &Record) {
+        if matches!(self.sink, Sink::Off) {
+            return;
+        }
+        let line = format_record(r, self.format, SystemTime::now());
+        let result = match &self.sink {
+            Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
+            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            Sink::File(f) => f
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(line.as_bytes()),
+            Sink::Off => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "stream access log write failed");
+        }
+    }
+}
+
+/// The line for `r` (newline included).
+pub fn format_record(r: &Record, format: AccessLogFormat, now: SystemTime) -> String {
+    let time = rfc3339(now);
+    let upstream = r.upstream.as_deref().unwrap_or("-");
+    let server = r.server.map_or_else(|| "-".to_string(), |s| s.to_string());
+    let mut out = String::with_capacity(160);
+    match format {
+        AccessLogFormat::Combined => {
+            let _ = writeln!(
+                out,
+                "{} [{time}] stream#{} {} -> {upstream} {server} sent={} received={} duration={:.3} end={}",
+                r.client,
+                r.stream,
+                r.listen,
+                r.sent,
+                r.received,
+                r.duration.as_secs_f64(),
+                r.end.as_str()
+            );
+        }
+        AccessLogFormat::Json => {
+            // Every value is an address, a number or a fixed word, except the upstream name
+            // (letters, digits, `_-.` by validation): nothing needs escaping.
+            let _ = writeln!(
+                out,
+                "{{\"time\":\"{time}\",\"client\":\"{}\",\"stream\":{},\"listen\":\"{}\",\"upstream\":\"{upstream}\",\"server\":\"{server}\",\"sent\":{},\"received\":{},\"duration_ms\":{},\"end\":\"{}\"}}",
+                r.client,
+                r.stream,
+                r.listen,
+                r.sent,
+                r.received,
+                r.duration.as_millis(),
+                r.end.as_str()
+            );
+        }
+    }
+    out
+}
+
+/// `2026-11-21T06:30:00Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_242_600); // 2026-11-21T06:30:00Z
+        assert_eq!(rfc3339(t), "2026-11-21T06:30:00Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn lines() {
+        let r = Record {
+            client: "127.0.0.2:5000".parse().unwrap(),
+            stream: 0,
+            listen: "0.0.0.0:6201".parse().unwrap(),
+            upstream: Some("local_http".into()),
+            server: Some("127.0.0.1:6101".parse().unwrap()),
+            sent: 78,
+            received: 1520,
+            duration: Duration::from_millis(12),
+            end: End::ClientClosed,
+        };
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_242_600);
+        assert_eq!(
+            format_record(&r, AccessLogFormat::Combined, t),
+            "127.0.0.2:5000 [2026-11-21T06:30:00Z] stream#0 0.0.0.0:6201 -> local_http 127.0.0.1:6101 sent=78 received=1520 duration=0.012 end=client_closed\n"
+        );
+        let j = format_record(&r, AccessLogFormat::Json, t);
+        assert!(j.starts_with("{\"time\":\"2026-11-21T06:30:00Z\",\"client\":\"127.0.0.2:5000\""));
+        assert!(
+            j.ends_with("\"duration_ms\":12,\"end\":\"client_closed\"}\n"),
+            "{j}"
+        );
+        let none = Record {
+            upstream: None,
+            server: None,
+            end: End::NoSniRoute,
+            ..r
+        };
+        assert!(format_record(&none, AccessLogFormat::Combined, t).contains("-> - - sent=78"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The byte pipe between a client and a server, both directions, with half-close, an idle
+//! timeout and a stop signal.
+//!
+//! Memory: an idle connection holds no data buffer. Each direction waits for readiness
+//! (`readable()`), then `try_read`s into one 64 KiB buffer per worker thread and
+//! `try_write`s it on at once; only when the destination cannot take everything is the
+//! remainder copied into a buffer owned by the connection, which is freed as soon as it
+//! drains (and the source is not read meanwhile: back-pressure). No await happens while
+//! the per-thread buffer is borrowed, so tasks moving between threads are fine.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::log::End;
+
+const BUF_SIZE: usize = 64 * 1024;
+/// Reads per readiness event before yielding to the other direction (fairness).
+const READS_PER_WAKE: usize = 4;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
+}
+
+/// One direction's state.
+#[derive(Debug, Default)]
+struct Half {
+    /// Bytes read but not yet written (empty, with no capacity, in the common case).
+    pending: Vec<u8>,
+    offset: usize,
+    /// The source sent EOF.
+    eof: bool,
+    /// EOF has been passed on (write side shut down).
+    shut: bool,
+    bytes: u64,
+}
+
+impl Half {
+    fn can_read(&self) -> bool {
+        !self.eof && self.pending.is_empty()
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn done(&self) -> bool {
+        self.shut
+    }
+}
+
+/// What a pipe moved and how it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct PipeResult {
+    pub sent: u64,
+    pub received: u64,
+    pub end: End,
+}
+
+/// Copy both ways until both sides closed, one side failed, `idle` passed with no byte
+/// moved, or `stop` turns true.
+pub async fn pipe(
+    client: &TcpStream,
+    server: &TcpStream,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> PipeResult {
+    let mut up = Half::default(); // client -> server
+    let mut down = Half::default(); // server -> client
+    let mut first_eof: Option<End> = None;
+    let mut last = Instant::now();
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    let end = loop {
+        if up.done() && down.done() {
+            break first_eof.unwrap_or(End::ClientClosed);
+        }
+        if *stop.borrow_and_update() {
+            break End::Shutdown;
+        }
+        let step = tokio::select! {
+            r = client.readable(), if up.can_read() => r.and_then(|()| read_side(client, server, &mut up)),
+            r = server.readable(), if down.can_read() => r.and_then(|()| read_side(server, client, &mut down)),
+            r = server.writable(), if up.has_pending() => r.and_then(|()| flush(server, &mut up)),
+            r = client.writable(), if down.has_pending() => r.and_then(|()| flush(client, &mut down)),
+            () = &mut sleep => {
+                let deadline = last + idle;
+                if Instant::now() >= deadline {
+                    break End::IdleTimeout;
+                }
+                sleep.as_mut().reset(deadline.into());
+                continue;
+            }
+            _ = stop.changed() => continue,
+        };
+        match step {
+            Ok(moved) => {
+                if moved {
+                    last = Instant::now();
+                }
+                if first_eof.is_none() {
+                    if up.eof {
+                        first_eof = Some(End::ClientClosed);
+                    } else if down.eof {
+                        first_eof = Some(End::ServerClosed);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "stream pipe error");
+                break match e.kind() {
+                    // A reset after one side closed normally still reads as that close.
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                        first_eof.unwrap_or(End::Error)
+                    }
+                    _ => End::Error,
+                };
+            }
+        }
+    };
+    PipeResult {
+        sent: up.bytes,
+        received: down.bytes,
+        end,
+    }
+}
+
+/// Read what `src` has and pass it to `dst`. `Ok(true)` when bytes (or EOF) moved.
+fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
+    BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let mut moved = false;
+        for _ in 0..READS_PER_WAKE {
+            let n = match src.try_read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
+                Err(e) => return Err(e),
+            };
+            moved = true;
+            if n == 0 {
+                half.eof = true;
+                shut_write(dst, half);
+                return Ok(true);
+            }
+            half.bytes += n as u64;
+            let written = write_some(dst, &buf[..n])?;
+            if written < n {
+                half.pending.extend_from_slice(&buf[written..n]);
+                half.offset = 0;
+                return Ok(true);
+            }
+            if n < buf.len() {
+                // The socket is most likely drained; let readiness say when there is more.
+                return Ok(true);
+            }
+        }
+        Ok(moved)
+    })
+}
+
+/// Write as much as `dst` takes now.
+fn write_some(dst: &TcpStream, mut data: &[u8]) -> io::Result<usize> {
+    let mut total = 0;
+    while !data.is_empty() {
+        match dst.try_write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                total += n;
+                data = &data[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
+}
+
+/// Write pending bytes; free the buffer once empty.
+fn flush(dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
+    let n = write_some(dst, &half.pending[half.offset..])?;
+    half.offset += n;
+    if half.offset == half.pending.len() {
+        half.pending = Vec::new();
+        half.offset = 0;
+        if half.eof {
+            shut_write(dst, half);
+        }
+    }
+    Ok(n > 0)
+}
+
+fn shut_write(dst: &TcpStream, half: &mut Half) {
+    if half.pending.is_empty() && !half.shut {
+        // The peer may already be gone; the other direction reports that.
+        let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+        half.shut = true;
+    }
+}

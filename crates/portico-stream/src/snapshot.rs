@@ -1,0 +1,155 @@
+//! The compiled form of `[[streams]]`: per stream its targets (an upstream pool with its
+//! servers' resolved addresses, plus that stream's persistence table for it) and the SNI
+//! routes. Built once at start-up; names are resolved here (blocking), never per connection.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_balance::{Pool, Registry};
+use portico_config::{Config, HostPattern, ProxyProtocolVersion, ServerAddr, Stream};
+
+use crate::error::StreamError;
+use crate::persist::Persistence;
+
+/// One upstream as the streams use it (shared by every stream that names it).
+#[derive(Debug)]
+pub(crate) struct UpstreamRt {
+    pub name: String,
+    pub pool: Pool,
+    /// Resolved address of each pool member, by member index.
+    pub addrs: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub retries: u32,
+}
+
+/// Where a stream's connections can go: an upstream and this stream's persistence table
+/// for it.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub upstream: Arc<UpstreamRt>,
+    pub persistence: Option<Persistence>,
+}
+
+/// One `[[streams]]` entry, compiled.
+#[derive(Debug)]
+pub(crate) struct StreamRt {
+    pub index: usize,
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    pub accept_proxy_protocol: bool,
+    pub idle_timeout: Duration,
+    /// Index into `targets` when `upstream` is set.
+    pub default: Option<usize>,
+    /// `sni_routes` with target indexes; empty unless passthrough.
+    pub sni_routes: Vec<(HostPattern, String)>,
+    pub targets: Vec<(String, Target)>,
+}
+
+impl StreamRt {
+    pub(crate) fn target(&self, upstream: &str) -> Option<&Target> {
+        self.targets
+            .iter()
+            .find(|(n, _)| n == upstream)
+            .map(|(_, t)| t)
+    }
+}
+
+/// Every stream, compiled.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub streams: Vec<Arc<StreamRt>>,
+}
+
+impl Snapshot {
+    pub(crate) fn build(config: &Config, registry: &Registry) -> Result<Snapshot, StreamError> {
+        let mut upstreams: BTreeMap<String, Arc<UpstreamRt>> = BTreeMap::new();
+        let mut streams = Vec::with_capacity(config.streams.len());
+        for s in &config.streams {
+            if s.tls.is_some() {
+                return Err(StreamError::TlsUnsupported { stream: s.index });
+            }
+            let mut names: Vec<&str> = s.sni_routes.iter().map(|(_, u)| u.as_str()).collect();
+            names.extend(s.upstream.as_deref());
+            names.sort_unstable();
+            names.dedup();
+            let mut targets = Vec::with_capacity(names.len());
+            for name in names {
+                let up = match upstreams.get(name) {
+                    Some(up) => Arc::clone(up),
+                    None => {
+                        let up = Arc::new(upstream(config, s, name, registry)?);
+                        upstreams.insert(name.to_string(), Arc::clone(&up));
+                        up
+                    }
+                };
+                let persistence =
+                    (!s.persistence.is_zero()).then(|| Persistence::new(s.persistence));
+                targets.push((
+                    name.to_string(),
+                    Target {
+                        upstream: up,
+                        persistence,
+                    },
+                ));
+            }
+            let default = s
+                .upstream
+                .as_deref()
+                .and_then(|u| targets.iter().position(|(n, _)| n == u));
+            streams.push(Arc::new(StreamRt {
+                index: s.index,
+                proxy_protocol: s.proxy_protocol,
+                accept_proxy_protocol: s.accept_proxy_protocol,
+                idle_timeout: s.idle_timeout,
+                default,
+                sni_routes: s.sni_routes.clone(),
+                targets,
+            }));
+        }
+        Ok(Snapshot { streams })
+    }
+}
+
+fn upstream(
+    config: &Config,
+    stream: &Stream,
+    name: &str,
+    registry: &Registry,
+) -> Result<UpstreamRt, StreamError> {
+    let Some(up) = config.upstreams.get(name) else {
+        return Err(StreamError::UnknownUpstream {
+            stream: stream.index,
+            upstream: name.to_string(),
+        });
+    };
+    let pool = Pool::new(up, registry);
+    let addrs = pool
+        .members()
+        .iter()
+        .map(|m| resolve(name, &m.spec.addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UpstreamRt {
+        name: name.to_string(),
+        pool,
+        addrs,
+        connect_timeout: up.connect_timeout,
+        retries: up.retries,
+    })
+}
+
+fn resolve(upstream: &str, addr: &ServerAddr) -> Result<SocketAddr, StreamError> {
+    if let Some(a) = addr.ip_socket_addr() {
+        return Ok(a);
+    }
+    let err = |reason: String| StreamError::Resolve {
+        upstream: upstream.to_string(),
+        addr: addr.to_string(),
+        reason,
+    };
+    (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))
+}
