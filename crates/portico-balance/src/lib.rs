@@ -70,7 +70,7 @@ use std::sync::Arc;
 
 use portico_config::ServerSpec;
 
-pub use active::HealthChecks;
+pub use active::{CheckStatus, HealthChecks};
 pub use pool::Pool;
 pub use state::{ActiveGuard, AdminState, MemberStats, Registry, ServerState};
 

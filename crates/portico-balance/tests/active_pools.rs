@@ -152,6 +152,15 @@ fn verdicts_survive_pool_rebuilds_checker_restarts_and_reloads() {
     assert!(!sa.is_healthy(), "restart revived a dead server");
     assert_eq!(pick_counts(&pool, 50), [0, 50]);
 
+    // Reloading the same config keeps the checks running with their counters.
+    let probes = |c: &HealthChecks| c.status().iter().map(|s| s.probes).sum::<u64>();
+    let before = probes(&checks);
+    checks.replace(&cfg);
+    assert!(
+        probes(&checks) >= before,
+        "counters survive an unchanged reload"
+    );
+
     // Reload without `health`: nothing would ever revive it, so it is healthy again.
     let no_health = config(&[plain(a_addr), plain(b.addr)], "");
     checks.replace(&no_health);

@@ -40,6 +40,15 @@ fn http_check_ejects_a_dead_server_and_brings_it_back() {
     );
     assert!(eject <= bound, "ejection took {eject:?} > {bound:?}");
     assert!(sb.is_healthy(), "the live server stays healthy");
+    let status = checks.status();
+    assert_eq!(status.len(), 2);
+    let dead = &status[usize::from(status[0].id.addr.as_ref() != a_addr.to_string())];
+    assert!(
+        !dead.healthy && dead.failed_probes >= u64::from(FALL),
+        "{dead:?}"
+    );
+    let reason = dead.last_error.as_deref().unwrap_or_default();
+    assert!(reason.starts_with("connect failed"), "{reason}");
     assert_eq!(
         pick_counts(&pool, 100),
         [0, 100],
@@ -56,6 +65,14 @@ fn http_check_ejects_a_dead_server_and_brings_it_back() {
     assert!(
         a.connections_accepted() >= u64::from(RISE),
         "return needs rise probes"
+    );
+    assert!(
+        checks
+            .status()
+            .iter()
+            .all(|c| c.healthy && c.last_error.is_none()),
+        "{:?}",
+        checks.status()
     );
     let counts = pick_counts(&pool, 100);
     assert!(

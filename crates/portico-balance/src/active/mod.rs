@@ -41,9 +41,10 @@
 //! in the [`Registry`], so they survive a reload and a stop + start alike.
 
 mod probe;
+mod status;
 mod tracker;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -56,6 +57,8 @@ use tokio::time::MissedTickBehavior;
 
 use crate::{Registry, ServerId, ServerState};
 use probe::{ProbeError, ProbeSpec};
+pub use status::CheckStatus;
+use status::{Checked, ProbeLog};
 use tracker::Tracker;
 
 /// Longest a stop waits for the probe thread's blocking work (name lookups).
@@ -78,6 +81,7 @@ struct Target {
     id: ServerId,
     settings: Settings,
     state: Arc<ServerState>,
+    log: Arc<ProbeLog>,
 }
 
 enum Command {
@@ -93,7 +97,7 @@ pub struct HealthChecks {
     thread: Option<JoinHandle<()>>,
     registry: Registry,
     /// Servers currently checked, sorted.
-    checked: Mutex<BTreeSet<ServerId>>,
+    checked: Mutex<BTreeMap<ServerId, Checked>>,
 }
 
 impl HealthChecks {
@@ -115,7 +119,7 @@ impl HealthChecks {
             commands,
             thread: Some(thread),
             registry: registry.clone(),
-            checked: Mutex::new(BTreeSet::new()),
+            checked: Mutex::new(BTreeMap::new()),
         };
         checks.replace(config);
         Ok(checks)
@@ -124,9 +128,22 @@ impl HealthChecks {
     /// Apply a reloaded config (see the module doc for what is kept and what restarts).
     /// Returns at once; the probe thread applies it within moments.
     pub fn replace(&self, config: &Config) {
-        let targets = targets(config, &self.registry);
+        let mut targets = targets(config, &self.registry);
         let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        *checked = targets.iter().map(|t| t.id.clone()).collect();
+        let mut next = BTreeMap::new();
+        for t in &mut targets {
+            // A server that stays checked keeps its probe counters.
+            if let Some(old) = checked.remove(&t.id) {
+                t.log = old.log;
+            }
+            let entry = Checked {
+                kind: t.settings.probe.kind,
+                state: Arc::clone(&t.state),
+                log: Arc::clone(&t.log),
+            };
+            next.insert(t.id.clone(), entry);
+        }
+        *checked = next;
         // The thread only ends through `stop`/drop, which take `self`: the send succeeds.
         let _ = self.commands.send(Command::Replace(targets));
     }
@@ -134,7 +151,17 @@ impl HealthChecks {
     /// Servers being probed now, sorted (for the admin API).
     pub fn checked(&self) -> Vec<ServerId> {
         let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        checked.iter().cloned().collect()
+        checked.keys().cloned().collect()
+    }
+
+    /// Verdict, probe counts and the latest failure of every checked server, sorted by id
+    /// (for `GET /api/v1/status` and metrics).
+    pub fn status(&self) -> Vec<CheckStatus> {
+        let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked
+            .iter()
+            .map(|(id, c)| CheckStatus::of(id, c))
+            .collect()
     }
 
     /// Stop probing and wait for the thread to end. Verdicts stay in the registry as they
@@ -190,6 +217,7 @@ fn upstream_targets(up: &Upstream, registry: &Registry) -> Vec<Target> {
             probe.kind = kind;
             Target {
                 state: registry.state(&id),
+                log: Arc::default(),
                 id,
                 settings: Settings {
                     addr: s.addr.clone(),
@@ -259,6 +287,7 @@ async fn check_loop(target: Target) {
         id,
         settings,
         state,
+        log,
     } = target;
     let mut tracker = Tracker::new(state.is_healthy(), settings.rise, settings.fall);
     let mut ticker = tokio::time::interval(settings.interval.max(Duration::from_millis(1)));
@@ -274,6 +303,7 @@ async fn check_loop(target: Target) {
             Ok(result) => result,
             Err(_) => Err(ProbeError::Timeout(settings.timeout)),
         };
+        log.record(outcome.as_ref().err());
         let transition = tracker.record(outcome.is_ok());
         report(&id, &state, &settings, outcome.err(), transition);
     }
