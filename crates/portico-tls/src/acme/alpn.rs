@@ -1,7 +1,6 @@
 //! TLS-ALPN-01 (RFC 8737) challenge certificates: self-signed, the one identifier as SAN,
 //! and the critical `id-pe-acmeIdentifier` extension holding SHA-256 of the key authorization.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{CertificateParams, CustomExtension, KeyPair};
@@ -10,7 +9,6 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::TlsError;
-use crate::pem::certified_key_from_der;
 
 /// The challenge certificate for `name` with `digest` = SHA-256(key authorization).
 pub fn challenge_cert(
@@ -23,11 +21,14 @@ pub fn challenge_cert(
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let loaded = certified_key_from_der(
+    let signing = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::rustls("tls-alpn-01 challenge key", e))?;
+    // No `keys_match` check: webpki refuses to parse the critical acmeIdentifier extension,
+    // and the key was generated with this very certificate.
+    Ok(Arc::new(CertifiedKey::new(
         vec![cert.der().clone()],
-        der,
-        Path::new("tls-alpn-01 challenge"),
-        provider,
-    )?;
-    Ok(loaded.key)
+        signing,
+    )))
 }

@@ -52,11 +52,14 @@ pub async fn run(
     resolver: &CertResolver,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Issued, TlsError> {
+    let started = std::time::Instant::now();
+    let step = |what: &str| tracing::debug!(names = ?names, elapsed_ms = started.elapsed().as_millis() as u64, "ACME {what}");
     let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
     let mut order = account
         .new_order(&NewOrder::new(&ids))
         .await
         .map_err(err("new order"))?;
+    step("order created");
     let mut published = Published {
         http01,
         resolver,
@@ -105,6 +108,7 @@ pub async fn run(
             .map_err(err("challenge ready"))?;
     }
 
+    step("challenges published and ready");
     let policy = RetryPolicy::new()
         .initial_delay(settings.tuning.poll_initial)
         .backoff(1.5)
@@ -117,6 +121,7 @@ pub async fn run(
         ));
     }
 
+    step("order ready");
     let key = match settings.key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
         KeyType::Rsa2048 => {
@@ -126,14 +131,17 @@ pub async fn run(
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = DistinguishedName::new();
     let csr = params.serialize_request(&key)?;
+    step("key and CSR made");
     order
         .finalize_csr(csr.der())
         .await
         .map_err(err("finalize"))?;
+    step("finalized");
     let chain_pem = order
         .poll_certificate(&policy)
         .await
         .map_err(err("certificate download"))?;
+    step("certificate downloaded");
     drop(published);
     Ok(Issued {
         chain_pem,

@@ -1,0 +1,266 @@
+//! ACME against a real pebble + pebble-challtestsrv: HTTP-01 and TLS-ALPN-01 orders with
+//! several names, the account created once and reused, certificates stored (keys 0600) and
+//! verified against pebble's root, renewal of short-lived certificates swapped in live, and
+//! order timing (printed). Without pebble the tests skip, or fail under `CI=true`.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+fn trace() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use portico_tls::CertResolver;
+use portico_tls::acme::{
+    AcmeDirectory, AcmeManager, AcmeSettings, ChallengeKind, Http01Challenges, KeyType,
+};
+use support::pebble::{Pebble, http01_responder, verify_chain};
+use support::*;
+
+const PEERS: &[&str] = &["pebble", "pebble-challtestsrv"];
+
+fn settings(pebble: &Pebble, state: &std::path::Path, challenge: ChallengeKind) -> AcmeSettings {
+    let mut s = AcmeSettings::new("ops@portico.test", state);
+    s.directory = AcmeDirectory::Url(pebble.directory_url());
+    s.directory_ca = Some(pebble.tls_ca_path.clone());
+    s.challenge = challenge;
+    s
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let http01 = Http01Challenges::new();
+        let (http_addr, hits) = http01_responder(http01.clone()).await;
+        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let state = tempfile::tempdir().unwrap();
+        let resolver = CertResolver::new();
+        let acme = AcmeManager::new(
+            settings(&pebble, state.path(), ChallengeKind::Http01),
+            resolver.clone(),
+            http01.clone(),
+        )
+        .unwrap();
+
+        let names = vec![
+            "lb.portico.test".to_string(),
+            "www.lb.portico.test".to_string(),
+        ];
+        let t0 = Instant::now();
+        let info = acme
+            .order_now(&names)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
+        let first = t0.elapsed();
+        assert!(
+            hits.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+            "pebble validated over HTTP-01"
+        );
+        assert!(
+            http01.is_empty(),
+            "challenge tokens withdrawn after the order"
+        );
+        let mut sans = info.names.clone();
+        sans.sort();
+        assert_eq!(sans, vec!["lb.portico.test", "www.lb.portico.test"]);
+
+        let (chain, key) = acme.stored_paths(&names);
+        let roots = pebble.roots().await;
+        verify_chain(
+            &std::fs::read(&chain).unwrap(),
+            roots.clone(),
+            "www.lb.portico.test",
+        );
+        assert_eq!(mode(&key), 0o600);
+        let account_dir = state.path().join("acme");
+        let account = std::fs::read_dir(&account_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+            .join("account.json");
+        assert_eq!(mode(&account), 0o600);
+        let account_json = std::fs::read(&account).unwrap();
+        assert!(resolver.lookup(Some("www.lb.portico.test")).is_some());
+
+        // Second order, same account (no registration).
+        let t1 = Instant::now();
+        acme.order_now(&["api.portico.test".to_string()])
+            .await
+            .unwrap();
+        let second = t1.elapsed();
+        println!(
+            "ACME HTTP-01 order, 2 names, incl. account registration: {} ms",
+            first.as_millis()
+        );
+        println!(
+            "ACME HTTP-01 order, 1 name, existing account: {} ms",
+            second.as_millis()
+        );
+        assert!(
+            first < Duration::from_millis(2600),
+            "slower than certbot: {first:?}"
+        );
+
+        // A new manager on the same state_dir: the stored account and certificate are used,
+        // nothing is ordered.
+        let resolver2 = CertResolver::new();
+        let acme2 = AcmeManager::new(
+            settings(&pebble, state.path(), ChallengeKind::Http01),
+            resolver2.clone(),
+            http01.clone(),
+        )
+        .unwrap();
+        let task = acme2.manage(names.clone());
+        eventually(
+            "stored certificate installed",
+            Duration::from_secs(5),
+            || resolver2.lookup(Some("lb.portico.test")).is_some(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = acme2.status();
+        assert_eq!(status[0].orders, 0, "no new order: {status:?}");
+        assert!(
+            status[0].next_attempt.unwrap()
+                > std::time::SystemTime::now() + Duration::from_secs(86_400)
+        );
+        assert_eq!(
+            std::fs::read(&account).unwrap(),
+            account_json,
+            "account kept"
+        );
+        task.abort();
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn01_order_through_the_tls_listener_rsa_key() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let resolver = CertResolver::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let (addr, validations) = tls_echo_counting(resolver.clone(), tls_port).await;
+        let pebble = Pebble::start(1, tls_port, None).await;
+        let state = tempfile::tempdir().unwrap();
+        let mut s = settings(&pebble, state.path(), ChallengeKind::TlsAlpn01);
+        s.key_type = KeyType::Rsa2048;
+        let acme = AcmeManager::new(s, resolver.clone(), Http01Challenges::new()).unwrap();
+        let names = vec![
+            "alpn.portico.test".to_string(),
+            "www.alpn.portico.test".to_string(),
+        ];
+        let t0 = Instant::now();
+        acme.order_now(&names)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
+        println!(
+            "ACME TLS-ALPN-01 order, 2 names, RSA-2048, incl. account: {} ms",
+            t0.elapsed().as_millis()
+        );
+        let answered = validations.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            answered >= 2,
+            "pebble validated over acme-tls/1 ({answered} handshakes)"
+        );
+
+        // The issued certificate is served by the same listener and verifies against pebble's root.
+        let client = client_config(pebble.roots().await, &[b"h2", b"http/1.1"]);
+        let mut hs = handshake(addr, client, "www.alpn.portico.test")
+            .await
+            .unwrap();
+        assert_eq!(echo_roundtrip(&mut hs.stream, b"hello").await, b"hello");
+        let key_pem = std::fs::read_to_string(acme.stored_paths(&names).1).unwrap();
+        assert!(key_pem.contains("PRIVATE KEY"));
+        let info = portico_tls::pem::CertInfo::from_der(&hs.leaf).unwrap();
+        assert!(info.names.contains(&"alpn.portico.test".to_string()));
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_certificate_is_renewed_and_swapped_live() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let http01 = Http01Challenges::new();
+        let (http_addr, _) = http01_responder(http01.clone()).await;
+        // 24 s certificates: renewal when a third (8 s) is left, i.e. ~16 s after issuance.
+        let pebble = Pebble::start(http_addr.port(), 1, Some(24)).await;
+        let state = tempfile::tempdir().unwrap();
+        let resolver = CertResolver::new();
+        let addr = tls_echo(resolver.clone(), 0).await;
+        let acme = AcmeManager::new(
+            settings(&pebble, state.path(), ChallengeKind::Http01),
+            resolver.clone(),
+            http01.clone(),
+        )
+        .unwrap();
+        let names = vec!["renew.portico.test".to_string()];
+        let task = acme.manage(names.clone());
+        eventually("first certificate", Duration::from_secs(10), || {
+            acme.status().first().is_some_and(|s| s.orders == 1)
+        })
+        .await;
+        let issued_at = Instant::now();
+        let client = client_config(pebble.roots().await, &[b"http/1.1"]);
+        let mut before = handshake(addr, client.clone(), "renew.portico.test")
+            .await
+            .unwrap();
+        let first_leaf = before.leaf.clone();
+        let first_after = acme.status()[0].not_after.unwrap();
+
+        eventually("renewed certificate", Duration::from_secs(30), || {
+            acme.status().first().is_some_and(|s| s.orders >= 2)
+        })
+        .await;
+        let renewed_after = issued_at.elapsed();
+        println!(
+            "renewed {} ms after the first issuance (24 s lifetime)",
+            renewed_after.as_millis()
+        );
+        assert!(
+            renewed_after > Duration::from_secs(10),
+            "not renewed too early: {renewed_after:?}"
+        );
+        let after = handshake(addr, client, "renew.portico.test").await.unwrap();
+        assert_ne!(
+            after.leaf, first_leaf,
+            "new certificate served without restart"
+        );
+        assert!(acme.status()[0].not_after.unwrap() > first_after);
+        // The connection opened before the swap keeps working.
+        assert_eq!(echo_roundtrip(&mut before.stream, b"alive").await, b"alive");
+        task.abort();
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}
