@@ -111,6 +111,10 @@ fn stream_listeners(ctx: &mut Ctx<'_>, config: &Config, spans: &[StreamSpans]) {
     for (stream, sp) in config.streams.iter().zip(spans) {
         let what = format!("stream #{}", stream.index + 1);
         for addr in &stream.listen {
+            if addr.port() == 0 {
+                // Port 0: the system picks a free port per socket (tests).
+                continue;
+            }
             let site = config.sites.iter().find(|s| {
                 s.listen.contains(addr)
                     || (s.tls.is_some() && s.http_redirect && s.http_listen.contains(addr))
