@@ -38,7 +38,11 @@
 //! unchanged keep running (and keep their streak); changed ones restart from the current
 //! verdict; servers no longer checked (check removed, server removed or set `down`) are
 //! marked healthy again, since nothing would ever revive them otherwise. The verdicts live
-//! in the [`Registry`], so they survive a reload and a stop + start alike.
+//! in the [`Registry`], so they survive a reload and a stop + start alike (but only
+//! `replace` knows which servers stopped being checked: use it for reloads).
+//!
+//! [`HealthChecks::status`] reports, per checked server, the verdict, the probe counts and
+//! the latest failure reason (for the admin API and metrics).
 
 mod probe;
 mod status;
