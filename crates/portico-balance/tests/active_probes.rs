@@ -287,3 +287,33 @@ fn names_are_resolved_and_down_servers_are_not_probed() {
     );
     checks.stop();
 }
+
+#[test]
+fn ipv6_servers_are_probed_with_a_bracketed_host() {
+    let Ok(v6) = portico_testkit::echo::EchoServer::start("[::1]:0".parse().expect("addr"), "v6")
+    else {
+        // Under CI the machine must have ::1; elsewhere a host without IPv6 may skip.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no ::1 under CI"
+        );
+        eprintln!("skipped: cannot bind [::1]:0 (no IPv6 loopback here)");
+        return;
+    };
+    let addr = v6.addr.to_string();
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let mut c = check(HealthKind::Http, "/_echo/headers");
+    c.expect_body = Some(format!("host: {addr}"));
+    let cfg = with_check(config(&[format!("\"{addr}\"")], ""), c);
+    let registry = Registry::new();
+    let checks = HealthChecks::start(&cfg, &registry).expect("start");
+    wait_probes(&v6, 0, u64::from(FALL) + 2);
+    let s = state(&registry, &addr);
+    assert!(s.is_healthy(), "{:?}", checks.status());
+    v6.stop();
+    assert!(
+        time_until(WAIT, || !s.is_healthy()).is_some(),
+        "never ejected"
+    );
+    checks.stop();
+}
