@@ -2,7 +2,7 @@
 //!
 //! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
 //! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
-//! the parsers already read `tls`, `health` and `ws_ping` into the model. For the sections
+//! the parsers already read `tls` and `ws_ping` into the model. For the sections
 //! `acme` and `cluster`, enabling also needs a section parser in `lib.rs`.
 
 /// Where a key appears. Also names the key set in "unknown key" messages.
@@ -39,11 +39,6 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
         scope: Scope::Upstream,
         key: "tls",
         hint: "it will make Portico talk TLS (https/wss) to the servers; for now use plain-text servers",
-    },
-    Gated {
-        scope: Scope::Upstream,
-        key: "health",
-        hint: "active health checks come later; passive health (`max_fails`, `fail_timeout`) works now",
     },
     Gated {
         scope: Scope::Site,

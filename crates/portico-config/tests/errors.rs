@@ -381,7 +381,6 @@ fn gated_keys_are_not_supported_yet() {
     let expected = [
         (1, "acme"),
         (5, "tls"),
-        (6, "health"),
         (9, "tls"),
         (10, "http_redirect"),
         (11, "http_listen"),

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use portico_balance::{Pool, Registry};
+use portico_balance::{HealthChecks, Pool, Registry};
 use portico_config::Config;
 use portico_proxy::{RunningServer, Server};
 
@@ -37,6 +37,7 @@ pub fn serve(config: Config, ready: impl FnOnce(&RunningServer)) -> Result<(), F
     let config = Arc::new(config);
     let registry = Registry::default();
     let server = Server::start(config.clone(), registry.clone()).context("cannot start")?;
+    let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
     write_pid_file(&config).context("cannot write the pid file")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,6 +47,7 @@ pub fn serve(config: Config, ready: impl FnOnce(&RunningServer)) -> Result<(), F
     // Whatever happened, the data plane must stop before the process exits.
     server.stop_now();
     server.wait();
+    health.stop();
     remove_pid_file(&config);
     outcome.map_err(Failure::Runtime)
 }
