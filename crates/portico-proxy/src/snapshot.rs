@@ -116,8 +116,12 @@ impl CompiledRules {
 #[derive(Debug)]
 pub(crate) struct UpstreamEntry {
     pub pool: Pool,
-    /// Resolved address per pool member, same order as [`Pool::members`].
+    /// Resolved address per pool member, same order as [`Pool::members`] (the first address
+    /// of a name; it also keys the keep-alive pool).
     pub addrs: Vec<SocketAddr>,
+    /// Further addresses of each member's name (e.g. `localhost` -> `::1` and `127.0.0.1`),
+    /// tried in order when connecting to the first fails.
+    pub fallbacks: Vec<Vec<SocketAddr>>,
     pub config: Upstream,
 }
 
@@ -128,15 +132,18 @@ impl Snapshot {
         let mut upstream_index = HashMap::new();
         for (name, upstream) in &config.upstreams {
             let pool = Pool::new(upstream, registry);
-            let addrs = pool
+            let resolved = pool
                 .members()
                 .iter()
                 .map(|m| resolve(&upstream.name, &m.spec.addr))
                 .collect::<Result<Vec<_>, _>>()?;
+            let addrs = resolved.iter().map(|all| all[0]).collect();
+            let fallbacks = resolved.into_iter().map(|all| all[1..].to_vec()).collect();
             upstream_index.insert(name.as_str(), upstreams.len());
             upstreams.push(UpstreamEntry {
                 pool,
                 addrs,
+                fallbacks,
                 config: upstream.clone(),
             });
         }
@@ -210,20 +217,29 @@ fn compile_proxy(
     })
 }
 
-/// Resolve `host:port` once (names like `localhost` too); the first address wins.
-fn resolve(upstream: &str, addr: &portico_config::ServerAddr) -> Result<SocketAddr, ProxyError> {
+/// Resolve `host:port` once (names like `localhost` too): every address, IPv4 first, never
+/// empty.
+fn resolve(
+    upstream: &str,
+    addr: &portico_config::ServerAddr,
+) -> Result<Vec<SocketAddr>, ProxyError> {
     if let Some(ip) = addr.ip_socket_addr() {
-        return Ok(ip);
+        return Ok(vec![ip]);
     }
     let err = |reason: String| ProxyError::Resolve {
         upstream: upstream.to_string(),
         addr: addr.to_string(),
         reason,
     };
-    let mut found = (addr.host.as_str(), addr.port)
+    let mut found: Vec<SocketAddr> = (addr.host.as_str(), addr.port)
         .to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?;
-    found
-        .next()
-        .ok_or_else(|| err("the name has no address".to_string()))
+        .map_err(|e| err(e.to_string()))?
+        .collect();
+    found.dedup();
+    // Stable: keeps the resolver's order within each family.
+    found.sort_by_key(|a| a.is_ipv6());
+    if found.is_empty() {
+        return Err(err("the name has no address".to_string()));
+    }
+    Ok(found)
 }

@@ -173,7 +173,7 @@ async fn try_proxy(
             ctx,
             entry,
             route,
-            addr,
+            (addr, &entry.fallbacks[index]),
             picked,
             &mut request,
             &template,
@@ -216,7 +216,7 @@ async fn attempt(
     ctx: &Rc<ConnCtx>,
     entry: &UpstreamEntry,
     route: &ProxyRoute,
-    addr: SocketAddr,
+    (addr, fallbacks): (SocketAddr, &[SocketAddr]),
     picked: Picked,
     request: &mut Option<Request<ReqBody>>,
     template: &Option<Template>,
@@ -228,7 +228,7 @@ async fn attempt(
     loop {
         let (mut sender, reused) = match worker.pool.take(addr) {
             Some(s) => (s, true),
-            None => (connect(addr, cfg.connect_timeout).await?, false),
+            None => (connect(addr, fallbacks, cfg.connect_timeout).await?, false),
         };
         if reused && sender.ready().await.is_err() {
             continue;
@@ -337,9 +337,10 @@ async fn wait_head(
 /// A new upstream connection: TCP (`connect_timeout`, `TCP_NODELAY`) + HTTP/1.1 handshake.
 pub(crate) async fn connect(
     addr: SocketAddr,
+    fallbacks: &[SocketAddr],
     timeout: Duration,
 ) -> Result<SendRequest<ReqBody>, ProxyError> {
-    let stream = connect_tcp(addr, timeout).await?;
+    let stream = connect_tcp(addr, fallbacks, timeout).await?;
     let (sender, conn) =
         client::handshake(TokioIo::new(stream))
             .await
@@ -355,16 +356,24 @@ pub(crate) async fn connect(
     Ok(sender)
 }
 
-/// TCP connect with `connect_timeout` and `TCP_NODELAY`.
+/// TCP connect with `connect_timeout` and `TCP_NODELAY`: `addr`, then each fallback
+/// address of the same server; the first error is reported.
 pub(crate) async fn connect_tcp(
     addr: SocketAddr,
+    fallbacks: &[SocketAddr],
     timeout: Duration,
 ) -> Result<TcpStream, ProxyError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
-        Err(_) => return Err(ProxyError::ConnectTimeout { addr }),
-    };
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    let mut first_error = None;
+    for &target in std::iter::once(&addr).chain(fallbacks) {
+        let result = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(source)) => ProxyError::Connect { addr, source },
+            Err(_) => ProxyError::ConnectTimeout { addr },
+        };
+        first_error.get_or_insert(result);
+    }
+    Err(first_error.unwrap_or(ProxyError::ConnectTimeout { addr }))
 }

@@ -69,7 +69,7 @@ async fn try_proxy(
             .pick(&key, &tried)
             .map_err(|_| ProxyError::NoServer(cfg.name.clone()))?;
         let addr = entry.addrs[picked.index];
-        match connect_tcp(addr, cfg.connect_timeout).await {
+        match connect_tcp(addr, &entry.fallbacks[picked.index], cfg.connect_timeout).await {
             Ok(s) => break (picked, addr, s),
             Err(e) => {
                 entry.pool.report_failure(picked.index);

@@ -262,3 +262,36 @@ routes = [{ path = "/", respond = "api" }]
     assert_eq!(body("first.test"), "first");
     assert_eq!(body("unknown.org"), "first");
 }
+
+#[test]
+fn server_names_like_localhost_are_resolved() {
+    let backend = echo("named");
+    let toml = format!(
+        "[upstreams.app]\nservers = [\"localhost:{}\"]\n[[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [{{ path = \"/\", proxy = \"app\" }}]\n",
+        backend.addr.port()
+    );
+    let proxy = TestProxy::start(&toml).unwrap();
+    let r = get(proxy.addr(), "h", "/");
+    assert_eq!(r.status, 200);
+    assert!(r.text().starts_with("named\n"));
+}
+
+#[test]
+fn upstream_keepalive_caps_idle_connections() {
+    let backend = echo("b1");
+    let proxy = TestProxy::start(&proxy_config(&[backend.addr], "keepalive = 1", "")).unwrap();
+    // Three slow requests at once need three upstream connections...
+    let addr = proxy.addr();
+    let slow: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "h", "/_echo/sleep?ms=300").status))
+        .collect();
+    for t in slow {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(backend.connections_accepted(), 3);
+    // ...but only one stays idle: the next three sequential requests reuse it.
+    for _ in 0..3 {
+        assert_eq!(get(proxy.addr(), "h", "/").status, 200);
+    }
+    assert_eq!(backend.connections_accepted(), 3);
+}

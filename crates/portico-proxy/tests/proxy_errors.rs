@@ -116,7 +116,8 @@ fn dead_server_is_skipped_by_retries() {
 
 #[test]
 fn idempotent_request_is_retried_but_post_is_not() {
-    // A server that accepts and closes at once: the request fails before any response byte.
+    // A server that reads the request head and closes without answering: the request was
+    // sent and fails before any response byte.
     let closer = TcpListener::bind("127.0.0.1:0").unwrap();
     let closer_addr = closer.local_addr().unwrap();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -124,6 +125,15 @@ fn idempotent_request_is_retried_but_post_is_not() {
     std::thread::spawn(move || {
         for s in closer.incoming() {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let Ok(mut s) = s else { continue };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match std::io::Read::read(&mut s, &mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&b[..n]),
+                }
+            }
             drop(s);
         }
     });
