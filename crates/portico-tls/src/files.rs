@@ -65,6 +65,11 @@ impl FileCerts {
         }
     }
 
+    /// The resolver these pairs feed.
+    pub fn resolver(&self) -> &Arc<CertResolver> {
+        &self.resolver
+    }
+
     /// Change the polling interval (tests use a few milliseconds).
     pub fn with_interval(mut self, interval: Duration) -> FileCerts {
         self.interval = interval;

@@ -24,6 +24,7 @@ pub mod pem;
 mod provider;
 mod resolver;
 mod server;
+mod sites;
 
 pub use client::{
     NoVerification, client_config, client_config_with, failure_reason, roots, server_name,
@@ -33,6 +34,7 @@ pub use files::FileCerts;
 pub use provider::{Backend, default_provider};
 pub use resolver::{ACME_TLS_ALPN, CertResolver, NamePattern};
 pub use server::{ServerOptions, acceptor, is_acme_validation, server_config};
+pub use sites::{install_sites, site_id};
 
 /// Re-exports for callers that build their own connections.
 pub use rustls;

@@ -145,3 +145,78 @@ async fn acme_tls_alpn_handshake_gets_the_challenge_certificate_only() {
     resolver.remove_alpn_challenge("a.test");
     assert!(handshake(addr, acme_client, "a.test").await.is_err());
 }
+
+fn site(
+    index: usize,
+    hosts: &[&str],
+    tls: Option<portico_config::SiteTls>,
+) -> portico_config::Site {
+    portico_config::Site {
+        index,
+        listen: vec!["127.0.0.1:443".parse().unwrap()],
+        hosts: hosts
+            .iter()
+            .map(|h| match NamePattern::parse(h) {
+                NamePattern::Any => portico_config::HostPattern::Any,
+                NamePattern::Exact(n) => portico_config::HostPattern::Exact(n),
+                NamePattern::Suffix(s) => portico_config::HostPattern::Suffix(s),
+            })
+            .collect(),
+        tls,
+        http_redirect: true,
+        http_listen: vec![],
+        hsts: None,
+        routes: vec![],
+    }
+}
+
+#[tokio::test]
+async fn sites_from_config_files_and_acme_first_site_is_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("sites CA");
+    let a = ca.leaf(&["a.test", "*.a.test"]);
+    std::fs::write(dir.path().join("a.pem"), &a.chain_pem).unwrap();
+    std::fs::write(dir.path().join("a.key"), &a.key_pem).unwrap();
+    let files_tls = portico_config::SiteTls::Files {
+        cert: "a.pem".into(),
+        key: "a.key".into(),
+    };
+    let sites = vec![
+        site(0, &["plain.test"], None),
+        site(1, &["a.test", "*.a.test"], Some(files_tls)),
+        site(
+            2,
+            &["b.test", "www.b.test"],
+            Some(portico_config::SiteTls::Acme),
+        ),
+    ];
+    let resolver = CertResolver::new();
+    let mut files = portico_tls::FileCerts::new(resolver.clone());
+    let groups = portico_tls::install_sites(&sites, dir.path(), &mut files).unwrap();
+    assert_eq!(
+        groups,
+        vec![vec!["b.test".to_string(), "www.b.test".to_string()]]
+    );
+    let addr = tls_echo(resolver.clone(), 0).await;
+    let client = client_config(ca.roots(), &[]);
+    assert_eq!(
+        handshake(addr, client.clone(), "x.a.test")
+            .await
+            .unwrap()
+            .leaf,
+        a.der
+    );
+    // The ACME site has no certificate yet: refused, not answered with site 1's.
+    assert!(handshake(addr, client.clone(), "www.b.test").await.is_err());
+    // Unknown names get the first TLS site's certificate.
+    let err = handshake(addr, client.clone(), "zzz.test")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+
+    let wildcard_acme = vec![site(0, &["*.c.test"], Some(portico_config::SiteTls::Acme))];
+    let mut files = portico_tls::FileCerts::new(CertResolver::new());
+    let err = portico_tls::install_sites(&wildcard_acme, dir.path(), &mut files).unwrap_err();
+    assert!(err.to_string().contains("wildcard"), "{err}");
+}

@@ -92,9 +92,11 @@ impl AcmeManager {
         })
     }
 
-    /// Start managing a certificate for `names` (a site's hosts, first name first): install
-    /// the stored one at once if it covers them, order when missing or due, renew forever.
-    /// Abort the handle to stop (on reload, when the site goes away).
+    /// Start managing a certificate for `names` (a site's hosts, first name first): reserve
+    /// the names in the resolver (their handshakes fail until a certificate exists), install
+    /// the stored certificate at once if it covers them, order when missing or due, renew
+    /// forever. Abort the handle to stop (on reload, before managing the same names again).
+    /// Names with wildcards are refused (logged): ACME HTTP-01 / TLS-ALPN-01 cannot prove them.
     pub fn manage(&self, names: Vec<String>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move { this.run(names).await })
@@ -246,6 +248,10 @@ impl AcmeManager {
     }
 
     async fn run(self, names: Vec<String>) {
+        if names.is_empty() || names.iter().any(|n| n.contains('*') || n.is_empty()) {
+            tracing::error!(names = ?names, "ACME needs explicit host names (no wildcards, no \"*\"); not managing this certificate");
+            return;
+        }
         let id = resolver_id(&names);
         let patterns = names.iter().map(|n| NamePattern::parse(n)).collect();
         self.inner.resolver.reserve(&id, patterns);

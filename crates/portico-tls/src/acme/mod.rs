@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-pub use manager::{AcmeManager, CertStatus};
+pub use manager::{AcmeManager, CertStatus, resolver_id};
 
 /// The path prefix of HTTP-01 challenges.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
@@ -68,11 +68,33 @@ pub enum ChallengeKind {
     TlsAlpn01,
 }
 
+impl ChallengeKind {
+    /// `http-01` or `tls-alpn-01`.
+    pub fn parse(s: &str) -> Option<ChallengeKind> {
+        match s {
+            "http-01" => Some(ChallengeKind::Http01),
+            "tls-alpn-01" => Some(ChallengeKind::TlsAlpn01),
+            _ => None,
+        }
+    }
+}
+
 /// `key_type = ...`: the key of issued certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {
     EcdsaP256,
     Rsa2048,
+}
+
+impl KeyType {
+    /// `ecdsa-p256` or `rsa-2048`.
+    pub fn parse(s: &str) -> Option<KeyType> {
+        match s {
+            "ecdsa-p256" => Some(KeyType::EcdsaP256),
+            "rsa-2048" => Some(KeyType::Rsa2048),
+            _ => None,
+        }
+    }
 }
 
 /// Timing knobs not in the config file (defaults suit real CAs; tests shorten them).
@@ -204,6 +226,19 @@ mod tests {
         assert_eq!(c.for_path("/x/.well-known/acme-challenge/tok"), None);
         c.remove("tok");
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn spellings() {
+        assert_eq!(ChallengeKind::parse("http-01"), Some(ChallengeKind::Http01));
+        assert_eq!(
+            ChallengeKind::parse("tls-alpn-01"),
+            Some(ChallengeKind::TlsAlpn01)
+        );
+        assert_eq!(ChallengeKind::parse("dns-01"), None);
+        assert_eq!(KeyType::parse("ecdsa-p256"), Some(KeyType::EcdsaP256));
+        assert_eq!(KeyType::parse("rsa-2048"), Some(KeyType::Rsa2048));
+        assert_eq!(KeyType::parse("rsa"), None);
     }
 
     #[test]

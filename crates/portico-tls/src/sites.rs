@@ -1,0 +1,74 @@
+//! From configured sites to resolver entries: the one place that maps `[[sites]] tls` to
+//! certificates, so every listener is built the same way.
+//!
+//! Each TLS site becomes one resolver entry serving its `hosts`: `tls = { cert, key }` pairs
+//! are loaded (and watched) by [`FileCerts`]; `tls = "acme"` sites reserve their names and are
+//! returned as ACME groups for [`AcmeManager::manage`](crate::acme::AcmeManager::manage).
+//! The first TLS site answers handshakes without SNI or with an unknown name (nginx's
+//! default server).
+
+use std::path::Path;
+
+use portico_config::{HostPattern, Site, SiteTls};
+
+use crate::acme::resolver_id;
+use crate::error::TlsError;
+use crate::files::FileCerts;
+use crate::resolver::NamePattern;
+
+/// The resolver id of a site with certificate files.
+pub fn site_id(site: &Site) -> String {
+    format!("site{}", site.index)
+}
+
+/// Install the certificates of `sites` (in file order) into the resolver behind `files`.
+/// Returns the name groups to hand to the ACME manager, one per `tls = "acme"` site.
+/// Relative certificate paths resolve against `base`.
+pub fn install_sites<'a>(
+    sites: impl IntoIterator<Item = &'a Site>,
+    base: &Path,
+    files: &mut FileCerts,
+) -> Result<Vec<Vec<String>>, TlsError> {
+    let mut acme_groups = Vec::new();
+    let mut default_id = None;
+    for site in sites {
+        let Some(tls) = &site.tls else { continue };
+        let patterns: Vec<NamePattern> = site.hosts.iter().map(NamePattern::from).collect();
+        let id = match tls {
+            SiteTls::Files { cert, key } => {
+                let id = site_id(site);
+                files.add(&id, patterns, &base.join(cert), &base.join(key))?;
+                id
+            }
+            SiteTls::Acme => {
+                let names = acme_names(&site.hosts).ok_or_else(|| {
+                    TlsError::acme(
+                        "site hosts",
+                        format!(
+                            "site {} uses tls = \"acme\" but its hosts include a wildcard or \"*\"",
+                            site.index
+                        ),
+                    )
+                })?;
+                let id = resolver_id(&names);
+                files.resolver().reserve(&id, patterns);
+                acme_groups.push(names);
+                id
+            }
+        };
+        default_id.get_or_insert(id);
+    }
+    files.resolver().set_default(default_id.as_deref());
+    Ok(acme_groups)
+}
+
+/// The exact names of an ACME site, or `None` when a host is a wildcard.
+fn acme_names(hosts: &[HostPattern]) -> Option<Vec<String>> {
+    hosts
+        .iter()
+        .map(|h| match h {
+            HostPattern::Exact(name) => Some(name.clone()),
+            HostPattern::Any | HostPattern::Suffix(_) => None,
+        })
+        .collect()
+}
