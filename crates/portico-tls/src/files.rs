@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use rustls::crypto::CryptoProvider;
 
 use crate::error::TlsError;
-use crate::pem::{CertInfo, load_pair, log_loaded};
+use crate::pem::{CertInfo, httpdate_like, load_pair, log_loaded};
 use crate::provider::default_provider;
 use crate::resolver::{CertResolver, NamePattern};
 
@@ -43,7 +43,12 @@ struct Pair {
     cert: PathBuf,
     key: PathBuf,
     seen: (Option<Stamp>, Option<Stamp>),
+    info: CertInfo,
 }
+
+/// Certificates closer than this to `notAfter` get a daily warning.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(86_400);
 
 /// The set of certificate-file pairs of a configuration, feeding one resolver.
 #[derive(Debug)]
@@ -52,6 +57,7 @@ pub struct FileCerts {
     provider: Arc<CryptoProvider>,
     interval: Duration,
     pairs: Vec<Pair>,
+    next_expiry_check: Option<std::time::Instant>,
 }
 
 impl FileCerts {
@@ -62,6 +68,7 @@ impl FileCerts {
             provider: default_provider(),
             interval: Duration::from_secs(5),
             pairs: Vec::new(),
+            next_expiry_check: None,
         }
     }
 
@@ -95,6 +102,7 @@ impl FileCerts {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             seen,
+            info: loaded.info.clone(),
         });
         Ok(loaded.info)
     }
@@ -113,6 +121,7 @@ impl FileCerts {
                     log_loaded(&pair.cert.display().to_string(), &loaded.info);
                     tracing::info!(id = %pair.id, cert = %pair.cert.display(), "certificate files changed; new certificate swapped in");
                     self.resolver.set(&pair.id, pair.names.clone(), loaded.key);
+                    pair.info = loaded.info;
                     swapped += 1;
                 }
                 Err(e) => {
@@ -121,7 +130,35 @@ impl FileCerts {
                 }
             }
         }
+        self.warn_expiring();
         swapped
+    }
+
+    /// Once a day, warn about certificates that expire within 14 days (or have expired).
+    fn warn_expiring(&mut self) {
+        let now = std::time::Instant::now();
+        if self.next_expiry_check.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_expiry_check = Some(now + EXPIRY_CHECK_EVERY);
+        let wall = SystemTime::now();
+        for pair in &self.pairs {
+            let left = pair.info.remaining(wall);
+            if left < EXPIRY_WARNING {
+                tracing::warn!(id = %pair.id, cert = %pair.cert.display(),
+                    not_after = %httpdate_like(pair.info.not_after),
+                    days_left = crate::pem::days_left(&pair.info, wall),
+                    "certificate expires soon (or has expired); replace the files");
+            }
+        }
+    }
+
+    /// The certificates loaded now: (id, cert path, facts), for status pages.
+    pub fn status(&self) -> Vec<(String, PathBuf, CertInfo)> {
+        self.pairs
+            .iter()
+            .map(|p| (p.id.clone(), p.cert.clone(), p.info.clone()))
+            .collect()
     }
 
     /// Poll forever on the tokio runtime. Abort the handle to stop (e.g. on reload).
