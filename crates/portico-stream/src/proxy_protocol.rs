@@ -70,6 +70,12 @@ fn decode_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyHeaderError> {
     if len > V1_MAX_LEN {
         return Err(ProxyHeaderError::V1("longer than 107 bytes"));
     }
+    if buf[PREFIX.len()..end]
+        .iter()
+        .any(|&b| !(0x20..0x7f).contains(&b))
+    {
+        return Err(ProxyHeaderError::V1("control or non-ASCII byte"));
+    }
     let line = std::str::from_utf8(&buf[PREFIX.len()..end])
         .map_err(|_| ProxyHeaderError::V1("not ASCII"))?;
     let parts: Vec<&str> = line.split(' ').collect();

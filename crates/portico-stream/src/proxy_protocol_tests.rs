@@ -56,6 +56,8 @@ fn v1_strict() {
         b"PROXY TCP4 10.0.0.1\r10.0.0.2",
         b"proxy TCP4 10.0.0.1 10.0.0.2 1 2\r\n",
         b"PROXX",
+        b"PROXY UNKNOWN \x00\x00\n\r\n",
+        b"PROXY UNKNOWN caf\xc3\xa9\r\n",
         b"GET / HTTP/1.1\r\n",
         b"\r\n\r\n\x00\r\nQUIX",
     ];
