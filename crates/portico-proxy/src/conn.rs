@@ -111,7 +111,7 @@ pub(crate) async fn serve(
         let snap = worker.snapshot();
         (snap.server.header_timeout, snap.server.keepalive_timeout)
     };
-    let mut state = worker.shared.state.subscribe();
+    let mut stop = worker.stop_watch().await;
     let ctx = Rc::new(ConnCtx::new(worker, peer, listener));
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -145,12 +145,11 @@ pub(crate) async fn serve(
                     None => timer.as_mut().reset((now + keepalive_timeout.min(header_timeout)).into()),
                 }
             }
-            r = state.changed(), if !draining => {
-                let stop = r.is_err() || *state.borrow_and_update() == RunState::Stopped;
-                if stop {
+            now = stop.changed() => {
+                if now == RunState::Stopped {
                     break;
                 }
-                if *state.borrow() != RunState::Running {
+                if now != RunState::Running && !draining {
                     draining = true;
                     conn.as_mut().graceful_shutdown();
                 }

@@ -6,9 +6,12 @@
 //! the connection count behind `max_connections`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -61,6 +64,45 @@ pub(crate) struct Worker {
     pub live: Cell<usize>,
     /// Signalled when `live` drops to zero.
     pub all_closed: Notify,
+    /// This worker's copy of the run state, and the tasks to wake when it changes: a
+    /// thread-local signal, so connections never touch the shared watch channel's lock.
+    run_state: Cell<RunState>,
+    stop_wakers: RefCell<HashMap<u64, Waker>>,
+    next_watch: Cell<u64>,
+}
+
+/// A task's subscription to its worker's run state (see [`Worker::stop_watch`]).
+pub(crate) struct StopWatch {
+    worker: Rc<Worker>,
+    id: u64,
+    seen: RunState,
+}
+
+impl StopWatch {
+    /// The state now.
+    pub fn state(&self) -> RunState {
+        self.worker.run_state.get()
+    }
+
+    /// Resolves with the new state once it differs from the last one seen.
+    pub async fn changed(&mut self) -> RunState {
+        poll_fn(|_| {
+            let now = self.worker.run_state.get();
+            if now == self.seen {
+                Poll::Pending
+            } else {
+                self.seen = now;
+                Poll::Ready(now)
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        self.worker.stop_wakers.borrow_mut().remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -83,6 +125,31 @@ impl Worker {
             pipe_buf: RefCell::new(vec![0u8; PIPE_BUF].into_boxed_slice()),
             live: Cell::new(0),
             all_closed: Notify::new(),
+            run_state: Cell::new(RunState::Running),
+            stop_wakers: RefCell::new(HashMap::new()),
+            next_watch: Cell::new(0),
+        }
+    }
+
+    /// Subscribe the calling task to run-state changes (registers its waker once).
+    pub async fn stop_watch(self: &Rc<Self>) -> StopWatch {
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let id = self.next_watch.get();
+        self.next_watch.set(id + 1);
+        self.stop_wakers.borrow_mut().insert(id, waker);
+        StopWatch {
+            worker: self.clone(),
+            id,
+            seen: RunState::Running,
+        }
+    }
+
+    /// Publish a new run state to this worker's tasks.
+    fn set_run_state(&self, state: RunState) {
+        if self.run_state.replace(state) != state {
+            for waker in self.stop_wakers.borrow().values() {
+                waker.wake_by_ref();
+            }
         }
     }
 
@@ -119,7 +186,9 @@ pub(crate) fn run(
         tokio::task::spawn_local(crate::pool::sweeper(worker.clone()));
         let mut state = shared.state.subscribe();
         let deadline = loop {
-            match *state.borrow_and_update() {
+            let now = *state.borrow_and_update();
+            worker.set_run_state(now);
+            match now {
                 RunState::Running => {}
                 RunState::Draining(deadline) => break Some(deadline),
                 RunState::Stopped => break None,
@@ -154,7 +223,9 @@ async fn drain(worker: &Worker, state: &mut watch::Receiver<RunState>, deadline:
             _ = &mut sleep => return,
             _ = closed => {}
             r = state.changed() => {
-                if r.is_err() || *state.borrow_and_update() == RunState::Stopped {
+                let now = if r.is_err() { RunState::Stopped } else { *state.borrow_and_update() };
+                worker.set_run_state(now);
+                if now == RunState::Stopped {
                     return;
                 }
             }

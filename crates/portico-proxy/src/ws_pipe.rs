@@ -159,8 +159,8 @@ enum Way {
 
 impl Pipe {
     async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration) -> End {
-        let mut state = ctx.worker.shared.state.subscribe();
-        let mut closing: Option<Instant> = match *state.borrow_and_update() {
+        let mut stop = ctx.worker.stop_watch().await;
+        let mut closing: Option<Instant> = match stop.state() {
             RunState::Running => None,
             RunState::Draining(deadline) => Some(deadline),
             RunState::Stopped => return End::Proxy,
@@ -190,10 +190,7 @@ impl Pipe {
                 r = self.server.writable(), if flush_c2s => r.map(|_| Step::Flush(Way::C2S)),
                 r = self.client.writable(), if flush_s2c => r.map(|_| Step::Flush(Way::S2C)),
                 _ = idle.as_mut() => Ok(Step::Idle),
-                r = state.changed(), if closing.is_none() => {
-                    let s = if r.is_err() { RunState::Stopped } else { *state.borrow_and_update() };
-                    Ok(Step::State(s))
-                }
+                s = stop.changed() => Ok(Step::State(s)),
                 _ = sleep_until_opt(closing) => Ok(Step::Deadline),
             };
             let result = match step {
