@@ -319,7 +319,7 @@ def report_phase(out, key, title, unit, recs):
                "with >5%% foreign CPU: %d/%d\n" % (
                    med(busy), max(r["steal"] for r in rows), med(foreign), max(foreign),
                    len(allruns) - len(rows), sum(1 for f in foreign if f > 5), len(rows)))
-    return {"rate": meds, "cpu": cpu}
+    return {"rate": meds, "cpu": cpu, "foreign": med(foreign)}
 
 
 def report_idle(out, recs):
@@ -383,9 +383,9 @@ def cmd_report(a):
     if idle.get("portico") and idle.get("haproxy"):
         p, h = idle["portico"]["rss_avg"], idle["haproxy"]["rss_avg"]
         pm, hm = idle["portico"]["rss_marg"], idle["haproxy"]["rss_marg"]
-        out.append("- idle WebSocket memory per connection (RSS, average 0→n): portico %.1f KiB vs "
-                   "HAProxy %.1f KiB (target ≤ HAProxy; 4.5 KiB in the reference run): %s; "
-                   "marginal (n/2→n): portico %.1f KiB vs HAProxy %.1f KiB: %s"
+        out.append("- idle WebSocket memory per connection (RSS, average 0→n): portico %.2f KiB vs "
+                   "HAProxy %.2f KiB (target ≤ HAProxy; 4.5 KiB in the reference run): %s; "
+                   "marginal (n/2→n): portico %.2f KiB vs HAProxy %.2f KiB: %s"
                    % (p, h, verdict(p <= h), pm, hm, verdict(pm <= hm)))
     if rate.get("portico") and rate.get("nginx"):
         r = rate["portico"] / rate["nginx"]
@@ -398,6 +398,12 @@ def cmd_report(a):
             out.append("- %s: portico/nginx throughput %.2f×, proxy CPU/unit %s" % (
                 key, rr["portico"] / rr["nginx"],
                 "%.2f×" % (cc["portico"] / cc["nginx"]) if cc.get("portico") and cc.get("nginx") else "–"))
+    noisy = sorted(k for k, v in summary.items() if v and (v.get("foreign") or 0) > 5)
+    if noisy:
+        out.append("\n**Caution**: other workloads used a median of more than 5%% of the machine's CPU "
+                   "during the %s runs. Throughput (units/s) and latency then measure how much CPU each "
+                   "target happened to get; **proxy CPU µs per unit** is the figure that stays "
+                   "comparable." % ", ".join(noisy))
     out.append("")
     print("\n".join(out + body))
 
