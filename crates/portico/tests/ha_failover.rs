@@ -130,6 +130,7 @@ fn partition_then_heal_leaves_exactly_one_master() {
     let _e2 = net.echo("n2");
     let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
     let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
+    let _pcap = net.capture();
     let _p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
     net.wait_vip("n1", PORT, Instant::now(), secs(10.0));

@@ -144,7 +144,12 @@ impl Running {
                     None => std::future::pending().await,
                 }
             };
+            // Biased: adverts already queued in the socket are read before an expired
+            // timer is acted on, so a process that was descheduled for a while does not
+            // take over from a master whose adverts are sitting in its receive buffer.
             tokio::select! {
+                biased;
+                _ = &mut stop => break,
                 r = self.sock.recv(&mut buf) => match r {
                     Ok(rx) => {
                         if let Some((src, advert)) = self.check(rx) {
@@ -156,7 +161,6 @@ impl Running {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
-                () = sleep => self.feed(Input::Timer).await,
                 r = effective.changed(), if track_open => match r {
                     Ok(()) => {
                         let e = *effective.borrow_and_update();
@@ -164,7 +168,7 @@ impl Running {
                     }
                     Err(_) => track_open = false,
                 },
-                _ = &mut stop => break,
+                () = sleep => self.feed(Input::Timer).await,
             }
         }
         tracker.stop();

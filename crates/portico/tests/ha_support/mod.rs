@@ -180,6 +180,20 @@ impl Net {
         ])
     }
 
+    /// With `PORTICO_HA_PCAP` set (and `tcpdump` installed): capture VRRP and ARP in the
+    /// client namespace into `capture.pcap` in the test folder (keep it with
+    /// `PORTICO_KEEP_TEST_DIR`). A debugging aid; tests never depend on it.
+    pub fn capture(&self) -> Option<Proc> {
+        std::env::var_os("PORTICO_HA_PCAP")?;
+        let mut c = self.cmd("c", "tcpdump");
+        c.args(["-i", "eth0", "-n", "-U", "-w"])
+            .arg(self.path("capture.pcap"));
+        c.arg("ip proto 112 or arp");
+        let p = self.spawn(c, "tcpdump.out");
+        std::thread::sleep(Duration::from_millis(300));
+        Some(p)
+    }
+
     pub fn ns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
     }
@@ -253,9 +267,14 @@ impl Net {
 
     /// The body of `GET http://ADDR:PORT/` from inside `node`, if it answered within 150 ms.
     pub fn get_from(&self, node: &str, addr: &str, port: u16) -> Option<String> {
+        self.get_within(node, addr, port, "0.15")
+    }
+
+    /// Like [`Net::get_from`] with a curl `--max-time` of `secs`.
+    pub fn get_within(&self, node: &str, addr: &str, port: u16, secs: &str) -> Option<String> {
         let out = self
             .cmd(node, "curl")
-            .args(["-s", "--max-time", "0.15", &url(addr, port)])
+            .args(["-s", "--max-time", secs, &url(addr, port)])
             .output()
             .ok()?;
         (out.status.success() && !out.stdout.is_empty())
@@ -337,7 +356,8 @@ impl Net {
     pub fn hold_vip(&self, node: &str, port: u16, d: Duration) {
         let end = Instant::now() + d;
         while Instant::now() < end {
-            let got = self.vip_answer(port);
+            // A generous timeout: a slow answer under load is not a moved VIP.
+            let got = self.get_within("c", VIP, port, "2");
             assert!(
                 got.as_deref().is_some_and(|b| b.starts_with(node)),
                 "VIP answered {got:?}, want {node}\n{}",
