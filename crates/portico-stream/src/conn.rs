@@ -197,7 +197,6 @@ async fn read_proxy_header(
     kept: &mut Vec<u8>,
     deadline: tokio::time::Instant,
 ) -> Result<ProxyAddrs, ()> {
-    let mut chunk = [0u8; 512];
     loop {
         match proxy_protocol::decode(kept) {
             Ok(Some(h)) => {
@@ -210,11 +209,12 @@ async fn read_proxy_header(
                 return Err(());
             }
         }
-        let n = match tokio::time::timeout_at(deadline, client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        // Read straight into `kept` (no buffer inside the connection's future).
+        kept.reserve(512);
+        match tokio::time::timeout_at(deadline, client.read_buf(kept)).await {
+            Ok(Ok(n)) if n > 0 => {}
             _ => return Err(()),
-        };
-        kept.extend_from_slice(&chunk[..n]);
+        }
     }
 }
 
@@ -224,7 +224,6 @@ async fn read_sni(
     kept: &mut Vec<u8>,
     deadline: tokio::time::Instant,
 ) -> Result<Option<String>, ()> {
-    let mut chunk = [0u8; 2048];
     loop {
         match sni::server_name(kept) {
             Ok(Peek::Done(name)) => return Ok(name),
@@ -234,10 +233,11 @@ async fn read_sni(
                 return Err(());
             }
         }
-        let n = match tokio::time::timeout_at(deadline, client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => n,
+        // Read straight into `kept` (no buffer inside the connection's future).
+        kept.reserve(512);
+        match tokio::time::timeout_at(deadline, client.read_buf(kept)).await {
+            Ok(Ok(n)) if n > 0 => {}
             _ => return Err(()),
-        };
-        kept.extend_from_slice(&chunk[..n]);
+        }
     }
 }
