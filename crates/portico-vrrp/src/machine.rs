@@ -294,7 +294,6 @@ impl Machine {
         if e == self.effective {
             return;
         }
-        let old = self.effective;
         self.effective = e;
         match (self.state, e) {
             (State::Initialize, _) => {}
@@ -313,12 +312,10 @@ impl Machine {
             }
             (State::Master, Effective::Priority(_)) => {
                 // Tell the group at once so a better backup can preempt without waiting.
-                if old != e {
-                    out.push(Action::SendAdvert {
-                        priority: self.priority(),
-                    });
-                    self.deadline = Some(now + self.p.advert_interval);
-                }
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
+                self.deadline = Some(now + self.p.advert_interval);
             }
             // Backup: the new skew applies from the next advert on (RFC 5798 6.4.2).
             (State::Backup, Effective::Priority(_)) | (State::Fault, Effective::Fault) => {}
