@@ -34,6 +34,9 @@ pub enum TlsError {
     /// An ACME step failed.
     #[error("ACME {step}: {reason}")]
     Acme { step: &'static str, reason: String },
+    /// The CA does not know the stored account (e.g. a test CA restarted): it is recreated.
+    #[error("ACME {step}: the CA does not know this account: {reason}")]
+    AcmeAccountUnknown { step: &'static str, reason: String },
 }
 
 impl TlsError {

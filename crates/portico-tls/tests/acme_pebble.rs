@@ -264,3 +264,53 @@ async fn short_lived_certificate_is_renewed_and_swapped_live() {
         .await
         .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_unknown_to_a_restarted_ca_is_recreated() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let http01 = Http01Challenges::new();
+        let (http_addr, _) = http01_responder(http01.clone()).await;
+        let mut pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let state = tempfile::tempdir().unwrap();
+        let acme = AcmeManager::new(
+            settings(&pebble, state.path(), ChallengeKind::Http01),
+            CertResolver::new(),
+            http01.clone(),
+        )
+        .unwrap();
+        let names = vec!["again.portico.test".to_string()];
+        acme.order_now(&names).await.unwrap();
+        pebble.restart().await;
+        let err = acme.order_now(&names).await.unwrap_err();
+        assert!(
+            matches!(err, portico_tls::TlsError::AcmeAccountUnknown { .. }),
+            "{err}"
+        );
+        acme.order_now(&names)
+            .await
+            .unwrap_or_else(|e| panic!("new account and order: {e}"));
+        let account_dir = std::fs::read_dir(state.path().join("acme"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert!(
+            account_dir.join("account.json.unknown").exists(),
+            "old account kept aside"
+        );
+        assert_eq!(mode(&account_dir.join("account.json")), 0o600);
+        verify_chain(
+            &std::fs::read(acme.stored_paths(&names).0).unwrap(),
+            pebble.roots().await,
+            "again.portico.test",
+        );
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}

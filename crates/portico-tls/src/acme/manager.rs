@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use instant_acme::{Account, AccountCredentials, NewAccount};
 use rustls::crypto::CryptoProvider;
-use tokio::sync::OnceCell;
 
 use super::http::AcmeHttp;
 use super::schedule::{Backoff, renew_at};
@@ -43,7 +42,8 @@ struct Inner {
     http: AcmeHttp,
     store: Store,
     provider: Arc<CryptoProvider>,
-    account: OnceCell<Account>,
+    /// The account, once loaded or created (one per directory; shared by every task).
+    account: tokio::sync::Mutex<Option<Account>>,
     status: Mutex<BTreeMap<String, CertStatus>>,
 }
 
@@ -86,7 +86,7 @@ impl AcmeManager {
                 http01,
                 http,
                 provider: default_provider(),
-                account: OnceCell::new(),
+                account: tokio::sync::Mutex::new(None),
                 status: Mutex::new(BTreeMap::new()),
             }),
         })
@@ -127,44 +127,61 @@ impl AcmeManager {
     }
 
     /// The account for the directory: loaded from `state_dir`, else created and stored.
-    async fn account(&self) -> Result<&Account, TlsError> {
-        self.inner
-            .account
-            .get_or_try_init(|| async {
-                let url = self.inner.settings.directory.url().to_string();
-                let path = self.inner.store.account_path(&url);
-                let builder = Account::builder_with_http(Box::new(self.inner.http.clone()));
-                if let Ok(json) = std::fs::read(&path) {
-                    let creds: AccountCredentials = serde_json::from_slice(&json).map_err(|e| {
-                        TlsError::acme("account", format!("{}: {e}", path.display()))
-                    })?;
-                    let account = builder
-                        .from_credentials(creds)
-                        .await
-                        .map_err(|e| TlsError::acme("account", e))?;
-                    tracing::info!(directory = %url, account = account.id(), "ACME account loaded");
-                    return Ok(account);
-                }
-                let contact = format!("mailto:{}", self.inner.settings.email);
-                let (account, creds) = builder
-                    .create(
-                        &NewAccount {
-                            contact: &[&contact],
-                            terms_of_service_agreed: true,
-                            only_return_existing: false,
-                        },
-                        url.clone(),
-                        None,
-                    )
-                    .await
-                    .map_err(|e| TlsError::acme("account registration", e))?;
-                let json = serde_json::to_vec_pretty(&creds)
-                    .map_err(|e| TlsError::acme("account", e))?;
-                write_atomic(&path, &json, 0o600)?;
-                tracing::info!(directory = %url, account = account.id(), path = %path.display(), "ACME account created");
-                Ok(account)
-            })
+    /// Tasks wait for each other here, so the account is created once.
+    async fn account(&self) -> Result<Account, TlsError> {
+        let mut slot = self.inner.account.lock().await;
+        if let Some(account) = slot.as_ref() {
+            return Ok(account.clone());
+        }
+        let account = self.load_or_create_account().await?;
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Forget an account the CA no longer knows: keep its file aside, create a new one on
+    /// the next attempt.
+    async fn forget_account(&self) {
+        let url = self.inner.settings.directory.url().to_string();
+        let path = self.inner.store.account_path(&url);
+        *self.inner.account.lock().await = None;
+        let aside = path.with_extension("json.unknown");
+        if std::fs::rename(&path, &aside).is_ok() {
+            tracing::warn!(directory = %url, kept_as = %aside.display(),
+                "the ACME CA does not know the stored account; a new account will be created");
+        }
+    }
+
+    async fn load_or_create_account(&self) -> Result<Account, TlsError> {
+        let url = self.inner.settings.directory.url().to_string();
+        let path = self.inner.store.account_path(&url);
+        let builder = Account::builder_with_http(Box::new(self.inner.http.clone()));
+        if let Ok(json) = std::fs::read(&path) {
+            let creds: AccountCredentials = serde_json::from_slice(&json)
+                .map_err(|e| TlsError::acme("account", format!("{}: {e}", path.display())))?;
+            let account = builder
+                .from_credentials(creds)
+                .await
+                .map_err(|e| TlsError::acme("account", e))?;
+            tracing::info!(directory = %url, account = account.id(), "ACME account loaded");
+            return Ok(account);
+        }
+        let contact = format!("mailto:{}", self.inner.settings.email);
+        let (account, creds) = builder
+            .create(
+                &NewAccount {
+                    contact: &[&contact],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                url.clone(),
+                None,
+            )
             .await
+            .map_err(|e| TlsError::acme("account registration", e))?;
+        let json = serde_json::to_vec_pretty(&creds).map_err(|e| TlsError::acme("account", e))?;
+        write_atomic(&path, &json, 0o600)?;
+        tracing::info!(directory = %url, account = account.id(), path = %path.display(), "ACME account created");
+        Ok(account)
     }
 
     /// Order a certificate for `names` now, store it and install it. Returns its facts.
@@ -172,14 +189,18 @@ impl AcmeManager {
         let started = Instant::now();
         let account = self.account().await?;
         let issued = order::run(
-            account,
+            &account,
             names,
             &self.inner.settings,
             &self.inner.http01,
             &self.inner.resolver,
             &self.inner.provider,
         )
-        .await?;
+        .await;
+        if let Err(TlsError::AcmeAccountUnknown { .. }) = &issued {
+            self.forget_account().await;
+        }
+        let issued = issued?;
         let first = names.first().map(String::as_str).unwrap_or_default();
         let chain_path = self.inner.store.chain_path(first);
         let loaded = certified_key_from_pem(

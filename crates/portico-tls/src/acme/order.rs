@@ -40,7 +40,18 @@ impl Drop for Published<'_> {
 }
 
 fn err(step: &'static str) -> impl Fn(instant_acme::Error) -> TlsError {
-    move |e| TlsError::acme(step, e)
+    move |e| match &e {
+        instant_acme::Error::Api(problem)
+            if problem.r#type.as_deref()
+                == Some("urn:ietf:params:acme:error:accountDoesNotExist") =>
+        {
+            TlsError::AcmeAccountUnknown {
+                step,
+                reason: e.to_string(),
+            }
+        }
+        _ => TlsError::acme(step, e),
+    }
 }
 
 /// Run one order for `names` with `account`.

@@ -28,6 +28,7 @@ pub struct Pebble {
     /// The CA of pebble's own HTTPS (what `directory_ca` must name).
     pub tls_ca_path: PathBuf,
     tls_ca: TestCa,
+    dns_port: u16,
     children: Vec<Child>,
 }
 
@@ -129,10 +130,39 @@ impl Pebble {
             tls_port,
             tls_ca_path,
             tls_ca,
+            dns_port,
             children: vec![cts],
             dir,
         };
         wait_port(cts_mgmt, "pebble-challtestsrv", &cts_log).await;
+        pebble.spawn_pebble().await;
+        pebble
+    }
+
+    /// Stop pebble and start it again on the same ports: it forgets every account and
+    /// order, and makes a new root.
+    pub async fn restart(&mut self) {
+        let mut old = self.children.pop().unwrap();
+        let _ = old.kill();
+        let _ = old.wait();
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.acme_port))
+            .await
+            .is_ok()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "old pebble still listening"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.spawn_pebble().await;
+    }
+
+    async fn spawn_pebble(&mut self) {
+        let pebble = self;
+        let dns_port = pebble.dns_port;
+        let (acme_port, mgmt_port) = (pebble.acme_port, pebble.mgmt_port);
         let log = pebble.dir.path().join("pebble.log");
         let child = Command::new("pebble")
             .arg("-config")
@@ -150,7 +180,6 @@ impl Pebble {
         pebble.children.push(child);
         wait_port(acme_port, "pebble", &log).await;
         wait_port(mgmt_port, "pebble management", &log).await;
-        pebble
     }
 
     pub fn directory_url(&self) -> String {
