@@ -230,6 +230,21 @@ impl CertResolver {
         });
     }
 
+    /// Remove every entry whose id is not in `keep` (after a reload: sites that went away).
+    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
+        self.update(|entries, default_id| {
+            entries.retain(|id, _| keep.contains(id));
+            if default_id.as_ref().is_some_and(|id| !keep.contains(id)) {
+                *default_id = None;
+            }
+        });
+    }
+
+    /// The ids installed now.
+    pub fn ids(&self) -> Vec<String> {
+        self.map.load().entries.keys().cloned().collect()
+    }
+
     /// The entry answering handshakes without SNI or with an unknown name (nginx's default
     /// server: the first site of the listener).
     pub fn set_default(&self, id: Option<&str>) {

@@ -7,6 +7,7 @@
 //! The first TLS site answers handshakes without SNI or with an unknown name (nginx's
 //! default server).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use portico_config::{HostPattern, Site, SiteTls};
@@ -23,7 +24,9 @@ pub fn site_id(site: &Site) -> String {
 
 /// Install the certificates of `sites` (in file order) into the resolver behind `files`.
 /// Returns the name groups to hand to the ACME manager, one per `tls = "acme"` site.
-/// Relative certificate paths resolve against `base`.
+/// Relative certificate paths resolve against `base`. Entries of sites no longer present
+/// (after a reload into the same resolver) are removed; an ACME site that stays keeps its
+/// certificate.
 pub fn install_sites<'a>(
     sites: impl IntoIterator<Item = &'a Site>,
     base: &Path,
@@ -31,6 +34,7 @@ pub fn install_sites<'a>(
 ) -> Result<Vec<Vec<String>>, TlsError> {
     let mut acme_groups = Vec::new();
     let mut default_id = None;
+    let mut ids = HashSet::new();
     for site in sites {
         let Some(tls) = &site.tls else { continue };
         let patterns: Vec<NamePattern> = site.hosts.iter().map(NamePattern::from).collect();
@@ -56,8 +60,10 @@ pub fn install_sites<'a>(
                 id
             }
         };
-        default_id.get_or_insert(id);
+        default_id.get_or_insert(id.clone());
+        ids.insert(id);
     }
+    files.resolver().retain(&ids);
     files.resolver().set_default(default_id.as_deref());
     Ok(acme_groups)
 }

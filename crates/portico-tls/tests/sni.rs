@@ -215,6 +215,30 @@ async fn sites_from_config_files_and_acme_first_site_is_default() {
         .unwrap();
     assert!(err.to_string().contains("not valid for name"), "{err}");
 
+    // Reload into the same resolver without site 1: its entry goes; the ACME site keeps its
+    // certificate; the ACME site is now the default.
+    let b = ca.leaf(&["b.test", "www.b.test"]);
+    assert!(resolver.replace_key("acme:b.test", certified(&b)));
+    let reloaded = vec![sites[0].clone(), sites[2].clone()];
+    let mut files = portico_tls::FileCerts::new(resolver.clone());
+    portico_tls::install_sites(&reloaded, dir.path(), &mut files).unwrap();
+    assert_eq!(resolver.ids(), vec!["acme:b.test".to_string()]);
+    assert_eq!(
+        handshake(addr, client.clone(), "www.b.test")
+            .await
+            .unwrap()
+            .leaf,
+        b.der
+    );
+    let err = handshake(addr, client.clone(), "x.a.test")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("www.b.test"),
+        "the default is now the ACME site: {err}"
+    );
+
     let wildcard_acme = vec![site(0, &["*.c.test"], Some(portico_config::SiteTls::Acme))];
     let mut files = portico_tls::FileCerts::new(CertResolver::new());
     let err = portico_tls::install_sites(&wildcard_acme, dir.path(), &mut files).unwrap_err();
