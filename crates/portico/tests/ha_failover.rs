@@ -214,3 +214,40 @@ fn ipv6_v3_failover() {
         "ha_failover IPv6 (v3, 100 ms): election {elected:?}, SIGTERM -> backup answers {graceful:?}"
     ));
 }
+
+#[test]
+fn unicast_peers_elect_and_fail_over() {
+    if !requirements(
+        "ha_failover::unicast_peers_elect_and_fail_over",
+        &["ip", "curl"],
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let net = Net::standard();
+    let _e1 = net.echo("n1");
+    let _e2 = net.echo("n2");
+    let uni = |prio, peer: &str| Vrrp {
+        extra: format!("unicast_peers = [\"{peer}\"]\n"),
+        ..Vrrp::v3(prio, "100ms")
+    };
+    let c1 = net.node_config("n1", &uni(150, "10.200.0.12"), "");
+    let c2 = net.node_config("n2", &uni(100, "10.200.0.11"), "");
+    let mut p1 = net.portico("n1", &c1);
+    let _p2 = net.portico("n2", &c2);
+    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
+    only_holder(&net, "n1", secs(2.0));
+    // Unicast adverts keep n2 backup: no second holder for 1 s (10 adverts).
+    for _ in 0..10 {
+        assert_eq!(net.holders(&NODES), ["n1"], "{}", net.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    p1.term();
+    let graceful = net.wait_vip("n2", PORT, t, secs(5.0));
+    p1.stop(secs(10.0));
+    only_holder(&net, "n2", secs(2.0));
+    report(&format!(
+        "ha_failover unicast (v3, 100 ms): SIGTERM -> backup answers {graceful:?}"
+    ));
+}

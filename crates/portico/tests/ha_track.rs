@@ -168,3 +168,56 @@ fn wedged_listener_moves_the_vip() {
         "ha_track listeners (v3, 100 ms): wedged listener -> VIP moved {moved:?}; released -> back {back:?}"
     ));
 }
+
+#[test]
+fn upstream_without_healthy_server_moves_the_vip() {
+    if !requirements("ha_track::upstream", &["ip", "curl"]) {
+        return;
+    }
+    let _serial = serial();
+    let net = Net::standard();
+    let _e1 = net.echo("n1");
+    let _e2 = net.echo("n2");
+    // n1's upstream "app" is one server in n1 with fast active TCP health checks.
+    let app = "[upstreams.app]\nservers = [\"127.0.0.1:7000\"]\n\n[upstreams.app.health]\n\
+               type = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    let extra = "track = [{ upstream = \"app\", weight = -60 }]\n".to_string();
+    let c1 = net.node_config(
+        "n1",
+        &Vrrp {
+            extra,
+            ..Vrrp::v3(150, "100ms")
+        },
+        app,
+    );
+    let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
+    let start_app = || {
+        let mut c = net.cmd("n1", portico_bin());
+        c.args(["echo", "--listen", "127.0.0.1:7000", "--name", "app"]);
+        let p = net.spawn(c, "app.log");
+        eventually(secs(10.0), "app server", || {
+            net.get_from("n1", "127.0.0.1", 7000).map(|_| ())
+        });
+        p
+    };
+    let mut app_server = start_app();
+    let _p1 = net.portico("n1", &c1);
+    let _p2 = net.portico("n2", &c2);
+    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
+    only_holder(&net, "n1", secs(2.0));
+
+    // The only server of "app" dies: health checks mark it down, the track fails,
+    // 150 - 60 = 90 < 100 and n2 preempts.
+    let t = Instant::now();
+    app_server.kill();
+    let moved = net.wait_vip("n2", PORT, t, secs(6.0));
+    only_holder(&net, "n2", secs(2.0));
+    // It comes back: n1 preempts again.
+    let t = Instant::now();
+    let _app_server = start_app();
+    let back = net.wait_vip("n1", PORT, t, secs(6.0));
+    only_holder(&net, "n1", secs(2.0));
+    report(&format!(
+        "ha_track upstream (v3, 100 ms): app down -> VIP moved {moved:?}; app back -> returned {back:?}"
+    ));
+}
