@@ -183,6 +183,10 @@ impl Running {
             tracing::debug!(instance = %name, src = %rx.src, ttl = ?rx.ttl, "VRRP packet with TTL != 255 dropped");
             return None;
         }
+        if !self.sock.accepts(rx.src) {
+            tracing::debug!(instance = %name, src = %rx.src, "VRRP packet from a non-peer dropped");
+            return None;
+        }
         match packet::decode(rx.payload, rx.src, rx.dst) {
             Ok(a) => Some((rx.src, a)),
             Err(e) => {

@@ -91,6 +91,11 @@ impl VrrpSocket {
         })
     }
 
+    /// With unicast peers, only adverts from a configured peer count (as keepalived does).
+    pub fn accepts(&self, src: IpAddr) -> bool {
+        self.peers.is_empty() || self.peers.contains(&src)
+    }
+
     /// Where adverts go: the group, or each unicast peer.
     fn destinations(&self) -> Vec<IpAddr> {
         if !self.peers.is_empty() {
