@@ -39,11 +39,7 @@ fn demo_in(dir: &std::path::Path, listen: SocketAddr) -> Result<(), Failure> {
         backends.push(echo);
     }
     run::serve(config, |server| {
-        let addr = server
-            .bound_addrs()
-            .first()
-            .map(|(_, bound)| *bound)
-            .unwrap_or(listen);
+        let addr = server.all_addrs().first().copied().unwrap_or(listen);
         print_tour(addr, &path);
     })
 }

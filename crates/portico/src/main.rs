@@ -9,6 +9,7 @@ mod echo;
 mod exit;
 mod ha;
 mod logging;
+mod plane;
 mod run;
 mod signals;
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use portico_balance::{HealthChecks, Pool, Registry};
 use portico_config::Config;
-use portico_proxy::{RunningServer, Server};
 
 use crate::exit::Failure;
+use crate::plane::DataPlane;
 use crate::signals::{Event, Signals};
 use crate::{check, ha, logging};
 
@@ -33,10 +33,10 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
 
 /// Start everything `config` asks for, call `ready` with the running server, then serve until
 /// SIGTERM/SIGINT (graceful; a second one stops at once).
-pub fn serve(config: Config, ready: impl FnOnce(&RunningServer)) -> Result<(), Failure> {
+pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failure> {
     let config = Arc::new(config);
     let registry = Registry::default();
-    let server = Server::start(config.clone(), registry.clone()).context("cannot start")?;
+    let server = DataPlane::start(&config, &registry)?;
     let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
     write_pid_file(&config).context("cannot write the pid file")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -56,12 +56,12 @@ pub fn serve(config: Config, ready: impl FnOnce(&RunningServer)) -> Result<(), F
 async fn control(
     config: &Arc<Config>,
     registry: &Registry,
-    server: &RunningServer,
-    ready: impl FnOnce(&RunningServer),
+    server: &DataPlane,
+    ready: impl FnOnce(&DataPlane),
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let env = ha::TrackEnv {
-        listener_addrs: server.bound_addrs().into_iter().map(|(_, b)| b).collect(),
+        listener_addrs: server.site_addrs(),
         upstream_usable: upstream_usable(config, registry),
     };
     let ha = ha::start(config, env).await?;
