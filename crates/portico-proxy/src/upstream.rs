@@ -162,11 +162,17 @@ async fn try_proxy(
     let mut tried = [0usize; MAX_TRIES];
     let mut n_tried = 0;
     let mut retries_left = entry.config.retries;
+    let mut last_error = None;
     loop {
-        let picked = entry
-            .pool
-            .pick(&key, &tried[..n_tried])
-            .map_err(|_| ProxyError::NoServer(entry.config.name.clone()))?;
+        let picked = match entry.pool.pick(&key, &tried[..n_tried]) {
+            Ok(p) => p,
+            // Nothing left to retry on: the client gets what the last try got.
+            Err(_) => {
+                return Err(
+                    last_error.unwrap_or_else(|| ProxyError::NoServer(entry.config.name.clone()))
+                );
+            }
+        };
         let index = picked.index;
         let addr = entry.addrs[index];
         let outcome = attempt(
@@ -204,6 +210,7 @@ async fn try_proxy(
                 retries_left -= 1;
                 tried[n_tried] = index;
                 n_tried += 1;
+                last_error = Some(e);
             }
         }
     }

@@ -63,11 +63,14 @@ async fn try_proxy(
     };
     let mut tried = Vec::new();
     let mut retries_left = cfg.retries;
+    let mut last_error = None;
     let (picked, addr, stream) = loop {
-        let picked = entry
-            .pool
-            .pick(&key, &tried)
-            .map_err(|_| ProxyError::NoServer(cfg.name.clone()))?;
+        let picked = match entry.pool.pick(&key, &tried) {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(cfg.name.clone())));
+            }
+        };
         let addr = entry.addrs[picked.index];
         match connect_tcp(addr, &entry.fallbacks[picked.index], cfg.connect_timeout).await {
             Ok(s) => break (picked, addr, s),
@@ -78,6 +81,7 @@ async fn try_proxy(
                 }
                 retries_left -= 1;
                 tried.push(picked.index);
+                last_error = Some(e);
             }
         }
     };

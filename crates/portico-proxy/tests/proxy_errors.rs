@@ -72,6 +72,12 @@ fn refused_connection_is_502_and_no_server_is_503() {
 }
 
 #[test]
+fn a_single_dead_server_with_retries_is_still_502() {
+    let proxy = TestProxy::start(&proxy_config(&[dead_addr()], "retries = 2", "")).unwrap();
+    assert_eq!(get(proxy.addr(), "h", "/").status, 502);
+}
+
+#[test]
 fn slow_server_is_504_after_read_timeout() {
     let backend = echo("b1");
     let proxy = TestProxy::start(&proxy_config(
