@@ -8,6 +8,7 @@
 //!   files change, keeping the old pair when the new one is broken.
 //! - [`client_config`]: rustls client configs for TLS upstreams, and [`failure_reason`] for
 //!   the one-line log of a failed upstream handshake.
+//! - [`TlsRuntime`]: all of the above for a configuration's sites in one value, with reload.
 //! - [`acme`]: the ACME manager (instant-acme + rcgen): accounts, orders, HTTP-01 and
 //!   TLS-ALPN-01 challenges, renewal with backoff, live swaps into the resolver.
 //!
@@ -23,6 +24,7 @@ mod files;
 pub mod pem;
 mod provider;
 mod resolver;
+mod runtime;
 mod server;
 mod sites;
 
@@ -33,6 +35,7 @@ pub use error::TlsError;
 pub use files::FileCerts;
 pub use provider::{Backend, default_provider};
 pub use resolver::{ACME_TLS_ALPN, CertResolver, NamePattern};
+pub use runtime::TlsRuntime;
 pub use server::{ServerOptions, acceptor, is_acme_validation, server_config};
 pub use sites::{install_sites, site_id};
 

@@ -314,3 +314,108 @@ async fn account_unknown_to_a_restarted_ca_is_recreated() {
         .await
         .expect("test timed out");
 }
+
+fn site(index: usize, hosts: &[&str], tls: portico_config::SiteTls) -> portico_config::Site {
+    portico_config::Site {
+        index,
+        listen: vec!["127.0.0.1:443".parse().unwrap()],
+        hosts: hosts
+            .iter()
+            .map(|h| portico_config::HostPattern::Exact(h.to_string()))
+            .collect(),
+        tls: Some(tls),
+        http_redirect: true,
+        http_listen: vec![],
+        hsts: None,
+        routes: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new("runtime CA");
+        let files_leaf = ca.leaf(&["files.portico.test"]);
+        std::fs::write(dir.path().join("f.pem"), &files_leaf.chain_pem).unwrap();
+        std::fs::write(dir.path().join("f.key"), &files_leaf.key_pem).unwrap();
+        let files_site = site(
+            0,
+            &["files.portico.test"],
+            portico_config::SiteTls::Files {
+                cert: "f.pem".into(),
+                key: "f.key".into(),
+            },
+        );
+        let acme_site = site(1, &["auto.portico.test"], portico_config::SiteTls::Acme);
+
+        // Without [acme], an ACME site is a configuration error.
+        let err = portico_tls::TlsRuntime::start(
+            std::slice::from_ref(&acme_site),
+            dir.path(),
+            None,
+            Http01Challenges::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("[acme]"), "{err}");
+
+        // The plain listener exists before pebble (its port goes into pebble's config) and
+        // shares its HTTP-01 map with the runtime.
+        let http01 = Http01Challenges::new();
+        let (http_addr, _) = http01_responder(http01.clone()).await;
+        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let state = tempfile::tempdir().unwrap();
+        let mut runtime = portico_tls::TlsRuntime::start(
+            &[files_site.clone(), acme_site.clone()],
+            dir.path(),
+            Some(settings(&pebble, state.path(), ChallengeKind::Http01)),
+            http01.clone(),
+        )
+        .unwrap();
+        let addr = tls_echo(runtime.resolver().clone(), 0).await;
+        let files_client = client_config(ca.roots(), &[]);
+        assert_eq!(
+            handshake(addr, files_client.clone(), "files.portico.test")
+                .await
+                .unwrap()
+                .leaf,
+            files_leaf.der
+        );
+        eventually(
+            "ACME certificate for auto.portico.test",
+            Duration::from_secs(20),
+            || runtime.acme_status().first().is_some_and(|s| s.orders == 1),
+        )
+        .await;
+        let acme_client = client_config(pebble.roots().await, &[]);
+        handshake(addr, acme_client.clone(), "auto.portico.test")
+            .await
+            .unwrap();
+
+        // Reload without the ACME site: its entry goes away; the files site stays.
+        runtime
+            .reload(std::slice::from_ref(&files_site), dir.path())
+            .unwrap();
+        assert!(
+            handshake(addr, acme_client, "auto.portico.test")
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            handshake(addr, files_client, "files.portico.test")
+                .await
+                .unwrap()
+                .leaf,
+            files_leaf.der
+        );
+        assert_eq!(runtime.file_status().len(), 1);
+        runtime.stop();
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}
