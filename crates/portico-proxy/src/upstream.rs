@@ -192,6 +192,8 @@ async fn try_proxy(
                 if let Some(log) = log.as_deref_mut() {
                     log.upstream_addr = Some(addr);
                     log.upstream_time = Some(upstream_time);
+                    // Request body bytes forwarded by the time the response head arrived.
+                    log.bytes_received = progress.as_ref().map_or(0, |p| p.received.get());
                 }
                 return Ok(resp);
             }
