@@ -236,3 +236,42 @@ fn no_streams_gives_an_idle_handle() {
     r.shutdown();
     r.wait();
 }
+
+/// A server's `max_conns` holds for streams: with both servers at their limit a new
+/// connection has no server (logged `no_server`); when one closes, the next one gets it.
+#[test]
+fn max_conns_limits_open_streams_per_server() {
+    let (a, b) = (Backend::spawn("a"), Backend::spawn("b"));
+    let toml = format!(
+        "[upstreams.pool]\nservers = [{{ addr = \"{}\", max_conns = 1 }}, {{ addr = \"{}\", max_conns = 1 }}]\n\
+         [[streams]]\nlisten = [\"127.0.0.1:0\"]\nupstream = \"pool\"\n",
+        a.addr, b.addr
+    );
+    let p = Portico::start(&toml);
+    let mut first = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));
+    let mut second = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));
+    let (t1, t2) = (exchange(&mut first), exchange(&mut second));
+    assert_ne!(t1, t2, "one stream per server");
+    let mut third = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));
+    let mut buf = [0u8; 1];
+    assert_eq!(
+        third.read(&mut buf).unwrap_or(0),
+        0,
+        "no server left: closed"
+    );
+    drop(first);
+    common::wait_until(Duration::from_secs(5), || {
+        p.log().contains("end=client_closed")
+    });
+    let mut fourth = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));
+    assert_eq!(
+        exchange(&mut fourth),
+        t1,
+        "the freed server takes the next stream"
+    );
+    let log = p.log();
+    assert!(
+        log.contains("-> pool - sent=0 received=0") && log.contains("end=no_server"),
+        "{log}"
+    );
+}
