@@ -114,6 +114,12 @@ fn broken_pairs_at_start_are_errors_naming_the_file() {
         "{mismatch}"
     );
 
+    // One combined file (chain and key, HAProxy style) serves as both.
+    let combined = dir.path().join("combined.pem");
+    std::fs::write(&combined, format!("{}{}", a.chain_pem, a.key_pem)).unwrap();
+    let info = files.add("s", names(), &combined, &combined).unwrap();
+    assert_eq!(info.names, vec!["a.test"]);
+
     // SEC1 ("EC PRIVATE KEY") and PKCS#8 keys both load.
     std::fs::write(&key, &a.key_pem).unwrap();
     files.add("s", names(), &cert, &key).unwrap();

@@ -209,15 +209,20 @@ impl AcmeManager {
             &chain_path,
             &self.inner.provider,
         )?;
-        // Key first: a crash between the two writes leaves a mismatched pair, which the
-        // loader rejects (and orders again) rather than serving.
-        write_atomic(
+        self.install(names, &loaded);
+        // Serve it first; then keep it for the next start. Key first: a crash between the
+        // two writes leaves a mismatched pair, which the loader rejects (and orders again)
+        // rather than serving. A failure to store is logged, not fatal: the certificate
+        // serves until the next renewal either way.
+        let stored = write_atomic(
             &self.inner.store.key_path(first),
             issued.key_pem.as_bytes(),
             0o600,
-        )?;
-        write_atomic(&chain_path, issued.chain_pem.as_bytes(), 0o644)?;
-        self.install(names, &loaded);
+        )
+        .and_then(|()| write_atomic(&chain_path, issued.chain_pem.as_bytes(), 0o644));
+        if let Err(e) = stored {
+            tracing::warn!(names = ?names, error = %e, "ACME certificate issued but not stored; it serves until the next renewal, a restart orders again");
+        }
         tracing::info!(names = ?names, not_after = %httpdate_like(loaded.info.not_after),
             elapsed_ms = started.elapsed().as_millis() as u64, "ACME certificate issued and installed");
         let now = SystemTime::now();
