@@ -246,7 +246,9 @@ fn file_name_without_folder_resolves_against_dot() {
     let c = parse("", Path::new("portico.toml")).unwrap();
     assert_eq!(c.base_dir, PathBuf::from("."));
     assert_eq!(c.server.state_dir, PathBuf::from("./portico-data"));
-    assert!(c.sites.is_empty() && c.upstreams.is_empty() && c.vrrp.is_empty());
+    assert!(
+        c.sites.is_empty() && c.upstreams.is_empty() && c.vrrp.is_empty() && c.streams.is_empty()
+    );
 }
 
 #[test]

@@ -275,3 +275,31 @@ fn max_conns_limits_open_streams_per_server() {
         "{log}"
     );
 }
+
+/// Half-close: the client's EOF reaches the server, whose answer still comes back, then the
+/// server's close ends the stream. Also over an IPv6 listener.
+#[test]
+fn half_close_is_passed_on_both_ways() {
+    let a = Backend::spawn("a");
+    let toml = format!(
+        "[upstreams.pool]\nservers = [\"{}\"]\n[[streams]]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\nupstream = \"pool\"\n",
+        a.addr
+    );
+    let p = Portico::start(&toml);
+    for i in 0..2 {
+        let mut s = std::net::TcpStream::connect(p.addr(i)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, b"last words").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        assert_eq!(all, "a\nlast words", "listener {}", p.addr(i));
+    }
+    let lines = p.log_lines(2);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("sent=10 received=12 ") && l.contains("end=client_closed")),
+        "{lines:#?}"
+    );
+}
