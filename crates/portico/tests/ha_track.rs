@@ -148,12 +148,13 @@ fn wedged_listener_moves_the_vip() {
     only_holder(&net, "n1", secs(2.0));
     net.hold_vip("n1", PORT, secs(1.0));
 
-    // Hold n1's only connection slot: its listener stops answering.
+    // Hold n1's only connection slot: its listener stops answering. (`exec sleep`: the
+    // process killed below is the one holding the connection, not a parent of it.)
     let t = Instant::now();
     let mut hog = net.cmd("n1", "bash");
     hog.args([
         "-c",
-        &format!("exec 3<>/dev/tcp/127.0.0.1/{PORT}; sleep 30"),
+        &format!("exec 3<>/dev/tcp/127.0.0.1/{PORT}; exec sleep 30"),
     ]);
     let mut hog = net.spawn(hog, "hog.log");
     let moved = net.wait_vip("n2", PORT, t, secs(5.0));
