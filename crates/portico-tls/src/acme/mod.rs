@@ -3,7 +3,7 @@
 //! One [`AcmeManager`] per `[acme]` section. [`AcmeManager::manage`] starts a task per
 //! certificate (a site's hosts): it installs the certificate kept in `state_dir` at once, or
 //! orders one; then sleeps until renewal time (see [`schedule`]), orders again and swaps the
-//! new certificate into the [`CertResolver`] live: handshakes in flight and established
+//! new certificate into the [`CertResolver`](crate::CertResolver) live: handshakes in flight and established
 //! connections are not touched. A failed order is retried with exponential backoff and
 //! jitter, never sooner than the CA's `Retry-After`; the old certificate keeps serving.
 //!
