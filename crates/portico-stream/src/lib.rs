@@ -22,6 +22,7 @@ pub mod proxy_protocol;
 mod server;
 mod snapshot;
 pub mod sni;
+mod splice;
 
 pub use error::{ProxyHeaderError, SniError, StreamError};
 pub use server::{RunningStreams, StreamServer};

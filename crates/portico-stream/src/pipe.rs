@@ -7,6 +7,10 @@
 //! remainder copied into a buffer owned by the connection, which is freed as soon as it
 //! drains (and the source is not read meanwhile: back-pressure). No await happens while
 //! the per-thread buffer is borrowed, so tasks moving between threads are fine.
+//!
+//! Bulk: after a read fills the whole 64 KiB buffer, that direction switches to splice(2)
+//! through a kernel pipe (`splice.rs`) until the burst ends; `PORTICO_STREAM_SPLICE=0`
+//! keeps the copy path (for comparison).
 
 use std::cell::RefCell;
 use std::io;
@@ -17,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::log::End;
+use crate::splice::KernelPipe;
 
 const BUF_SIZE: usize = 64 * 1024;
 /// Reads per readiness event before yielding to the other direction (fairness).
@@ -37,15 +42,17 @@ struct Half {
     /// EOF has been passed on (write side shut down).
     shut: bool,
     bytes: u64,
+    /// During a bulk burst: the kernel pipe bytes go through (see `splice.rs`).
+    kpipe: Option<KernelPipe>,
 }
 
 impl Half {
     fn can_read(&self) -> bool {
-        !self.eof && self.pending.is_empty()
+        !self.eof && !self.has_pending()
     }
 
     fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.kpipe.as_ref().is_some_and(|k| k.len > 0)
     }
 
     fn done(&self) -> bool {
@@ -129,8 +136,17 @@ pub async fn pipe(
     }
 }
 
+/// Whether bulk bursts use splice(2) (`PORTICO_STREAM_SPLICE=0` turns it off, to compare).
+fn splice_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("PORTICO_STREAM_SPLICE").map_or(true, |v| v != "0"))
+}
+
 /// Read what `src` has and pass it to `dst`. `Ok(true)` when bytes (or EOF) moved.
 fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
+    if half.kpipe.is_some() {
+        return splice_side(src, dst, half);
+    }
     BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         let mut moved = false;
@@ -157,9 +173,55 @@ fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bo
                 // The socket is most likely drained; let readiness say when there is more.
                 return Ok(true);
             }
+            if splice_enabled() {
+                // A full buffer: a bulk burst. Splice the rest of it (no pipe if that fails).
+                half.kpipe = KernelPipe::new().ok();
+                return Ok(true);
+            }
         }
         Ok(moved)
     })
+}
+
+/// The bulk path: socket -> kernel pipe -> socket.
+fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
+    let Some(kp) = half.kpipe.as_mut() else {
+        return Ok(false);
+    };
+    let n = match kp.fill(src, BUF_SIZE) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if n == 0 {
+        half.kpipe = None;
+        half.eof = true;
+        shut_write(dst, half);
+        return Ok(true);
+    }
+    half.bytes += n as u64;
+    drain_pipe(dst, half)?;
+    if !half.has_pending() && n < BUF_SIZE / 2 {
+        // The burst ended: give the two descriptors back.
+        half.kpipe = None;
+    }
+    Ok(true)
+}
+
+/// Splice what the pipe holds into `dst`, as far as it takes.
+fn drain_pipe(dst: &TcpStream, half: &mut Half) -> io::Result<usize> {
+    let Some(kp) = half.kpipe.as_mut() else {
+        return Ok(0);
+    };
+    let mut total = 0;
+    while kp.len > 0 {
+        match kp.drain(dst) {
+            Ok(n) => total += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
 }
 
 /// Write as much as `dst` takes now.
@@ -181,6 +243,10 @@ fn write_some(dst: &TcpStream, mut data: &[u8]) -> io::Result<usize> {
 
 /// Write pending bytes; free the buffer once empty.
 fn flush(dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
+    if half.kpipe.as_ref().is_some_and(|k| k.len > 0) {
+        let n = drain_pipe(dst, half)?;
+        return Ok(n > 0);
+    }
     let n = write_some(dst, &half.pending[half.offset..])?;
     half.offset += n;
     if half.offset == half.pending.len() {
@@ -194,7 +260,7 @@ fn flush(dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
 }
 
 fn shut_write(dst: &TcpStream, half: &mut Half) {
-    if half.pending.is_empty() && !half.shut {
+    if !half.has_pending() && !half.shut {
         // The peer may already be gone; the other direction reports that.
         let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
         half.shut = true;
