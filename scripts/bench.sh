@@ -25,6 +25,11 @@
 #        BENCH_NICE=0 (e.g. -5 as root: the bench's processes get the CPU before other workloads)
 set -euo pipefail
 
+# the knobs given in the environment, to print the exact command in the report
+GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG PORT_BASE OUT QUIET_WAIT QUIET_MAX \
+  QUIET_BUDGET FOREIGN_MAX RETRIES WRK_THREADS BENCH_NICE PORTICO_BIN SKIP_BUILD NO_INSTALL; do
+  if [[ -n ${!v+x} ]]; then printf "%s=%q " "$v" "${!v}"; fi
+done)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
 
@@ -482,9 +487,10 @@ write_meta() {
     if has "$TARGETS" portico; then
       echo "portico: $("$PORTICO_BIN" version 2>&1 | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
     fi
-    echo "ulimit -n $NOFILE; nice $(nice)"
+    echo "ulimit -n $NOFILE; nice $(nice); memory $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "at start: load average $(cut -d' ' -f1-3 /proc/loadavg), $(pgrep -c -x rustc || true) rustc processes running"
     echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG"
-    echo "command: ${BENCH_CMD:-scripts/bench.sh}"
+    echo "command: ${GIVEN_ENV}scripts/bench.sh"
   } >"$1"
 }
 
