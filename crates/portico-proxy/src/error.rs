@@ -41,6 +41,9 @@ pub enum ProxyError {
         addr: String,
         reason: String,
     },
+    /// The access log target could not be opened.
+    #[error("cannot open the access log: {0}")]
+    AccessLog(#[source] io::Error),
     /// A worker thread or its runtime could not start.
     #[error("cannot start a worker: {0}")]
     Worker(#[source] io::Error),
@@ -91,9 +94,10 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::Bind { .. } | ProxyError::Resolve { .. } | ProxyError::Worker(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ProxyError::Bind { .. }
+            | ProxyError::Resolve { .. }
+            | ProxyError::AccessLog(_)
+            | ProxyError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -109,9 +113,10 @@ impl ProxyError {
             | ProxyError::BadRequest(_)
             | ProxyError::ClientBody
             | ProxyError::NoRoute => Side::Client,
-            ProxyError::Bind { .. } | ProxyError::Resolve { .. } | ProxyError::Worker(_) => {
-                Side::Internal
-            }
+            ProxyError::Bind { .. }
+            | ProxyError::Resolve { .. }
+            | ProxyError::AccessLog(_)
+            | ProxyError::Worker(_) => Side::Internal,
         }
     }
 

@@ -60,7 +60,7 @@ impl Server {
         }
         let access_log =
             AccessLog::open(&config.server.access_log, config.server.access_log_format)
-                .map_err(ProxyError::Worker)?;
+                .map_err(ProxyError::AccessLog)?;
         let (state, _) = watch::channel(RunState::Running);
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),

@@ -136,3 +136,15 @@ fn graceful_shutdown_closes_idle_keepalive_connections_at_once() {
         "no wait for the grace period"
     );
 }
+
+#[test]
+fn a_taken_port_is_a_start_error_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let toml = format!(
+        "[[sites]]\nlisten = [\"{addr}\"]\nroutes = [{{ path = \"/\", respond = \"ok\" }}]\n"
+    );
+    let err = TestProxy::start(&toml).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains(&addr.to_string()), "{text}");
+}
