@@ -152,7 +152,7 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
         }
     }
 
-    let config = Config {
+    let mut config = Config {
         source: ctx.file.clone(),
         base_dir: ctx.base_dir.clone(),
         server,
@@ -163,6 +163,7 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
         vrrp,
     };
     validate::cross_check(ctx, &config, &site_spans, &stream_spans, &vrrp_spans);
+    stream::health_defaults(root, &mut config);
     config
 }
 

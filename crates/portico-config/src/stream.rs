@@ -142,6 +142,59 @@ pub(crate) fn stream(
     Some((stream, spans))
 }
 
+/// SPEC: for an upstream of streams, active health checks default to `tcp`. An upstream
+/// that only streams use (no site route proxies to it) and whose `health` table has no
+/// `type` gets `HealthKind::Tcp` instead of the general default `http`.
+pub(crate) fn health_defaults(root: &crate::walk::Table<'_>, config: &mut crate::Config) {
+    use crate::model::{Action, HealthKind};
+    let http_used: Vec<String> = config
+        .sites
+        .iter()
+        .flat_map(|s| &s.routes)
+        .filter_map(|r| match &r.action {
+            Action::Proxy(p) => Some(p.upstream.clone()),
+            _ => None,
+        })
+        .collect();
+    let stream_used: Vec<String> = config
+        .streams
+        .iter()
+        .flat_map(|s| s.upstream.iter().chain(s.sni_routes.iter().map(|(_, u)| u)))
+        .cloned()
+        .collect();
+    for name in stream_used {
+        if http_used.contains(&name) {
+            continue;
+        }
+        let explicit =
+            table_at(root, &["upstreams", &name, "health"]).is_some_and(|h| h.contains_key("type"));
+        if explicit {
+            continue;
+        }
+        if let Some(h) = config
+            .upstreams
+            .get_mut(&name)
+            .and_then(|u| u.health.as_mut())
+        {
+            h.kind = HealthKind::Tcp;
+        }
+    }
+}
+
+fn table_at<'t, 'i>(
+    root: &'t crate::walk::Table<'i>,
+    path: &[&str],
+) -> Option<&'t crate::walk::Table<'i>> {
+    let mut t = root;
+    for key in path {
+        match t.get(*key)?.get_ref() {
+            DeValue::Table(inner) => t = inner,
+            _ => return None,
+        }
+    }
+    Some(t)
+}
+
 /// `sni_routes = { "a.example.com" = "UPSTREAM", "*" = "UPSTREAM" }`.
 fn sni_routes(
     ctx: &mut Ctx<'_>,
@@ -242,6 +295,29 @@ mod tests {
         assert!(has(crate::HostPattern::Suffix(".example.com".into()), "b"));
         assert!(has(crate::HostPattern::Exact("a.example.com".into()), "a"));
         assert!(has(crate::HostPattern::Any, "a"));
+    }
+
+    #[test]
+    fn stream_upstreams_health_defaults_to_tcp() {
+        let text = "[upstreams.s]\nservers = [\"127.0.0.1:1\"]\nhealth = { interval = \"1s\" }\n\
+                    [upstreams.h]\nservers = [\"127.0.0.1:2\"]\nhealth = { interval = \"1s\" }\n\
+                    [upstreams.x]\nservers = [\"127.0.0.1:3\"]\nhealth = { type = \"http\" }\n\
+                    [[sites]]\nlisten = \"127.0.0.1:80\"\n[[sites.routes]]\npath = \"/\"\nproxy = \"h\"\n\
+                    [[streams]]\nlisten = \"127.0.0.1:81\"\nupstream = \"s\"\n\
+                    [[streams]]\nlisten = \"127.0.0.1:82\"\nupstream = \"h\"\n\
+                    [[streams]]\nlisten = \"127.0.0.1:83\"\nupstream = \"x\"\n";
+        let mut ctx = crate::walk::Ctx::new(text, Path::new("t.toml"));
+        let root = toml::de::DeTable::parse(text).unwrap();
+        let c = crate::walk_root(&mut ctx, root.get_ref());
+        // `health` may still be gated ("not supported yet"); the model is built either way.
+        let kind = |n: &str| c.upstreams[n].health.as_ref().unwrap().kind;
+        assert_eq!(kind("s"), crate::HealthKind::Tcp, "only streams use it");
+        assert_eq!(
+            kind("h"),
+            crate::HealthKind::Http,
+            "a site proxies to it too"
+        );
+        assert_eq!(kind("x"), crate::HealthKind::Http, "explicit type");
     }
 
     #[test]

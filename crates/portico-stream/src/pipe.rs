@@ -185,27 +185,35 @@ fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bo
 
 /// The bulk path: socket -> kernel pipe -> socket.
 fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
-    let Some(kp) = half.kpipe.as_mut() else {
-        return Ok(false);
-    };
-    let n = match kp.fill(src, BUF_SIZE) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    if n == 0 {
-        half.kpipe = None;
-        half.eof = true;
-        shut_write(dst, half);
-        return Ok(true);
+    let mut moved = false;
+    for _ in 0..READS_PER_WAKE {
+        let Some(kp) = half.kpipe.as_mut() else {
+            return Ok(moved);
+        };
+        let n = match kp.fill(src, BUF_SIZE) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
+            Err(e) => return Err(e),
+        };
+        moved = true;
+        if n == 0 {
+            half.kpipe = None;
+            half.eof = true;
+            shut_write(dst, half);
+            return Ok(true);
+        }
+        half.bytes += n as u64;
+        drain_pipe(dst, half)?;
+        if half.has_pending() {
+            return Ok(true);
+        }
+        if n < BUF_SIZE / 2 {
+            // The burst ended: give the two descriptors back.
+            half.kpipe = None;
+            return Ok(true);
+        }
     }
-    half.bytes += n as u64;
-    drain_pipe(dst, half)?;
-    if !half.has_pending() && n < BUF_SIZE / 2 {
-        // The burst ended: give the two descriptors back.
-        half.kpipe = None;
-    }
-    Ok(true)
+    Ok(moved)
 }
 
 /// Splice what the pipe holds into `dst`, as far as it takes.
