@@ -79,7 +79,6 @@ fn seed_config(site: u16, stream: u16, backends: &[u16; 3]) -> String {
 }
 
 #[test]
-#[ignore = "enable once crates/portico/src/run.rs starts portico_stream::StreamServer"]
 fn seed_003_stream_round_robin_with_50s_persistence() {
     let dir = TempDir::new("stream-seed003");
     let ports = [free_port(), free_port(), free_port()];
