@@ -134,10 +134,13 @@ fn wedged_listener_moves_the_vip() {
         },
         &site("n1"),
     );
-    // One connection at most, and a long header timeout so the held connection stays.
+    // One connection at most, and a long header timeout so the held connection stays. A
+    // short keep-alive: once the VIP has moved, the client's FIN/RST for a connection that
+    // was queued on n1 goes to n2's MAC, so n1 would otherwise keep that idle keep-alive
+    // connection (and the only slot) for the default 65 s.
     let text = std::fs::read_to_string(&c1).unwrap_or_default().replacen(
         "[server]\n",
-        "[server]\nmax_connections = 1\nheader_timeout = \"60s\"\n",
+        "[server]\nmax_connections = 1\nheader_timeout = \"60s\"\nkeepalive_timeout = \"1s\"\n",
         1,
     );
     std::fs::write(&c1, text).unwrap_or_else(|e| panic!("{e}"));
