@@ -89,8 +89,18 @@ fn tls_backends(dir: &Path) -> Option<(Proc, SocketAddr, SocketAddr)> {
 /// certificate, so a wrong backend fails verification; `None`: no verification). `None`
 /// when curl failed.
 fn curl(curl: &Path, name: &str, portico: SocketAddr, ca: Option<&Path>) -> Option<String> {
+    curl_with(curl, name, portico, ca, &[])
+}
+
+fn curl_with(
+    curl: &Path,
+    name: &str,
+    portico: SocketAddr,
+    ca: Option<&Path>,
+    extra: &[&str],
+) -> Option<String> {
     let mut cmd = Command::new(curl);
-    cmd.args(["-sS", "--max-time", "5"]);
+    cmd.args(["-sS", "--max-time", "5"]).args(extra);
     match ca {
         Some(ca) => cmd.arg("--cacert").arg(ca),
         None => cmd.arg("--insecure"),
@@ -115,7 +125,8 @@ fn sni_routes_to_two_tls_backends_without_terminating() {
     let p = Portico::start(&format!(
         "[upstreams.ta]\nservers = [\"{a}\"]\n[upstreams.tb]\nservers = [\"{b}\"]\n\
          [[streams]]\nlisten = [\"127.0.0.1:0\"]\nsni_routes = {{ \"a.example.test\" = \"ta\", \"*.example.test\" = \"tb\" }}\n\
-         [[streams]]\nlisten = [\"127.0.0.1:0\"]\nsni_routes = {{ \"a.example.test\" = \"ta\", \"*\" = \"tb\" }}\n"
+         [[streams]]\nlisten = [\"127.0.0.1:0\"]\nsni_routes = {{ \"a.example.test\" = \"ta\", \"*\" = \"tb\" }}\n\
+         [[streams]]\nlisten = [\"127.0.0.1:0\"]\naccept_proxy_protocol = true\nsni_routes = {{ \"a.example.test\" = \"ta\", \"b.example.test\" = \"tb\" }}\n"
     ));
     let ca_a = dir.path().join("a.example.test.pem");
     let ca_b = dir.path().join("b.example.test.pem");
