@@ -50,8 +50,13 @@ pub(crate) async fn serve(
 }
 
 async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mut Record) -> End {
-    let local = client.local_addr().unwrap_or(rec.listen);
-    let mut dst = local;
+    // The address the client connected to: only needed for a PROXY header to the server
+    // (one getsockname less per connection otherwise).
+    let mut dst = if stream.proxy_protocol.is_some() {
+        client.local_addr().unwrap_or(rec.listen)
+    } else {
+        rec.listen
+    };
     let mut kept: Vec<u8> = Vec::new();
     let header_deadline = tokio::time::Instant::now() + shared.header_timeout;
 
