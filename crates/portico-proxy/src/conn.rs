@@ -2,17 +2,27 @@
 //!
 //! hyper parses requests (malformed ones get 400 and the connection closes) and keeps the
 //! connection alive; this module adds the timeouts hyper does not have in the shape the
-//! config wants: `header_timeout` for the first request head, `keepalive_timeout` for an
-//! idle keep-alive connection (one lazily re-armed timer per connection, never reset per
-//! request), and the graceful stop (`graceful_shutdown`: finish the request in flight,
-//! then close).
+//! config wants (hyper's own header timeout also runs while a keep-alive connection is idle,
+//! so it cannot tell the two apart):
+//! - `header_timeout`: from accept for the first request head; for later ones from the first
+//!   byte of the head (noted by [`ClientIo`], one relaxed atomic check per read);
+//! - `keepalive_timeout`: an idle keep-alive connection with no byte of a new request;
+//! - the graceful stop (`graceful_shutdown`: finish the request in flight, then close).
+//!
+//! One lazily re-armed timer per connection checks these; it is never reset per request.
 
 use std::cell::Cell;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::HeaderValue;
 use hyper::server::conn::http1;
@@ -30,8 +40,8 @@ pub(crate) struct ConnCtx {
     /// The client's IP as a header value, built once per connection.
     pub real_ip: HeaderValue,
     accepted: Instant,
-    /// Requests in service (head received, response body not yet finished).
-    active: Cell<u32>,
+    /// Requests in service, and when the next head started (shared with [`ClientIo`]).
+    clock: Arc<HeadClock>,
     served: Cell<u64>,
     idle_since: Cell<Instant>,
 }
@@ -48,7 +58,11 @@ impl ConnCtx {
             listener,
             real_ip,
             accepted: now,
-            active: Cell::new(0),
+            clock: Arc::new(HeadClock {
+                active: AtomicU32::new(0),
+                head_started: AtomicU64::new(0),
+                base: now,
+            }),
             served: Cell::new(0),
             idle_since: Cell::new(now),
         }
@@ -56,12 +70,15 @@ impl ConnCtx {
 
     /// When the connection should be closed for idleness, or `None` while busy.
     fn idle_deadline(&self, header_timeout: Duration, keepalive: Duration) -> Option<Instant> {
-        if self.active.get() > 0 {
+        if self.clock.active.load(Ordering::Relaxed) > 0 {
             None
         } else if self.served.get() == 0 {
             Some(self.accepted + header_timeout)
         } else {
-            Some(self.idle_since.get() + keepalive)
+            match self.clock.head_started.load(Ordering::Relaxed) {
+                0 => Some(self.idle_since.get() + keepalive),
+                nanos => Some(self.clock.base + Duration::from_nanos(nanos) + header_timeout),
+            }
         }
     }
 }
@@ -86,7 +103,8 @@ pub(crate) struct ActiveGuard(Rc<ConnCtx>);
 
 impl ActiveGuard {
     pub fn new(ctx: &Rc<ConnCtx>) -> ActiveGuard {
-        ctx.active.set(ctx.active.get() + 1);
+        ctx.clock.active.fetch_add(1, Ordering::Relaxed);
+        ctx.clock.head_started.store(0, Ordering::Relaxed);
         ActiveGuard(ctx.clone())
     }
 }
@@ -94,7 +112,7 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         let ctx = &self.0;
-        ctx.active.set(ctx.active.get().saturating_sub(1));
+        ctx.clock.active.fetch_sub(1, Ordering::Relaxed);
         ctx.served.set(ctx.served.get() + 1);
         ctx.idle_since.set(Instant::now());
     }
@@ -121,7 +139,13 @@ pub(crate) async fn serve(
     let conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(
+            TokioIo::new(ClientIo {
+                stream,
+                clock: ctx.clock.clone(),
+            }),
+            service,
+        )
         .with_upgrades();
     tokio::pin!(conn);
     // Checked lazily: each firing computes the real deadline from the connection's state.
@@ -141,7 +165,8 @@ pub(crate) async fn serve(
                 let now = Instant::now();
                 match ctx.idle_deadline(header_timeout, keepalive_timeout) {
                     Some(deadline) if deadline <= now => break,
-                    Some(deadline) => timer.as_mut().reset(deadline.into()),
+                    // Check at least every header_timeout: a new head may start meanwhile.
+                    Some(deadline) => timer.as_mut().reset(deadline.min(now + header_timeout).into()),
                     None => timer.as_mut().reset((now + keepalive_timeout.min(header_timeout)).into()),
                 }
             }
@@ -155,5 +180,75 @@ pub(crate) async fn serve(
                 }
             }
         }
+    }
+}
+
+/// Requests in service and the start of the next request head, shared by the connection's
+/// timer and its [`ClientIo`] (atomics because hyper's upgrade wants a `Send` stream; only
+/// this worker's thread touches them).
+#[derive(Debug)]
+pub(crate) struct HeadClock {
+    active: AtomicU32,
+    /// Nanoseconds after `base` (plus one) when the first byte of a head arrived while no
+    /// request was in service; 0 = none.
+    head_started: AtomicU64,
+    base: Instant,
+}
+
+/// The client's TCP stream as hyper sees it: notes when a new request head starts.
+#[derive(Debug)]
+pub(crate) struct ClientIo {
+    pub stream: TcpStream,
+    clock: Arc<HeadClock>,
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let clock = &self.clock;
+            if clock.active.load(Ordering::Relaxed) == 0
+                && clock.head_started.load(Ordering::Relaxed) == 0
+            {
+                let nanos = u64::try_from(clock.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+                clock.head_started.store(nanos + 1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -26,7 +26,7 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::access_log::WsLog;
-use crate::conn::ConnCtx;
+use crate::conn::{ClientIo, ConnCtx};
 use crate::log::LogCtx;
 use crate::worker::RunState;
 use crate::ws_frame::{FrameTracker, GOING_AWAY, client_close_frame, server_close_frame};
@@ -101,7 +101,7 @@ pub(crate) async fn run(
         return;
     };
     let (Ok(c), Ok(u)) = (
-        c.downcast::<TokioIo<TcpStream>>(),
+        c.downcast::<TokioIo<ClientIo>>(),
         u.downcast::<TokioIo<TcpStream>>(),
     ) else {
         tracing::warn!("websocket upgrade: unexpected stream type");
@@ -114,7 +114,7 @@ pub(crate) async fn run(
     let (c_io, c_early) = (c.io, c.read_buf);
     let (u_io, u_early) = (u.io, u.read_buf);
     let mut pipe = Pipe {
-        client: c_io.into_inner(),
+        client: c_io.into_inner().stream,
         server: u_io.into_inner(),
         c2s: Dir::default(),
         s2c: Dir::default(),

@@ -38,6 +38,28 @@ fn header_timeout_closes_a_slow_client() {
 }
 
 #[test]
+fn header_timeout_also_bounds_later_heads_on_a_keepalive_connection() {
+    let proxy = TestProxy::start(&respond_site(
+        "header_timeout = \"300ms\"\nkeepalive_timeout = \"30s\"",
+    ))
+    .unwrap();
+    let mut conn = Conn::open(proxy.addr());
+    assert_eq!(conn.get("h", "/").text(), "ok");
+    // Idle within keepalive_timeout: still open after more than header_timeout.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(conn.get("h", "/").text(), "ok");
+    // A second head that never ends is cut after about header_timeout, not keepalive_timeout.
+    conn.send(b"GET / HTTP/1.1\r\nHost: h\r\n");
+    let start = Instant::now();
+    assert!(conn.eof_within(Duration::from_secs(5)));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn keepalive_timeout_closes_idle_connections() {
     let proxy = TestProxy::start(&respond_site(
         "header_timeout = \"30s\"\nkeepalive_timeout = \"300ms\"",
