@@ -113,3 +113,46 @@ fn interop_v2_auth_pass() {
 fn interop_v3() {
     interop(3);
 }
+
+/// Hard crashes both ways at a 100 ms advert interval (keepalived `advert_int 0.1`).
+#[test]
+fn interop_v3_100ms_crash_both_ways() {
+    if !requirements(
+        "ha_keepalived::v3_100ms_crash",
+        &["ip", "curl", "keepalived"],
+    ) {
+        return;
+    }
+    let _serial = serial();
+    let net = Net::standard();
+    let _e1 = net.echo("n1");
+    let _e2 = net.echo("n2");
+    let limit = secs(5.0);
+    // Portico master (150), keepalived backup (100): SIGKILL Portico.
+    let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
+    let t = Instant::now();
+    let mut p1 = net.portico("n1", &c1);
+    let mut ka = Keepalived::start(&net, "n2", &Vrrp::v3(100, "100ms"));
+    net.wait_vip("n1", PORT, t, secs(10.0));
+    net.hold_vip("n1", PORT, secs(1.0));
+    let t = Instant::now();
+    p1.kill();
+    let to_keepalived = net.wait_vip("n2", PORT, t, limit);
+    // Portico back as a backup (priority 50), then keepalived crashes.
+    let c1 = net.node_config("n1", &Vrrp::v3(50, "100ms"), "");
+    let p1 = net.portico("n1", &c1);
+    eventually(secs(5.0), "Portico backup logged", || {
+        p1.log_text().contains("BACKUP").then_some(())
+    });
+    net.hold_vip("n2", PORT, secs(1.0));
+    let t = Instant::now();
+    ka.crash();
+    let to_portico = net.wait_vip("n1", PORT, t, limit);
+    assert!(
+        to_keepalived < secs(1.5) && to_portico < secs(1.5),
+        "{to_keepalived:?} {to_portico:?}"
+    );
+    report(&format!(
+        "ha_keepalived v3 (advert 100 ms): Portico SIGKILL -> keepalived answers {to_keepalived:?}; keepalived SIGKILL -> Portico answers {to_portico:?}"
+    ));
+}

@@ -675,6 +675,18 @@ impl Keepalived {
         Keepalived { proc, vrrp_pid }
     }
 
+    /// Hard crash: SIGKILL the VRRP child and the parent (by PID). Like the real thing, it
+    /// leaves the VIP on the interface.
+    pub fn crash(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(&self.vrrp_pid) {
+            let pid = pid.trim();
+            if !pid.is_empty() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+        self.proc.kill();
+    }
+
     /// Graceful stop (SIGTERM to the parent: it resigns with priority 0), waited for.
     pub fn stop(&mut self) {
         self.proc.stop(Duration::from_secs(10));
