@@ -7,9 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, pkt)) = data.split_first() else { return };
+    let Some((&sel, pkt)) = data.split_first() else {
+        return;
+    };
     let (src, dst) = if sel & 1 == 0 {
-        (IpAddr::V4(Ipv4Addr::new(10, 200, 0, sel)), IpAddr::V4(portico_vrrp::packet::MCAST_V4))
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 200, 0, sel)),
+            IpAddr::V4(portico_vrrp::packet::MCAST_V4),
+        )
     } else {
         (
             IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(sel))),
