@@ -178,19 +178,11 @@ impl Running {
 
     /// IP-level and codec checks; returns the advert to feed.
     fn check(&self, rx: super::sock::Received<'_>) -> Option<(IpAddr, Advert)> {
-        let name = &self.m.params().name;
-        if rx.ttl.is_some_and(|t| t != 255) {
-            tracing::debug!(instance = %name, src = %rx.src, ttl = ?rx.ttl, "VRRP packet with TTL != 255 dropped");
-            return None;
-        }
-        if !self.sock.accepts(rx.src) {
-            tracing::debug!(instance = %name, src = %rx.src, "VRRP packet from a non-peer dropped");
-            return None;
-        }
-        match packet::decode(rx.payload, rx.src, rx.dst) {
-            Ok(a) => Some((rx.src, a)),
-            Err(e) => {
-                tracing::debug!(instance = %name, src = %rx.src, "VRRP packet dropped: {e}");
+        let src = rx.src;
+        match admit(&rx, self.sock.accepts(src)) {
+            Ok(a) => Some((src, a)),
+            Err(why) => {
+                tracing::debug!(instance = %self.m.params().name, %src, "VRRP packet dropped: {why}");
                 None
             }
         }
@@ -266,6 +258,17 @@ impl Running {
     }
 }
 
+/// The IP-level and codec checks of one received packet (`peer_ok`: the source is allowed).
+fn admit(rx: &super::sock::Received<'_>, peer_ok: bool) -> Result<Advert, String> {
+    if let Some(ttl) = rx.ttl.filter(|t| *t != 255) {
+        return Err(format!("TTL {ttl}, not 255"));
+    }
+    if !peer_ok {
+        return Err("not from a configured unicast peer".into());
+    }
+    packet::decode(rx.payload, rx.src, rx.dst).map_err(|e| e.to_string())
+}
+
 /// keepalived's defaults: 3 announcements now and 3 more 1 s later
 /// (`vrrp_garp_master_repeat 3`, `vrrp_garp_master_delay 1`).
 async fn announce_burst(name: String, iface: Interface, vips: Vec<IpAddr>) {
@@ -303,4 +306,35 @@ fn spawn_notify(cmd: PathBuf, name: String, state: State) {
             Err(e) => tracing::warn!(instance = %name, notify = %cmd.display(), "notify: {e}"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sock::Received;
+    use super::*;
+
+    #[test]
+    fn admits_only_ttl_255_from_peers_with_valid_packets() {
+        // keepalived, VRRPv3, VRID 51, priority 150, from 10.200.0.11 to the group.
+        let pkt = [
+            0x31, 0x33, 0x96, 0x01, 0x00, 0x64, 0x41, 0xd9, 0x0a, 0xc8, 0x00, 0x64,
+        ];
+        let src = IpAddr::from([10, 200, 0, 11]);
+        let dst = IpAddr::from([224, 0, 0, 18]);
+        let rx = |ttl| Received {
+            src,
+            dst,
+            ttl,
+            payload: &pkt,
+        };
+        assert!(admit(&rx(Some(255)), true).is_ok_and(|a| a.priority == 150));
+        assert!(admit(&rx(None), true).is_ok(), "IPv6: hop limit not known");
+        assert!(admit(&rx(Some(254)), true).is_err_and(|e| e.contains("TTL 254")));
+        assert!(admit(&rx(Some(255)), false).is_err());
+        let bad = Received {
+            src: IpAddr::from([10, 200, 0, 12]),
+            ..rx(Some(255))
+        };
+        assert!(admit(&bad, true).is_err_and(|e| e.contains("checksum")));
+    }
 }
