@@ -139,7 +139,20 @@ pub async fn pipe(
 /// Whether bulk bursts use splice(2) (`PORTICO_STREAM_SPLICE=0` turns it off, to compare).
 fn splice_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("PORTICO_STREAM_SPLICE").map_or(true, |v| v != "0"))
+    !SPLICE_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed)
+        && *ON.get_or_init(|| std::env::var("PORTICO_STREAM_SPLICE").map_or(true, |v| v != "0"))
+}
+
+/// Set when the kernel refuses splice(2) for sockets (EINVAL/ENOSYS, e.g. a sandbox): the
+/// copy path is used from then on.
+static SPLICE_UNSUPPORTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn splice_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
 }
 
 /// Read what `src` has and pass it to `dst`. `Ok(true)` when bytes (or EOF) moved.
@@ -193,6 +206,13 @@ fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<
         let n = match kp.fill(src, BUF_SIZE) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
+            Err(e) if splice_refused(&e) => {
+                // Fall back to copying; the pipe is empty, nothing is lost.
+                tracing::debug!(error = %e, "splice(2) refused; copying instead");
+                SPLICE_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                half.kpipe = None;
+                return Ok(moved);
+            }
             Err(e) => return Err(e),
         };
         moved = true;
