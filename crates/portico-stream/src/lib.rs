@@ -5,8 +5,9 @@
 //! Data comes in on the stream listeners and leaves to the upstream servers. Per
 //! connection (see `conn.rs`): optional PROXY header from the client ([`proxy_protocol`]),
 //! optional SNI peek for TLS passthrough ([`sni`]), source-IP persistence ([`persist`]),
-//! connect with retries, optional PROXY header to the server, the byte pipe (`pipe.rs`,
-//! no per-connection buffer while idle), one access-log line ([`log`]).
+//! connect with retries, optional PROXY header to the server, the byte pipe (`pipe.rs`:
+//! no per-connection buffer while idle; bulk bursts go through splice(2), `splice.rs`), one
+//! access-log line ([`log`]).
 //!
 //! The binary calls [`StreamServer::start`] and controls the returned [`RunningStreams`]
 //! like `portico_proxy::RunningServer`.
