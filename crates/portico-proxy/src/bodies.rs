@@ -9,6 +9,7 @@
 //! guards (request in service, access log line) until the client got everything.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -34,15 +35,21 @@ pub(crate) struct BodyProgress {
     pub done: Cell<bool>,
     pub last: Cell<Instant>,
     pub received: Cell<u64>,
+    /// Signalled when `done` or `too_large` becomes true.
+    pub changed: tokio::sync::Notify,
+    /// The body has no declared length (chunked), so `max_body` is checked while streaming.
+    pub undeclared: bool,
 }
 
 impl BodyProgress {
-    pub fn new() -> Rc<BodyProgress> {
+    pub fn new(undeclared: bool) -> Rc<BodyProgress> {
         Rc::new(BodyProgress {
             too_large: Cell::new(false),
             done: Cell::new(false),
             last: Cell::new(Instant::now()),
             received: Cell::new(0),
+            changed: tokio::sync::Notify::new(),
+            undeclared,
         })
     }
 }
@@ -85,6 +92,7 @@ impl http_body::Body for ReqBody {
                         progress.last.set(Instant::now());
                         if *limit > 0 && seen > *limit {
                             progress.too_large.set(true);
+                            progress.changed.notify_one();
                             return Poll::Ready(Some(Err(Box::new(TooLarge))));
                         }
                     }
@@ -93,6 +101,7 @@ impl http_body::Body for ReqBody {
                 Poll::Ready(None) => {
                     progress.done.set(true);
                     progress.last.set(Instant::now());
+                    progress.changed.notify_one();
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
@@ -147,6 +156,8 @@ struct ReadTimedOut;
 
 /// The body of a response sent to the client.
 pub(crate) struct RespBody {
+    /// Frames read ahead while the response was held (sent first).
+    held: VecDeque<Frame<Bytes>>,
     inner: Body,
     lease: Option<UpstreamLease>,
     timer: Option<ReadTimer>,
@@ -166,6 +177,7 @@ impl std::fmt::Debug for RespBody {
 impl RespBody {
     pub fn new(inner: Body) -> RespBody {
         RespBody {
+            held: VecDeque::new(),
             inner,
             lease: None,
             timer: None,
@@ -185,6 +197,12 @@ impl RespBody {
             armed: false,
         });
         body
+    }
+
+    /// Send `frames` (read ahead from the upstream body) before the rest of the body.
+    pub fn with_held(mut self, frames: VecDeque<Frame<Bytes>>) -> RespBody {
+        self.held = frames;
+        self
     }
 
     pub fn set_active(&mut self, guard: ActiveGuard) {
@@ -207,7 +225,7 @@ impl RespBody {
 
 impl Drop for RespBody {
     fn drop(&mut self) {
-        if !self.ended && http_body::Body::is_end_stream(&self.inner) {
+        if !self.ended && self.held.is_empty() && http_body::Body::is_end_stream(&self.inner) {
             self.on_end();
         }
     }
@@ -222,6 +240,12 @@ impl http_body::Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if let Some(frame) = this.held.pop_front() {
+            if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
+                log.bytes_sent += data.len() as u64;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(t) = this.timer.as_mut() {
@@ -267,10 +291,24 @@ impl http_body::Body for RespBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        if self.held.is_empty() {
+            return inner;
+        }
+        let held: u64 = self
+            .held
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+            .sum();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
     }
 }

@@ -11,11 +11,15 @@
 //!   server had closed is retried on a fresh connection to the same server and is not
 //!   counted as a server failure.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Frame;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -140,7 +144,8 @@ async fn try_proxy(
     forward::request(&mut parts, route, &ctx.real_ip, false);
 
     let has_body = !http_body::Body::is_end_stream(&body);
-    let progress = has_body.then(BodyProgress::new);
+    let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let progress = has_body.then(|| BodyProgress::new(undeclared));
     let template = (!has_body && is_idempotent(&parts.method)).then(|| Template {
         method: parts.method.clone(),
         uri: parts.uri.clone(),
@@ -259,7 +264,13 @@ async fn attempt(
         match result {
             Ok(resp) => {
                 let upstream_time = started.elapsed();
-                let (mut parts, body) = resp.into_parts();
+                let (mut parts, mut body) = resp.into_parts();
+                let held = match progress {
+                    Some(p) if p.undeclared && route.max_body > 0 && !p.done.get() => {
+                        hold_until_request_done(&mut body, p, route, cfg.send_timeout, addr).await?
+                    }
+                    _ => VecDeque::new(),
+                };
                 forward::response(&mut parts, route);
                 let lease = UpstreamLease {
                     worker: worker.clone(),
@@ -268,7 +279,7 @@ async fn attempt(
                     keepalive: cfg.keepalive,
                     _picked: picked,
                 };
-                let body = RespBody::upstream(body, lease, route.read_timeout);
+                let body = RespBody::upstream(body, lease, route.read_timeout).with_held(held);
                 return Ok((Response::from_parts(parts, body), upstream_time));
             }
             Err(Failure::Timeout) => return Err(ProxyError::UpstreamTimeout { addr }),
@@ -296,6 +307,54 @@ async fn attempt(
                     addr,
                     reason: err.to_string(),
                 });
+            }
+        }
+    }
+}
+
+/// The server answered while a request body without a declared length (hence not checked
+/// against `max_body` up front) is still streaming. Like nginx, an over-limit upload must
+/// still get 413, so the response head is held until the request body is complete; what
+/// the server sends meanwhile is read ahead, up to `max_body` bytes, so a server that
+/// echoes as it reads does not stall.
+async fn hold_until_request_done(
+    body: &mut Incoming,
+    progress: &BodyProgress,
+    route: &ProxyRoute,
+    send_timeout: Duration,
+    addr: SocketAddr,
+) -> Result<VecDeque<Frame<Bytes>>, ProxyError> {
+    let mut held = VecDeque::new();
+    let mut held_bytes = 0u64;
+    let mut body_done = false;
+    loop {
+        if progress.too_large.get() {
+            return Err(ProxyError::BodyTooLarge {
+                limit: route.max_body,
+            });
+        }
+        if progress.done.get() {
+            return Ok(held);
+        }
+        let read_more = !body_done && held_bytes < route.max_body;
+        tokio::select! {
+            _ = progress.changed.notified() => {}
+            frame = body.frame(), if read_more => match frame {
+                Some(Ok(frame)) => {
+                    held_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    held.push_back(frame);
+                }
+                // Our own abort of an over-limit upload breaks the upstream body too.
+                Some(Err(_)) if progress.too_large.get() => {
+                    return Err(ProxyError::BodyTooLarge { limit: route.max_body });
+                }
+                Some(Err(e)) => {
+                    return Err(ProxyError::UpstreamBroken { addr, reason: e.to_string() });
+                }
+                None => body_done = true,
+            },
+            _ = tokio::time::sleep_until((progress.last.get() + send_timeout).into()) => {
+                return Err(ProxyError::UpstreamTimeout { addr });
             }
         }
     }

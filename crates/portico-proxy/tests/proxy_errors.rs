@@ -51,6 +51,44 @@ fn chunked_body_over_max_body_is_413() {
 }
 
 #[test]
+fn chunked_body_over_max_body_is_413_even_when_the_server_answers_early() {
+    use std::io::{Read, Write};
+    // The echo backend streams a POST body back as it reads it: its response head comes
+    // long before the upload ends. The client must still get 413, never a cut 200.
+    let backend = echo("b1");
+    let proxy =
+        TestProxy::start(&proxy_config(&[backend.addr], "", ", max_body = \"1m\"")).unwrap();
+    let mut conn = Conn::open(proxy.addr());
+    conn.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let mut writer = conn.stream().try_clone().unwrap();
+    let up = std::thread::spawn(move || {
+        let chunk = format!("4000\r\n{}\r\n", "z".repeat(0x4000));
+        for _ in 0..128 {
+            // 2 MiB in 16 KiB chunks; the proxy may cut us off after the limit.
+            if writer.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+        let _ = writer.write_all(b"0\r\n\r\n");
+    });
+    let (status, _) = conn.read_head();
+    assert_eq!(status, 413);
+    let _ = up.join();
+    // Within the limit the echo comes back whole.
+    let mut conn = Conn::open(proxy.addr());
+    let body = "w".repeat(300_000);
+    conn.send(format!("POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes());
+    let r = conn.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    let mut rest = Vec::new();
+    let _ = conn
+        .stream()
+        .set_read_timeout(Some(std::time::Duration::from_millis(50)));
+    let _ = conn.reader.read_to_end(&mut rest);
+}
+
+#[test]
 fn refused_connection_is_502_and_no_server_is_503() {
     let proxy = TestProxy::start(&proxy_config(
         &[dead_addr()],
