@@ -131,6 +131,13 @@ impl Snapshot {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut upstream_index = HashMap::new();
         for (name, upstream) in &config.upstreams {
+            if upstream.tls.is_some() {
+                tracing::warn!(
+                    upstream = %name,
+                    "tls to upstream servers is not supported by this data plane yet: \
+                     connections to its servers are plain TCP"
+                );
+            }
             let pool = Pool::new(upstream, registry);
             let resolved = pool
                 .members()
