@@ -71,11 +71,6 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
         hint: "automatic certificates (ACME) come later",
     },
     Gated {
-        scope: Scope::Stream,
-        key: "tls",
-        hint: "TLS termination on streams comes later; `sni_routes` passes TLS through by SNI now",
-    },
-    Gated {
         scope: Scope::Root,
         key: "cluster",
         hint: "shared state in etcd comes later",

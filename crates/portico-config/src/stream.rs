@@ -1,6 +1,6 @@
 //! `[[streams]]`: TCP (L4) services — listeners, the upstream (or SNI routes for TLS
-//! passthrough), persistence, PROXY protocol both ways, idle timeout and (parsed, gated for
-//! now) TLS termination.
+//! passthrough), persistence, PROXY protocol both ways, idle timeout and TLS termination
+//! (certificate files only: `tls = "acme"` needs names, which a stream does not have).
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ pub(crate) fn stream(
     );
     let accept_proxy_protocol = ctx.bool(t, "accept_proxy_protocol", false);
     let idle_timeout = ctx.positive_duration(t, "idle_timeout", DEFAULT_STREAM_IDLE_TIMEOUT);
-    let tls = site_tls(ctx, t);
+    let tls = stream_tls(ctx, t, &what);
     let sni_routes = sni_routes(ctx, t, &what);
     if let (Some((k, _)), Some((s, _))) = (t.get_key_value("tls"), t.get_key_value("sni_routes")) {
         let (first, second) = if k.span().start < s.span().start {
@@ -193,6 +193,32 @@ fn table_at<'t, 'i>(
         }
     }
     Some(t)
+}
+
+/// `tls` on a stream: certificate files only. ACME issues a certificate for names, and a
+/// stream has no `hosts` to take them from, so `tls = "acme"` is refused here (a deviation
+/// from SPEC's "as for sites", documented in docs/configuration.md).
+fn stream_tls(
+    ctx: &mut Ctx<'_>,
+    t: &crate::walk::Table<'_>,
+    what: &str,
+) -> Option<crate::model::SiteTls> {
+    let tls = site_tls(ctx, t)?;
+    if tls == crate::model::SiteTls::Acme {
+        if let Some(v) = t.get("tls") {
+            ctx.err(
+                &v.span(),
+                format!("{what} has tls = \"acme\", but ACME on streams needs names (a stream has no `hosts`)"),
+                Some(
+                    "use a [[sites]] entry with `hosts` for ACME, or certificate files: \
+                     tls = { cert = \"fullchain.pem\", key = \"key.pem\" }"
+                        .into(),
+                ),
+            );
+        }
+        return None;
+    }
+    Some(tls)
 }
 
 /// `sni_routes = { "a.example.com" = "UPSTREAM", "*" = "UPSTREAM" }`.
@@ -318,6 +344,31 @@ mod tests {
             "a site proxies to it too"
         );
         assert_eq!(kind("x"), crate::HealthKind::Http, "explicit type");
+    }
+
+    #[test]
+    fn tls_files_parse_and_acme_is_refused() {
+        let c = parse(&format!(
+            "{UP}[[streams]]\nlisten = \"127.0.0.1:6201\"\nupstream = \"a\"\n\
+             tls = {{ cert = \"/etc/c.pem\", key = \"k.pem\" }}\n"
+        ))
+        .unwrap();
+        let Some(crate::SiteTls::Files { cert, key }) = &c.streams[0].tls else {
+            panic!("files expected: {:?}", c.streams[0].tls);
+        };
+        assert_eq!(cert, Path::new("/etc/c.pem"));
+        assert!(key.ends_with("k.pem"), "{key:?}");
+        // Line 6 (after the 4 lines of UP and 2 of the stream), column 7 (the value).
+        let e = errors("[[streams]]\nlisten = \"127.0.0.1:1\"\nupstream = \"a\"\ntls = \"acme\"\n");
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(
+                "t.toml:8:7: stream #1 has tls = \"acme\", but ACME on streams needs names"
+            ),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].contains("hint: use a [[sites]] entry"), "{}", e[0]);
     }
 
     #[test]

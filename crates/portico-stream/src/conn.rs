@@ -2,11 +2,14 @@
 //!
 //! 1. **preamble**: the PROXY header if `accept_proxy_protocol` (the real client address),
 //!    then the ClientHello's SNI if `sni_routes` (choosing the upstream); both bounded by
-//!    `[server] header_timeout`. Bytes read past them are kept and forwarded.
+//!    `[server] header_timeout`. Bytes read past them are kept and forwarded. With `tls`,
+//!    the TLS handshake instead (`tls.rs`, also within `header_timeout`; a failure closes
+//!    this connection only, before any server is contacted).
 //! 2. **connect**: persistence first, else the balancer; `connect_timeout` per attempt,
 //!    `retries` other servers on failure (each failure reported to passive health).
 //! 3. **hello**: the PROXY header to the server if `proxy_protocol`, then the kept bytes.
-//! 4. **pipe** (see `pipe.rs`), then one access-log line.
+//! 4. **pipe** (see `pipe.rs`; after TLS termination `tls_pipe.rs`), then one access-log
+//!    line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +26,15 @@ use crate::proxy_protocol::{self, ProxyAddrs};
 use crate::server::Shared;
 use crate::snapshot::{StreamRt, Target};
 use crate::sni::{self, Peek};
+use crate::tls::{self, ClientTls};
+use crate::tls_pipe::tls_pipe;
+
+/// The client connection once the preamble is done.
+enum ClientIo {
+    Plain(TcpStream),
+    /// Boxed: the rustls state is large, and plain connections should not carry its room.
+    Tls(Box<ClientTls>),
+}
 
 /// Serve one accepted connection to its end and log it.
 pub(crate) async fn serve(
@@ -71,13 +83,30 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
             Err(()) => return End::BadProxyHeader,
         }
     }
+    let mut client = match &stream.tls {
+        None => ClientIo::Plain(client),
+        Some(config) => {
+            let kept = std::mem::take(&mut kept);
+            match tls::handshake(config, client, kept, header_deadline).await {
+                Ok(tls) => ClientIo::Tls(Box::new(tls)),
+                Err(reason) => {
+                    tracing::info!(client = %rec.client, listen = %rec.listen, %reason, "stream TLS handshake failed");
+                    return End::TlsFailed;
+                }
+            }
+        }
+    };
     let target = if stream.sni_routes.is_empty() {
         stream
             .default
             .and_then(|i| stream.targets.get(i))
             .map(|(_, t)| t)
     } else {
-        let Ok(name) = read_sni(&mut client, &mut kept, header_deadline).await else {
+        let ClientIo::Plain(plain) = &mut client else {
+            // Validation keeps `tls` and `sni_routes` apart.
+            return End::Error;
+        };
+        let Ok(name) = read_sni(plain, &mut kept, header_deadline).await else {
             return End::NoSniRoute;
         };
         sni::route(&stream.sni_routes, name.as_deref()).and_then(|up| stream.target(up))
@@ -101,7 +130,17 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
     }
 
     // 3. hello
-    let end = hello_and_pipe(shared, stream, &client, server, rec, dst, &kept).await;
+    let end = match client {
+        ClientIo::Plain(client) => {
+            hello_and_pipe(shared, stream, &client, server, rec, dst, &kept).await
+        }
+        ClientIo::Tls(client) => {
+            Box::pin(hello_and_tls_pipe(
+                shared, stream, *client, server, rec, dst,
+            ))
+            .await
+        }
+    };
     if let Some(p) = &target.persistence {
         p.close(client_ip, Instant::now());
     }
@@ -141,6 +180,32 @@ async fn hello_and_pipe(
     )
     .await;
     rec.sent += result.sent;
+    rec.received = result.received;
+    result.end
+}
+
+/// The PROXY header (if configured), then the pipe of decrypted bytes.
+async fn hello_and_tls_pipe(
+    shared: &Shared,
+    stream: &StreamRt,
+    client: ClientTls,
+    mut server: TcpStream,
+    rec: &mut Record,
+    dst: SocketAddr,
+) -> End {
+    let header = match stream.proxy_protocol {
+        Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(rec.client, dst),
+        Some(ProxyProtocolVersion::V2) => proxy_protocol::encode_v2(rec.client, dst),
+        None => Vec::new(),
+    };
+    if !header.is_empty()
+        && let Err(e) = server.write_all(&header).await
+    {
+        tracing::debug!(error = %e, "stream: writing the PROXY header to the server failed");
+        return End::ServerClosed;
+    }
+    let result = tls_pipe(client, server, stream.idle_timeout, shared.kill.subscribe()).await;
+    rec.sent = result.sent;
     rec.received = result.received;
     result.end
 }

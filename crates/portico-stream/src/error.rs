@@ -19,8 +19,17 @@ pub enum StreamError {
     },
     #[error("stream #{stream} refers to upstream {upstream}, which is not defined")]
     UnknownUpstream { stream: usize, upstream: String },
-    #[error("stream #{stream}: `tls` termination is not supported yet")]
-    TlsUnsupported { stream: usize },
+    /// The certificate files of a stream's `tls` cannot be used (`stream` counts from 1,
+    /// as `portico check` does).
+    #[error("stream #{stream}: tls: {source}")]
+    Tls {
+        stream: usize,
+        source: portico_tls::TlsError,
+    },
+    #[error(
+        "stream #{stream}: tls = \"acme\" is not available on streams (no names to order a certificate for); use certificate files"
+    )]
+    TlsAcme { stream: usize },
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
     #[error("cannot start the stream worker: {0}")]

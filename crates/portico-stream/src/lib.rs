@@ -4,13 +4,16 @@
 //!
 //! Data comes in on the stream listeners and leaves to the upstream servers. Per
 //! connection (see `conn.rs`): optional PROXY header from the client ([`proxy_protocol`]),
-//! optional SNI peek for TLS passthrough ([`sni`]), source-IP persistence ([`persist`]),
-//! connect with retries, optional PROXY header to the server, the byte pipe (`pipe.rs`:
-//! no per-connection buffer while idle; bulk bursts go through splice(2), `splice.rs`), one
-//! access-log line ([`log`]).
+//! optional SNI peek for TLS passthrough ([`sni`]) or the TLS handshake when the stream terminates TLS (`tls.rs`: `portico-tls`' resolver
+//! and certificate-file poller, no ALPN), source-IP persistence ([`persist`]), connect with
+//! retries, optional PROXY header to the server, the byte pipe (`pipe.rs`: no
+//! per-connection buffer while idle; bulk bursts go through splice(2), `splice.rs`; after
+//! TLS termination a buffered copy, `tls_pipe.rs`), one access-log line ([`log`]).
 //!
 //! The binary calls [`StreamServer::start`] and controls the returned [`RunningStreams`]
-//! like `portico_proxy::RunningServer`.
+//! like `portico_proxy::RunningServer`; [`StreamServer::start_with`] takes
+//! [`StreamOptions`] (knobs that are not config keys, e.g. the certificate-file poll interval
+//! for tests).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -24,6 +27,8 @@ mod server;
 mod snapshot;
 pub mod sni;
 mod splice;
+mod tls;
+mod tls_pipe;
 
 pub use error::{ProxyHeaderError, SniError, StreamError};
-pub use server::{RunningStreams, StreamServer};
+pub use server::{RunningStreams, StreamOptions, StreamServer};

@@ -24,6 +24,8 @@ pub enum End {
     NoServer,
     BadProxyHeader,
     NoSniRoute,
+    /// The TLS handshake failed or timed out (streams with `tls`).
+    TlsFailed,
     Shutdown,
     Error,
 }
@@ -38,6 +40,7 @@ impl End {
             End::NoServer => "no_server",
             End::BadProxyHeader => "bad_proxy_header",
             End::NoSniRoute => "no_sni_route",
+            End::TlsFailed => "tls_failed",
             End::Shutdown => "shutdown",
             End::Error => "error",
         }

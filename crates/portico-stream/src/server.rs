@@ -28,6 +28,22 @@ use crate::snapshot::{Snapshot, StreamRt};
 #[derive(Debug)]
 pub struct StreamServer;
 
+/// Knobs of the stream server that are not configuration keys.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// How often the certificate files of TLS streams are checked for changes (default 5 s,
+    /// as `portico_tls::FileCerts`; tests use a few milliseconds).
+    pub cert_poll_interval: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            cert_poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// State every connection task sees.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -63,8 +79,17 @@ pub struct RunningStreams {
 
 impl StreamServer {
     /// Bind every stream listener, start the runtime, return. A bind failure names the
-    /// address.
+    /// address; unusable certificate files name the stream and the file.
     pub fn start(config: Arc<Config>, registry: Registry) -> Result<RunningStreams, StreamError> {
+        StreamServer::start_with(config, registry, &StreamOptions::default())
+    }
+
+    /// [`start`](StreamServer::start) with non-default [`StreamOptions`].
+    pub fn start_with(
+        config: Arc<Config>,
+        registry: Registry,
+        options: &StreamOptions,
+    ) -> Result<RunningStreams, StreamError> {
         let (state, state_rx) = watch::channel(RunState::Running);
         if config.streams.is_empty() {
             return Ok(RunningStreams {
@@ -76,7 +101,8 @@ impl StreamServer {
                 alive: None,
             });
         }
-        let snapshot = Snapshot::build(&config, &registry)?;
+        let mut snapshot = Snapshot::build(&config, &registry, options)?;
+        let cert_files = std::mem::take(&mut snapshot.cert_files);
         let mut listeners: Vec<(std::net::TcpListener, SocketAddr, Arc<StreamRt>)> = Vec::new();
         let mut bound = Vec::new();
         for (s, rt) in config.streams.iter().zip(&snapshot.streams) {
@@ -118,7 +144,7 @@ impl StreamServer {
         let handle = std::thread::Builder::new()
             .name("portico-streams".into())
             .spawn(move || {
-                rt.block_on(run(sh, listeners, rx, grace, snapshot));
+                rt.block_on(run(sh, listeners, rx, grace, snapshot, cert_files));
                 rt.shutdown_timeout(Duration::from_secs(1));
                 let _ = alive_tx.send(false);
             })
@@ -154,6 +180,7 @@ async fn run(
     mut state: watch::Receiver<RunState>,
     grace: Duration,
     snapshot: Snapshot,
+    cert_files: Vec<portico_tls::FileCerts>,
 ) {
     let mut accepts = Vec::new();
     for (l, addr, stream) in listeners {
@@ -169,11 +196,15 @@ async fn run(
         }
     }
     let sweeper = tokio::spawn(sweep(snapshot));
+    let pollers: Vec<_> = cert_files.into_iter().map(|f| f.spawn()).collect();
     let _ = state.wait_for(|s| *s != RunState::Running).await;
     for a in &accepts {
         a.abort();
     }
     sweeper.abort();
+    for p in &pollers {
+        p.abort();
+    }
     if *state.borrow() == RunState::Draining {
         let deadline = tokio::time::Instant::now() + grace;
         loop {

@@ -1,6 +1,7 @@
 //! The compiled form of `[[streams]]`: per stream its targets (an upstream pool with its
 //! servers' resolved addresses, plus that stream's persistence table for it) and the SNI
-//! routes. Built once at start-up; names are resolved here (blocking), never per connection.
+//! routes, and the TLS acceptor of a stream that terminates TLS. Built once at start-up;
+//! names are resolved and certificate files loaded here (blocking), never per connection.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -44,6 +45,8 @@ pub(crate) struct StreamRt {
     /// `sni_routes` with target indexes; empty unless passthrough.
     pub sni_routes: Vec<(HostPattern, String)>,
     pub targets: Vec<(String, Target)>,
+    /// TLS termination (`tls = { cert, key }`).
+    pub tls: Option<Arc<portico_tls::rustls::ServerConfig>>,
 }
 
 impl StreamRt {
@@ -59,16 +62,27 @@ impl StreamRt {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub streams: Vec<Arc<StreamRt>>,
+    /// Certificate-file pollers of the TLS streams, to spawn on the stream runtime.
+    pub cert_files: Vec<portico_tls::FileCerts>,
 }
 
 impl Snapshot {
-    pub(crate) fn build(config: &Config, registry: &Registry) -> Result<Snapshot, StreamError> {
+    pub(crate) fn build(
+        config: &Config,
+        registry: &Registry,
+        options: &crate::server::StreamOptions,
+    ) -> Result<Snapshot, StreamError> {
         let mut upstreams: BTreeMap<String, Arc<UpstreamRt>> = BTreeMap::new();
         let mut streams = Vec::with_capacity(config.streams.len());
+        let mut cert_files = Vec::new();
         for s in &config.streams {
-            if s.tls.is_some() {
-                return Err(StreamError::TlsUnsupported { stream: s.index });
-            }
+            let tls = match crate::tls::build(s, &config.base_dir, options.cert_poll_interval)? {
+                Some((config, files)) => {
+                    cert_files.push(files);
+                    Some(config)
+                }
+                None => None,
+            };
             let mut names: Vec<&str> = s.sni_routes.iter().map(|(_, u)| u.as_str()).collect();
             names.extend(s.upstream.as_deref());
             names.sort_unstable();
@@ -105,9 +119,13 @@ impl Snapshot {
                 default,
                 sni_routes: s.sni_routes.clone(),
                 targets,
+                tls,
             }));
         }
-        Ok(Snapshot { streams })
+        Ok(Snapshot {
+            streams,
+            cert_files,
+        })
     }
 }
 
