@@ -135,10 +135,7 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
             hello_and_pipe(shared, stream, &client, server, rec, dst, &kept).await
         }
         ClientIo::Tls(client) => {
-            Box::pin(hello_and_tls_pipe(
-                shared, stream, *client, server, rec, dst,
-            ))
-            .await
+            Box::pin(hello_and_tls_pipe(shared, stream, client, server, rec, dst)).await
         }
     };
     if let Some(p) = &target.persistence {
@@ -188,7 +185,7 @@ async fn hello_and_pipe(
 async fn hello_and_tls_pipe(
     shared: &Shared,
     stream: &StreamRt,
-    client: ClientTls,
+    mut client: Box<ClientTls>,
     mut server: TcpStream,
     rec: &mut Record,
     dst: SocketAddr,
@@ -204,7 +201,13 @@ async fn hello_and_tls_pipe(
         tracing::debug!(error = %e, "stream: writing the PROXY header to the server failed");
         return End::ServerClosed;
     }
-    let result = tls_pipe(client, server, stream.idle_timeout, shared.kill.subscribe()).await;
+    let result = tls_pipe(
+        &mut client,
+        &mut server,
+        stream.idle_timeout,
+        shared.kill.subscribe(),
+    )
+    .await;
     rec.sent = result.sent;
     rec.received = result.received;
     result.end

@@ -1,22 +1,31 @@
 //! The byte pipe after TLS termination: decrypted client bytes to the server and back, with
 //! half-close, the stream's idle timeout and the stop signal (same ends as `pipe.rs`).
 //!
-//! Why not `pipe.rs`: its zero-idle-buffer design waits for socket readiness and reads the
-//! socket directly (or splices), but TLS bytes must go through rustls' state, which owns its
-//! own buffers. Here each direction is a plain copy loop with its own [`BUF_SIZE`] buffer,
-//! allocated for the life of the connection. Memory per idle TLS stream is therefore about
-//! 2 × 8 KiB of copy buffers plus rustls' connection state (its buffers are freed
-//! when empty), against no buffer at all for a plain stream; see docs/configuration.md.
+//! `pipe.rs` cannot be used as-is: it waits for socket readiness and reads the sockets itself
+//! (or splices), but TLS bytes must go through rustls' state. This pipe keeps its idea
+//! instead: each step *polls* the reads (`poll_read` on the TLS stream goes through rustls;
+//! it registers interest and returns `Pending` when nothing is there) into one 16 KiB buffer
+//! per worker thread, and writes what it got on at once. Only bytes the destination does not
+//! take are copied into a buffer owned by the connection, freed once drained (and the
+//! source is not read meanwhile: back-pressure). The thread buffer is only borrowed inside
+//! synchronous poll calls, never across an await.
+//!
+//! Memory: an idle TLS stream holds no copy buffer, only the rustls connection state (its
+//! own record buffers are emptied and freed when idle) and the boxed stream. splice(2) is
+//! not possible (the kernel does not see plaintext). Figures: docs/configuration.md.
 //!
 //! Client EOF without a TLS `close_notify` (common) counts as an ordinary close. When the
 //! server closes, the client gets `close_notify` and a FIN; when the client closes, the
 //! server gets a FIN; the other direction keeps flowing until it closes too.
 
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -24,51 +33,64 @@ use crate::log::End;
 use crate::pipe::PipeResult;
 use crate::tls::ClientTls;
 
-/// Copy buffer per direction. TLS records carry at most 16 KiB; 8 KiB reads keep idle memory
-/// modest and still make large records.
-pub(crate) const BUF_SIZE: usize = 8 * 1024;
+/// The largest TLS record's plaintext: one read from rustls never returns more.
+const BUF_SIZE: usize = 16 * 1024;
+/// Reads per direction and step before giving the other direction its turn (fairness).
+const READS_PER_STEP: usize = 4;
 
-/// Counters one direction updates while it runs (read even when the pipe is cut short).
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
+}
+
+/// One direction's state.
 #[derive(Debug, Default)]
-struct Progress {
-    bytes: AtomicU64,
-    /// Milliseconds since the pipe started, at the last byte moved.
-    last_ms: AtomicU64,
+struct Half {
+    /// Bytes read but not yet taken by the destination (empty, no capacity, when idle).
+    pending: Vec<u8>,
+    offset: usize,
+    /// Written bytes may sit in the destination's buffers (rustls records): flush them.
+    needs_flush: bool,
+    /// The source sent EOF.
+    eof: bool,
+    /// EOF has been passed on (write side shut down).
+    shut: bool,
+    bytes: u64,
 }
 
 /// Copy both ways until both sides closed, one side failed, `idle` passed with no byte
 /// moved, or `stop` turns true.
 pub(crate) async fn tls_pipe(
-    client: ClientTls,
-    server: TcpStream,
+    client: &mut ClientTls,
+    server: &mut TcpStream,
     idle: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> PipeResult {
-    let started = Instant::now();
-    let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut sr, mut sw) = server.into_split();
-    let up_p = Progress::default();
-    let down_p = Progress::default();
-    let up = copy_half(&mut cr, &mut sw, &up_p, started);
-    let down = copy_half(&mut sr, &mut cw, &down_p, started);
-    tokio::pin!(up, down);
-    let (mut up_done, mut down_done) = (false, false);
+    let mut up = Half::default(); // client -> server
+    let mut down = Half::default(); // server -> client
     let mut first_eof: Option<End> = None;
+    let mut last = Instant::now();
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
     let end = loop {
-        if up_done && down_done {
+        if up.shut && down.shut {
             break first_eof.unwrap_or(End::ClientClosed);
         }
         if *stop.borrow_and_update() {
             break End::Shutdown;
         }
-        let (result, side) = tokio::select! {
-            r = &mut up, if !up_done => { up_done = true; (r, End::ClientClosed) }
-            r = &mut down, if !down_done => { down_done = true; (r, End::ServerClosed) }
+        let step = poll_fn(|cx| {
+            let a = drive(cx, &mut *client, &mut *server, &mut up);
+            let b = drive(cx, &mut *server, &mut *client, &mut down);
+            match (a, b) {
+                (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
+                (Poll::Pending, Poll::Pending) => Poll::Pending,
+                _ => Poll::Ready(Ok(())),
+            }
+        });
+        let result = tokio::select! {
+            r = step => r,
             () = &mut sleep => {
-                let last = up_p.last_ms.load(Ordering::Relaxed).max(down_p.last_ms.load(Ordering::Relaxed));
-                let deadline = started + Duration::from_millis(last) + idle;
+                let deadline = last + idle;
                 if Instant::now() >= deadline {
                     break End::IdleTimeout;
                 }
@@ -79,7 +101,14 @@ pub(crate) async fn tls_pipe(
         };
         match result {
             Ok(()) => {
-                first_eof.get_or_insert(side);
+                last = Instant::now();
+                if first_eof.is_none() {
+                    if up.eof {
+                        first_eof = Some(End::ClientClosed);
+                    } else if down.eof {
+                        first_eof = Some(End::ServerClosed);
+                    }
+                }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "stream TLS pipe error");
@@ -94,36 +123,117 @@ pub(crate) async fn tls_pipe(
         }
     };
     PipeResult {
-        sent: up_p.bytes.load(Ordering::Relaxed),
-        received: down_p.bytes.load(Ordering::Relaxed),
+        sent: up.bytes,
+        received: down.bytes,
         end,
     }
 }
 
-/// Copy `r` to `w` until EOF, then shut `w`'s write side down.
-async fn copy_half<R, W>(r: &mut R, w: &mut W, p: &Progress, started: Instant) -> io::Result<()>
+/// Move what can move from `src` to `dst` now. `Ready(Ok(()))` when something moved (bytes,
+/// a flush, EOF); `Pending` when nothing can (interest registered with every blocked
+/// operation, or this direction is finished).
+fn drive<R, W>(cx: &mut Context<'_>, src: &mut R, dst: &mut W, h: &mut Half) -> Poll<io::Result<()>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = match r.read(&mut buf).await {
-            Ok(n) => n,
-            // A TLS peer that closes without close_notify: an ordinary close for a stream.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            // The peer may already be gone; the other direction reports that.
-            let _ = w.shutdown().await;
-            return Ok(());
+    let mut moved = false;
+    let progress = |moved: bool| {
+        if moved {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
         }
-        let chunk = buf.get(..n).unwrap_or_default();
-        w.write_all(chunk).await?;
-        w.flush().await?;
-        p.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        p.last_ms.store(ms, Ordering::Relaxed);
+    };
+    for _ in 0..READS_PER_STEP {
+        if h.shut {
+            return progress(moved);
+        }
+        // 1. What the destination did not take before.
+        while h.offset < h.pending.len() {
+            let rest = h.pending.get(h.offset..).unwrap_or_default();
+            match Pin::new(&mut *dst).poll_write(cx, rest) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    h.offset += n;
+                    h.needs_flush = true;
+                    moved = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return progress(moved),
+            }
+        }
+        if !h.pending.is_empty() {
+            h.pending = Vec::new();
+            h.offset = 0;
+        }
+        // 2. Records rustls holds for the socket.
+        if h.needs_flush {
+            match Pin::new(&mut *dst).poll_flush(cx) {
+                Poll::Ready(Ok(())) => h.needs_flush = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return progress(moved),
+            }
+        }
+        // 3. EOF passed on once everything before it was.
+        if h.eof {
+            return match Pin::new(&mut *dst).poll_shutdown(cx) {
+                // The peer may already be gone; the other direction reports that.
+                Poll::Ready(_) => {
+                    h.shut = true;
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Pending => progress(moved),
+            };
+        }
+        // 4. Read into the thread's buffer and write on at once.
+        let read = BUF.with(|cell| {
+            let mut buf = cell.borrow_mut();
+            let mut rb = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut *src).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                // A TLS peer that closes without close_notify: an ordinary close here.
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(0))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let data = rb.filled();
+                    let n = data.len();
+                    let mut off = 0;
+                    while off < n {
+                        let rest = data.get(off..).unwrap_or_default();
+                        match Pin::new(&mut *dst).poll_write(cx, rest) {
+                            Poll::Ready(Ok(0)) => {
+                                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                            }
+                            Poll::Ready(Ok(k)) => {
+                                off += k;
+                                h.needs_flush = true;
+                            }
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Pending => break,
+                        }
+                    }
+                    if off < n {
+                        h.pending
+                            .extend_from_slice(data.get(off..).unwrap_or_default());
+                        h.offset = 0;
+                    }
+                    Poll::Ready(Ok(n))
+                }
+            }
+        });
+        match read {
+            Poll::Pending => return progress(moved),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(0)) => h.eof = true,
+            Poll::Ready(Ok(n)) => h.bytes += n as u64,
+        }
+        moved = true;
     }
+    // More may be readable: yield so the other direction and other tasks get a turn, and
+    // come back at once.
+    cx.waker().wake_by_ref();
+    progress(moved)
 }

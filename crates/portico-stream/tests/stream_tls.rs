@@ -596,3 +596,120 @@ fn unusable_certificate_files_stop_the_start_with_the_file_named() {
         "{msg}"
     );
 }
+
+/// A backend that sends `n` bytes (a pattern) then reads everything the client sends and
+/// answers with the count, as `COUNT\n`.
+fn bulk_backend(n: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut reader = conn.try_clone().unwrap();
+                let counter = std::thread::spawn(move || {
+                    let mut total = 0usize;
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        match reader.read(&mut buf) {
+                            Ok(0) | Err(_) => return total,
+                            Ok(k) => total += k,
+                        }
+                    }
+                });
+                let data: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+                if conn.write_all(&data).is_err() {
+                    return;
+                }
+                let total = counter.join().unwrap();
+                let _ = conn.write_all(format!("{total}\n").as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn bulk_both_ways_with_a_slow_reader() {
+    const N: usize = 8 << 20;
+    let ca = TestCa::new("stream test CA");
+    let leaf = ca.leaf("stream.test");
+    let server = bulk_backend(N);
+    let p = start(&leaf, &tls_stream_to(server, ""));
+    let addr = p.addr(0);
+    rt().block_on(async {
+        let t = Instant::now();
+        let c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let (mut r, mut w) = tokio::io::split(c);
+        // The client sends N bytes while not reading at first: both sockets fill up, so
+        // Portico holds bytes and stops reading (back-pressure) in both directions.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            for _ in 0..N / chunk.len() {
+                w.write_all(&chunk).await.unwrap();
+            }
+            w.shutdown().await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut got = Vec::with_capacity(N + 16);
+        tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut got))
+            .await
+            .expect("bulk transfer in time")
+            .unwrap();
+        writer.await.unwrap();
+        assert!(got.len() > N, "{}", got.len());
+        let (data, tail) = got.split_at(N);
+        assert!(
+            data.iter().enumerate().all(|(i, b)| *b == (i % 253) as u8),
+            "server -> client bytes intact"
+        );
+        assert_eq!(tail, format!("{N}\n").as_bytes(), "client -> server count");
+        println!(
+            "{} MiB each way through TLS termination in {:?}",
+            N >> 20,
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn idle_timeout_and_stop_close_tls_streams() {
+    let ca = TestCa::new("stream test CA");
+    let leaf = ca.leaf("stream.test");
+    let backend = Backend::spawn("plain");
+    let p = start(
+        &leaf,
+        &tls_stream_to(backend.addr, "idle_timeout = \"300ms\"\n"),
+    );
+    let addr = p.addr(0);
+    rt().block_on(async {
+        let mut c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        assert_eq!(exchange(&mut c, b"x").await, "plain");
+        let t = Instant::now();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+            .await
+            .expect("closed by the idle timeout");
+        assert!(
+            t.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+    let lines = p.log_lines(1);
+    assert!(lines[0].contains("end=idle_timeout"), "{lines:?}");
+
+    let p = start(&leaf, &tls_stream_to(backend.addr, ""));
+    let addr = p.addr(0);
+    rt().block_on(async {
+        let mut c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        assert_eq!(exchange(&mut c, b"x").await, "plain");
+        p.running.stop_now();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
+            .await
+            .expect("closed by stop_now");
+    });
+    let lines = p.log_lines(1);
+    assert!(lines[0].contains("end=shutdown"), "{lines:?}");
+}
