@@ -12,7 +12,9 @@
 //!
 //! Memory: an idle TLS stream holds no copy buffer, only the rustls connection state (its
 //! own record buffers are emptied and freed when idle) and the boxed stream. splice(2) is
-//! not possible (the kernel does not see plaintext). Figures: docs/configuration.md.
+//! not possible (the kernel does not see plaintext). Measured RSS per idle connection (2000
+//! connections, debug build): about 11.7 KB for a TLS stream, 3.1 KB for a plain one; a
+//! version with two 8 KiB copy buffers per connection measured 32.7 KB.
 //!
 //! Client EOF without a TLS `close_notify` (common) counts as an ordinary close. When the
 //! server closes, the client gets `close_notify` and a FIN; when the client closes, the
