@@ -5,8 +5,8 @@
 //!
 //! Check (the files' header): the client gets answers from VIP:6201; kill node 1 and it keeps
 //! getting answers through node 2 within about 3 advert intervals. The same check runs on the
-//! site port 6101 (VIP -> site -> tomcat round robin); the 6201 variant is ignored until
-//! `portico run` serves `[[streams]]` (remove the `#[ignore]` then).
+//! site port 6101 (VIP -> site -> tomcat round robin) and through the stream port 6201
+//! (VIP -> stream -> site -> tomcat).
 
 mod ha_support;
 
@@ -28,7 +28,6 @@ fn seed003_vip_survives_node1_crash_site_port() {
 }
 
 #[test]
-#[ignore = "needs [[streams]] served by `portico run` (the streams work item)"]
 fn seed003_vip_survives_node1_crash_stream_port() {
     seed003(STREAM_PORT);
 }
