@@ -63,7 +63,7 @@ SYS_PYTHON=/usr/bin/python3
 APT_WANT=(
   "nodejs:node" "npm:npm" "python3-venv:venv" "curl:curl" "iproute2:ip"
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
-  "jq:jq" "openssl:openssl" "ca-certificates:cacerts"
+  "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
 )
 have() { # have CHECK
   case $1 in
@@ -200,9 +200,33 @@ run_stage() { # run_stage NAME CMD...
   "$@" || rc=$?
   stage_done $rc
 }
+# Fuzz every parser we own briefly (longer by hand: FUZZ_SECONDS=600 scripts/test.sh).
+# cargo-fuzz needs the nightly toolchain (shipped with the machine image); cargo-fuzz itself
+# is installed from crates.io when missing.
+fuzz_all() {
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    missing_peer "no nightly toolchain: cannot run the fuzz targets"
+    return 0
+  fi
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "cargo install cargo-fuzz"
+    cargo install --locked --quiet cargo-fuzz || { missing_peer "cannot install cargo-fuzz"; return 0; }
+  fi
+  local t secs=${FUZZ_SECONDS:-10}
+  mkdir -p fuzz/corpus/config_parse
+  cp examples/*.toml fuzz/corpus/config_parse/
+  for t in config_parse vrrp_decode proxy_protocol; do
+    echo "fuzz $t for ${secs}s"
+    (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
+      >"../.peers/fuzz-$t.log" 2>&1) || { tail -30 ".peers/fuzz-$t.log" >&2; return 1; }
+    grep -E '^Done [0-9]+ runs' ".peers/fuzz-$t.log" || true
+  done
+}
+
 run_stage fmt cargo fmt --all -- --check
 run_stage clippy cargo clippy --workspace --all-targets --quiet -- -D warnings
 run_stage test cargo test --workspace --no-fail-fast
+run_stage fuzz fuzz_all
 
 if [ ${#FAILED[@]} -ne 0 ]; then
   echo "failed stages: ${FAILED[*]}" >&2
