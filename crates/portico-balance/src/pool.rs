@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use portico_config::{Balance, Upstream};
 
-use crate::algo::{self, Counters, Ctx, Tier};
+use crate::algo::{self, Counters, Ctx, Now, Tier};
 use crate::health::Passive;
 use crate::state::MemberStats;
 use crate::{AdminState, Member, PickError, PickKey, Picked, Registry, ServerId};
@@ -142,7 +142,7 @@ impl Pool {
     /// failed; `down`, active health, the admin state, `max_conns` and `tried` are always
     /// respected.
     pub fn pick(&self, key: &PickKey<'_>, tried: &[usize]) -> Result<Picked, PickError> {
-        self.pick_at(key, tried, Instant::now())
+        self.pick_with(key, tried, &Now::lazy())
     }
 
     /// [`Pool::pick`] with an explicit clock, for tests.
@@ -151,6 +151,15 @@ impl Pool {
         key: &PickKey<'_>,
         tried: &[usize],
         now: Instant,
+    ) -> Result<Picked, PickError> {
+        self.pick_with(key, tried, &Now::fixed(now))
+    }
+
+    fn pick_with(
+        &self,
+        key: &PickKey<'_>,
+        tried: &[usize],
+        now: &Now,
     ) -> Result<Picked, PickError> {
         // A member found full by `try_acquire` (a racing pick took its last slot) is skipped
         // like a tried one; each round skips one more member, so this ends.
@@ -174,7 +183,7 @@ impl Pool {
         Err(PickError::NoServer(self.name.clone()))
     }
 
-    fn choose(&self, key: &PickKey<'_>, tried: &[usize], now: Instant) -> Option<usize> {
+    fn choose(&self, key: &PickKey<'_>, tried: &[usize], now: &Now) -> Option<usize> {
         let passes: &[bool] = if self.passive.max_fails == 0 {
             &[false]
         } else {

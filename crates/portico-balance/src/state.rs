@@ -9,7 +9,7 @@
 //! can mean "never". Callers pass [`Instant`]s (the `_at` variants take a virtual clock).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -65,13 +65,42 @@ impl AdminState {
     }
 }
 
+/// Number of counter shards. Each thread uses one ([`shard`]), so the per-request counter
+/// updates of different workers never write the same cache line.
+pub(crate) const SHARDS: usize = 8;
+
+/// The counter shard of the calling thread (threads get shards in turn).
+pub(crate) fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// One thread's share of a server's hot counters, alone on its cache lines (128 bytes:
+/// adjacent-line prefetch pairs lines).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Shard {
+    /// Guards taken from this shard and not dropped yet.
+    active: AtomicU32,
+    /// Picks counted on this shard.
+    picks: AtomicU64,
+}
+
 /// Live counters and health of one server; shared by every snapshot that has the server.
+///
+/// The per-request counters (active, picks) are sharded per thread: a pick writes only its
+/// thread's shard, and readers ([`ServerState::active`], [`ServerState::picks`]) sum the
+/// shards. A server with `max_conns` counts its guards in one shared counter instead, so the
+/// limit stays exact.
 #[derive(Debug)]
 pub struct ServerState {
-    /// Connections/requests currently holding a [`crate::Picked`] for this server.
-    pub(crate) active: AtomicU32,
-    /// Total successful picks.
-    pub(crate) picks: AtomicU64,
+    /// Active guards and picks of servers without `max_conns`, per thread.
+    shards: [Shard; SHARDS],
+    /// Active guards taken under a `max_conns` limit (checked together with the shards).
+    limited: AtomicU32,
     /// Total failures reported (passive health input), for statistics.
     pub(crate) failures: AtomicU64,
     /// Failures in the current window (passive health).
@@ -94,8 +123,8 @@ impl Default for ServerState {
         // Make sure the epoch is fixed no later than the first state's creation.
         let _ = epoch();
         ServerState {
-            active: AtomicU32::new(0),
-            picks: AtomicU64::new(0),
+            shards: Default::default(),
+            limited: AtomicU32::new(0),
             failures: AtomicU64::new(0),
             window_fails: AtomicU32::new(0),
             window_start: AtomicU64::new(0),
@@ -110,12 +139,23 @@ impl Default for ServerState {
 impl ServerState {
     /// Connections/requests currently active on this server.
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Relaxed)
+        self.limited
+            .load(Ordering::Acquire)
+            .wrapping_add(self.sharded_active())
+    }
+
+    /// Active guards counted in the per-thread shards.
+    fn sharded_active(&self) -> u32 {
+        self.shards.iter().fold(0u32, |n, s| {
+            n.wrapping_add(s.active.load(Ordering::Acquire))
+        })
     }
 
     /// Total times this server was picked.
     pub fn picks(&self) -> u64 {
-        self.picks.load(Ordering::Relaxed)
+        self.shards
+            .iter()
+            .fold(0u64, |n, s| n.wrapping_add(s.picks.load(Ordering::Relaxed)))
     }
 
     /// Total failures reported for this server.
@@ -180,26 +220,38 @@ impl ServerState {
 
     /// Take one active slot, respecting `max_conns` (0 = unlimited). `None` when full.
     pub(crate) fn try_acquire(self: &Arc<Self>, max_conns: u32) -> Option<ActiveGuard> {
-        if max_conns == 0 {
-            self.active.fetch_add(1, Ordering::AcqRel);
+        let shard = shard();
+        let slot = if max_conns == 0 {
+            self.shards[shard].active.fetch_add(1, Ordering::AcqRel);
+            Slot::Shard(shard)
         } else {
-            self.active
+            self.limited
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
-                    (a < max_conns).then_some(a + 1)
+                    (a.wrapping_add(self.sharded_active()) < max_conns).then_some(a + 1)
                 })
                 .ok()?;
-        }
-        self.picks.fetch_add(1, Ordering::Relaxed);
+            Slot::Limited
+        };
+        self.shards[shard].picks.fetch_add(1, Ordering::Relaxed);
         Some(ActiveGuard {
             state: Arc::clone(self),
+            slot,
         })
     }
+}
+
+/// Which counter an [`ActiveGuard`] took its count from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Shard(usize),
+    Limited,
 }
 
 /// Counts one active connection/request on a server until dropped. `Send + Sync`.
 #[derive(Debug)]
 pub struct ActiveGuard {
     state: Arc<ServerState>,
+    slot: Slot,
 }
 
 impl ActiveGuard {
@@ -211,7 +263,10 @@ impl ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.state.active.fetch_sub(1, Ordering::AcqRel);
+        match self.slot {
+            Slot::Shard(i) => self.state.shards[i].active.fetch_sub(1, Ordering::AcqRel),
+            Slot::Limited => self.state.limited.fetch_sub(1, Ordering::AcqRel),
+        };
     }
 }
 
@@ -335,6 +390,39 @@ mod tests {
         drop((g2, g3));
         assert_eq!(s.active(), 0);
         assert_eq!(s.picks(), 3);
+    }
+
+    #[test]
+    fn sharded_counts_add_up_across_threads() {
+        let s = Arc::new(ServerState::default());
+        // Guards taken on several threads (several shards), some dropped on another thread.
+        let guards: Vec<ActiveGuard> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..SHARDS + 2)
+                .map(|_| {
+                    let s = Arc::clone(&s);
+                    scope.spawn(move || {
+                        (0..10)
+                            .map(|_| s.try_acquire(0).expect("unlimited"))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let n = u32::try_from(guards.len()).expect("small");
+        assert_eq!(s.active(), n);
+        assert_eq!(s.picks(), u64::from(n));
+        // A limited acquire sees the sharded guards too.
+        assert!(s.try_acquire(n).is_none(), "limit counts every guard");
+        let limited = s.try_acquire(n + 1).expect("one slot left");
+        assert_eq!(s.active(), n + 1);
+        drop(guards);
+        assert_eq!(s.active(), 1);
+        drop(limited);
+        assert_eq!(s.active(), 0);
     }
 
     #[test]

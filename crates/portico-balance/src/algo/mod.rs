@@ -10,11 +10,13 @@ pub(crate) mod least_conn;
 pub(crate) mod random_two;
 pub(crate) mod round_robin;
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::health::FULL;
+use crate::state::{SHARDS, shard};
 use crate::{AdminState, Member};
 
 /// Longest precomputed smooth-WRR period; larger weight sums are scaled down to fit.
@@ -67,29 +69,45 @@ pub(crate) fn ip_octets(ip: IpAddr) -> ([u8; 16], usize) {
     }
 }
 
-/// Counters shared by all picks of a pool (the only mutable pick-path state of a pool).
+/// One thread's round-robin ticket and random generator, alone on its cache lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct CounterShard {
+    /// Round-robin position.
+    ticket: AtomicU64,
+    /// State of a splitmix64 generator.
+    rng: AtomicU64,
+}
+
+/// Counters shared by all picks of a pool (the only mutable pick-path state of a pool),
+/// sharded per thread like the server counters ([`crate::state::shard`]): each worker walks
+/// the smooth-WRR period with its own ticket (as each nginx worker does) and draws from its
+/// own generator, so picks on different workers never write the same cache line.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    /// Round-robin position.
-    pub ticket: AtomicU64,
-    /// State of a splitmix64 generator.
-    pub rng: AtomicU64,
+    shards: [CounterShard; SHARDS],
 }
 
 impl Counters {
     pub(crate) fn new(seed: u64) -> Counters {
         Counters {
-            ticket: AtomicU64::new(0),
-            rng: AtomicU64::new(seed),
+            shards: std::array::from_fn(|i| CounterShard {
+                ticket: AtomicU64::new(0),
+                rng: AtomicU64::new(splitmix64(seed ^ i as u64)),
+            }),
         }
     }
 
     pub(crate) fn next_ticket(&self) -> u64 {
-        self.ticket.fetch_add(1, Ordering::Relaxed)
+        self.shards[shard()].ticket.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn next_random(&self) -> u64 {
-        splitmix64(self.rng.fetch_add(GOLDEN, Ordering::Relaxed))
+        splitmix64(
+            self.shards[shard()]
+                .rng
+                .fetch_add(GOLDEN, Ordering::Relaxed),
+        )
     }
 }
 
@@ -109,12 +127,38 @@ pub(crate) fn below(x: u64, n: usize) -> usize {
     (x % n as u64) as usize
 }
 
+/// The clock of one pick: a given instant (the `_at` variants), or read on first use, so a
+/// pick over servers that were never ejected and are not ramping up reads no clock.
+#[derive(Debug)]
+pub(crate) struct Now(Cell<Option<Instant>>);
+
+impl Now {
+    pub(crate) fn fixed(now: Instant) -> Now {
+        Now(Cell::new(Some(now)))
+    }
+
+    pub(crate) fn lazy() -> Now {
+        Now(Cell::new(None))
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        match self.0.get() {
+            Some(now) => now,
+            None => {
+                let now = Instant::now();
+                self.0.set(Some(now));
+                now
+            }
+        }
+    }
+}
+
 /// What one pick may use: which members are usable and their effective weights.
 #[derive(Debug)]
 pub(crate) struct Ctx<'a> {
     pub members: &'a [Member],
     pub tried: &'a [usize],
-    pub now: Instant,
+    pub now: &'a Now,
     /// Ignore passive-health ejections (the all-failed fallback).
     pub ignore_passive: bool,
     pub slow_start: Duration,
@@ -130,14 +174,25 @@ impl Ctx<'_> {
             && m.state.admin_state() == AdminState::Enabled
             && !self.tried.contains(&i)
             && (m.spec.max_conns == 0 || m.state.active() < m.spec.max_conns)
-            && (self.ignore_passive || !m.state.is_failed_at(self.now))
+            && (self.ignore_passive || !self.failed(i))
+    }
+
+    /// Whether passive health keeps member `i` out (the clock is read only for a member that
+    /// was ever ejected).
+    fn failed(&self, i: usize) -> bool {
+        let state = &self.members[i].state;
+        state.down_until.load(Ordering::Acquire) != 0 && state.is_failed_at(self.now.get())
     }
 
     /// Slow-start share of member `i`, in thousandths.
     pub(crate) fn factor(&self, i: usize) -> u64 {
-        self.members[i]
-            .state
-            .slow_start_factor(self.slow_start, self.now)
+        let state = &self.members[i].state;
+        // Without slow start, or for a server that never recovered, the share is full
+        // whatever the time: no clock read.
+        if self.slow_start.is_zero() || state.recovered_at.load(Ordering::Acquire) == 0 {
+            return FULL;
+        }
+        state.slow_start_factor(self.slow_start, self.now.get())
     }
 
     /// Configured weight times the slow-start share.
