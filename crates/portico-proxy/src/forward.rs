@@ -42,28 +42,53 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Whether any hop-by-hop header is present: one pass over the names, no hashing, so the
-/// common case (none) costs a few compares.
-fn has_hop_by_hop(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
-        *name == CONNECTION
-            || *name == TE
-            || *name == TRAILER
-            || *name == TRANSFER_ENCODING
-            || *name == UPGRADE
-            || *name == KEEP_ALIVE
-            || *name == PROXY_CONNECTION
-            || *name == EXPECT
-    })
+// Hop-by-hop headers as bits, so one pass over the names tells which are present.
+const H_CONNECTION: u8 = 1;
+const H_TE: u8 = 1 << 1;
+const H_TRAILER: u8 = 1 << 2;
+const H_TRANSFER_ENCODING: u8 = 1 << 3;
+const H_UPGRADE: u8 = 1 << 4;
+const H_KEEP_ALIVE: u8 = 1 << 5;
+const H_PROXY_CONNECTION: u8 = 1 << 6;
+const H_EXPECT: u8 = 1 << 7;
+
+/// Which hop-by-hop headers are present: one pass over the names, no hashing, so the
+/// common cases (none, or only `Connection`) cost a few compares per header.
+fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
+    let mut present = 0;
+    for name in headers.keys() {
+        present |= if *name == CONNECTION {
+            H_CONNECTION
+        } else if *name == TE {
+            H_TE
+        } else if *name == TRAILER {
+            H_TRAILER
+        } else if *name == TRANSFER_ENCODING {
+            H_TRANSFER_ENCODING
+        } else if *name == UPGRADE {
+            H_UPGRADE
+        } else if *name == KEEP_ALIVE {
+            H_KEEP_ALIVE
+        } else if *name == PROXY_CONNECTION {
+            H_PROXY_CONNECTION
+        } else if *name == EXPECT {
+            H_EXPECT
+        } else {
+            0
+        };
+    }
+    present
 }
 
 /// Remove hop-by-hop headers (and the ones `Connection` names). With `keep_upgrade`,
-/// `Upgrade` stays and `Connection` becomes `upgrade`.
+/// `Upgrade` stays and `Connection` becomes `upgrade`. Only the headers present are
+/// removed (each removal hashes the name).
 pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if !keep_upgrade && !has_hop_by_hop(headers) {
+    let present = hop_by_hop_present(headers);
+    if !keep_upgrade && present == 0 {
         return;
     }
-    if headers.contains_key(CONNECTION) {
+    if present & H_CONNECTION != 0 {
         let mut named: Vec<HeaderName> = Vec::new();
         for value in headers.get_all(CONNECTION) {
             for token in value.as_bytes().split(|&b| b == b',') {
@@ -87,15 +112,27 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         headers.remove(CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(TE);
-    headers.remove(TRAILER);
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(EXPECT);
+    if present & H_KEEP_ALIVE != 0 {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if present & H_PROXY_CONNECTION != 0 {
+        headers.remove(&PROXY_CONNECTION);
+    }
+    if present & H_TE != 0 {
+        headers.remove(TE);
+    }
+    if present & H_TRAILER != 0 {
+        headers.remove(TRAILER);
+    }
+    if present & H_TRANSFER_ENCODING != 0 {
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if present & H_EXPECT != 0 {
+        headers.remove(EXPECT);
+    }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & H_UPGRADE != 0 {
         headers.remove(UPGRADE);
     }
 }
@@ -247,6 +284,24 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "example.com");
         assert_eq!(h["x-set"], "v");
         assert_eq!(p.uri, "/a?b=1");
+    }
+
+    #[test]
+    fn response_drops_connection_and_the_headers_it_names_only() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-hop"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("content-length", HeaderValue::from_static("5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        drop_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["content-length"], "5");
+
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        drop_hop_by_hop(&mut h, true);
+        assert_eq!(h[UPGRADE], "websocket");
+        assert_eq!(h[CONNECTION], "upgrade");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -26,10 +27,59 @@ struct Idle {
     since: Instant,
 }
 
+/// A cheap hasher for the pool's keys: server addresses from the config (not chosen by
+/// clients, so no flooding concern). The default SipHash costs ~200 instructions a lookup,
+/// and a request does two (take, put).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Final avalanche so that the table's low bits depend on every input bit.
+        let mut z = self.0;
+        z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        z ^ (z >> 33)
+    }
+}
+
+impl AddrHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
 /// Idle connections by server address.
 #[derive(Default)]
 pub(crate) struct ConnPool {
-    idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>>>,
+    idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>>,
 }
 
 impl std::fmt::Debug for ConnPool {
@@ -91,5 +141,28 @@ pub(crate) async fn sweeper(worker: Rc<Worker>) {
     loop {
         tick.tick().await;
         worker.pool.sweep(Instant::now(), IDLE_TIMEOUT);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn addr_hasher_spreads_ports_and_addresses() {
+        let build = BuildHasherDefault::<AddrHasher>::default();
+        let mut seen = std::collections::HashSet::new();
+        for ip in 1..=4u8 {
+            for port in 8000..8064u16 {
+                let addr = SocketAddr::from(([10, 0, 0, ip], port));
+                seen.insert(build.hash_one(addr) & 0xffff);
+            }
+        }
+        // 256 keys into 65536 buckets: a good hash has very few collisions.
+        assert!(seen.len() > 250, "{} distinct", seen.len());
+        let v6: SocketAddr = "[::1]:8000".parse().expect("addr");
+        let v4: SocketAddr = "127.0.0.1:8000".parse().expect("addr");
+        assert_ne!(build.hash_one(v6), build.hash_one(v4));
     }
 }

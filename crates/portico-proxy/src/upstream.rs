@@ -189,6 +189,7 @@ async fn try_proxy(
             &mut request,
             &template,
             &progress,
+            log.is_some(),
         )
         .await;
         match outcome {
@@ -196,7 +197,7 @@ async fn try_proxy(
                 entry.pool.report_success(index);
                 if let Some(log) = log.as_deref_mut() {
                     log.upstream_addr = Some(addr);
-                    log.upstream_time = Some(upstream_time);
+                    log.upstream_time = upstream_time;
                     // Request body bytes forwarded by the time the response head arrived.
                     log.bytes_received = progress.as_ref().map_or(0, |p| p.received.get());
                 }
@@ -224,7 +225,8 @@ async fn try_proxy(
 }
 
 /// One server: pooled connection (a stale one is replaced by a fresh one, not counted as a
-/// failure), send, wait for the response head.
+/// failure), send, wait for the response head. The time to the head is measured only when
+/// `timed` (the access log wants it): a clock read is not free.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     ctx: &Rc<ConnCtx>,
@@ -235,10 +237,11 @@ async fn attempt(
     request: &mut Option<Request<ReqBody>>,
     template: &Option<Template>,
     progress: &Option<Rc<BodyProgress>>,
-) -> Result<(Response<RespBody>, Duration), ProxyError> {
+    timed: bool,
+) -> Result<(Response<RespBody>, Option<Duration>), ProxyError> {
     let worker = &ctx.worker;
     let cfg = &entry.config;
-    let started = Instant::now();
+    let started = timed.then(Instant::now);
     loop {
         let (mut sender, reused) = match worker.pool.take(addr) {
             Some(s) => (s, true),
@@ -263,7 +266,7 @@ async fn attempt(
         let result = wait_head(sent, addr, route.read_timeout, cfg.send_timeout, progress).await;
         match result {
             Ok(resp) => {
-                let upstream_time = started.elapsed();
+                let upstream_time = started.map(|s| s.elapsed());
                 let (mut parts, mut body) = resp.into_parts();
                 let held = match progress {
                     Some(p) if p.undeclared && route.max_body > 0 && !p.done.get() => {
