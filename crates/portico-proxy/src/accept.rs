@@ -10,38 +10,19 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
 use crate::error::ProxyError;
 use crate::worker::{RunState, Worker};
 
-/// Bind `threads` sockets to `addr` with `SO_REUSEPORT`. Returns them and the bound address.
+/// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
+/// also refuses an address another process already listens on). Returns them and the bound
+/// address.
 pub(crate) fn bind_group(
     addr: SocketAddr,
     threads: usize,
 ) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
-    let err = |source| ProxyError::Bind { addr, source };
-    let first = bind_one(addr).map_err(err)?;
-    let bound = first.local_addr().map_err(err)?;
-    let mut sockets = vec![first];
-    for _ in 1..threads {
-        sockets.push(bind_one(bound).map_err(err)?);
-    }
-    Ok((sockets, bound))
-}
-
-fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
+    portico_net::bind_group(addr, threads).map_err(|source| ProxyError::Bind { addr, source })
 }
 
 /// Accept connections on one listener until the server stops accepting.

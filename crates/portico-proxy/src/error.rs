@@ -28,7 +28,8 @@ pub enum Side {
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// A listener address could not be bound (start-up).
-    #[error("cannot listen on {addr}: {source}")]
+    /// The cause is the error's `source()` (printed by the binary's error chain).
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]

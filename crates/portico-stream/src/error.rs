@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 /// Start-up failures; the binary maps them to exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("cannot listen on {addr}: {source}")]
+    /// The cause is the error's `source()` (printed by the binary's error chain).
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use portico_balance::Registry;
 use portico_config::Config;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -107,10 +106,13 @@ impl StreamServer {
         let mut bound = Vec::new();
         for (s, rt) in config.streams.iter().zip(&snapshot.streams) {
             for &addr in &s.listen {
-                let l = bind(addr).map_err(|source| StreamError::Bind { addr, source })?;
-                let actual = l
-                    .local_addr()
+                // One socket: the streams plane runs a single worker thread.
+                let (mut group, actual) = portico_net::bind_group(addr, 1)
                     .map_err(|source| StreamError::Bind { addr, source })?;
+                let l = group.pop().ok_or_else(|| StreamError::Bind {
+                    addr,
+                    source: std::io::Error::other("no socket was bound"),
+                })?;
                 bound.push((addr, actual));
                 listeners.push((l, actual, Arc::clone(rt)));
             }
@@ -158,19 +160,6 @@ impl StreamServer {
             alive: Some(alive),
         })
     }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// The runtime's main task: accept until told to stop, then drain within the grace period.

@@ -214,8 +214,6 @@ fn demo_prints_urls_that_answer_and_stops_on_sigterm() {
 /// second instance must fail (exit 2) instead of silently sharing the port with the first
 /// through SO_REUSEPORT and splitting traffic between two configs.
 #[test]
-#[ignore = "known bug (proxy listeners): a second instance shares the port via SO_REUSEPORT \
-            and keeps running; enable when fixed"]
 fn second_instance_on_the_same_port_exits_2() {
     let dir = TempDir::new("cli-twice");
     let backend = local(free_port());
