@@ -17,7 +17,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -113,19 +114,38 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// What is needed to send the same body-less request again.
+/// What is needed to send the same body-less request again. The headers are kept as a flat
+/// list (one allocation; cloning the `HeaderMap` also copies its hash index, and this copy is
+/// made for every idempotent request but used only on a retry); the map is rebuilt, in the
+/// same order, only when a retry happens.
 struct Template {
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Template {
+    fn new(parts: &http::request::Parts) -> Template {
+        let mut headers = Vec::with_capacity(parts.headers.len());
+        for (n, v) in &parts.headers {
+            headers.push((n.clone(), v.clone()));
+        }
+        Template {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers,
+        }
+    }
+
     fn build(&self) -> Request<ReqBody> {
         let mut req = Request::new(ReqBody::Empty);
         *req.method_mut() = self.method.clone();
         *req.uri_mut() = self.uri.clone();
-        *req.headers_mut() = self.headers.clone();
+        let map = req.headers_mut();
+        map.reserve(self.headers.len());
+        for (n, v) in &self.headers {
+            map.append(n.clone(), v.clone());
+        }
         req
     }
 }
@@ -146,11 +166,7 @@ async fn try_proxy(
     let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let progress = has_body.then(|| BodyProgress::new(undeclared));
-    let template = (!has_body && is_idempotent(&parts.method)).then(|| Template {
-        method: parts.method.clone(),
-        uri: parts.uri.clone(),
-        headers: parts.headers.clone(),
-    });
+    let template = (!has_body && is_idempotent(&parts.method)).then(|| Template::new(&parts));
     let req_body = match &progress {
         Some(p) => ReqBody::Stream {
             inner: body,
