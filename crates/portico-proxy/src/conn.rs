@@ -11,7 +11,7 @@
 //!
 //! One lazily re-armed timer per connection checks these; it is never reset per request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -44,9 +44,32 @@ pub(crate) struct ConnCtx {
     clock: Arc<HeadClock>,
     served: Cell<u64>,
     idle_since: Cell<Instant>,
+    /// The upstream response-head timer, reused by the connection's requests (one at a
+    /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
+    head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
 }
 
 impl ConnCtx {
+    /// A timer that fires `timeout` from now: the connection's reusable one when free (its
+    /// deadline only moves later, which tokio does without touching the timer wheel; the
+    /// old deadline, if ever reached, finds the new one and is rescheduled without a
+    /// wake-up), else a new one. Give it back with [`ConnCtx::put_head_timer`].
+    pub fn take_head_timer(&self, timeout: Duration) -> Pin<Box<tokio::time::Sleep>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.head_timer.borrow_mut().take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keep `timer` for the connection's next request.
+    pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        *self.head_timer.borrow_mut() = Some(timer);
+    }
+
     fn new(worker: Rc<Worker>, peer: SocketAddr, listener: usize) -> ConnCtx {
         worker.live.set(worker.live.get() + 1);
         let now = Instant::now();
@@ -65,6 +88,7 @@ impl ConnCtx {
             }),
             served: Cell::new(0),
             idle_since: Cell::new(now),
+            head_timer: RefCell::new(None),
         }
     }
 

@@ -279,7 +279,7 @@ async fn attempt(
             },
         };
         let sent = sender.try_send_request(req);
-        let result = wait_head(sent, addr, route.read_timeout, cfg.send_timeout, progress).await;
+        let result = wait_head(ctx, sent, route.read_timeout, cfg.send_timeout, progress).await;
         match result {
             Ok(resp) => {
                 let upstream_time = started.map(|s| s.elapsed());
@@ -386,21 +386,29 @@ enum Failure {
 
 /// Wait for the response head: `read_timeout` after the request body is done, and at most
 /// `send_timeout` between two reads of a request body that is still streaming.
+///
+/// Without a request body, the timer is the client connection's reusable head timer
+/// ([`ConnCtx::take_head_timer`]): moving its deadline later is one atomic store in tokio,
+/// where a fresh timer per request costs a timer-wheel insert and removal.
 async fn wait_head(
+    ctx: &ConnCtx,
     sent: impl std::future::Future<
         Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>>,
     >,
-    _addr: SocketAddr,
     read_timeout: Duration,
     send_timeout: Duration,
     progress: &Option<Rc<BodyProgress>>,
 ) -> Result<Response<Incoming>, Failure> {
     tokio::pin!(sent);
     let Some(progress) = progress else {
-        return match tokio::time::timeout(read_timeout, sent).await {
-            Ok(r) => r.map_err(|e| Failure::Hyper(Box::new(e))),
-            Err(_) => Err(Failure::Timeout),
+        let mut timer = ctx.take_head_timer(read_timeout);
+        let result = tokio::select! {
+            biased;
+            r = &mut sent => r.map_err(|e| Failure::Hyper(Box::new(e))),
+            _ = timer.as_mut() => Err(Failure::Timeout),
         };
+        ctx.put_head_timer(timer);
+        return result;
     };
     let sleep = tokio::time::sleep(send_timeout.min(read_timeout));
     tokio::pin!(sleep);
