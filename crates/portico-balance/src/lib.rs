@@ -28,9 +28,11 @@
 //! for slow start. The [`Registry`] maps each [`ServerId`] to its `Arc<ServerState>`; a pool
 //! built for a reloaded config gets the same `Arc`s, so nothing resets on reload. Each pool
 //! keeps its own immutable tables (members, tiers, the round-robin period) plus two atomic
-//! counters (round-robin ticket, random generator). The per-request counters (active, picks,
-//! ticket, generator) are sharded per thread on separate cache lines, so workers picking at
-//! the same time never write the same line; readers sum the shards. All times are [`std::time::Instant`]s;
+//! counters (round-robin ticket, random generator). The per-server request counters (active,
+//! picks) and the random generators are sharded per thread on separate cache lines, so
+//! workers picking at the same time do not write the same line (readers sum the shards);
+//! the round-robin ticket is one counter per pool, alone on its line, so shares stay exact
+//! across workers. All times are [`std::time::Instant`]s;
 //! every time-dependent call has an `_at(now)` variant for tests with a virtual clock.
 //!
 //! # Which servers a pick may use
