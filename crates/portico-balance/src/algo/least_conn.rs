@@ -23,16 +23,9 @@ pub(crate) fn choose(tier: &Tier, ctx: &Ctx<'_>) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use crate::algo::testutil::weighted;
-    use crate::{PickKey, Picked, Pool, Registry};
+    use crate::algo::testutil::{key, weighted};
+    use crate::{Picked, Pool, Registry};
     use portico_config::Balance;
-
-    fn key() -> PickKey<'static> {
-        PickKey {
-            client_ip: "127.0.0.1".parse().expect("ip"),
-            hash: None,
-        }
-    }
 
     #[test]
     fn idle_pool_follows_weights_like_round_robin() {

@@ -246,6 +246,14 @@ pub(crate) fn draw(tier: &Tier, ctx: &Ctx<'_>, first: u64) -> Option<usize> {
 pub(crate) mod testutil {
     //! Helpers for algorithm and pool tests.
 
+    /// A pick key for one fixed client and no hash input.
+    pub(crate) fn key() -> crate::PickKey<'static> {
+        crate::PickKey {
+            client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            hash: None,
+        }
+    }
+
     use std::time::Duration;
 
     use portico_config::{Balance, HashKey, ServerAddr, ServerSpec, Upstream};
