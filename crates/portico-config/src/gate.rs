@@ -2,7 +2,7 @@
 //!
 //! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
 //! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
-//! the parsers already read `tls` and `ws_ping` into the model. For the sections
+//! the parsers already read `tls` into the model. For the sections
 //! `acme` and `cluster`, enabling also needs a section parser in `lib.rs`.
 
 /// Where a key appears. Also names the key set in "unknown key" messages.
@@ -59,11 +59,6 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
         scope: Scope::Site,
         key: "hsts",
         hint: "it goes with `tls`: the Strict-Transport-Security header",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "ws_ping",
-        hint: "WebSocket keep-alive pings come later; `read_timeout` bounds an idle WebSocket now",
     },
     Gated {
         scope: Scope::Root,

@@ -108,6 +108,15 @@ pub(crate) fn route(
                 response_headers: headers(ctx, t, "response_headers"),
                 ws_ping: ctx.opt_positive_duration(t, "ws_ping"),
             };
+            if !proxy.websocket
+                && let Some((k, _)) = t.get_key_value("ws_ping")
+            {
+                ctx.err(
+                    &k.span(),
+                    "`ws_ping` needs `websocket = true` on the route",
+                    Some("it pings the two sides of a proxied WebSocket".into()),
+                );
+            }
             Action::Proxy(proxy)
         }
         "root" => {

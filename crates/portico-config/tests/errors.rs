@@ -385,7 +385,6 @@ fn gated_keys_are_not_supported_yet() {
         (10, "http_redirect"),
         (11, "http_listen"),
         (12, "hsts"),
-        (16, "ws_ping"),
         (21, "cluster"),
     ];
     assert_eq!(d.len(), expected.len(), "{d:#?}");
@@ -536,5 +535,33 @@ fn vrrp_duplicates_name_both_places() {
     assert_eq!(
         d,
         "t.toml:9:8: vrid 7 on `eth0` is already used at t.toml:4:8\n  hint: each instance on an interface needs its own vrid"
+    );
+}
+
+#[test]
+fn ws_ping_is_a_positive_duration_on_a_websocket_route() {
+    let route = |opts: &str| {
+        format!(
+            "[upstreams.app]\nservers = [\"127.0.0.1:1\"]\n[[sites]]\nlisten = [\"127.0.0.1:80\"]\n\
+             [[sites.routes]]\npath = \"/\"\nproxy = \"app\"\n{opts}\n"
+        )
+    };
+    assert!(diags(&route("ws_ping = \"20s\"")).is_empty());
+    let d = one(&route("ws_ping = \"0s\""));
+    assert!(d.starts_with("t.toml:8:"), "{d}");
+    let d = one(&route("ws_ping = 30"));
+    assert!(d.starts_with("t.toml:8:"), "{d}");
+    let d = one(&route("websocket = false\nws_ping = \"20s\""));
+    assert!(
+        d.starts_with("t.toml:9:1: `ws_ping` needs `websocket = true`"),
+        "{d}"
+    );
+    let d = one(&format!(
+        "{}[[sites.routes]]\npath = \"/s\"\nrespond = \"x\"\nws_ping = \"1s\"\n",
+        route("")
+    ));
+    assert!(
+        d.contains("`ws_ping` does not apply to a `respond` route"),
+        "{d}"
     );
 }
