@@ -2,14 +2,15 @@
 //!
 //! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
 //! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
-//! the parsers already read `tls` into the model. For the sections
-//! `acme` and `cluster`, enabling also needs a section parser in `lib.rs`.
+//! the parsers already read `tls` into the model. For the section
+//! `cluster`, enabling also needs a section parser in `lib.rs`.
 
 /// Where a key appears. Also names the key set in "unknown key" messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scope {
     Root,
     Server,
+    Acme,
     Admin,
     Upstream,
     UpstreamTls,
@@ -59,11 +60,6 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
         scope: Scope::Site,
         key: "hsts",
         hint: "it goes with `tls`: the Strict-Transport-Security header",
-    },
-    Gated {
-        scope: Scope::Root,
-        key: "acme",
-        hint: "automatic certificates (ACME) come later",
     },
     Gated {
         scope: Scope::Root,

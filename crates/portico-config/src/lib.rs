@@ -12,6 +12,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod acme;
 mod error;
 mod gate;
 pub mod model;
@@ -98,6 +99,9 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
     let server = server::server(ctx, server_t);
     let admin_t = ctx.table(root, "admin").map(|(t, _)| t);
     let admin = server::admin(ctx, admin_t);
+    let acme = ctx
+        .table(root, "acme")
+        .and_then(|(t, span)| acme::acme(ctx, t, &span));
 
     let mut upstreams = BTreeMap::new();
     let mut upstream_spans = BTreeMap::new();
@@ -161,7 +165,9 @@ fn walk_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>) -> Config {
         sites,
         streams,
         vrrp,
+        acme,
     };
+    acme::check_sites(ctx, root, root.contains_key("acme"));
     validate::cross_check(ctx, &config, &site_spans, &stream_spans, &vrrp_spans);
     stream::health_defaults(root, &mut config);
     config

@@ -30,6 +30,8 @@ pub struct Config {
     pub streams: Vec<Stream>,
     /// VRRP instances in file order.
     pub vrrp: Vec<VrrpInstance>,
+    /// `[acme]`; present whenever a site has `tls = "acme"`.
+    pub acme: Option<Acme>,
 }
 
 /// `[server]`: process-wide settings.
@@ -403,4 +405,46 @@ pub enum VrrpTrackKind {
     Upstream(String),
     /// keepalived semantics: exit 0 = ok. Path resolved against the config folder.
     Script { path: PathBuf, interval: Duration },
+}
+
+/// `[acme]`: automatic certificates for `tls = "acme"` sites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// The account contact, a plain address (`mailto:` is added when registering).
+    pub email: String,
+    pub directory: AcmeDirectory,
+    /// Extra root CA (PEM) trusted for the directory's own HTTPS; resolved against the
+    /// config folder.
+    pub directory_ca: Option<PathBuf>,
+    pub challenge: AcmeChallenge,
+    /// Renew when less than this is left (or a third of the lifetime, whichever is sooner).
+    pub renew_before: Duration,
+    pub key_type: AcmeKeyType,
+}
+
+/// `directory = ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcmeDirectory {
+    /// `"letsencrypt"` (the default).
+    LetsEncrypt,
+    /// `"letsencrypt-staging"`.
+    LetsEncryptStaging,
+    /// An `https://` directory URL, as written.
+    Url(String),
+}
+
+/// `challenge = ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// `"http-01"`: answered by the sites' plain-HTTP side (`http_listen`).
+    Http01,
+    /// `"tls-alpn-01"`: answered by the TLS listener (ALPN `acme-tls/1`).
+    TlsAlpn01,
+}
+
+/// `key_type = ...`: the key of issued certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeKeyType {
+    EcdsaP256,
+    Rsa2048,
 }

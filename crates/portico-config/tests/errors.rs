@@ -374,18 +374,17 @@ fn every_problem_is_reported_not_just_the_first() {
 fn gated_keys_are_not_supported_yet() {
     let text = "[acme]\nemail = \"a@b.c\"\n\
                 [upstreams.app]\nservers = [\"127.0.0.1:1\"]\ntls = { verify = false }\nhealth = { type = \"tcp\" }\n\
-                [[sites]]\nlisten = [\"127.0.0.1:443\"]\ntls = \"acme\"\nhttp_redirect = true\nhttp_listen = [\"127.0.0.1:80\"]\nhsts = \"max-age=1\"\n\
+                [[sites]]\nlisten = [\"127.0.0.1:443\"]\nhosts = [\"a.example.test\"]\ntls = \"acme\"\nhttp_redirect = true\nhttp_listen = [\"127.0.0.1:80\"]\nhsts = \"max-age=1\"\n\
                 [[sites.routes]]\npath = \"/\"\nproxy = \"app\"\nws_ping = \"30s\"\n\
                 [[streams]]\nlisten = [\"127.0.0.1:1\"]\nupstream = \"app\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n[cluster]\nx = 1\n";
     let d = diags(text);
     let expected = [
-        (1, "acme"),
         (5, "tls"),
-        (9, "tls"),
-        (10, "http_redirect"),
-        (11, "http_listen"),
-        (12, "hsts"),
-        (21, "cluster"),
+        (10, "tls"),
+        (11, "http_redirect"),
+        (12, "http_listen"),
+        (13, "hsts"),
+        (22, "cluster"),
     ];
     assert_eq!(d.len(), expected.len(), "{d:#?}");
     for (got, (line, key)) in d.iter().zip(expected) {
