@@ -22,7 +22,7 @@ pub mod schedule;
 pub mod store;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -148,6 +148,49 @@ impl AcmeSettings {
             tuning: AcmeTuning::default(),
         }
     }
+
+    /// The settings of a config's `[acme]` section, `state_dir` from its `[server]` section;
+    /// `None` without `[acme]`. This is what `portico run` passes to
+    /// [`TlsRuntime::start`](crate::TlsRuntime::start):
+    ///
+    /// ```ignore
+    /// TlsRuntime::start(&config.sites, &config.base_dir, AcmeSettings::for_config(&config), http01)
+    /// ```
+    pub fn for_config(config: &portico_config::Config) -> Option<AcmeSettings> {
+        config
+            .acme
+            .as_ref()
+            .map(|acme| AcmeSettings::from_config(acme, &config.server.state_dir))
+    }
+
+    /// The settings of one `[acme]` section (paths in it are already resolved against the
+    /// config folder) with certificates and the account kept under `state_dir`. Default
+    /// timing ([`AcmeTuning::default`]).
+    pub fn from_config(acme: &portico_config::Acme, state_dir: &Path) -> AcmeSettings {
+        use portico_config::{AcmeChallenge, AcmeKeyType};
+        AcmeSettings {
+            email: acme.email.clone(),
+            directory: match &acme.directory {
+                portico_config::AcmeDirectory::LetsEncrypt => AcmeDirectory::LetsEncrypt,
+                portico_config::AcmeDirectory::LetsEncryptStaging => {
+                    AcmeDirectory::LetsEncryptStaging
+                }
+                portico_config::AcmeDirectory::Url(url) => AcmeDirectory::Url(url.clone()),
+            },
+            directory_ca: acme.directory_ca.clone(),
+            challenge: match acme.challenge {
+                AcmeChallenge::Http01 => ChallengeKind::Http01,
+                AcmeChallenge::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+            },
+            renew_before: acme.renew_before,
+            key_type: match acme.key_type {
+                AcmeKeyType::EcdsaP256 => KeyType::EcdsaP256,
+                AcmeKeyType::Rsa2048 => KeyType::Rsa2048,
+            },
+            state_dir: state_dir.to_path_buf(),
+            tuning: AcmeTuning::default(),
+        }
+    }
 }
 
 /// Pending HTTP-01 challenges: token -> key authorization. Cheap to clone and share with the
@@ -239,6 +282,50 @@ mod tests {
         assert_eq!(KeyType::parse("ecdsa-p256"), Some(KeyType::EcdsaP256));
         assert_eq!(KeyType::parse("rsa-2048"), Some(KeyType::Rsa2048));
         assert_eq!(KeyType::parse("rsa"), None);
+    }
+
+    #[test]
+    fn settings_from_the_config_section() {
+        let text = "[server]\nstate_dir = \"state\"\n[acme]\nemail = \"ops@example.test\"\n\
+                    directory = \"https://127.0.0.1:14000/dir\"\ndirectory_ca = \"ca.pem\"\n\
+                    challenge = \"tls-alpn-01\"\nrenew_before = \"10d\"\nkey_type = \"rsa-2048\"\n";
+        let config = portico_config::parse(text, Path::new("/etc/portico/p.toml")).unwrap();
+        let s = AcmeSettings::for_config(&config).unwrap();
+        assert_eq!(s.email, "ops@example.test");
+        assert_eq!(s.directory.url(), "https://127.0.0.1:14000/dir");
+        assert_eq!(
+            s.directory_ca.as_deref(),
+            Some(Path::new("/etc/portico/ca.pem"))
+        );
+        assert_eq!(s.challenge, ChallengeKind::TlsAlpn01);
+        assert_eq!(s.renew_before, Duration::from_secs(10 * 86_400));
+        assert_eq!(s.key_type, KeyType::Rsa2048);
+        assert_eq!(s.state_dir, Path::new("/etc/portico/state"));
+
+        let text = "[acme]\nemail = \"ops@example.test\"\n";
+        let config = portico_config::parse(text, Path::new("/etc/portico/p.toml")).unwrap();
+        let s = AcmeSettings::for_config(&config).unwrap();
+        let d = AcmeSettings::new("ops@example.test", "/etc/portico/portico-data");
+        assert_eq!(
+            (
+                s.directory,
+                s.directory_ca,
+                s.challenge,
+                s.renew_before,
+                s.key_type,
+                s.state_dir
+            ),
+            (
+                d.directory,
+                d.directory_ca,
+                d.challenge,
+                d.renew_before,
+                d.key_type,
+                d.state_dir
+            )
+        );
+        let none = portico_config::parse("", Path::new("p.toml")).unwrap();
+        assert!(AcmeSettings::for_config(&none).is_none());
     }
 
     #[test]
