@@ -25,11 +25,13 @@ pub(crate) fn bind_group(
     portico_net::bind_group(addr, threads).map_err(|source| ProxyError::Bind { addr, source })
 }
 
-/// Accept connections on one listener until the server stops accepting.
-pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index: usize) {
+/// Accept connections on one listener (`id`: its configured address) until the server
+/// stops accepting or a reload removes the listener (its trigger fires).
+pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: SocketAddr) {
     let mut state = worker.shared.state.subscribe();
+    let mut stop = worker.stop_watch_with(Some(id), None).await;
     loop {
-        if *state.borrow_and_update() != RunState::Running {
+        if *state.borrow_and_update() != RunState::Running || stop.state() != RunState::Running {
             return;
         }
         // The max_connections gate: wait for a slot before accepting.
@@ -39,13 +41,14 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, index
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = state.changed() => continue,
+            _ = stop.changed() => continue,
         };
         match accepted {
             Ok((stream, peer)) => {
                 worker.shared.connections.fetch_add(1, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
                 let w = worker.clone();
-                tokio::task::spawn_local(crate::conn::serve(w, stream, peer, index));
+                tokio::task::spawn_local(crate::conn::serve(w, stream, peer, id));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.

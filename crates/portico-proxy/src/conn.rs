@@ -35,8 +35,9 @@ use crate::worker::{RunState, Worker};
 pub(crate) struct ConnCtx {
     pub worker: Rc<Worker>,
     pub peer: SocketAddr,
-    /// Index of the listener (into `Snapshot::listeners`).
-    pub listener: usize,
+    /// The listener's identity: its configured address (stable across reloads; see
+    /// `Worker::snapshot_for`).
+    pub listener: SocketAddr,
     /// The client's IP as a header value, built once per connection.
     pub real_ip: HeaderValue,
     accepted: Instant,
@@ -70,7 +71,7 @@ impl ConnCtx {
         *self.head_timer.borrow_mut() = Some(timer);
     }
 
-    fn new(worker: Rc<Worker>, peer: SocketAddr, listener: usize) -> ConnCtx {
+    fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr) -> ConnCtx {
         worker.live.set(worker.live.get() + 1);
         let now = Instant::now();
         let real_ip = HeaderValue::from_str(&peer.ip().to_string())
@@ -147,13 +148,13 @@ pub(crate) async fn serve(
     worker: Rc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
-    listener: usize,
+    listener: SocketAddr,
 ) {
     let (header_timeout, keepalive_timeout) = {
         let snap = worker.snapshot();
         (snap.server.header_timeout, snap.server.keepalive_timeout)
     };
-    let mut stop = worker.stop_watch().await;
+    let mut stop = worker.stop_watch_with(Some(listener), None).await;
     let ctx = Rc::new(ConnCtx::new(worker, peer, listener));
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {

@@ -32,9 +32,14 @@ use crate::{forward, upstream, websocket};
 /// Serve one request of a client connection.
 pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
     let active = ActiveGuard::new(&ctx);
-    let snap = ctx.worker.snapshot();
+    let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
     let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
-    let listener = &snap.listeners[ctx.listener];
+    let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
+        // Only a connection whose listener a reload removed, after the hard cap.
+        let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
+        resp.body_mut().set_active(active);
+        return resp;
+    };
     let host = req
         .headers()
         .get(http::header::HOST)

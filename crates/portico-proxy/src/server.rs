@@ -5,24 +5,26 @@
 //! current-thread runtime per worker and starts the worker threads. Any failure is returned
 //! before anything serves. Stopping: [`RunningServer::shutdown`] (graceful, bounded by
 //! `server.shutdown_grace`) or [`RunningServer::stop_now`]; [`RunningServer::wait`] or
-//! [`RunningServer::closed`] wait for the workers.
+//! [`RunningServer::closed`] wait for the workers. [`RunningServer::reload`] (in
+//! `reload.rs`) applies a new config to the running server.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use portico_balance::Registry;
 use portico_config::Config;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::accept::bind_group;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
-use crate::worker::{RunState, Shared};
+use crate::worker::{Command, RunState, Shared};
 
 /// Starts the data plane.
 #[derive(Debug)]
@@ -31,11 +33,17 @@ pub struct Server;
 /// A started data plane: its bound addresses and its stop controls.
 #[derive(Debug)]
 pub struct RunningServer {
-    shared: Arc<Shared>,
-    bound: Vec<(SocketAddr, SocketAddr)>,
+    pub(crate) shared: Arc<Shared>,
+    /// `(configured, bound)` per listener, in the current snapshot's order.
+    pub(crate) bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     alive: watch::Receiver<usize>,
-    grace: std::time::Duration,
+    /// `server.shutdown_grace` of the current config.
+    pub(crate) grace: Mutex<Duration>,
+    /// One command channel per worker (reloads).
+    pub(crate) commands: Vec<mpsc::UnboundedSender<Command>>,
+    /// The config the running snapshot was built from; also serializes reloads.
+    pub(crate) config: Mutex<Arc<Config>>,
 }
 
 impl Server {
@@ -47,15 +55,15 @@ impl Server {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        // sockets[listener][worker]
-        let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+        // sockets[worker] = (listener identity, socket)
+        let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
             (0..threads).map(|_| Vec::new()).collect();
         let mut bound = Vec::with_capacity(snapshot.listeners.len());
-        for (index, listener) in snapshot.listeners.iter().enumerate() {
+        for listener in &snapshot.listeners {
             let (sockets, actual) = bind_group(listener.addr, threads)?;
             bound.push((listener.addr, actual));
             for (worker, socket) in sockets.into_iter().enumerate() {
-                per_worker[worker].push((index, socket));
+                per_worker[worker].push((listener.addr, socket));
             }
         }
         let access_log =
@@ -69,6 +77,8 @@ impl Server {
             max_connections: config.server.max_connections.max(1),
             slot_freed: Notify::new(),
             access_log,
+            retired: Mutex::new(HashMap::new()),
+            websockets: AtomicUsize::new(0),
         });
         let mut runtimes = Vec::with_capacity(threads);
         for _ in 0..threads {
@@ -81,13 +91,16 @@ impl Server {
         let (alive_tx, alive) = watch::channel(threads);
         let alive_tx = Arc::new(alive_tx);
         let mut handles = Vec::with_capacity(threads);
+        let mut commands = Vec::with_capacity(threads);
         for (i, (rt, listeners)) in runtimes.into_iter().zip(per_worker).enumerate() {
             let shared = shared.clone();
             let alive_tx = alive_tx.clone();
+            let (command_tx, command_rx) = mpsc::unbounded_channel();
+            commands.push(command_tx);
             let handle = std::thread::Builder::new()
                 .name(format!("portico-worker-{i}"))
                 .spawn(move || {
-                    crate::worker::run(rt, shared, listeners);
+                    crate::worker::run(rt, shared, listeners, command_rx);
                     alive_tx.send_modify(|n| *n = n.saturating_sub(1));
                 })
                 .map_err(ProxyError::Worker)?;
@@ -95,10 +108,12 @@ impl Server {
         }
         Ok(RunningServer {
             shared,
-            bound,
+            bound: Mutex::new(bound),
             threads: Mutex::new(handles),
             alive,
-            grace: config.server.shutdown_grace,
+            grace: Mutex::new(config.server.shutdown_grace),
+            commands,
+            config: Mutex::new(config),
         })
     }
 }
@@ -106,14 +121,14 @@ impl Server {
 impl RunningServer {
     /// `(address as configured, address actually bound)` for every listener.
     pub fn bound_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        self.bound.clone()
+        lock(&self.bound).clone()
     }
 
     /// Graceful stop: stop accepting, let requests in flight finish, close idle keep-alive
     /// connections, send WebSocket close 1001 to both sides; hard close after
     /// `server.shutdown_grace`.
     pub fn shutdown(&self) {
-        let deadline = Instant::now() + self.grace;
+        let deadline = Instant::now() + *lock(&self.grace);
         self.shared.state.send_if_modified(|s| {
             if *s == RunState::Running {
                 *s = RunState::Draining(deadline);
@@ -152,4 +167,9 @@ impl RunningServer {
             let _ = h.join();
         }
     }
+}
+
+/// Lock a mutex whose data stays consistent even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -126,6 +126,12 @@ pub(crate) struct UpstreamEntry {
 }
 
 impl Snapshot {
+    /// Index of the listener whose configured address is `id` (a listener's identity
+    /// across reloads; a connection keeps it, not an index that a reload may shift).
+    pub fn listener_index(&self, id: SocketAddr) -> Option<usize> {
+        self.listeners.iter().position(|l| l.addr == id)
+    }
+
     /// Compile `config`; resolves server names (blocking, start-up/reload only).
     pub fn build(config: &Arc<Config>, registry: &Registry) -> Result<Snapshot, ProxyError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());

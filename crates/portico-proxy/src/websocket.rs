@@ -16,6 +16,7 @@ use portico_balance::PickKey;
 use crate::bodies::{ReqBody, RespBody};
 use crate::body::Body;
 use crate::conn::ConnCtx;
+use crate::drain::WsTicket;
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{ProxyRoute, Snapshot};
@@ -131,12 +132,14 @@ async fn try_proxy(
     if let Some(log) = log.as_deref_mut() {
         log.status = 101;
     }
+    let ticket = WsTicket::new(&ctx.worker, entry.pool.members()[picked.index].id.clone());
     tokio::task::spawn_local(ws_pipe::run(
         ctx.clone(),
         on_client,
         on_upstream,
         route.read_timeout,
         picked,
+        ticket,
         log.take(),
     ));
     Ok(Response::from_parts(parts, RespBody::new(Body::Empty)))

@@ -4,21 +4,28 @@
 //! upstream keep-alive pool and its WebSocket copy buffer, so the request path takes no
 //! lock. What workers share is [`Shared`]: the published [`Snapshot`], the run state, and
 //! the connection count behind `max_connections`.
+//!
+//! A reload ([`crate::reload`]) publishes a new snapshot through the `ArcSwap` and sends each
+//! worker [`Command`]s: start accepting on a newly bound listener, stop one that was removed
+//! (its connections drain, see [`crate::drain`]), drain the WebSockets of removed servers.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use arc_swap::cache::Cache;
-use tokio::sync::{Notify, watch};
+use portico_balance::ServerId;
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::access_log::AccessLog;
+use crate::drain::{Trigger, WsRegistry, combine};
 use crate::pool::ConnPool;
 use crate::snapshot::Snapshot;
 
@@ -43,6 +50,33 @@ pub(crate) struct Shared {
     /// Signalled when a connection closes while the count was at the limit.
     pub slot_freed: Notify,
     pub access_log: AccessLog,
+    /// Listeners removed by a reload whose connections still drain, with the last snapshot
+    /// that had them and their hard-close deadline (locked only by requests on such
+    /// connections; pruned by the next reload).
+    pub retired: Mutex<HashMap<SocketAddr, (Arc<Snapshot>, Instant)>>,
+    /// WebSockets open over all workers.
+    pub websockets: AtomicUsize,
+}
+
+/// What a reload asks of each worker.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Start accepting on this worker's socket of a newly bound listener.
+    AddListener {
+        id: SocketAddr,
+        socket: std::net::TcpListener,
+    },
+    /// Stop accepting on a removed listener; its connections finish gracefully (requests
+    /// on them see `Shared::retired`, the last snapshot that had the listener) and are
+    /// closed at `deadline`.
+    RemoveListener { id: SocketAddr, deadline: Instant },
+    /// Send close 1001 to the WebSockets of these servers, spread over `window`, hard
+    /// close at `deadline`.
+    DrainServers {
+        servers: Arc<HashSet<ServerId>>,
+        window: Duration,
+        deadline: Instant,
+    },
 }
 
 /// Size of the per-worker WebSocket copy buffer.
@@ -69,25 +103,43 @@ pub(crate) struct Worker {
     run_state: Cell<RunState>,
     stop_wakers: RefCell<HashMap<u64, Waker>>,
     next_watch: Cell<u64>,
+    /// Drain trigger of every listener this worker accepts on, by configured address.
+    listeners: RefCell<HashMap<SocketAddr, Rc<Trigger>>>,
+    /// Live WebSockets by server (drained when a reload removes their server).
+    pub websockets: WsRegistry,
 }
 
 /// A task's subscription to its worker's run state (see [`Worker::stop_watch`]).
+/// The watched state is the strictest of the worker's, the task's listener's (removed by a
+/// reload) and the task's own trigger (a WebSocket whose server was removed).
 pub(crate) struct StopWatch {
     worker: Rc<Worker>,
     id: u64,
     seen: RunState,
+    listener: Option<Rc<Trigger>>,
+    own: Option<Rc<Trigger>>,
 }
 
 impl StopWatch {
     /// The state now.
     pub fn state(&self) -> RunState {
-        self.worker.run_state.get()
+        let mut state = self.worker.run_state.get();
+        if let Some(t) = &self.listener {
+            state = combine(state, t.state());
+        }
+        if let Some(t) = &self.own {
+            state = combine(state, t.state());
+        }
+        state
     }
 
     /// Resolves with the new state once it differs from the last one seen.
     pub async fn changed(&mut self) -> RunState {
-        poll_fn(|_| {
-            let now = self.worker.run_state.get();
+        poll_fn(|cx| {
+            if let Some(t) = &self.own {
+                t.register(cx.waker());
+            }
+            let now = self.state();
             if now == self.seen {
                 Poll::Pending
             } else {
@@ -128,28 +180,43 @@ impl Worker {
             run_state: Cell::new(RunState::Running),
             stop_wakers: RefCell::new(HashMap::new()),
             next_watch: Cell::new(0),
+            listeners: RefCell::new(HashMap::new()),
+            websockets: WsRegistry::default(),
         }
     }
 
-    /// Subscribe the calling task to run-state changes (registers its waker once).
-    pub async fn stop_watch(self: &Rc<Self>) -> StopWatch {
+    /// Subscribe the calling task to run-state changes (registers its waker once), also
+    /// following the drain of `listener` (removed by a reload) and the task's `own` trigger.
+    pub async fn stop_watch_with(
+        self: &Rc<Self>,
+        listener: Option<SocketAddr>,
+        own: Option<Rc<Trigger>>,
+    ) -> StopWatch {
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let id = self.next_watch.get();
         self.next_watch.set(id + 1);
         self.stop_wakers.borrow_mut().insert(id, waker);
+        let listener = listener.and_then(|l| self.listeners.borrow().get(&l).cloned());
         StopWatch {
             worker: self.clone(),
             id,
             seen: RunState::Running,
+            listener,
+            own,
+        }
+    }
+
+    /// Wake every task that watches the run state (after a listener trigger fired).
+    fn wake_all(&self) {
+        for waker in self.stop_wakers.borrow().values() {
+            waker.wake_by_ref();
         }
     }
 
     /// Publish a new run state to this worker's tasks.
     fn set_run_state(&self, state: RunState) {
         if self.run_state.replace(state) != state {
-            for waker in self.stop_wakers.borrow().values() {
-                waker.wake_by_ref();
-            }
+            self.wake_all();
         }
     }
 
@@ -164,27 +231,98 @@ impl Worker {
         }
         current.clone()
     }
+
+    /// The snapshot a request on `listener` runs against, and the listener's index in it:
+    /// the current one, or for a listener removed by a reload, the last one that had it.
+    #[allow(clippy::redundant_allocation)]
+    pub fn snapshot_for(&self, listener: SocketAddr) -> (Rc<Arc<Snapshot>>, Option<usize>) {
+        let snap = self.snapshot();
+        if let Some(i) = snap.listener_index(listener) {
+            return (snap, Some(i));
+        }
+        let retired = match self.shared.retired.lock() {
+            Ok(map) => map.get(&listener).map(|(s, _)| s.clone()),
+            Err(poisoned) => poisoned.into_inner().get(&listener).map(|(s, _)| s.clone()),
+        };
+        match retired {
+            Some(old) => {
+                let i = old.listener_index(listener);
+                (Rc::new(old), i)
+            }
+            None => (snap, None),
+        }
+    }
+
+    /// Start accepting on `socket` (the listener `id`).
+    fn add_listener(self: &Rc<Self>, id: SocketAddr, socket: std::net::TcpListener) {
+        match tokio::net::TcpListener::from_std(socket) {
+            Ok(l) => {
+                self.listeners.borrow_mut().insert(id, Trigger::new());
+                tokio::task::spawn_local(crate::accept::accept_loop(self.clone(), l, id));
+            }
+            Err(e) => tracing::error!(listen = %id, error = %e, "cannot register a listener"),
+        }
+    }
+
+    /// Apply one reload command.
+    fn apply(self: &Rc<Self>, command: Command) {
+        match command {
+            Command::AddListener { id, socket } => self.add_listener(id, socket),
+            Command::RemoveListener { id, deadline } => {
+                // The fired trigger stays registered until the cap, so that a connection
+                // accepted just before the accept loop saw it drains too.
+                let Some(trigger) = self.listeners.borrow().get(&id).cloned() else {
+                    return;
+                };
+                trigger.fire(RunState::Draining(deadline));
+                self.wake_all();
+                let worker = self.clone();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep_until(deadline.into()).await;
+                    trigger.fire(RunState::Stopped);
+                    worker.wake_all();
+                    let mut map = worker.listeners.borrow_mut();
+                    if map.get(&id).is_some_and(|t| Rc::ptr_eq(t, &trigger)) {
+                        map.remove(&id);
+                    }
+                });
+            }
+            Command::DrainServers {
+                servers,
+                window,
+                deadline,
+            } => {
+                let n = crate::drain::drain_websockets(
+                    self,
+                    &servers,
+                    Instant::now(),
+                    window,
+                    deadline,
+                );
+                if n > 0 {
+                    tracing::info!(websockets = n, "draining websockets of removed servers");
+                }
+            }
+        }
+    }
 }
 
 /// The body of one worker thread: serve `listeners` (index, socket) until stopped.
 pub(crate) fn run(
     runtime: tokio::runtime::Runtime,
     shared: Arc<Shared>,
-    listeners: Vec<(usize, std::net::TcpListener)>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let worker = Rc::new(Worker::new(shared.clone()));
-        for (index, socket) in listeners {
-            match tokio::net::TcpListener::from_std(socket) {
-                Ok(l) => {
-                    tokio::task::spawn_local(crate::accept::accept_loop(worker.clone(), l, index));
-                }
-                Err(e) => tracing::error!(error = %e, "cannot register a listener"),
-            }
+        for (id, socket) in listeners {
+            worker.add_listener(id, socket);
         }
         tokio::task::spawn_local(crate::pool::sweeper(worker.clone()));
         let mut state = shared.state.subscribe();
+        let mut commands_open = true;
         let deadline = loop {
             let now = *state.borrow_and_update();
             worker.set_run_state(now);
@@ -193,8 +331,14 @@ pub(crate) fn run(
                 RunState::Draining(deadline) => break Some(deadline),
                 RunState::Stopped => break None,
             }
-            if state.changed().await.is_err() {
-                break None;
+            tokio::select! {
+                r = state.changed() => if r.is_err() {
+                    break None;
+                },
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => worker.apply(command),
+                    None => commands_open = false,
+                },
             }
         };
         if let Some(deadline) = deadline {

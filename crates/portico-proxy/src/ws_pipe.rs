@@ -12,7 +12,9 @@
 //! - Graceful stop: at the next frame boundary of each direction (tracked by
 //!   [`FrameTracker`]), a close frame 1001 Going Away is sent — unmasked to the client,
 //!   masked to the server — then both write sides are shut and the pipe waits for the peers
-//!   to close, at most until the stop deadline.
+//!   to close, at most until the stop deadline. The same happens to one WebSocket when a
+//!   reload removes its server or its listener (its [`WsTicket`]'s trigger, see
+//!   `drain.rs`); every other WebSocket is left alone.
 
 use std::io;
 use std::net::Shutdown;
@@ -27,8 +29,9 @@ use tokio::net::TcpStream;
 
 use crate::access_log::WsLog;
 use crate::conn::{ClientIo, ConnCtx};
+use crate::drain::WsTicket;
 use crate::log::LogCtx;
-use crate::worker::RunState;
+use crate::worker::{RunState, StopWatch};
 use crate::ws_frame::{FrameTracker, GOING_AWAY, client_close_frame, server_close_frame};
 
 /// After our close frames went both ways, how long the peers get to close their side.
@@ -93,6 +96,7 @@ pub(crate) async fn run(
     upstream: OnUpgrade,
     idle_timeout: Duration,
     picked: Picked,
+    ticket: WsTicket,
     mut log: Option<Box<LogCtx>>,
 ) {
     let (c, u) = tokio::join!(client, upstream);
@@ -129,7 +133,10 @@ pub(crate) async fn run(
         }
     }
 
-    let end = pipe.run(&ctx, idle_timeout).await;
+    // The worker's registry of live WebSockets: a reload that removes this server drains it.
+    let stop = ticket.stop_watch(ctx.listener).await;
+    let end = pipe.run(&ctx, idle_timeout, stop).await;
+    drop(ticket);
     drop(picked);
     if let Some(log) = log.as_deref_mut() {
         log.websocket = Some(WsLog {
@@ -158,8 +165,7 @@ enum Way {
 }
 
 impl Pipe {
-    async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration) -> End {
-        let mut stop = ctx.worker.stop_watch().await;
+    async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration, mut stop: StopWatch) -> End {
         let mut closing: Option<Instant> = match stop.state() {
             RunState::Running => None,
             RunState::Draining(deadline) => Some(deadline),
