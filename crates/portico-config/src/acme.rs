@@ -287,6 +287,24 @@ mod tests {
     }
 
     #[test]
+    fn seed_scenarios() {
+        let seed0 = acme_of(include_str!("../../../examples/seed-000-wss-lb-acme.toml"));
+        assert_eq!(
+            seed0.directory,
+            AcmeDirectory::Url("https://127.0.0.1:14000/dir".into())
+        );
+        assert_eq!(
+            seed0.directory_ca.as_deref(),
+            Some(Path::new("/etc/p/pebble-tls-ca.pem"))
+        );
+        assert_eq!(seed0.challenge, AcmeChallenge::Http01);
+        let seed1 = acme_of(include_str!("../../../examples/seed-001-ws-cluster-acme.toml"));
+        assert_eq!(seed1.email, "ops@example.test");
+        assert_eq!(seed1.challenge, AcmeChallenge::Http01);
+        assert_eq!(seed1.renew_before, DEFAULT_RENEW_BEFORE);
+    }
+
+    #[test]
     fn acme_site_parses() {
         let text = format!("[acme]\nemail = \"ops@example.test\"\n{SITE}");
         let (c, d) = parse(&text);
