@@ -298,7 +298,9 @@ mod tests {
             Some(Path::new("/etc/p/pebble-tls-ca.pem"))
         );
         assert_eq!(seed0.challenge, AcmeChallenge::Http01);
-        let seed1 = acme_of(include_str!("../../../examples/seed-001-ws-cluster-acme.toml"));
+        let seed1 = acme_of(include_str!(
+            "../../../examples/seed-001-ws-cluster-acme.toml"
+        ));
         assert_eq!(seed1.email, "ops@example.test");
         assert_eq!(seed1.challenge, AcmeChallenge::Http01);
         assert_eq!(seed1.renew_before, DEFAULT_RENEW_BEFORE);
