@@ -236,6 +236,7 @@ mod tests {
                 remove: vec![HeaderName::from_static("x-secret")],
             },
             response_headers: CompiledRules::default(),
+            ws_ping: None,
         }
     }
 

@@ -28,6 +28,7 @@ mod upstream;
 mod websocket;
 mod worker;
 pub mod ws_frame;
+mod ws_ping;
 mod ws_pipe;
 
 pub use error::{ProxyError, Side};

@@ -69,6 +69,8 @@ pub(crate) struct ProxyRoute {
     pub max_body: u64,
     pub request_headers: CompiledRules,
     pub response_headers: CompiledRules,
+    /// `ws_ping`: keep-alive pings on a WebSocket (see `ws_ping.rs`).
+    pub ws_ping: Option<Duration>,
 }
 
 /// Header set/remove rules as typed names and values.
@@ -227,6 +229,7 @@ fn compile_proxy(
         max_body: p.max_body,
         request_headers: CompiledRules::compile(&p.request_headers),
         response_headers: CompiledRules::compile(&p.response_headers),
+        ws_ping: p.ws_ping,
     })
 }
 

@@ -138,6 +138,7 @@ async fn try_proxy(
         on_client,
         on_upstream,
         route.read_timeout,
+        route.ws_ping,
         picked,
         ticket,
         log.take(),

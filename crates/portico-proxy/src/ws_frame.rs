@@ -2,13 +2,25 @@
 //!
 //! The pipe forwards bytes untouched; this tracker walks only frame headers (RFC 6455 §5.2)
 //! and counts payload lengths, so the proxy knows when a direction sits between two frames.
-//! That is where a frame of its own (close 1001 on shutdown, later pings) may be inserted
+//! That is where a frame of its own (close 1001 on shutdown, `ws_ping` pings) may be inserted
 //! without corrupting the stream. It also notes when a peer sent a close frame.
+//!
+//! With `ws_ping`, a direction runs in *filter* mode ([`FrameTracker::filtering`] and
+//! [`FrameTracker::filter`]): a frame header is held back until it is complete, and a pong
+//! whose payload is as long as Portico's ping payload is held back until its payload is in;
+//! a pong carrying exactly Portico's payload is swallowed (it answers Portico's own ping),
+//! everything else is passed on unchanged and in order. At most one header and one 8-byte
+//! payload are held, inside the tracker (no allocation).
 
 /// Close code 1001 "Going Away".
 pub const GOING_AWAY: u16 = 1001;
 
 const OPCODE_CLOSE: u8 = 0x8;
+const OPCODE_PING: u8 = 0x9;
+const OPCODE_PONG: u8 = 0xa;
+
+/// Payload length of Portico's own ping frames.
+pub const PING_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -16,25 +28,46 @@ enum State {
     Header { buf: [u8; 14], have: u8 },
     /// Inside a payload.
     Payload { remaining: u64 },
+    /// Filter mode: a pong that may answer Portico's ping, held back (header and payload).
+    Pong {
+        head: [u8; 6],
+        hlen: u8,
+        payload: [u8; PING_LEN],
+        have: u8,
+    },
 }
+
+const FRESH: State = State::Header {
+    buf: [0; 14],
+    have: 0,
+};
 
 /// Tracks frame boundaries of one direction of a WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameTracker {
     state: State,
     saw_close: bool,
+    /// Filter mode: header bytes are held until the header is complete (see the module doc).
+    filtering: bool,
 }
 
 impl Default for FrameTracker {
     fn default() -> Self {
         FrameTracker {
-            state: State::Header {
-                buf: [0; 14],
-                have: 0,
-            },
+            state: FRESH,
             saw_close: false,
+            filtering: false,
         }
     }
+}
+
+/// What [`FrameTracker::filter`] did with one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Filtered {
+    /// Bytes of the chunk consumed (all of it unless stopped at a boundary).
+    pub used: usize,
+    /// Pongs carrying Portico's payload that were swallowed.
+    pub swallowed: u32,
 }
 
 /// Header length once the first two bytes are known.
@@ -116,20 +149,215 @@ impl FrameTracker {
                         self.state = State::Payload { remaining: len };
                     }
                 }
+                // Only in filter mode; tracked here like any payload.
+                State::Pong { payload, have, .. } => {
+                    let start = usize::from(*have);
+                    let take = (PING_LEN - start).min(rest.len());
+                    payload[start..start + take].copy_from_slice(&rest[..take]);
+                    // take <= PING_LEN.
+                    *have += take as u8;
+                    used += take;
+                    if usize::from(*have) == PING_LEN {
+                        self.state = FRESH;
+                        return used;
+                    }
+                }
             }
         }
         used
     }
 
-    /// Between two frames: a frame of our own may be sent now.
+    /// Between two frames as the destination sees it: a frame of our own may be sent now.
+    /// In filter mode that includes a held (not yet passed on) header or pong.
     pub fn at_boundary(&self) -> bool {
-        matches!(self.state, State::Header { have: 0, .. })
+        match self.state {
+            State::Header { have: 0, .. } => true,
+            State::Header { .. } | State::Pong { .. } => self.filtering,
+            State::Payload { .. } => false,
+        }
+    }
+
+    /// A tracker in filter mode, for [`FrameTracker::filter`].
+    pub fn filtering() -> FrameTracker {
+        FrameTracker {
+            filtering: true,
+            ..FrameTracker::default()
+        }
+    }
+
+    /// Filter mode: account for `data` and hand what the destination must get, in order, to
+    /// `emit` (runs of `data` and held bytes; consecutive frames of one chunk come as one
+    /// run). Pongs whose unmasked payload equals `ours` are swallowed. With `to_boundary`,
+    /// stop right after the next frame ends. Held bytes stay in the tracker for the next
+    /// chunk.
+    pub fn filter(
+        &mut self,
+        data: &[u8],
+        ours: &[u8; PING_LEN],
+        to_boundary: bool,
+        emit: &mut impl FnMut(&[u8]),
+    ) -> Filtered {
+        debug_assert!(self.filtering, "filter() needs FrameTracker::filtering()");
+        let mut out = Filtered::default();
+        // Start of the bytes of `data` consumed but not yet emitted.
+        let mut run = 0;
+        // Where the current frame started in `data`; None: in an earlier chunk.
+        let mut frame_start: Option<usize> = None;
+        let mut i = 0;
+        while i < data.len() {
+            let rest = &data[i..];
+            match &mut self.state {
+                State::Payload { remaining } => {
+                    let n = (*remaining).min(rest.len() as u64);
+                    *remaining -= n;
+                    // n <= rest.len(), so the cast is lossless.
+                    i += n as usize;
+                    if *remaining == 0 {
+                        self.state = FRESH;
+                        if to_boundary {
+                            break;
+                        }
+                    }
+                }
+                State::Header { buf, have } => {
+                    if *have == 0 {
+                        frame_start = Some(i);
+                    }
+                    let need = if *have < 2 {
+                        2
+                    } else {
+                        header_len([buf[0], buf[1]])
+                    };
+                    let take = usize::from(need - *have).min(rest.len());
+                    let start = usize::from(*have);
+                    buf[start..start + take].copy_from_slice(&rest[..take]);
+                    // take <= 14.
+                    *have += take as u8;
+                    i += take;
+                    let hlen = header_len([buf[0], buf[1]]);
+                    if *have < 2 || *have < hlen {
+                        continue;
+                    }
+                    let head = *buf;
+                    let opcode = head[0] & 0x0f;
+                    if opcode == OPCODE_PONG && usize::from(head[1] & 0x7f) == PING_LEN {
+                        // Maybe ours: hold it until its payload is in.
+                        let mut h = [0u8; 6];
+                        h[..usize::from(hlen)].copy_from_slice(&head[..usize::from(hlen)]);
+                        self.state = State::Pong {
+                            head: h,
+                            hlen,
+                            payload: [0; PING_LEN],
+                            have: 0,
+                        };
+                        continue;
+                    }
+                    if opcode == OPCODE_CLOSE {
+                        self.saw_close = true;
+                    }
+                    if frame_start.is_none() {
+                        // Held since an earlier chunk: the whole header goes out first.
+                        emit(&head[..usize::from(hlen)]);
+                        run = i;
+                    }
+                    let len = payload_len(&head[..]);
+                    if len == 0 {
+                        self.state = FRESH;
+                        if to_boundary {
+                            break;
+                        }
+                    } else {
+                        self.state = State::Payload { remaining: len };
+                    }
+                }
+                State::Pong {
+                    head,
+                    hlen,
+                    payload,
+                    have,
+                } => {
+                    let start = usize::from(*have);
+                    let take = (PING_LEN - start).min(rest.len());
+                    payload[start..start + take].copy_from_slice(&rest[..take]);
+                    // take <= PING_LEN.
+                    *have += take as u8;
+                    i += take;
+                    if usize::from(*have) < PING_LEN {
+                        continue;
+                    }
+                    let mut plain = *payload;
+                    if head[1] & 0x80 != 0 {
+                        for (k, b) in plain.iter_mut().enumerate() {
+                            *b ^= head[2 + k % 4];
+                        }
+                    }
+                    match (plain == *ours, frame_start) {
+                        (true, from) => {
+                            out.swallowed += 1;
+                            if let Some(from) = from {
+                                emit_run(&data[run..from], emit);
+                            }
+                            run = i;
+                        }
+                        // Not ours, all in this chunk: it stays in the run.
+                        (false, Some(_)) => {}
+                        (false, None) => {
+                            emit(&head[..usize::from(*hlen)]);
+                            emit(&payload[..]);
+                            run = i;
+                        }
+                    }
+                    self.state = FRESH;
+                    if to_boundary {
+                        break;
+                    }
+                }
+            }
+        }
+        // Forward what was consumed, except a frame still held.
+        let end = match (self.state, frame_start) {
+            (State::Header { have: 0, .. } | State::Payload { .. }, _) => i,
+            (_, Some(from)) => from,
+            (_, None) => run,
+        };
+        emit_run(&data[run..end], emit);
+        out.used = i;
+        out
     }
 
     /// Whether a close frame started in this direction.
     pub fn saw_close(&self) -> bool {
         self.saw_close
     }
+}
+
+fn emit_run(run: &[u8], emit: &mut impl FnMut(&[u8])) {
+    if !run.is_empty() {
+        emit(run);
+    }
+}
+
+/// A ping frame as a server sends it (unmasked), e.g. to the client.
+pub fn server_ping_frame(payload: &[u8; PING_LEN]) -> [u8; 2 + PING_LEN] {
+    let mut f = [0u8; 2 + PING_LEN];
+    f[0] = 0x80 | OPCODE_PING;
+    // PING_LEN < 126.
+    f[1] = PING_LEN as u8;
+    f[2..].copy_from_slice(payload);
+    f
+}
+
+/// A ping frame as a client sends it (masked with `mask`), e.g. to the upstream.
+pub fn client_ping_frame(payload: &[u8; PING_LEN], mask: [u8; 4]) -> [u8; 6 + PING_LEN] {
+    let mut f = [0u8; 6 + PING_LEN];
+    f[0] = 0x80 | OPCODE_PING;
+    // PING_LEN < 126.
+    f[1] = 0x80 | PING_LEN as u8;
+    f[2..6].copy_from_slice(&mask);
+    for (k, b) in payload.iter().enumerate() {
+        f[6 + k] = b ^ mask[k % 4];
+    }
+    f
 }
 
 /// A close frame as a server sends it (unmasked), e.g. to the client.
@@ -252,6 +480,166 @@ mod tests {
         t.feed(&server_close_frame(GOING_AWAY));
         assert!(t.saw_close());
         assert!(t.at_boundary());
+    }
+
+    /// A small deterministic generator (xorshift) for the stream tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> usize {
+            (self.next() % n) as usize
+        }
+    }
+
+    const OURS: [u8; PING_LEN] = *b"pt\x01\x02\x03\x04\x05\x06";
+
+    fn pong(payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut f = vec![0x8a];
+        match mask {
+            Some(m) => {
+                f.push(0x80 | payload.len() as u8);
+                f.extend_from_slice(&m);
+                f.extend(payload.iter().enumerate().map(|(k, b)| b ^ m[k % 4]));
+            }
+            None => {
+                f.push(payload.len() as u8);
+                f.extend_from_slice(payload);
+            }
+        }
+        f
+    }
+
+    /// A random stream of data frames, peers' pings and pongs (some as long as ours, one
+    /// differing in a single byte) and pongs answering our pings; returns the stream, what
+    /// must come out and how many pongs are ours.
+    fn random_stream(rng: &mut Rng, masked: bool) -> (Vec<u8>, Vec<u8>, u32) {
+        let (mut input, mut expected, mut ours) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..40 {
+            let mask = masked.then(|| (rng.next() as u32).to_be_bytes());
+            let f = match rng.below(6) {
+                0 => {
+                    ours += 1;
+                    let f = pong(&OURS, mask);
+                    input.extend(&f);
+                    continue;
+                }
+                1 => {
+                    let mut p = OURS;
+                    p[rng.below(PING_LEN as u64)] ^= 0x40;
+                    pong(&p, mask)
+                }
+                2 => pong(&OURS[..rng.below(PING_LEN as u64)], mask),
+                3 => {
+                    let mut f = frame(0x9, masked, PING_LEN);
+                    f[2..].fill(0x42);
+                    f
+                }
+                4 => frame(0x8, masked, 2),
+                _ => frame(0x2, masked, rng.below(300)),
+            };
+            input.extend(&f);
+            expected.extend(&f);
+        }
+        (input, expected, ours)
+    }
+
+    fn run_filter(t: &mut FrameTracker, chunk: &[u8], out: &mut Vec<u8>) -> u32 {
+        let f = t.filter(chunk, &OURS, false, &mut |b| out.extend_from_slice(b));
+        assert_eq!(f.used, chunk.len());
+        f.swallowed
+    }
+
+    #[test]
+    fn filter_swallows_only_our_pongs_however_the_stream_is_cut() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..400 {
+            let (input, expected, ours) = random_stream(&mut rng, round % 2 == 0);
+            let mut t = FrameTracker::filtering();
+            let (mut out, mut swallowed, mut at) = (Vec::new(), 0, 0);
+            while at < input.len() {
+                // Mostly small chunks, sometimes single bytes, sometimes big ones.
+                let n = match rng.below(4) {
+                    0 => 1,
+                    1 => 1 + rng.below(16),
+                    _ => 1 + rng.below(600),
+                }
+                .min(input.len() - at);
+                swallowed += run_filter(&mut t, &input[at..at + n], &mut out);
+                at += n;
+            }
+            assert!(t.at_boundary());
+            assert_eq!(swallowed, ours, "round {round}");
+            assert_eq!(out, expected, "round {round}");
+        }
+    }
+
+    #[test]
+    fn filter_holds_only_undecided_bytes() {
+        let data = frame(0x2, false, 4);
+        let our = pong(&OURS, None);
+        let mut stream = data.clone();
+        stream.extend(&our[..5]);
+        let mut t = FrameTracker::filtering();
+        let mut out = Vec::new();
+        run_filter(&mut t, &stream, &mut out);
+        // The data frame went out; the pong's first 5 bytes are held.
+        assert_eq!(out, data);
+        assert!(t.at_boundary(), "nothing of the held pong went out");
+        let mut out = Vec::new();
+        assert_eq!(run_filter(&mut t, &our[5..], &mut out), 1);
+        assert!(out.is_empty());
+        // A header split in two: nothing goes out until it is complete.
+        let f = frame(0x1, true, 3);
+        let mut out = Vec::new();
+        run_filter(&mut t, &f[..1], &mut out);
+        assert!(out.is_empty() && t.at_boundary());
+        run_filter(&mut t, &f[1..], &mut out);
+        assert_eq!(out, f);
+    }
+
+    #[test]
+    fn filter_stops_at_a_boundary_when_asked() {
+        let a = frame(0x1, false, 3);
+        let mut stream = pong(&OURS, None);
+        stream.extend(&a);
+        stream.extend(frame(0x2, false, 9));
+        let mut t = FrameTracker::filtering();
+        let mut out = Vec::new();
+        let f = t.filter(&stream, &OURS, true, &mut |b| out.extend_from_slice(b));
+        assert_eq!((f.used, f.swallowed), (PING_LEN + 2, 1));
+        assert!(out.is_empty());
+        let f = t.filter(&stream[f.used..], &OURS, true, &mut |b| {
+            out.extend_from_slice(b)
+        });
+        assert_eq!(f.used, a.len());
+        assert_eq!(out, a);
+    }
+
+    #[test]
+    fn ping_frames_are_well_formed() {
+        let p = server_ping_frame(&OURS);
+        assert_eq!(&p[..2], &[0x89, PING_LEN as u8]);
+        assert_eq!(&p[2..], &OURS);
+        let m = client_ping_frame(&OURS, [9, 8, 7, 6]);
+        assert_eq!(&m[..6], &[0x89, 0x80 | PING_LEN as u8, 9, 8, 7, 6]);
+        let mut t = FrameTracker::default();
+        t.feed(&m);
+        assert!(t.at_boundary());
+        // The peer's answer (same payload) is swallowed, masked or not.
+        let mut t = FrameTracker::filtering();
+        let mut out = Vec::new();
+        assert_eq!(
+            run_filter(&mut t, &pong(&OURS, Some([1, 2, 3, 4])), &mut out),
+            1
+        );
+        assert_eq!(run_filter(&mut t, &pong(&OURS, None), &mut out), 1);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!   to close, at most until the stop deadline. The same happens to one WebSocket when a
 //!   reload removes its server or its listener (its [`WsTicket`]'s trigger, see
 //!   `drain.rs`); every other WebSocket is left alone.
+//! - `ws_ping` (see [`crate::ws_ping`]): a side heard nothing from for `ws_ping` gets a ping
+//!   at the next frame boundary of the direction towards it; the pongs answering it are
+//!   swallowed ([`FrameTracker::filter`]); a side silent for another `ws_ping` is closed and
+//!   the other side gets a close frame (1001 to the server, 1011 to the client).
 
 use std::io;
 use std::net::Shutdown;
@@ -33,6 +37,7 @@ use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::{RunState, StopWatch};
 use crate::ws_frame::{FrameTracker, GOING_AWAY, client_close_frame, server_close_frame};
+use crate::ws_ping::{PingSide, Pinger};
 
 /// After our close frames went both ways, how long the peers get to close their side.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -74,6 +79,9 @@ enum End {
     Proxy,
     ClientError,
     ServerError,
+    /// `ws_ping`: the side did not answer a ping.
+    ClientSilent,
+    ServerSilent,
 }
 
 impl End {
@@ -85,16 +93,20 @@ impl End {
             End::Proxy => "proxy",
             End::ClientError => "client_error",
             End::ServerError => "server_error",
+            End::ClientSilent => "client_silent",
+            End::ServerSilent => "server_silent",
         }
     }
 }
 
 /// Wait for both upgrades, then pipe until the WebSocket ends; log it.
+#[allow(clippy::too_many_arguments)] // each is one thing the pipe needs, handed over once
 pub(crate) async fn run(
     ctx: Rc<ConnCtx>,
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle_timeout: Duration,
+    ws_ping: Option<Duration>,
     picked: Picked,
     ticket: WsTicket,
     mut log: Option<Box<LogCtx>>,
@@ -124,12 +136,26 @@ pub(crate) async fn run(
         s2c: Dir::default(),
         last_activity: started,
         first_close: None,
+        ping: ws_ping.map(|every| Box::new(Pinger::new(every, started))),
     };
+    let ours = pipe.ping.as_ref().map(|p| *p.payload());
     for (dir, early) in [(&mut pipe.c2s, c_early), (&mut pipe.s2c, u_early)] {
+        if ours.is_some() {
+            dir.tracker = FrameTracker::filtering();
+        }
         if !early.is_empty() {
-            dir.tracker.feed(&early);
             dir.bytes += early.len() as u64;
-            dir.pending = early.to_vec();
+            match &ours {
+                Some(ours) => {
+                    let pending = &mut dir.pending;
+                    dir.tracker
+                        .filter(&early, ours, false, &mut |b| pending.extend_from_slice(b));
+                }
+                None => {
+                    dir.tracker.feed(&early);
+                    dir.pending = early.to_vec();
+                }
+            }
         }
     }
 
@@ -155,6 +181,8 @@ struct Pipe {
     s2c: Dir,
     last_activity: Instant,
     first_close: Option<End>,
+    /// `ws_ping`'s schedule; None without `ws_ping` (then the trackers do not filter).
+    ping: Option<Box<Pinger>>,
 }
 
 /// Which side a step works on.
@@ -162,6 +190,16 @@ struct Pipe {
 enum Way {
     C2S,
     S2C,
+}
+
+impl Way {
+    /// The side this direction's bytes come from.
+    fn source(self) -> PingSide {
+        match self {
+            Way::C2S => PingSide::Client,
+            Way::S2C => PingSide::Server,
+        }
+    }
 }
 
 impl Pipe {
@@ -173,6 +211,14 @@ impl Pipe {
         };
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
+        // Lazily re-armed like `idle`: each firing computes the next check.
+        let ping_timer = tokio::time::sleep_until(
+            self.ping
+                .as_ref()
+                .map_or_else(Instant::now, |p| p.next_check())
+                .into(),
+        );
+        tokio::pin!(ping_timer);
         loop {
             if let Some(deadline) = closing {
                 if let Err(end) = self.send_closes() {
@@ -196,6 +242,7 @@ impl Pipe {
                 r = self.server.writable(), if flush_c2s => r.map(|_| Step::Flush(Way::C2S)),
                 r = self.client.writable(), if flush_s2c => r.map(|_| Step::Flush(Way::S2C)),
                 _ = idle.as_mut() => Ok(Step::Idle),
+                _ = ping_timer.as_mut(), if self.ping.is_some() && closing.is_none() => Ok(Step::Ping),
                 s = stop.changed() => Ok(Step::State(s)),
                 _ = sleep_until_opt(closing) => Ok(Step::Deadline),
             };
@@ -210,6 +257,13 @@ impl Pipe {
                     idle.as_mut().reset(deadline.into());
                     Ok(())
                 }
+                Ok(Step::Ping) => match self.keepalive() {
+                    Ok(next) => {
+                        ping_timer.as_mut().reset(next.into());
+                        Ok(())
+                    }
+                    Err(side) => return self.close_silent(side).await,
+                },
                 Ok(Step::State(RunState::Draining(deadline))) => {
                     closing = Some(deadline);
                     Ok(())
@@ -249,6 +303,7 @@ impl Pipe {
         let mut buf = ctx.worker.pipe_buf.borrow_mut();
         let mut active = false;
         let mut saw_eof = false;
+        let ours = self.ping.as_ref().map(|p| *p.payload());
         {
             let (src, dst, dir) = self.parts(way);
             for _ in 0..READS_PER_WAKE {
@@ -266,6 +321,12 @@ impl Pipe {
                 dir.bytes += n as u64;
                 if dir.close_sent {
                     // After our own close frame nothing more may go this way: drain only.
+                    continue;
+                }
+                if let Some(ours) = &ours {
+                    if forward_filtered(dst, dir, &buf[..n], ours, closing).map_err(|_| dst_err)? {
+                        break;
+                    }
                     continue;
                 }
                 let mut data = &buf[..n];
@@ -298,7 +359,14 @@ impl Pipe {
             }
         }
         if active {
-            self.last_activity = Instant::now();
+            let now = Instant::now();
+            self.last_activity = now;
+            if let Some(p) = self.ping.as_deref_mut() {
+                p.heard(way.source(), now);
+            }
+        }
+        if saw_eof && let Some(p) = self.ping.as_deref_mut() {
+            p.retire(way.source());
         }
         let (_, dst, dir) = self.parts(way);
         let close_seen = dir.tracker.saw_close() || saw_eof;
@@ -371,6 +439,7 @@ enum Step {
     Read(Way),
     Flush(Way),
     Idle,
+    Ping,
     State(RunState),
     Deadline,
 }
@@ -389,4 +458,168 @@ fn mask_from_clock() -> [u8; 4] {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0x5a5a_5a5a, |d| d.subsec_nanos());
     (nanos ^ 0x9e37_79b9).to_be_bytes()
+}
+
+/// `ws_ping` on: pass `data` through the direction's filter and write what comes out; once
+/// the destination is full the rest goes to `pending`. Returns whether reading should stop
+/// (destination full, or at a boundary while closing).
+fn forward_filtered(
+    dst: &TcpStream,
+    dir: &mut Dir,
+    data: &[u8],
+    ours: &[u8; crate::ws_frame::PING_LEN],
+    closing: bool,
+) -> io::Result<bool> {
+    let mut failed = None;
+    let (pending, off) = (&mut dir.pending, &mut dir.off);
+    dir.tracker.filter(data, ours, closing, &mut |b| {
+        if failed.is_some() {
+            return;
+        }
+        if *off < pending.len() {
+            pending.extend_from_slice(b);
+            return;
+        }
+        let w = match dst.try_write(b) {
+            Ok(w) => w,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                failed = Some(e);
+                return;
+            }
+        };
+        if w < b.len() {
+            pending.clear();
+            pending.extend_from_slice(&b[w..]);
+            *off = 0;
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(dir.has_pending() || (closing && dir.tracker.at_boundary()))
+}
+
+/// `ws_ping`.
+impl Pipe {
+    /// Send the pings that are due (at frame boundaries); find a silent side. Returns when
+    /// to check next, or the silent side.
+    fn keepalive(&mut self) -> Result<Instant, PingSide> {
+        let now = Instant::now();
+        let Some(p) = self.ping.as_deref_mut() else {
+            return Ok(now + Duration::from_secs(3600));
+        };
+        // A side we are not reading from (its bytes wait for the other side) is not silent.
+        if self.c2s.has_pending() {
+            p.heard(PingSide::Client, now);
+        }
+        if self.s2c.has_pending() {
+            p.heard(PingSide::Server, now);
+        }
+        if let Some(side) = p.silent(now) {
+            return Err(side);
+        }
+        let mut busy = false;
+        for side in [PingSide::Client, PingSide::Server] {
+            if !p.due(side, now) {
+                continue;
+            }
+            let (dst, dir) = match side {
+                PingSide::Client => (&self.client, &mut self.s2c),
+                PingSide::Server => (&self.server, &mut self.c2s),
+            };
+            if dir.shut || dir.close_sent {
+                p.retire(side);
+                continue;
+            }
+            if dir.has_pending() || !dir.tracker.at_boundary() {
+                // Mid-frame or backed up: try again shortly.
+                busy = true;
+                continue;
+            }
+            let (frame, len) = p.frame(side, now);
+            let frame = &frame[..len];
+            match dst.try_write(frame) {
+                Ok(n) if n == len => {}
+                Ok(n) => {
+                    dir.pending = frame[n..].to_vec();
+                    dir.off = 0;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    dir.pending = frame.to_vec();
+                    dir.off = 0;
+                }
+                // The write error shows on the next read or flush of that side.
+                Err(_) => {}
+            }
+        }
+        let mut next = p.next_check();
+        if busy {
+            next = next.min(now + Duration::from_millis(50));
+        }
+        Ok(next.max(now + Duration::from_millis(1)))
+    }
+
+    /// `side` did not answer our ping: close it, send the other side a close frame (1001
+    /// Going Away to the server, 1011 to the client) after what is in flight, and give it a
+    /// moment to close.
+    async fn close_silent(&mut self, side: PingSide) -> End {
+        let (end, live, dir, frame) = match side {
+            PingSide::Client => (
+                End::ClientSilent,
+                &self.server,
+                &mut self.c2s,
+                client_close_frame(GOING_AWAY, mask_from_clock()).to_vec(),
+            ),
+            PingSide::Server => (
+                End::ServerSilent,
+                &self.client,
+                &mut self.s2c,
+                server_close_frame(INTERNAL_ERROR).to_vec(),
+            ),
+        };
+        let every = self.ping.as_ref().map(|p| p.interval());
+        tracing::info!(
+            side = ?side,
+            ws_ping = ?every,
+            "websocket closed: a side did not answer Portico's ping within ws_ping"
+        );
+        if dir.close_sent || dir.shut || !dir.tracker.at_boundary() {
+            return end;
+        }
+        let mut out = dir.pending.split_off(dir.off.min(dir.pending.len()));
+        out.extend_from_slice(&frame);
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            if write_all(live, &out).await.is_ok() {
+                let _ = SockRef::from(live).shutdown(Shutdown::Write);
+                // Read until the peer closes, so our close is not lost to a reset.
+                let mut sink = [0u8; 512];
+                while live.readable().await.is_ok() {
+                    match live.try_read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        })
+        .await;
+        end
+    }
+}
+
+/// Close code 1011 "Internal Error" (the server stopped answering).
+const INTERNAL_ERROR: u16 = 1011;
+
+async fn write_all(s: &TcpStream, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        s.writable().await?;
+        match s.try_write(b) {
+            Ok(n) => b = &b[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
