@@ -74,6 +74,8 @@ pub struct RunningStreams {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// `None` for the idle handle (no streams).
     alive: Option<watch::Receiver<bool>>,
+    /// The streams and upstreams this runtime was started with (what a reload compares).
+    started: Mutex<(Vec<portico_config::Stream>, Vec<portico_config::Upstream>)>,
 }
 
 impl StreamServer {
@@ -98,6 +100,7 @@ impl StreamServer {
                 state_rx,
                 thread: Mutex::new(None),
                 alive: None,
+                started: Mutex::new((Vec::new(), Vec::new())),
             });
         }
         let mut snapshot = Snapshot::build(&config, &registry, options)?;
@@ -158,6 +161,7 @@ impl StreamServer {
             state_rx,
             thread: Mutex::new(Some(handle)),
             alive: Some(alive),
+            started: Mutex::new(stream_inputs(&config)),
         })
     }
 }
@@ -274,7 +278,55 @@ async fn accept_loop(
     }
 }
 
+/// The streams of `config` and the upstreams they use (by name order).
+fn stream_inputs(config: &Config) -> (Vec<portico_config::Stream>, Vec<portico_config::Upstream>) {
+    let mut names: Vec<&str> = config
+        .streams
+        .iter()
+        .flat_map(|s| {
+            s.upstream
+                .as_deref()
+                .into_iter()
+                .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let upstreams = names
+        .into_iter()
+        .filter_map(|n| config.upstreams.get(n).cloned())
+        .collect();
+    (config.streams.clone(), upstreams)
+}
+
 impl RunningStreams {
+    /// A reload of the process config: the stream plane keeps running untouched (its
+    /// listeners and connections are never closed by a reload). It does not apply stream
+    /// changes live yet: returns what differs from the running streams and needs a restart
+    /// (empty when `[[streams]]` and the upstreams they use are unchanged). Upstream health
+    /// and counters are shared through the registry either way.
+    pub fn reload(&self, config: &Config) -> Vec<String> {
+        let started = match self.started.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (streams, upstreams) = stream_inputs(config);
+        let mut notes = Vec::new();
+        if streams != started.0 {
+            notes.push(format!(
+                "[[streams]] changed ({} running, {} in the new config): streams keep their start-up settings until a restart",
+                started.0.len(),
+                streams.len()
+            ));
+        } else if upstreams != started.1 {
+            notes.push(
+                "an upstream used by [[streams]] changed: streams keep its start-up servers and settings until a restart"
+                    .to_string(),
+            );
+        }
+        notes
+    }
+
     /// `(address as configured, address actually bound)` for every stream listener.
     pub fn bound_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
         self.bound.clone()

@@ -10,6 +10,7 @@ mod exit;
 mod ha;
 mod logging;
 mod plane;
+mod reload;
 mod run;
 mod signals;
 

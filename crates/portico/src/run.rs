@@ -11,6 +11,7 @@ use portico_config::Config;
 
 use crate::exit::Failure;
 use crate::plane::DataPlane;
+use crate::reload::Running;
 use crate::signals::{Event, Signals};
 use crate::{check, ha, logging};
 
@@ -21,14 +22,10 @@ pub fn run(path: &Path) -> Result<(), Failure> {
     serve(config, |_| {})
 }
 
-/// `portico reload`: reloading a running instance arrives with the reload work item.
+/// `portico reload [-c FILE]`: validate FILE, SIGHUP the running instance, wait for its
+/// answer (see [`crate::reload`]).
 pub fn reload(path: &Path) -> Result<(), Failure> {
-    // Validate first, so the operator sees config problems either way.
-    check::load(path)?;
-    Err(Failure::Runtime(anyhow::anyhow!(
-        "reload is not supported yet in this version of Portico: restart the process to apply {}",
-        path.display()
-    )))
+    crate::reload::request(path)
 }
 
 /// Start everything `config` asks for, call `ready` with the running server, then serve until
@@ -43,7 +40,7 @@ pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failu
         .enable_all()
         .build()
         .context("cannot start the control runtime")?;
-    let outcome = runtime.block_on(control(&config, &registry, &server, ready));
+    let outcome = runtime.block_on(control(&config, &registry, &server, &health, ready));
     // Whatever happened, the data plane must stop before the process exits.
     server.stop_now();
     server.wait();
@@ -57,6 +54,7 @@ async fn control(
     config: &Arc<Config>,
     registry: &Registry,
     server: &DataPlane,
+    health: &HealthChecks,
     ready: impl FnOnce(&DataPlane),
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
@@ -66,13 +64,21 @@ async fn control(
     };
     let ha = ha::start(config, env).await?;
     tracing::info!(config = %config.source.display(), "portico started");
+    let mut running = Running {
+        plane: server,
+        health,
+        registry,
+        config: config.clone(),
+        state_dir: config.server.state_dir.clone(),
+        generation: 0,
+    };
+    running.publish_start();
     ready(server);
     loop {
         match signals.next().await {
             Event::Stop => break,
-            Event::Reload => tracing::warn!(
-                "SIGHUP: reload is not supported yet in this version of Portico; restart to apply changes"
-            ),
+            // Blocking (name resolution, binds) on the control thread; workers keep serving.
+            Event::Reload => running.apply(),
         }
     }
     tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
@@ -113,4 +119,5 @@ fn write_pid_file(config: &Config) -> anyhow::Result<()> {
 
 fn remove_pid_file(config: &Config) {
     let _ = std::fs::remove_file(pid_file(config));
+    crate::reload::remove_status(&config.server.state_dir);
 }

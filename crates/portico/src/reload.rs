@@ -1,0 +1,311 @@
+//! Reload: SIGHUP in the running instance, and `portico reload [-c FILE]`.
+//!
+//! The instance, on SIGHUP, re-reads the config file it was started with: parse ->
+//! validate -> build -> swap ([`apply`]). A config that does not load keeps the running one
+//! and logs every problem as FILE:LINE:COL. Either way the outcome is published in
+//! `state_dir/reload.status` (written atomically): a generation counter that grows with
+//! every reload, the result and the text to show.
+//!
+//! `portico reload` ([`request`]) validates FILE locally first (exit 1 with the problems),
+//! then reads the instance's pid from `state_dir/portico.pid`, sends it SIGHUP (through
+//! `kill(1)`: the binary has no `unsafe`), and waits up to [`WAIT`] for a newer generation in
+//! the status file: exit 0 when the instance applied it, 1 when it refused the config, 2
+//! when the instance could not apply a valid config (e.g. a new listener cannot be bound)
+//! or did not answer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use portico_balance::{HealthChecks, Registry};
+use portico_config::Config;
+
+use crate::check;
+use crate::exit::Failure;
+use crate::plane::DataPlane;
+
+/// How long `portico reload` waits for the instance's answer.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+const STATUS_FILE: &str = "reload.status";
+
+/// The result of one reload as the instance publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (the text lists what needs a restart, if anything).
+    Applied,
+    /// The config did not load: the running one stays (exit 1).
+    Invalid,
+    /// A valid config could not be applied (e.g. bind failure): the running one stays
+    /// (exit 2).
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "applied" => Some(Outcome::Applied),
+            "invalid" => Some(Outcome::Invalid),
+            "failed" => Some(Outcome::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// `state_dir/reload.status`: `generation N`, `outcome X`, `config PATH`, then the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub generation: u64,
+    pub outcome: Outcome,
+    pub config: PathBuf,
+    pub text: String,
+}
+
+impl Status {
+    fn render(&self) -> String {
+        format!(
+            "generation {}\noutcome {}\nconfig {}\n{}",
+            self.generation,
+            self.outcome.as_str(),
+            self.config.display(),
+            self.text
+        )
+    }
+
+    fn parse(s: &str) -> Option<Status> {
+        let mut lines = s.splitn(4, '\n');
+        let generation = lines.next()?.strip_prefix("generation ")?.parse().ok()?;
+        let outcome = Outcome::parse(lines.next()?.strip_prefix("outcome ")?)?;
+        let config = PathBuf::from(lines.next()?.strip_prefix("config ")?);
+        let text = lines.next().unwrap_or("").to_string();
+        Some(Status {
+            generation,
+            outcome,
+            config,
+            text,
+        })
+    }
+
+    /// Read the status file of `state_dir` (`None`: absent or unreadable).
+    pub fn read(state_dir: &Path) -> Option<Status> {
+        let text = std::fs::read_to_string(state_dir.join(STATUS_FILE)).ok()?;
+        Status::parse(&text)
+    }
+
+    /// Write it atomically (temporary file + rename).
+    pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
+        let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
+        std::fs::write(&tmp, self.render())?;
+        std::fs::rename(&tmp, state_dir.join(STATUS_FILE))
+    }
+}
+
+/// Remove the status file (at exit, with the pid file).
+pub fn remove_status(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(STATUS_FILE));
+}
+
+/// What the running instance reloads: its data plane, health checks and current config.
+pub struct Running<'a> {
+    pub plane: &'a DataPlane,
+    pub health: &'a HealthChecks,
+    pub registry: &'a Registry,
+    /// The config in force (replaced by a successful reload).
+    pub config: Arc<Config>,
+    /// Where the status file goes (the start-up `state_dir`, where the pid file is).
+    pub state_dir: PathBuf,
+    pub generation: u64,
+}
+
+impl Running<'_> {
+    /// Publish generation 0 at start (so `portico reload` knows the config path).
+    pub fn publish_start(&self) {
+        self.publish(Outcome::Applied, "started".to_string());
+    }
+
+    fn publish(&self, outcome: Outcome, text: String) {
+        let status = Status {
+            generation: self.generation,
+            outcome,
+            config: std::path::absolute(&self.config.source)
+                .unwrap_or_else(|_| self.config.source.clone()),
+            text,
+        };
+        if let Err(e) = status.write(&self.state_dir) {
+            tracing::warn!(error = %e, dir = %self.state_dir.display(), "cannot write the reload status");
+        }
+    }
+
+    /// SIGHUP: re-read the config file, apply it or keep the running one.
+    pub fn apply(&mut self) {
+        self.generation += 1;
+        let path = self.config.source.clone();
+        tracing::info!(config = %path.display(), "reloading");
+        let new = match check::load(&path) {
+            Ok(c) => Arc::new(c),
+            Err(failure) => {
+                let text = failure.to_string();
+                tracing::error!("reload refused, still serving the previous config:\n{text}");
+                self.publish(Outcome::Invalid, text);
+                return;
+            }
+        };
+        match self.plane.reload(&new, self.registry) {
+            Ok(summary) => {
+                self.health.replace(&new);
+                let mut notes = summary.needs_restart;
+                if new.vrrp != self.config.vrrp {
+                    notes.push(
+                        "[[vrrp]] changed: VRRP keeps its start-up settings until a restart"
+                            .to_string(),
+                    );
+                }
+                for note in &notes {
+                    tracing::warn!("reload: {note}");
+                }
+                tracing::info!(changes = %summary.changes, "reload applied");
+                let mut text = format!("{}: reloaded ({})\n", path.display(), summary.changes);
+                for note in &notes {
+                    text.push_str(&format!("needs restart: {note}\n"));
+                }
+                self.config = new;
+                self.publish(Outcome::Applied, text);
+            }
+            Err(err) => {
+                let text =
+                    format!("portico: reload failed, still serving the previous config: {err:#}");
+                tracing::error!("{text}");
+                self.publish(Outcome::Failed, text);
+            }
+        }
+    }
+}
+
+/// `portico reload [-c FILE]`: validate, signal the instance, wait for its answer.
+pub fn request(path: &Path) -> Result<(), Failure> {
+    let config = check::load(path)?;
+    let state_dir = &config.server.state_dir;
+    let pid_path = state_dir.join("portico.pid");
+    let pid: u32 = std::fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no running instance: cannot read a pid from {}",
+                pid_path.display()
+            )
+        })?;
+    if !is_portico(pid) {
+        return Err(anyhow::anyhow!(
+            "no running instance: process {pid} (from {}) is not portico",
+            pid_path.display()
+        )
+        .into());
+    }
+    let before = Status::read(state_dir);
+    if let Some(s) = &before
+        && !same_file(&s.config, path)
+    {
+        eprintln!(
+            "portico: note: the running instance reloads its own config file {}",
+            s.config.display()
+        );
+    }
+    let before = before.map_or(0, |s| s.generation);
+    send_hup(pid)?;
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(s) = Status::read(state_dir)
+            && s.generation > before
+        {
+            return match s.outcome {
+                Outcome::Applied => {
+                    print!("{}", s.text);
+                    Ok(())
+                }
+                Outcome::Invalid => Err(Failure::InvalidConfig(s.text)),
+                Outcome::Failed => Err(Failure::Runtime(anyhow::anyhow!(
+                    "{}",
+                    s.text.trim_start_matches("portico: ").trim_end()
+                ))),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(anyhow::anyhow!(
+        "process {pid} got SIGHUP but published no reload outcome in {} within {} s",
+        state_dir.join(STATUS_FILE).display(),
+        WAIT.as_secs()
+    )
+    .into())
+}
+
+/// Whether `pid` runs the portico binary (a stale pid file may name another process).
+fn is_portico(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => cmd
+            .split(|b| *b == 0)
+            .next()
+            .is_some_and(|argv0| String::from_utf8_lossy(argv0).contains("portico")),
+        // No /proc: trust the pid file.
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound || !Path::new("/proc/self").exists(),
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn send_hup(pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .context("cannot run kill(1) to send SIGHUP")?;
+    anyhow::ensure!(status.success(), "cannot send SIGHUP to process {pid}");
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_with_multi_line_text() {
+        let s = Status {
+            generation: 7,
+            outcome: Outcome::Invalid,
+            config: PathBuf::from("/etc/portico/portico.toml"),
+            text: "a.toml:3:5: bad\n  hint: x\n".to_string(),
+        };
+        assert_eq!(Status::parse(&s.render()), Some(s));
+        assert_eq!(Status::parse("generation x\n"), None);
+    }
+
+    #[test]
+    fn status_is_written_atomically_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("portico-reload-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = Status {
+            generation: 1,
+            outcome: Outcome::Applied,
+            config: PathBuf::from("p.toml"),
+            text: String::new(),
+        };
+        s.write(&dir).unwrap();
+        assert_eq!(Status::read(&dir), Some(s));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
