@@ -35,38 +35,11 @@ pub(crate) struct Gated {
 }
 
 /// Delete an entry to enable that feature.
-pub(crate) const NOT_SUPPORTED: &[Gated] = &[
-    Gated {
-        scope: Scope::Upstream,
-        key: "tls",
-        hint: "it will make Portico talk TLS (https/wss) to the servers; for now use plain-text servers",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "tls",
-        hint: "TLS termination (files or ACME) comes later; for now serve plain HTTP",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "http_redirect",
-        hint: "it goes with `tls`: an HTTP side answering 301 to https",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "http_listen",
-        hint: "it goes with `tls`: where the plain-HTTP redirect side listens",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "hsts",
-        hint: "it goes with `tls`: the Strict-Transport-Security header",
-    },
-    Gated {
-        scope: Scope::Root,
-        key: "cluster",
-        hint: "shared state in etcd comes later",
-    },
-];
+pub(crate) const NOT_SUPPORTED: &[Gated] = &[Gated {
+    scope: Scope::Root,
+    key: "cluster",
+    hint: "shared state in etcd comes later",
+}];
 
 /// The gate entry for `key` in `scope`, if the key is not supported yet.
 pub(crate) fn gated(scope: Scope, key: &str) -> Option<&'static Gated> {

@@ -84,20 +84,31 @@ fn seed_004_master_values() {
 }
 
 #[test]
-fn later_seeds_fail_only_with_not_supported_yet() {
-    for name in ["seed-000-wss-lb-acme.toml", "seed-001-ws-cluster-acme.toml"] {
-        let err = load(name).expect_err(name);
-        let diags = err.diagnostics();
-        assert!(!diags.is_empty(), "{name}");
-        for d in diags {
-            assert!(
-                d.message
-                    .ends_with("is not supported yet in this version of Portico"),
-                "{name}: unexpected diagnostic {d}"
-            );
-            assert!(d.hint.is_some(), "{name}: {d}");
-        }
+fn tls_seeds_are_valid() {
+    let c = valid("seed-000-wss-lb-acme.toml");
+    let tls = c.upstreams["witness_pool"]
+        .tls
+        .as_ref()
+        .expect("upstream tls");
+    assert_eq!(tls.server_name.as_deref(), Some("localhost"));
+    assert!(tls.verify);
+    assert!(
+        tls.ca_file
+            .as_ref()
+            .is_some_and(|p| p.ends_with("backend-ca.pem"))
+    );
+    for site in &c.sites {
+        assert_eq!(site.tls, Some(portico_config::SiteTls::Acme));
+        assert!(
+            site.http_redirect,
+            "http_redirect defaults to true with tls"
+        );
+        assert_eq!(site.http_listen[0].to_string(), "127.0.0.1:14080");
+        assert!(site.hsts.is_none());
     }
+    let c = valid("seed-001-ws-cluster-acme.toml");
+    assert_eq!(c.sites[0].hsts.as_deref(), Some("max-age=31536000"));
+    assert!(c.upstreams["app"].tls.is_none());
 }
 
 #[test]
@@ -126,7 +137,7 @@ fn everything_file_fails_only_at_the_marked_keys() {
         .filter(|(_, l)| l.ends_with("# not supported yet"))
         .map(|(i, _)| i + 1)
         .collect();
-    assert_eq!(marked.len(), 6, "one marked line per gate entry");
+    assert_eq!(marked.len(), 1, "one marked line per gate entry");
     let err = portico_config::parse(&text, &path).expect_err("gated keys");
     let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.line).collect();
     assert_eq!(lines, marked, "{err}");

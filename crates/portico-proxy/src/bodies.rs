@@ -11,7 +11,6 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -128,7 +127,8 @@ impl http_body::Body for ReqBody {
 /// An upstream connection lent to one response; back to the pool when the body ends.
 pub(crate) struct UpstreamLease {
     pub worker: Rc<Worker>,
-    pub addr: SocketAddr,
+    /// The keep-alive pool key (server address and TLS identity).
+    pub key: crate::pool::PoolKey,
     pub sender: SendRequest<ReqBody>,
     /// Max idle connections kept for this server on this worker.
     pub keepalive: usize,
@@ -138,7 +138,7 @@ pub(crate) struct UpstreamLease {
 
 impl UpstreamLease {
     fn release(self) {
-        self.worker.pool.put(self.addr, self.sender, self.keepalive);
+        self.worker.pool.put(self.key, self.sender, self.keepalive);
     }
 }
 

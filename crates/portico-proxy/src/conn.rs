@@ -1,4 +1,9 @@
-//! Connection phase: one client connection served by hyper's HTTP/1.1 server.
+//! Connection phase: one client connection served by hyper's HTTP/1.1 server (HTTP/2 on
+//! TLS listeners when ALPN picks `h2`, see [`crate::tls_conn`]).
+//!
+//! The serving code is generic over the client stream: plain TCP is served as
+//! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
+//! `ClientIo<TlsStream<TcpStream>>`.
 //!
 //! hyper parses requests (malformed ones get 400 and the connection closes) and keeps the
 //! connection alive; this module adds the timeouts hyper does not have in the shape the
@@ -29,7 +34,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::worker::{RunState, Worker};
+use crate::worker::{RunState, StopWatch, Worker};
 
 /// What every request of one client connection shares.
 pub(crate) struct ConnCtx {
@@ -40,6 +45,10 @@ pub(crate) struct ConnCtx {
     pub listener: SocketAddr,
     /// The client's IP as a header value, built once per connection.
     pub real_ip: HeaderValue,
+    /// The client came over TLS (a TLS listener).
+    pub https: bool,
+    /// On TLS: the site the handshake's SNI selects on this listener (`None`: no SNI).
+    pub sni_site: Cell<Option<usize>>,
     accepted: Instant,
     /// Requests in service, and when the next head started (shared with [`ClientIo`]).
     clock: Arc<HeadClock>,
@@ -71,7 +80,7 @@ impl ConnCtx {
         *self.head_timer.borrow_mut() = Some(timer);
     }
 
-    fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr) -> ConnCtx {
+    fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr, https: bool) -> ConnCtx {
         worker.live.set(worker.live.get() + 1);
         let now = Instant::now();
         let real_ip = HeaderValue::from_str(&peer.ip().to_string())
@@ -81,6 +90,8 @@ impl ConnCtx {
             peer,
             listener,
             real_ip,
+            https,
+            sni_site: Cell::new(None),
             accepted: now,
             clock: Arc::new(HeadClock {
                 active: AtomicU32::new(0),
@@ -143,24 +154,62 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Serve one accepted client connection until it closes.
+/// Serve one accepted client connection until it closes: TLS listeners go through the
+/// handshake first ([`crate::tls_conn`]).
 pub(crate) async fn serve(
     worker: Rc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
     listener: SocketAddr,
 ) {
-    let (header_timeout, keepalive_timeout) = {
-        let snap = worker.snapshot();
-        (snap.server.header_timeout, snap.server.keepalive_timeout)
+    let (timeouts, tls) = {
+        let (snap, index) = worker.snapshot_for(listener);
+        let tls = index.is_some_and(|i| snap.listeners[i].tls);
+        (
+            Timeouts {
+                header: snap.server.header_timeout,
+                keepalive: snap.server.keepalive_timeout,
+            },
+            tls,
+        )
     };
-    let mut stop = worker.stop_watch_with(Some(listener), None).await;
-    let ctx = Rc::new(ConnCtx::new(worker, peer, listener));
+    let stop = worker.stop_watch_with(Some(listener), None).await;
+    let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
+    if tls {
+        crate::tls_conn::serve(ctx, stream, stop, timeouts).await;
+    } else {
+        serve_h1(ctx, stream, stop, timeouts).await;
+    }
+}
+
+/// `[server]` timeouts of a connection, read once when it starts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub header: Duration,
+    pub keepalive: Duration,
+}
+
+/// The request service of a connection: every request goes to [`crate::handler::handle`].
+pub(crate) fn service(
+    ctx: &Rc<ConnCtx>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::bodies::RespBody>,
+    Error = Infallible,
+> + Clone
++ use<> {
     let svc_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |req| {
+    hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
         async move { Ok::<_, Infallible>(crate::handler::handle(ctx, req).await) }
-    });
+    })
+}
+
+/// Serve HTTP/1.1 (with upgrades) on `stream` until the connection closes.
+pub(crate) async fn serve_h1<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t: Timeouts)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
@@ -169,10 +218,25 @@ pub(crate) async fn serve(
                 stream,
                 clock: ctx.clock.clone(),
             }),
-            service,
+            service(&ctx),
         )
         .with_upgrades();
     tokio::pin!(conn);
+    drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
+}
+
+/// Drive a hyper server connection with the connection's timeouts and the graceful stop:
+/// `graceful` asks hyper to finish what is in flight and close.
+pub(crate) async fn drive<C>(
+    ctx: &ConnCtx,
+    mut conn: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    mut stop: StopWatch,
+    t: Timeouts,
+) where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    let (header_timeout, keepalive_timeout) = (t.header, t.keepalive);
     // Checked lazily: each firing computes the real deadline from the connection's state.
     let timer = tokio::time::sleep(header_timeout.min(keepalive_timeout));
     tokio::pin!(timer);
@@ -201,7 +265,7 @@ pub(crate) async fn serve(
                 }
                 if now != RunState::Running && !draining {
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    graceful(conn.as_mut());
                 }
             }
         }
@@ -220,14 +284,25 @@ pub(crate) struct HeadClock {
     base: Instant,
 }
 
-/// The client's TCP stream as hyper sees it: notes when a new request head starts.
+/// The client's stream (TCP, or TLS over TCP) as hyper sees it: notes when a new request
+/// head starts.
 #[derive(Debug)]
-pub(crate) struct ClientIo {
-    pub stream: TcpStream,
+pub(crate) struct ClientIo<S = TcpStream> {
+    pub stream: S,
     clock: Arc<HeadClock>,
 }
 
-impl AsyncRead for ClientIo {
+impl<S> ClientIo<S> {
+    /// Wrap `stream` for the connection of `ctx`.
+    pub fn new(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
+        ClientIo {
+            stream,
+            clock: ctx.clock.clone(),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -248,7 +323,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -48,6 +48,17 @@ pub enum ProxyError {
     /// A worker thread or its runtime could not start.
     #[error("cannot start a worker: {0}")]
     Worker(#[source] io::Error),
+    /// TLS could not be set up (start-up): an upstream's `tls`, a TLS listener without
+    /// certificates, conflicting listener roles.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The TLS handshake with a server failed (certificate not trusted, wrong name, ...).
+    #[error("TLS to {addr} failed: {reason}")]
+    UpstreamTls { addr: SocketAddr, reason: String },
+    /// The request's `Host` belongs to a site with another certificate than the one the
+    /// TLS connection was made for (SNI).
+    #[error("misdirected request")]
+    Misdirected,
     /// Connecting to a server failed (refused, unreachable, reset).
     #[error("connect to {addr} failed: {source}")]
     Connect {
@@ -85,9 +96,10 @@ impl ProxyError {
     /// The HTTP status the client gets for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::Connect { .. } | ProxyError::UpstreamBroken { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect { .. }
+            | ProxyError::UpstreamBroken { .. }
+            | ProxyError::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -98,7 +110,8 @@ impl ProxyError {
             ProxyError::Bind { .. }
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
-            | ProxyError::Worker(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | ProxyError::Worker(_)
+            | ProxyError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -109,15 +122,18 @@ impl ProxyError {
             | ProxyError::ConnectTimeout { .. }
             | ProxyError::UpstreamTimeout { .. }
             | ProxyError::UpstreamBroken { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::NoServer(_) => Side::Upstream,
-            ProxyError::BodyTooLarge { .. }
+            ProxyError::Misdirected
+            | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::ClientBody
             | ProxyError::NoRoute => Side::Client,
             ProxyError::Bind { .. }
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
-            | ProxyError::Worker(_) => Side::Internal,
+            | ProxyError::Worker(_)
+            | ProxyError::Tls(_) => Side::Internal,
         }
     }
 
@@ -127,7 +143,9 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }
+            ProxyError::Connect { .. }
+                | ProxyError::ConnectTimeout { .. }
+                | ProxyError::UpstreamTls { .. }
         )
     }
 
@@ -148,6 +166,7 @@ pub fn error_response(status: StatusCode) -> Response<Body> {
         400 => "400 Bad Request\n",
         404 => "404 Not Found\n",
         413 => "413 Payload Too Large\n",
+        421 => "421 Misdirected Request\n",
         500 => "500 Internal Server Error\n",
         502 => "502 Bad Gateway\n",
         503 => "503 Service Unavailable\n",

@@ -137,14 +137,19 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Rewrite a client request's head into the upstream request's head.
+/// Rewrite a client request's head into the upstream request's head. `https`: the client
+/// came over TLS (`X-Forwarded-Proto: https`).
 pub(crate) fn request(
     parts: &mut http::request::Parts,
     route: &ProxyRoute,
     real_ip: &HeaderValue,
     websocket: bool,
+    https: bool,
 ) {
     parts.version = Version::HTTP_11;
+    // HTTP/2 (and absolute-form HTTP/1) requests name the server in the URI's authority,
+    // which the origin-form rewrite drops: keep it for `Host` (no cost for origin-form).
+    let authority = parts.uri.authority().cloned();
     if let Some(uri) = upstream_uri(&parts.uri, route.strip.as_deref()) {
         parts.uri = uri;
     }
@@ -171,11 +176,12 @@ pub(crate) fn request(
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_REAL_IP.clone(), real_ip.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if https { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = headers.get(HOST).cloned() {
         headers.insert(X_FORWARDED_HOST.clone(), host);
-    } else if let Some(authority) = parts.uri.authority() {
-        // HTTP/1.0 without Host: name the server in the request-target's authority.
+    } else if let Some(authority) = authority {
+        // HTTP/2, or HTTP/1.0 without Host: the server named in the request's authority.
         if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(HOST, v.clone());
             headers.insert(X_FORWARDED_HOST.clone(), v);
@@ -265,7 +271,7 @@ mod tests {
             ],
         );
         let ip = HeaderValue::from_static("127.0.0.1");
-        request(&mut p, &route(None), &ip, false);
+        request(&mut p, &route(None), &ip, false, false);
         let h = &p.headers;
         for gone in [
             "connection",
@@ -316,9 +322,27 @@ mod tests {
             ],
         );
         assert!(is_websocket_upgrade(&p.headers));
-        request(&mut p, &route(None), &HeaderValue::from_static("::1"), true);
+        request(
+            &mut p,
+            &route(None),
+            &HeaderValue::from_static("::1"),
+            true,
+            true,
+        );
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
         assert_eq!(p.headers["upgrade"], "websocket");
         assert_eq!(p.headers["connection"], "upgrade");
+    }
+
+    #[test]
+    fn http2_authority_becomes_host() {
+        let mut p = parts("https://h2.test:8443/x?y", &[]);
+        let ip = HeaderValue::from_static("127.0.0.1");
+        request(&mut p, &route(None), &ip, false, true);
+        assert_eq!(p.uri, "/x?y");
+        assert_eq!(p.headers["host"], "h2.test:8443");
+        assert_eq!(p.headers["x-forwarded-host"], "h2.test:8443");
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
     }
 
     #[test]

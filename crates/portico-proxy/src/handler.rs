@@ -4,6 +4,7 @@
 //! conn (hyper h1)  ->  handle():
 //!     snapshot      (worker's cached Arc, one pointer compare)
 //!     route         site by Host, route by path            [route.rs]
+//!     https         ACME http-01, http_redirect, 421, hsts [https.rs]
 //!     action:
 //!       proxy       websocket? -> websocket.rs              [websocket.rs, ws_pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
@@ -26,8 +27,8 @@ use crate::bodies::RespBody;
 use crate::conn::{ActiveGuard, ConnCtx};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
-use crate::snapshot::RouteAction;
-use crate::{forward, upstream, websocket};
+use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
+use crate::{forward, https, upstream, websocket};
 
 /// Serve one request of a client connection.
 pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
@@ -45,14 +46,39 @@ pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response
         .get(http::header::HOST)
         .map(|h| h.as_bytes())
         .or_else(|| req.uri().host().map(str::as_bytes));
-    let site = &snap.sites[listener.hosts.select(host)];
-    let mut resp = match site.routes.select(req.uri().path()) {
+    let site_index = listener.hosts.select(host);
+    let site = &snap.sites[site_index];
+    // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an empty
+    // check).
+    let early = https::before_routing(&ctx, &snap, listener, site_index, &req);
+    let mut resp = match early.map(|r| r.map(RespBody::new)) {
+        Some(resp) => resp,
+        None => route(&ctx, &snap, site, req, &mut log).await,
+    };
+    https::add_hsts(&ctx, site, resp.headers_mut());
+    if let Some(mut log) = log {
+        log.status = resp.status().as_u16();
+        resp.body_mut().set_log(log);
+    }
+    resp.body_mut().set_active(active);
+    resp
+}
+
+/// The site's route for the request, and its action.
+async fn route(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    site: &CompiledSite,
+    req: Request<Incoming>,
+    log: &mut Option<Box<LogCtx>>,
+) -> Response<RespBody> {
+    match site.routes.select(req.uri().path()) {
         None => ProxyError::NoRoute.to_response().map(RespBody::new),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {
-                websocket::proxy(&ctx, &snap, route, req, log.take()).await
+                websocket::proxy(ctx, snap, route, req, log.take()).await
             } else {
-                upstream::proxy(&ctx, &snap, route, req, log.as_deref_mut()).await
+                upstream::proxy(ctx, snap, route, req, log.as_deref_mut()).await
             }
         }
         Some(RouteAction::Static(action)) => {
@@ -61,14 +87,9 @@ pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response
         }
         Some(RouteAction::Redirect(action)) => {
             let (parts, _body) = req.into_parts();
-            redirect::redirect(&parts, "http", action).map(RespBody::new)
+            let scheme = if ctx.https { "https" } else { "http" };
+            redirect::redirect(&parts, scheme, action).map(RespBody::new)
         }
         Some(RouteAction::Respond(action)) => respond::respond(action).map(RespBody::new),
-    };
-    if let Some(mut log) = log {
-        log.status = resp.status().as_u16();
-        resp.body_mut().set_log(log);
     }
-    resp.body_mut().set_active(active);
-    resp
 }

@@ -76,10 +76,19 @@ impl AddrHasher {
     }
 }
 
-/// Idle connections by server address.
+/// What an idle connection is kept under: the server's address and, for TLS, a tag of the
+/// upstream's TLS identity (settings + SNI), so a TLS connection is reused only for the same
+/// identity and never for plain requests (tag 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub addr: SocketAddr,
+    pub tls: u64,
+}
+
+/// Idle connections by server address (and TLS identity).
 #[derive(Default)]
 pub(crate) struct ConnPool {
-    idle: RefCell<HashMap<SocketAddr, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>>,
+    idle: RefCell<HashMap<PoolKey, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>>,
 }
 
 impl std::fmt::Debug for ConnPool {
@@ -91,10 +100,10 @@ impl std::fmt::Debug for ConnPool {
 }
 
 impl ConnPool {
-    /// The most recently idle connection to `addr` that is still open.
-    pub fn take(&self, addr: SocketAddr) -> Option<SendRequest<ReqBody>> {
+    /// The most recently idle connection under `key` that is still open.
+    pub fn take(&self, key: PoolKey) -> Option<SendRequest<ReqBody>> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&key)?;
         while let Some(conn) = list.pop_back() {
             if !conn.sender.is_closed() {
                 return Some(conn.sender);
@@ -104,12 +113,12 @@ impl ConnPool {
     }
 
     /// Give a connection back; dropped (closed) when `keepalive` are already idle.
-    pub fn put(&self, addr: SocketAddr, sender: SendRequest<ReqBody>, keepalive: usize) {
+    pub fn put(&self, key: PoolKey, sender: SendRequest<ReqBody>, keepalive: usize) {
         if keepalive == 0 || sender.is_closed() {
             return;
         }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(addr).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() >= keepalive {
             list.pop_front();
         }

@@ -67,7 +67,13 @@ impl RunningServer {
         if *self.shared.state.borrow() != RunState::Running {
             return Err(ReloadError::Stopping);
         }
-        let snapshot = Snapshot::build(&config, registry)?;
+        let mut snapshot = Snapshot::build(&config, registry)?;
+        if snapshot.needs_tls() && self.shared.tls.is_none() {
+            return Err(crate::error::ProxyError::Tls(
+                "a site has `tls` but the data plane was started without a TLS runtime".into(),
+            )
+            .into());
+        }
         let old = self.shared.snapshot.load_full();
         let old_ids: HashSet<SocketAddr> = old.listeners.iter().map(|l| l.addr).collect();
         let new_ids: HashSet<SocketAddr> = snapshot.listeners.iter().map(|l| l.addr).collect();
@@ -93,6 +99,13 @@ impl RunningServer {
             .filter(|s| !new_servers.contains(s))
             .collect();
 
+        // A TLS site's redirects name the port its listener actually got (port 0 in tests).
+        let pairs: Vec<(SocketAddr, SocketAddr)> = lock(&self.bound)
+            .iter()
+            .copied()
+            .chain(added.iter().map(|(c, a, _)| (*c, *a)))
+            .collect();
+        snapshot.set_bound(&pairs);
         let grace = config.server.shutdown_grace;
         let now = Instant::now();
         let deadline = now + grace;

@@ -24,6 +24,7 @@ use crate::accept::bind_group;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
+use crate::tls::{TlsContext, TlsShared};
 use crate::worker::{Command, RunState, Shared};
 
 /// Starts the data plane.
@@ -50,7 +51,25 @@ impl Server {
     /// Bind every site listener, start the workers, return. A bind failure names the
     /// address.
     pub fn start(config: Arc<Config>, registry: Registry) -> Result<RunningServer, ProxyError> {
-        let snapshot = Snapshot::build(&config, &registry)?;
+        Server::start_with_tls(config, registry, None)
+    }
+
+    /// [`Server::start`] with TLS: `tls` (from a running `portico_tls::TlsRuntime`, see
+    /// [`TlsContext::from_runtime`]) serves the TLS listeners (certificates by SNI) and the
+    /// ACME HTTP-01 answers of the plain ones. Required when a site has `tls`; kept in the
+    /// workers' shared state for the server's life (reloads reuse it).
+    pub fn start_with_tls(
+        config: Arc<Config>,
+        registry: Registry,
+        tls: Option<TlsContext>,
+    ) -> Result<RunningServer, ProxyError> {
+        let tls = tls.map(TlsShared::new).transpose()?;
+        let mut snapshot = Snapshot::build(&config, &registry)?;
+        if snapshot.needs_tls() && tls.is_none() {
+            return Err(ProxyError::Tls(
+                "a site has `tls` but the data plane was started without a TLS runtime".into(),
+            ));
+        }
         let threads = match config.server.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -66,6 +85,7 @@ impl Server {
                 per_worker[worker].push((listener.addr, socket));
             }
         }
+        snapshot.set_bound(&bound);
         let access_log =
             AccessLog::open(&config.server.access_log, config.server.access_log_format)
                 .map_err(ProxyError::AccessLog)?;
@@ -79,6 +99,7 @@ impl Server {
             access_log,
             retired: Mutex::new(HashMap::new()),
             websockets: AtomicUsize::new(0),
+            tls,
         });
         let mut runtimes = Vec::with_capacity(threads);
         for _ in 0..threads {

@@ -38,12 +38,40 @@ pub(crate) struct Snapshot {
 pub(crate) struct ListenerSites {
     pub addr: SocketAddr,
     pub hosts: HostTable,
+    /// A TLS listener: a site with `tls` listens here.
+    pub tls: bool,
+    /// Sites (global indexes) that only answer 301 to https here: this address is their
+    /// `http_listen`. Few per listener; a linear scan is cheaper than a set.
+    pub redirect: Vec<usize>,
+}
+
+impl ListenerSites {
+    /// Whether `site` only redirects to https on this listener.
+    pub fn redirects(&self, site: usize) -> bool {
+        !self.redirect.is_empty() && self.redirect.contains(&site)
+    }
 }
 
 /// One site, compiled.
 #[derive(Debug)]
 pub(crate) struct CompiledSite {
     pub routes: RouteTable,
+    /// The TLS side of the site, when it has `tls`.
+    pub tls: Option<SiteTlsInfo>,
+}
+
+/// What the data path needs to know about a TLS site.
+#[derive(Debug)]
+pub(crate) struct SiteTlsInfo {
+    /// Certificate identity: two sites with the same value serve the same certificate (a
+    /// request may move between them on one TLS connection; otherwise 421).
+    pub cert: usize,
+    /// `Strict-Transport-Security` value for https responses.
+    pub hsts: Option<HeaderValue>,
+    /// The site's first `listen` address as configured, and the port of its https side as
+    /// bound (for the `http_redirect` Location; fixed up by [`Snapshot::set_bound`]).
+    pub listen: SocketAddr,
+    pub https_port: u16,
 }
 
 /// What a matched route does.
@@ -125,6 +153,8 @@ pub(crate) struct UpstreamEntry {
     /// tried in order when connecting to the first fails.
     pub fallbacks: Vec<Vec<SocketAddr>>,
     pub config: Upstream,
+    /// `tls = {..}`: how to talk TLS to the servers.
+    pub tls: Option<crate::tls::UpstreamTlsCtx>,
 }
 
 impl Snapshot {
@@ -139,13 +169,6 @@ impl Snapshot {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut upstream_index = HashMap::new();
         for (name, upstream) in &config.upstreams {
-            if upstream.tls.is_some() {
-                tracing::warn!(
-                    upstream = %name,
-                    "tls to upstream servers is not supported by this data plane yet: \
-                     connections to its servers are plain TCP"
-                );
-            }
             let pool = Pool::new(upstream, registry);
             let resolved = pool
                 .members()
@@ -154,17 +177,28 @@ impl Snapshot {
                 .collect::<Result<Vec<_>, _>>()?;
             let addrs = resolved.iter().map(|all| all[0]).collect();
             let fallbacks = resolved.into_iter().map(|all| all[1..].to_vec()).collect();
+            let tls = match &upstream.tls {
+                Some(tls) => Some(crate::tls::UpstreamTlsCtx::build(
+                    name,
+                    tls,
+                    &pool,
+                    &config.base_dir,
+                )?),
+                None => None,
+            };
             upstream_index.insert(name.as_str(), upstreams.len());
             upstreams.push(UpstreamEntry {
                 pool,
                 addrs,
                 fallbacks,
                 config: upstream.clone(),
+                tls,
             });
         }
 
         let mut listeners: Vec<ListenerSites> = Vec::new();
         let mut sites = Vec::with_capacity(config.sites.len());
+        let mut certs: Vec<&portico_config::SiteTls> = Vec::new();
         for (site_index, site) in config.sites.iter().enumerate() {
             let mut routes = Vec::with_capacity(site.routes.len());
             for route in &site.routes {
@@ -178,21 +212,54 @@ impl Snapshot {
                 };
                 routes.push((route.matcher.clone(), action));
             }
-            sites.push(CompiledSite {
-                routes: RouteTable::new(routes),
-            });
-            for addr in &site.listen {
-                let idx = match listeners.iter().position(|l| l.addr == *addr) {
+            let tls = site.tls.as_ref().map(|tls| {
+                let cert = match certs.iter().position(|c| *c == tls) {
                     Some(i) => i,
                     None => {
-                        listeners.push(ListenerSites {
-                            addr: *addr,
-                            hosts: HostTable::default(),
-                        });
-                        listeners.len() - 1
+                        certs.push(tls);
+                        certs.len() - 1
                     }
                 };
-                listeners[idx].hosts.add_site(site_index, &site.hosts);
+                let hsts = site.hsts.as_deref().and_then(|v| {
+                    HeaderValue::from_str(v)
+                        .map_err(|_| {
+                            tracing::warn!(
+                                site = site_index + 1,
+                                "hsts value is not a valid header value; not sent"
+                            )
+                        })
+                        .ok()
+                });
+                SiteTlsInfo {
+                    cert,
+                    hsts,
+                    listen: site.listen[0],
+                    https_port: site.listen[0].port(),
+                }
+            });
+            sites.push(CompiledSite {
+                routes: RouteTable::new(routes),
+                tls,
+            });
+            for addr in &site.listen {
+                let l = listener_at(&mut listeners, *addr);
+                l.hosts.add_site(site_index, &site.hosts);
+                l.tls |= site.tls.is_some();
+            }
+            if site.tls.is_some() && site.http_redirect {
+                for addr in &site.http_listen {
+                    let l = listener_at(&mut listeners, *addr);
+                    l.hosts.add_site(site_index, &site.hosts);
+                    l.redirect.push(site_index);
+                }
+            }
+        }
+        for l in &listeners {
+            if l.tls && !l.redirect.is_empty() {
+                return Err(ProxyError::Tls(format!(
+                    "{} is both a TLS `listen` address and an `http_listen` address",
+                    l.addr
+                )));
             }
         }
         Ok(Snapshot {
@@ -201,6 +268,42 @@ impl Snapshot {
             upstreams,
             server: config.server.clone(),
         })
+    }
+}
+
+/// The listener of `addr`, created (plain, no sites) on first use.
+fn listener_at(listeners: &mut Vec<ListenerSites>, addr: SocketAddr) -> &mut ListenerSites {
+    let idx = match listeners.iter().position(|l| l.addr == addr) {
+        Some(i) => i,
+        None => {
+            listeners.push(ListenerSites {
+                addr,
+                hosts: HostTable::default(),
+                tls: false,
+                redirect: Vec::new(),
+            });
+            listeners.len() - 1
+        }
+    };
+    &mut listeners[idx]
+}
+
+impl Snapshot {
+    /// After binding: `bound` pairs (configured, actual) address; a site's https port for
+    /// its redirects is the port its first `listen` address actually got (port 0 in tests).
+    pub fn set_bound(&mut self, bound: &[(SocketAddr, SocketAddr)]) {
+        for site in &mut self.sites {
+            if let Some(tls) = &mut site.tls
+                && let Some((_, actual)) = bound.iter().find(|(want, _)| *want == tls.listen)
+            {
+                tls.https_port = actual.port();
+            }
+        }
+    }
+
+    /// Whether any listener or upstream needs TLS.
+    pub fn needs_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.tls)
     }
 }
 

@@ -26,6 +26,7 @@ use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper_util::rt::TokioIo;
 use portico_balance::{PickKey, Picked};
 use portico_config::{Balance, HashKey};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
@@ -33,6 +34,7 @@ use crate::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::forward;
 use crate::log::LogCtx;
+use crate::pool::PoolKey;
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 
 /// Most servers one request tries.
@@ -161,7 +163,7 @@ async fn try_proxy(
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
     let hash = hash_key(entry, &parts);
-    forward::request(&mut parts, route, &ctx.real_ip, false);
+    forward::request(&mut parts, route, &ctx.real_ip, false, ctx.https);
 
     let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
@@ -258,10 +260,15 @@ async fn attempt(
     let worker = &ctx.worker;
     let cfg = &entry.config;
     let started = timed.then(Instant::now);
+    let index = picked.index;
+    let key = PoolKey {
+        addr,
+        tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
+    };
     loop {
-        let (mut sender, reused) = match worker.pool.take(addr) {
+        let (mut sender, reused) = match worker.pool.take(key) {
             Some(s) => (s, true),
-            None => (connect(addr, fallbacks, cfg.connect_timeout).await?, false),
+            None => (open(entry, index, (addr, fallbacks), false).await?, false),
         };
         if reused && sender.ready().await.is_err() {
             continue;
@@ -293,7 +300,7 @@ async fn attempt(
                 forward::response(&mut parts, route);
                 let lease = UpstreamLease {
                     worker: worker.clone(),
-                    addr,
+                    key,
                     sender,
                     keepalive: cfg.keepalive,
                     _picked: picked,
@@ -429,13 +436,35 @@ async fn wait_head(
     }
 }
 
-/// A new upstream connection: TCP (`connect_timeout`, `TCP_NODELAY`) + HTTP/1.1 handshake.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    fallbacks: &[SocketAddr],
-    timeout: Duration,
+/// A new connection to member `index` of `entry`: TCP (`connect_timeout`, `TCP_NODELAY`),
+/// TLS when the upstream has `tls` (handshake within `connect_timeout` too), then the
+/// HTTP/1.1 handshake. `upgrades`: the connection may switch protocols (WebSocket).
+pub(crate) async fn open(
+    entry: &UpstreamEntry,
+    index: usize,
+    (addr, fallbacks): (SocketAddr, &[SocketAddr]),
+    upgrades: bool,
 ) -> Result<SendRequest<ReqBody>, ProxyError> {
+    let timeout = entry.config.connect_timeout;
     let stream = connect_tcp(addr, fallbacks, timeout).await?;
+    match &entry.tls {
+        None => handshake(addr, stream, upgrades).await,
+        Some(tls) => {
+            let stream = tls.connect(index, addr, stream, timeout).await?;
+            handshake(addr, stream, upgrades).await
+        }
+    }
+}
+
+/// The HTTP/1.1 client handshake over `stream`; the connection task runs on this worker.
+async fn handshake<S>(
+    addr: SocketAddr,
+    stream: S,
+    upgrades: bool,
+) -> Result<SendRequest<ReqBody>, ProxyError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (sender, conn) =
         client::handshake(TokioIo::new(stream))
             .await
@@ -444,7 +473,12 @@ pub(crate) async fn connect(
                 reason: e.to_string(),
             })?;
     tokio::task::spawn_local(async move {
-        if let Err(e) = conn.await {
+        let result = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = result {
             tracing::debug!(error = %e, "upstream connection ended with an error");
         }
     });

@@ -9,8 +9,6 @@ use std::rc::Rc;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::client::conn::http1 as client;
-use hyper_util::rt::TokioIo;
 use portico_balance::PickKey;
 
 use crate::bodies::{ReqBody, RespBody};
@@ -20,7 +18,7 @@ use crate::drain::WsTicket;
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{ProxyRoute, Snapshot};
-use crate::upstream::{self, connect_tcp};
+use crate::upstream;
 use crate::{forward, ws_pipe};
 
 /// Proxy a WebSocket upgrade request.
@@ -57,7 +55,7 @@ async fn try_proxy(
     let on_client = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
     let hash = upstream::hash_key(entry, &parts);
-    forward::request(&mut parts, route, &ctx.real_ip, true);
+    forward::request(&mut parts, route, &ctx.real_ip, true, ctx.https);
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),
@@ -65,7 +63,7 @@ async fn try_proxy(
     let mut tried = Vec::new();
     let mut retries_left = cfg.retries;
     let mut last_error = None;
-    let (picked, addr, stream) = loop {
+    let (picked, addr, mut sender) = loop {
         let picked = match entry.pool.pick(&key, &tried) {
             Ok(p) => p,
             Err(_) => {
@@ -73,7 +71,15 @@ async fn try_proxy(
             }
         };
         let addr = entry.addrs[picked.index];
-        match connect_tcp(addr, &entry.fallbacks[picked.index], cfg.connect_timeout).await {
+        // TCP, TLS when the upstream has `tls`, HTTP/1.1 handshake with upgrades.
+        match upstream::open(
+            entry,
+            picked.index,
+            (addr, &entry.fallbacks[picked.index]),
+            true,
+        )
+        .await
+        {
             Ok(s) => break (picked, addr, s),
             Err(e) => {
                 entry.pool.report_failure(picked.index);
@@ -90,14 +96,6 @@ async fn try_proxy(
         addr,
         reason: e.to_string(),
     };
-    let (mut sender, conn) = client::handshake(TokioIo::new(stream))
-        .await
-        .map_err(broken)?;
-    tokio::task::spawn_local(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "websocket upstream connection error");
-        }
-    });
     let started = std::time::Instant::now();
     let sent = sender.send_request(Request::from_parts(parts, ReqBody::Empty));
     let mut resp = match tokio::time::timeout(route.read_timeout, sent).await {

@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub retired: Mutex<HashMap<SocketAddr, (Arc<Snapshot>, Instant)>>,
     /// WebSockets open over all workers.
     pub websockets: AtomicUsize,
+    /// TLS for the TLS listeners (certificates by SNI) and ACME HTTP-01 answers; `None`
+    /// without a TLS runtime. Kept for the server's life: listeners a reload adds use it.
+    pub tls: Option<crate::tls::TlsShared>,
 }
 
 /// What a reload asks of each worker.

@@ -26,13 +26,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use portico_balance::Picked;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::access_log::WsLog;
-use crate::conn::{ClientIo, ConnCtx};
+use crate::conn::ConnCtx;
 use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::{RunState, StopWatch};
@@ -116,12 +115,14 @@ pub(crate) async fn run(
         tracing::debug!("websocket upgrade did not complete");
         return;
     };
-    let (Ok(c), Ok(u)) = (
-        c.downcast::<TokioIo<ClientIo>>(),
-        u.downcast::<TokioIo<TcpStream>>(),
-    ) else {
-        tracing::warn!("websocket upgrade: unexpected stream type");
-        return;
+    // Plain TCP both ways stays here; a TLS side (wss client, `tls` upstream) goes to the
+    // AsyncRead/AsyncWrite pipe in ws_tls_pipe.rs (same stop watch and contract).
+    let (c, u) = match crate::ws_tls_pipe::split(c, u) {
+        crate::ws_tls_pipe::Split::Plain(c, u) => (c, u),
+        crate::ws_tls_pipe::Split::Tls(sides) => {
+            crate::ws_tls_pipe::run(ctx, *sides, idle_timeout, picked, ticket, log).await;
+            return;
+        }
     };
     let started = Instant::now();
     // Bytes hyper read past the upgrade heads belong to the other side. They are copied

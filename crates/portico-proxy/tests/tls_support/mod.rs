@@ -1,0 +1,435 @@
+//! Support for the TLS integration tests: certificates made with rcgen, the proxy started
+//! with a real `portico_tls::TlsRuntime`, TLS clients (HTTP/1.1 on raw TLS streams so tests
+//! see what goes over the wire, HTTP/2 with hyper) and TLS backends (HTTP and WebSocket).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use portico_balance::Registry;
+use portico_config::AccessLogTarget;
+use portico_proxy::{RunningServer, Server, TlsContext};
+use portico_tls::TlsRuntime;
+use portico_tls::acme::Http01Challenges;
+use portico_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use portico_tls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use portico_tls::tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Every network wait in these tests gives up after this long.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A test CA that signs leaf certificates.
+pub struct TestCa {
+    pub cert_pem: String,
+    pub der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A leaf certificate: chain PEM (leaf + CA) and key PEM.
+pub struct Leaf {
+    pub chain_pem: String,
+    pub key_pem: String,
+    pub der: CertificateDer<'static>,
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    pub fn leaf(&self, names: &[&str]) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        roots
+    }
+}
+
+/// The proxy with its TLS runtime. Must be started inside a multi-thread tokio runtime (the
+/// TLS runtime's file poller runs there).
+pub struct TlsProxy {
+    pub server: Option<RunningServer>,
+    pub tls: TlsRuntime,
+    pub http01: Http01Challenges,
+    pub dir: tempfile::TempDir,
+    pub config: Arc<portico_config::Config>,
+}
+
+impl TlsProxy {
+    /// Write `files` beside `portico.toml`, parse, start the TLS runtime (certificate files
+    /// polled every 50 ms) and the proxy (one worker, access log off unless set).
+    pub fn start(toml: &str, files: &[(&str, &str)]) -> TlsProxy {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, contents) in files {
+            let full = dir.path().join(path);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, contents).unwrap();
+        }
+        let path = dir.path().join("portico.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut config = match portico_config::parse(toml, &path) {
+            Ok(c) => c,
+            Err(e) => panic!("invalid test config:\n{e}"),
+        };
+        config.server.threads = 1;
+        if !toml.contains("access_log") {
+            config.server.access_log = AccessLogTarget::Off;
+        }
+        let config = Arc::new(config);
+        let http01 = Http01Challenges::new();
+        let mut tls = TlsRuntime::start(&config.sites, &config.base_dir, None, http01.clone())
+            .expect("TLS runtime");
+        tls.set_file_poll_interval(Duration::from_millis(50));
+        tls.reload(&config.sites, &config.base_dir).unwrap();
+        let server = Server::start_with_tls(
+            config.clone(),
+            Registry::default(),
+            Some(TlsContext::from_runtime(&tls)),
+        )
+        .expect("proxy starts");
+        TlsProxy {
+            server: Some(server),
+            tls,
+            http01,
+            dir,
+            config,
+        }
+    }
+
+    /// Bound address of the listener configured as `configured`.
+    pub fn addr(&self, configured: &str) -> SocketAddr {
+        let want: SocketAddr = configured.parse().unwrap();
+        self.server
+            .as_ref()
+            .unwrap()
+            .bound_addrs()
+            .into_iter()
+            .find(|(c, _)| *c == want)
+            .map(|(_, b)| b)
+            .unwrap_or_else(|| panic!("no listener {configured}"))
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop_now();
+            server.wait();
+        }
+    }
+}
+
+/// A client config trusting `roots`, offering `alpn`, only `versions` (empty: 1.2 and 1.3),
+/// resumption off (each handshake shows the certificate served now).
+pub fn client_config(
+    roots: RootCertStore,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let versions = if versions.is_empty() {
+        rustls::DEFAULT_VERSIONS
+    } else {
+        versions
+    };
+    let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// Connect and handshake with `sni`.
+pub async fn connect(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    sni: &str,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    tokio::time::timeout(TIMEOUT, TlsConnector::from(config).connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timed out"))?
+}
+
+/// The leaf certificate a connected stream got.
+pub fn peer_leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send `GET path` with `Host: host` and `Connection: close` on `stream`; read the whole
+/// response.
+pub async fn get<S>(stream: &mut S, host: &str, path: &str) -> Resp
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut raw)).await;
+    match read {
+        Ok(Ok(_)) => {}
+        // A TLS peer closing without close_notify still gave us the whole response.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Ok(Err(e)) => panic!("read response: {e}"),
+        Err(_) => panic!("response timed out"),
+    }
+    parse(&raw)
+}
+
+/// Plain-HTTP `GET` on a new connection to `addr`.
+pub async fn plain_get(addr: SocketAddr, host: &str, path: &str) -> Resp {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    get(&mut s, host, path).await
+}
+
+/// HTTPS `GET` on a new connection (SNI `sni`, `Host: host`).
+pub async fn https_get(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    sni: &str,
+    host: &str,
+    path: &str,
+) -> Resp {
+    let mut s = connect(addr, config, sni).await.expect("TLS handshake");
+    get(&mut s, host, path).await
+}
+
+/// Parse a complete response (Content-Length, chunked, or until close).
+pub fn parse(raw: &[u8]) -> Resp {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+    let head = std::str::from_utf8(&raw[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size_text = std::str::from_utf8(&data[..eol]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// A rustls server config with one certificate (for TLS backends).
+pub fn server_config(leaf: &Leaf, client_ca: Option<&TestCa>) -> Arc<ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let builder = ServerConfig::builder_with_provider(portico_tls::default_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(ca.roots()),
+                portico_tls::default_provider(),
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A TLS HTTP/1.1 backend (keep-alive): answers `NAME <METHOD> <URI> sni=<SNI>` plus the
+/// request's `x-forwarded-proto`, counts accepted TCP connections and finished handshakes.
+pub struct TlsBackend {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    pub handshakes: Arc<AtomicUsize>,
+}
+
+pub async fn tls_http_backend(name: &'static str, config: Arc<ServerConfig>) -> TlsBackend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let (acc, hs) = (accepted.clone(), handshakes.clone());
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            let hs = hs.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                hs.fetch_add(1, Ordering::SeqCst);
+                let sni = tls.get_ref().1.server_name().unwrap_or("-").to_string();
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let proto = req
+                            .headers()
+                            .get("x-forwarded-proto")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = format!(
+                            "{name} {} {} sni={sni} proto={proto}\n",
+                            req.method(),
+                            req.uri()
+                        );
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    TlsBackend {
+        addr,
+        accepted,
+        handshakes,
+    }
+}
+
+/// A TLS WebSocket echo backend (tokio-tungstenite over rustls).
+pub async fn tls_ws_backend(config: Arc<ServerConfig>) -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        if ws.send(msg).await.is_err() {
+                            return;
+                        }
+                    } else if msg.is_close() {
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Poll `check` until it returns true or `TIMEOUT` passes.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Write `path` atomically enough for the poller (write then rename).
+pub fn replace_file(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
