@@ -1,0 +1,248 @@
+//! WebSockets across reloads (in-process, real sockets): untouched by unrelated reloads;
+//! those of a removed server get close 1001 spread over half of `shutdown_grace`, and a
+//! pipe stuck mid-frame is closed hard at the cap.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod reload_support;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use reload_support::Live;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const T: Duration = Duration::from_secs(10);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Upstream `app` (the WebSocket route `/ws`) and upstream `other` (route `/other`), on
+/// `127.0.0.1:0`; `extra` is appended (more sites).
+fn config(app: &[SocketAddr], other: SocketAddr, ws_extra: &str, extra: &str) -> String {
+    let list: Vec<String> = app.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[server]\nthreads = 2\naccess_log = \"off\"\nshutdown_grace = \"2s\"\n\n\
+         [upstreams.app]\nservers = [{}]\n\n[upstreams.other]\nservers = [\"{other}\"]\n\n\
+         [[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [\n\
+         {{ path = \"/ws\", proxy = \"app\", websocket = true{ws_extra} }},\n\
+         {{ path = \"/other\", proxy = \"other\" }},\n]\n{extra}",
+        list.join(", ")
+    )
+}
+
+async fn open(addr: SocketAddr) -> (Ws, String) {
+    let (ws, resp) = tokio::time::timeout(
+        T,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    assert_eq!(resp.status(), 101);
+    let name = resp.headers()["x-echo-name"].to_str().unwrap().to_string();
+    (ws, name)
+}
+
+async fn next(ws: &mut Ws) -> Message {
+    tokio::time::timeout(T, ws.next())
+        .await
+        .expect("message in time")
+        .expect("stream open")
+        .expect("no error")
+}
+
+/// Every WebSocket sends one message, then every one reads its echo.
+async fn echo_round(sockets: &mut [Ws], round: usize) {
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        ws.send(Message::text(format!("r{round}-{i}")))
+            .await
+            .unwrap();
+    }
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        assert_eq!(
+            next(ws).await,
+            Message::text(format!("r{round}-{i}")),
+            "websocket {i} after reload {round}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_websockets_keep_echoing_through_fifty_unrelated_reloads() {
+    let a = echo("A");
+    let b = echo("B");
+    let c = echo("C");
+    let live = Live::start(&config(&[a.addr], b.addr, "", "")).unwrap();
+    let addr = live.addr();
+    let mut sockets = Vec::new();
+    for _ in 0..200 {
+        sockets.push(open(addr).await.0);
+    }
+    echo_round(&mut sockets, 0).await;
+    let started = Instant::now();
+    for i in 1..=50 {
+        // Unrelated changes: the other upstream's server, a site on a new listener added
+        // and removed again, header rules on the WebSocket route itself.
+        let other = if i % 2 == 0 { b.addr } else { c.addr };
+        let headers = format!(", request_headers = {{ set = {{ x-gen = \"{i}\" }} }}");
+        let extra = if i % 3 == 0 {
+            "[[sites]]\nlisten = [\"127.0.0.2:0\"]\nroutes = [{ path = \"/\", respond = \"new\" }]\n"
+        } else {
+            ""
+        };
+        let out = live
+            .reload(&config(&[a.addr], other, &headers, extra))
+            .unwrap();
+        assert!(out.servers_removed.iter().all(|s| &*s.upstream == "other"));
+        if let Some((_, bound)) = out.listeners_added.first() {
+            let bound = *bound;
+            let r = tokio::task::spawn_blocking(move || get(bound, "h", "/"))
+                .await
+                .unwrap();
+            assert_eq!(r.text(), "new", "the added listener serves at once");
+        }
+        echo_round(&mut sockets, i).await;
+    }
+    println!(
+        "200 websockets through 50 reloads in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(live.server.websockets(), 200, "none was closed");
+    // A new WebSocket still works, and the kept ones close normally.
+    let (mut fresh, _) = open(addr).await;
+    fresh.send(Message::text("late")).await.unwrap();
+    assert_eq!(next(&mut fresh).await, Message::text("late"));
+    for mut ws in sockets {
+        ws.close(None).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_server_drains_only_its_websockets_with_1001_spread_over_the_window() {
+    let a = echo("A");
+    let b = echo("B");
+    let other = echo("O");
+    let live = Live::start(&config(&[a.addr, b.addr], other.addr, "", "")).unwrap();
+    let addr = live.addr();
+    let mut on_a = Vec::new();
+    let mut on_b = Vec::new();
+    for _ in 0..24 {
+        let (ws, name) = open(addr).await;
+        match name.as_str() {
+            "A" => on_a.push(ws),
+            _ => on_b.push(ws),
+        }
+    }
+    assert!(
+        on_a.len() >= 4 && on_b.len() >= 4,
+        "{} on A, {} on B",
+        on_a.len(),
+        on_b.len()
+    );
+    echo_round(&mut on_a, 0).await;
+    echo_round(&mut on_b, 0).await;
+    // Remove B (shutdown_grace 2 s: closes spread over 1 s, hard cap at 2 s).
+    let reloaded = Instant::now();
+    let out = live.reload(&config(&[a.addr], other.addr, "", "")).unwrap();
+    assert_eq!(out.servers_removed.len(), 1);
+    assert_eq!(&*out.servers_removed[0].addr, b.addr.to_string());
+    // Every WebSocket on B gets close 1001; note when (all read at once).
+    let waits = on_b.into_iter().map(|mut ws| async move {
+        loop {
+            match next(&mut ws).await {
+                Message::Close(Some(frame)) => {
+                    assert_eq!(frame.code, CloseCode::Away);
+                    return reloaded.elapsed();
+                }
+                Message::Close(None) => panic!("close without 1001"),
+                _ => {}
+            }
+        }
+    });
+    let mut closed_at = futures_util::future::join_all(waits).await;
+    closed_at.sort();
+    let (first, last) = (closed_at[0], closed_at[closed_at.len() - 1]);
+    println!(
+        "{} websockets drained between {first:?} and {last:?}",
+        closed_at.len()
+    );
+    assert!(
+        last < Duration::from_millis(1500),
+        "all within the 1 s window: {closed_at:?}"
+    );
+    assert!(
+        last - first >= Duration::from_millis(300),
+        "spread, not all at once: {closed_at:?}"
+    );
+    // The ones on A were never touched, during and after.
+    for round in 1..=3 {
+        echo_round(&mut on_a, round).await;
+    }
+    let (_, name) = open(addr).await;
+    assert_eq!(name, "A", "new WebSockets go to the remaining server");
+}
+
+#[test]
+fn a_websocket_stuck_mid_frame_is_closed_hard_at_the_cap() {
+    let a = echo("A");
+    let b = echo("B");
+    let other = echo("O");
+    // Only B, so the WebSocket surely goes there.
+    let live = Live::start(&config(&[b.addr], other.addr, "", "")).unwrap();
+    let mut s = std::net::TcpStream::connect(live.addr()).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // A masked text frame announcing 100 bytes, of which only 3 are sent: the client-to-
+    // server direction never reaches a frame boundary.
+    s.write_all(&[0x81, 0x80 | 100, 1, 2, 3, 4, b'a', b'b', b'c'])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let reloaded = Instant::now();
+    live.reload(&config(&[a.addr], other.addr, "", "")).unwrap();
+    // The client gets close 1001 at once (its direction is at a boundary) and its read side
+    // ends; the pipe itself lives on (the other direction is mid-frame) until the cap.
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        got.starts_with(&[0x88, 0x02, 0x03, 0xe9]),
+        "close 1001 first: {got:?}"
+    );
+    assert!(
+        reloaded.elapsed() < Duration::from_millis(500),
+        "the close is not delayed"
+    );
+    // More of the frame's payload, a byte every 50 ms, until the proxy's socket is gone.
+    let mut sent = 0;
+    let elapsed = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if s.write_all(b"x").is_err() || sent > 90 {
+            break reloaded.elapsed();
+        }
+        sent += 1;
+    };
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_secs(4),
+        "closed hard at the 2 s cap, not before: {elapsed:?}"
+    );
+}
