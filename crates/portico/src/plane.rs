@@ -1,5 +1,11 @@
 //! The data planes one process runs: HTTP sites (`portico-proxy`) and TCP streams
 //! (`portico-stream`), started, stopped and awaited together.
+//!
+//! TLS for sites: a `portico_tls::TlsRuntime` (the SNI resolver every TLS listener shares,
+//! the certificate-file poller, the ACME manager of `[acme]`, the HTTP-01 answers) runs on a
+//! small runtime of its own (one thread, `portico-tls`), started before the HTTP plane and
+//! handed to it as a `TlsContext`. It is started even without TLS sites, so a reload that
+//! adds one finds it; a reload applies the new sites to it before the HTTP plane swaps.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,8 +13,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use portico_balance::Registry;
 use portico_config::Config;
-use portico_proxy::{RunningServer, Server};
+use portico_proxy::{RunningServer, Server, TlsContext};
 use portico_stream::{RunningStreams, StreamServer};
+use portico_tls::TlsRuntime;
+use portico_tls::acme::{AcmeSettings, Http01Challenges};
 
 /// What a reload changed, for the log and `portico reload`.
 #[derive(Debug, Clone)]
@@ -23,12 +31,87 @@ pub struct ReloadSummary {
 pub struct DataPlane {
     http: RunningServer,
     streams: RunningStreams,
+    tls: TlsPlane,
+}
+
+/// The TLS runtime of the sites and the tokio runtime its tasks run on.
+struct TlsPlane {
+    runtime: Option<tokio::runtime::Runtime>,
+    tls: std::sync::Mutex<TlsRuntime>,
+}
+
+impl TlsPlane {
+    /// Load the sites' certificate files, start the poller and the ACME tasks (`acme`:
+    /// from `[acme]`). A missing or broken certificate file is an error here.
+    fn start(config: &Config, acme: Option<AcmeSettings>) -> anyhow::Result<TlsPlane> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("portico-tls")
+            .enable_all()
+            .build()
+            .context("cannot start the TLS runtime")?;
+        let tls = {
+            let _inside = runtime.enter();
+            TlsRuntime::start(
+                &config.sites,
+                &config.base_dir,
+                acme,
+                Http01Challenges::new(),
+            )
+            .context("cannot load the certificates")?
+        };
+        Ok(TlsPlane {
+            runtime: Some(runtime),
+            tls: std::sync::Mutex::new(tls),
+        })
+    }
+
+    fn context(&self) -> TlsContext {
+        TlsContext::from_runtime(&self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TlsRuntime> {
+        self.tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Apply a reloaded config's sites (certificates loaded and watched anew, ACME groups
+    /// started/stopped). On `Err` the running certificates stay.
+    fn reload(&self, config: &Config) -> anyhow::Result<()> {
+        let _inside = self.runtime.as_ref().map(|rt| rt.enter());
+        self.lock()
+            .reload(&config.sites, &config.base_dir)
+            .context("cannot load the certificates")
+    }
+}
+
+impl Drop for TlsPlane {
+    fn drop(&mut self) {
+        self.lock().stop();
+        // Never blocks, also when dropped inside another runtime.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl DataPlane {
-    /// Bind every listener and start the workers; a bind failure names the address.
+    /// Bind every listener and start the workers; a bind failure names the address. ACME
+    /// settings come from the config's `[acme]` section.
     pub fn start(config: &Arc<Config>, registry: &Registry) -> anyhow::Result<DataPlane> {
-        let http = Server::start(config.clone(), registry.clone()).context("cannot start")?;
+        DataPlane::start_with(config, registry, AcmeSettings::for_config(config))
+    }
+
+    /// [`DataPlane::start`] with explicit ACME settings (tests shorten its timings).
+    pub fn start_with(
+        config: &Arc<Config>,
+        registry: &Registry,
+        acme: Option<AcmeSettings>,
+    ) -> anyhow::Result<DataPlane> {
+        let tls = TlsPlane::start(config, acme)?;
+        let http = Server::start_with_tls(config.clone(), registry.clone(), Some(tls.context()))
+            .context("cannot start")?;
         let streams = match StreamServer::start(config.clone(), registry.clone()) {
             Ok(streams) => streams,
             Err(err) => {
@@ -37,7 +120,7 @@ impl DataPlane {
                 return Err(err).context("cannot start streams");
             }
         };
-        Ok(DataPlane { http, streams })
+        Ok(DataPlane { http, streams, tls })
     }
 
     /// Bound addresses of the HTTP site listeners (what the VRRP `listeners` track probes).
@@ -64,6 +147,8 @@ impl DataPlane {
         config: &Arc<Config>,
         registry: &Registry,
     ) -> anyhow::Result<ReloadSummary> {
+        // Certificates first: new TLS sites have theirs before their listeners serve.
+        self.tls.reload(config)?;
         let http = self.http.reload(config.clone(), registry)?;
         let mut needs_restart: Vec<String> = http
             .needs_restart
@@ -116,5 +201,6 @@ impl DataPlane {
     pub fn wait(self) {
         self.http.wait();
         self.streams.wait();
+        drop(self.tls);
     }
 }
