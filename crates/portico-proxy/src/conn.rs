@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,15 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::framing::HeadScan;
 use crate::worker::{RunState, StopWatch, Worker};
+
+/// Request line plus header fields, in bytes: a longer head gets 431 and a close (hyper checks
+/// it while the head is still arriving, so a head that never ends is cut here). nginx's
+/// default allows 32 KiB as well (4 x 8k buffers). hyper's default of at most 100 header
+/// fields also answers 431; setting `max_headers` would move hyper's field array to the heap
+/// per request, so the default stays.
+const MAX_HEAD: usize = 32 * 1024;
 
 /// What every request of one client connection shares.
 pub(crate) struct ConnCtx {
@@ -97,6 +105,7 @@ impl ConnCtx {
                 active: AtomicU32::new(0),
                 head_started: AtomicU64::new(0),
                 base: now,
+                ambiguous: AtomicBool::new(false),
             }),
             served: Cell::new(0),
             idle_since: Cell::new(now),
@@ -201,7 +210,12 @@ pub(crate) fn service(
     let svc_ctx = ctx.clone();
     hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        async move { Ok::<_, Infallible>(crate::handler::handle(ctx, req).await) }
+        async move {
+            if ctx.clock.ambiguous.swap(false, Ordering::Relaxed) {
+                return Ok(crate::framing::refused());
+            }
+            Ok::<_, Infallible>(crate::handler::handle(ctx, req).await)
+        }
     })
 }
 
@@ -213,10 +227,13 @@ where
     let conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
+        // 431 past it, also while the head is still incomplete (see `MAX_HEAD`).
+        .max_header_size(MAX_HEAD)
         .serve_connection(
             TokioIo::new(ClientIo {
                 stream,
                 clock: ctx.clock.clone(),
+                scan: Some(HeadScan::default()),
             }),
             service(&ctx),
         )
@@ -282,6 +299,9 @@ pub(crate) struct HeadClock {
     /// request was in service; 0 = none.
     head_started: AtomicU64,
     base: Instant,
+    /// The head being read has both `Content-Length` and `Transfer-Encoding`
+    /// ([`crate::framing`]); taken by the service, which answers 400.
+    ambiguous: AtomicBool,
 }
 
 /// The client's stream (TCP, or TLS over TCP) as hyper sees it: notes when a new request
@@ -290,6 +310,8 @@ pub(crate) struct HeadClock {
 pub(crate) struct ClientIo<S = TcpStream> {
     pub stream: S,
     clock: Arc<HeadClock>,
+    /// HTTP/1.1 only: watches request heads for a double framing ([`crate::framing`]).
+    scan: Option<HeadScan>,
 }
 
 impl<S> ClientIo<S> {
@@ -298,6 +320,7 @@ impl<S> ClientIo<S> {
         ClientIo {
             stream,
             clock: ctx.clock.clone(),
+            scan: None,
         }
     }
 }
@@ -311,12 +334,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            let clock = &self.clock;
-            if clock.active.load(Ordering::Relaxed) == 0
-                && clock.head_started.load(Ordering::Relaxed) == 0
-            {
+            let this = &mut *self;
+            let clock = &this.clock;
+            let idle = clock.active.load(Ordering::Relaxed) == 0;
+            if idle && clock.head_started.load(Ordering::Relaxed) == 0 {
                 let nanos = u64::try_from(clock.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
                 clock.head_started.store(nanos + 1, Ordering::Relaxed);
+                if let Some(scan) = &mut this.scan {
+                    scan.reset();
+                }
+            }
+            if idle
+                && let Some(scan) = &mut this.scan
+                && !scan.done()
+                && scan.feed(&buf.filled()[before..])
+            {
+                clock.ambiguous.store(true, Ordering::Relaxed);
             }
         }
         result

@@ -17,6 +17,7 @@ mod conn;
 mod drain;
 pub mod error;
 mod forward;
+mod framing;
 mod handler;
 mod https;
 mod log;
