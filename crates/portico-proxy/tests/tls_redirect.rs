@@ -152,3 +152,59 @@ async fn acme_http01_challenges_are_answered_on_every_plain_listener() {
     let r = plain_get(proxy.addr(HTTP), "a.test", path).await;
     assert_eq!(r.status, 301);
 }
+
+/// An ACME site whose certificate is not there yet (the CA is unreachable): its handshakes
+/// fail cleanly while the other TLS site and the plain side keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_without_a_certificate_yet_fails_its_handshake_only() {
+    let ca = TestCa::new("pending CA");
+    let files = ca.leaf(&["files.test"]);
+    let toml = format!(
+        r#"
+[server]
+state_dir = "state"
+
+[acme]
+email = "ops@example.test"
+directory = "https://127.0.0.1:9/dir"
+
+[[sites]]
+listen = ["{TLS}"]
+hosts = ["files.test"]
+tls = {{ cert = "f.pem", key = "f.key" }}
+http_redirect = false
+[[sites.routes]]
+path = "/"
+respond = "files site"
+
+[[sites]]
+listen = ["{TLS}"]
+hosts = ["pending.test"]
+tls = "acme"
+http_listen = ["{HTTP}"]
+[[sites.routes]]
+path = "/"
+respond = "pending site"
+"#
+    );
+    let proxy = TlsProxy::start_acme(
+        &toml,
+        &[("f.pem", &files.chain_pem), ("f.key", &files.key_pem)],
+    );
+    let tls = proxy.addr(TLS);
+    let config = client_config(ca.roots(), &[b"http/1.1"], &[]);
+    for _ in 0..3 {
+        let Err(e) = connect(tls, config.clone(), "pending.test").await else {
+            panic!("no certificate yet: the handshake must fail");
+        };
+        assert!(!e.to_string().contains("timed out"), "fails at once: {e}");
+        let r = https_get(tls, config.clone(), "files.test", "files.test", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "files site"));
+    }
+    let r = plain_get(proxy.addr(HTTP), "pending.test", "/x").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://pending.test:{}/x", tls.port()).as_str())
+    );
+}

@@ -89,6 +89,15 @@ impl TlsProxy {
     /// Write `files` beside `portico.toml`, parse, start the TLS runtime (certificate files
     /// polled every 50 ms) and the proxy (one worker, access log off unless set).
     pub fn start(toml: &str, files: &[(&str, &str)]) -> TlsProxy {
+        TlsProxy::start_inner(toml, files, false)
+    }
+
+    /// [`TlsProxy::start`] with the config's `[acme]` section running.
+    pub fn start_acme(toml: &str, files: &[(&str, &str)]) -> TlsProxy {
+        TlsProxy::start_inner(toml, files, true)
+    }
+
+    fn start_inner(toml: &str, files: &[(&str, &str)], acme: bool) -> TlsProxy {
         let dir = tempfile::tempdir().unwrap();
         for (path, contents) in files {
             let full = dir.path().join(path);
@@ -107,7 +116,12 @@ impl TlsProxy {
         }
         let config = Arc::new(config);
         let http01 = Http01Challenges::new();
-        let mut tls = TlsRuntime::start(&config.sites, &config.base_dir, None, http01.clone())
+        let acme = if acme {
+            portico_tls::acme::AcmeSettings::for_config(&config)
+        } else {
+            None
+        };
+        let mut tls = TlsRuntime::start(&config.sites, &config.base_dir, acme, http01.clone())
             .expect("TLS runtime");
         tls.set_file_poll_interval(Duration::from_millis(50));
         tls.reload(&config.sites, &config.base_dir).unwrap();
