@@ -314,17 +314,6 @@ pub(crate) struct ClientIo<S = TcpStream> {
     scan: Option<HeadScan>,
 }
 
-impl<S> ClientIo<S> {
-    /// Wrap `stream` for the connection of `ctx`.
-    pub fn new(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
-        ClientIo {
-            stream,
-            clock: ctx.clock.clone(),
-            scan: None,
-        }
-    }
-}
-
 impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,

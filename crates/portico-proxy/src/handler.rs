@@ -46,7 +46,11 @@ pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response
         .get(http::header::HOST)
         .map(|h| h.as_bytes())
         .or_else(|| req.uri().host().map(str::as_bytes));
-    let site_index = listener.hosts.select(host);
+    // Without Host (HTTP/1.0) a TLS request belongs to its SNI's site.
+    let site_index = match (host, ctx.sni_site.get()) {
+        (None, Some(sni_site)) => sni_site,
+        _ => listener.hosts.select(host),
+    };
     let site = &snap.sites[site_index];
     // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an empty
     // check).

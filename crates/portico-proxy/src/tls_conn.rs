@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::conn::{ClientIo, ConnCtx, Timeouts, drive, serve_h1, service};
+use crate::conn::{ConnCtx, Timeouts, drive, serve_h1, service};
 use crate::worker::StopWatch;
 
 /// Spawns hyper's HTTP/2 stream tasks on the worker's `LocalSet`.
@@ -86,7 +86,10 @@ where
 {
     let conn = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(ClientIo::new(stream, &ctx)), service(&ctx));
+        // No `ClientIo`: request heads are not tracked on HTTP/2 (a PING or WINDOW_UPDATE
+        // of an idle connection is no request head); the connection is idle whenever no
+        // stream is in service, so `keepalive_timeout` applies.
+        .serve_connection(TokioIo::new(stream), service(&ctx));
     tokio::pin!(conn);
     drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
 }
