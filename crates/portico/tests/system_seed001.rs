@@ -54,7 +54,7 @@ fn setup(
     validation: (u16, u16),
     run: bool,
 ) -> Option<Setup> {
-    if let Err(why) = pebble::find() {
+    if let Err(why) = pebble::find().and_then(|()| pebble_clients::find_curl()) {
         skip_or_fail(TEST, &why);
         return None;
     }

@@ -222,6 +222,21 @@ pub fn wss(port: u16, name: &str, config: &Arc<ClientConfig>) -> Result<Ws<Tls>,
     Ws::handshake(tls, &format!("{name}:{port}"))
 }
 
+/// Whether `curl` is installed (HTTPS, h2 and redirect checks use it, as an operator would).
+pub fn find_curl() -> Result<(), String> {
+    let ok = Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err("`curl` not found on PATH".into())
+    }
+}
+
 /// `curl` with `--resolve NAME:PORT:127.0.0.1` for every `(name, port)`, bounded to 20 s.
 pub fn curl(resolve: &[(&str, u16)], args: &[&str], dir: &Path) -> RunOutput {
     let mut cmd = Command::new("curl");
