@@ -30,12 +30,17 @@ enum State {
     Payload { remaining: u64 },
     /// Filter mode: a pong that may answer Portico's ping, held back (header and payload).
     Pong {
+        /// The header: 2 bytes, plus the 4-byte mask when masked (the mask bit says which).
         head: [u8; 6],
-        hlen: u8,
         payload: [u8; PING_LEN],
         have: u8,
     },
 }
+
+// Every idle WebSocket holds two trackers: a held pong fits in the header variant's room,
+// so filter mode costs no memory (the tracker stays at 24 bytes).
+const _: () = assert!(std::mem::size_of::<State>() == 16);
+const _: () = assert!(std::mem::size_of::<FrameTracker>() <= 24);
 
 const FRESH: State = State::Header {
     buf: [0; 14],
@@ -246,7 +251,6 @@ impl FrameTracker {
                         h[..usize::from(hlen)].copy_from_slice(&head[..usize::from(hlen)]);
                         self.state = State::Pong {
                             head: h,
-                            hlen,
                             payload: [0; PING_LEN],
                             have: 0,
                         };
@@ -272,7 +276,6 @@ impl FrameTracker {
                 }
                 State::Pong {
                     head,
-                    hlen,
                     payload,
                     have,
                 } => {
@@ -302,7 +305,7 @@ impl FrameTracker {
                         // Not ours, all in this chunk: it stays in the run.
                         (false, Some(_)) => {}
                         (false, None) => {
-                            emit(&head[..usize::from(*hlen)]);
+                            emit(&head[..header_len([head[0], head[1]]).into()]);
                             emit(&payload[..]);
                             run = i;
                         }

@@ -98,8 +98,28 @@ fn header_value(head: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {head}"))
 }
 
+/// A proxy with a JSON access log (`access.log` in its folder).
 fn ws_proxy(backend: SocketAddr, route: &str) -> TestProxy {
-    TestProxy::start(&proxy_config(&[backend], "", route)).unwrap()
+    TestProxy::start(&format!(
+        "[server]\naccess_log = \"access.log\"\naccess_log_format = \"json\"\n{}",
+        proxy_config(&[backend], "", route)
+    ))
+    .unwrap()
+}
+
+/// Wait for the access log line of a WebSocket; its `closed_by`.
+fn ws_closed_by(proxy: &TestProxy) -> String {
+    let path = proxy.dir().join("access.log");
+    let mut found = None;
+    portico_testkit::eventually::assert_eventually(T, "the WebSocket's log line", || {
+        found = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| Some(v["websocket"]["closed_by"].as_str()?.to_string()));
+        found.is_some()
+    });
+    found.unwrap()
 }
 
 fn is_portico_ping(m: &Message) -> bool {
@@ -226,6 +246,7 @@ async fn silent_server_is_dropped_and_the_client_gets_1011() {
     );
     // The client itself answered, so it was pinged and kept.
     assert!(pings >= 1);
+    assert_eq!(ws_closed_by(&proxy), "server_silent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,4 +285,5 @@ async fn silent_client_is_dropped_and_the_server_gets_1001() {
             .any(|m| matches!(m, Message::Close(Some(f)) if f.code == CloseCode::Away))
     });
     assert!(closed, "server got close 1001: {:?}", seen.lock().unwrap());
+    assert_eq!(ws_closed_by(&proxy), "client_silent");
 }
