@@ -120,7 +120,7 @@ pub(crate) async fn run(
     let (c, u) = match crate::ws_tls_pipe::split(c, u) {
         crate::ws_tls_pipe::Split::Plain(c, u) => (c, u),
         crate::ws_tls_pipe::Split::Tls(sides) => {
-            crate::ws_tls_pipe::run(ctx, *sides, idle_timeout, picked, ticket, log).await;
+            crate::ws_tls_pipe::run(ctx, *sides, idle_timeout, ws_ping, picked, ticket, log).await;
             return;
         }
     };

@@ -18,10 +18,15 @@
 //!   the client, masked to the server), shuts both writes and waits for the peers at most
 //!   `CLOSE_LINGER` or the deadline.
 //!
-//! Hook points for further features (shared with `ws_pipe.rs`): the stop watch handed to
-//! [`run`] (reload drain), [`Dir::tracker`] (frame boundaries: where a `ws_ping` ping would
-//! be queued into [`Dir::pending`] exactly as the close frame is in [`TlsPipe::send_closes`]).
-//! `ws_ping` itself is not applied on TLS pipes yet.
+//! - `ws_ping` (the same [`Pinger`] schedule as the plain pipe): a side heard nothing from
+//!   for `ws_ping` gets a ping queued at the next frame boundary of the direction towards it;
+//!   pongs carrying Portico's payload are swallowed by the direction's filtering
+//!   [`FrameTracker`]; a side silent for another `ws_ping` is closed and the other side gets
+//!   a close frame (1001 to the server, 1011 to the client).
+//!
+//! Hooks shared with `ws_pipe.rs`: the stop watch handed to [`run`] (graceful stop and
+//! reload drain), [`Dir::tracker`] (frame boundaries) and [`Dir::pending`] (where our own
+//! frames, close and ping, are queued, written by the next poll).
 
 use std::future::poll_fn;
 use std::io;
@@ -43,7 +48,8 @@ use crate::conn::{ClientIo, ConnCtx};
 use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::{RunState, StopWatch};
-use crate::ws_frame::{FrameTracker, GOING_AWAY, client_close_frame, server_close_frame};
+use crate::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
+use crate::ws_ping::{PingSide, Pinger};
 
 /// After our close frames went both ways, how long the peers get to close their side.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -188,16 +194,18 @@ impl Dir {
 /// Pipe a WebSocket with a TLS side until it ends; log it like `ws_pipe::run` does. The
 /// stop watch comes from `ticket` (graceful stop, and reload drains of its server or
 /// listener).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     ctx: Rc<ConnCtx>,
     sides: TlsSides,
     idle_timeout: Duration,
+    ws_ping: Option<Duration>,
     picked: Picked,
     ticket: WsTicket,
     mut log: Option<Box<LogCtx>>,
 ) {
     let started = Instant::now();
-    let mut pipe = TlsPipe::new(sides, started);
+    let mut pipe = TlsPipe::new(sides, started, ws_ping);
     let stop = ticket.stop_watch(ctx.listener).await;
     let end = pipe.run(&ctx, idle_timeout, stop).await;
     drop(ticket);
@@ -221,6 +229,9 @@ pub(crate) enum End {
     Proxy,
     ClientError,
     ServerError,
+    /// `ws_ping`: the side did not answer a ping.
+    ClientSilent,
+    ServerSilent,
 }
 
 impl End {
@@ -232,6 +243,8 @@ impl End {
             End::Proxy => "proxy",
             End::ClientError => "client_error",
             End::ServerError => "server_error",
+            End::ClientSilent => "client_silent",
+            End::ServerSilent => "server_silent",
         }
     }
 }
@@ -244,6 +257,8 @@ pub(crate) struct TlsPipe {
     pub s2c: Dir,
     last_activity: Instant,
     first_close: Option<End>,
+    /// `ws_ping`'s schedule; None without `ws_ping` (then the trackers do not filter).
+    ping: Option<Box<Pinger>>,
 }
 
 #[derive(Clone, Copy)]
@@ -252,15 +267,26 @@ enum Way {
     S2C,
 }
 
+impl Way {
+    /// The side this direction's bytes come from.
+    fn source(self) -> PingSide {
+        match self {
+            Way::C2S => PingSide::Client,
+            Way::S2C => PingSide::Server,
+        }
+    }
+}
+
 enum Step {
     Io,
     Idle,
+    Ping,
     State(RunState),
     Deadline,
 }
 
 impl TlsPipe {
-    pub fn new(sides: TlsSides, now: Instant) -> TlsPipe {
+    pub fn new(sides: TlsSides, now: Instant, ws_ping: Option<Duration>) -> TlsPipe {
         let mut pipe = TlsPipe {
             client: sides.client,
             server: sides.server,
@@ -268,16 +294,30 @@ impl TlsPipe {
             s2c: Dir::default(),
             last_activity: now,
             first_close: None,
+            ping: ws_ping.map(|every| Box::new(Pinger::new(every, now))),
         };
+        let ours = pipe.ping.as_ref().map(|p| *p.payload());
         // Bytes hyper read past the heads go first; hyper's buffers are freed with them.
         for (dir, early) in [
             (&mut pipe.c2s, sides.c_early),
             (&mut pipe.s2c, sides.s_early),
         ] {
+            if ours.is_some() {
+                dir.tracker = FrameTracker::filtering();
+            }
             if !early.is_empty() {
-                dir.tracker.feed(&early);
                 dir.bytes += early.len() as u64;
-                dir.pending = early.to_vec();
+                match &ours {
+                    Some(ours) => {
+                        let pending = &mut dir.pending;
+                        dir.tracker
+                            .filter(&early, ours, false, &mut |b| pending.extend_from_slice(b));
+                    }
+                    None => {
+                        dir.tracker.feed(&early);
+                        dir.pending = early.to_vec();
+                    }
+                }
             }
         }
         pipe
@@ -292,6 +332,13 @@ impl TlsPipe {
         };
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
+        // Lazily re-armed like `idle`: each firing computes the next check.
+        let first_check = self
+            .ping
+            .as_ref()
+            .map_or_else(Instant::now, |p| p.next_check());
+        let ping_timer = tokio::time::sleep_until(first_check.into());
+        tokio::pin!(ping_timer);
         loop {
             if let Some(deadline) = closing {
                 self.send_closes();
@@ -310,11 +357,16 @@ impl TlsPipe {
                     Err(end) => return end,
                 },
                 _ = idle.as_mut() => Step::Idle,
+                _ = ping_timer.as_mut(), if self.ping.is_some() && closing.is_none() => Step::Ping,
                 s = stop.changed() => Step::State(s),
                 _ = sleep_until_opt(closing) => Step::Deadline,
             };
             match step {
                 Step::Io => {}
+                Step::Ping => match self.keepalive() {
+                    Ok(next) => ping_timer.as_mut().reset(next.into()),
+                    Err(side) => return self.close_silent(ctx, side).await,
+                },
                 Step::Idle => {
                     let deadline = self.last_activity + idle_timeout;
                     if deadline <= Instant::now() {
@@ -368,6 +420,8 @@ impl TlsPipe {
         };
         let mut progress = false;
         let mut close_seen = false;
+        let mut heard = false;
+        let ours = self.ping.as_ref().map(|p| *p.payload());
         {
             let (src, dst, dir) = self.parts(way);
             // 1. Pending bytes first (backpressure: no reading meanwhile).
@@ -404,9 +458,18 @@ impl TlsPipe {
                         close_seen = true;
                         break;
                     }
+                    heard = true;
                     dir.bytes += n as u64;
                     if dir.close_sent {
                         // After our own close frame nothing more may go this way: drain only.
+                        continue;
+                    }
+                    if let Some(ours) = &ours {
+                        if forward_filtered(cx, dst, dir, &buf[..n], ours, closing)
+                            .map_err(|_| dst_err)?
+                        {
+                            break;
+                        }
                         continue;
                     }
                     let mut data = &buf[..n];
@@ -454,7 +517,17 @@ impl TlsPipe {
             close_seen |= dir.tracker.saw_close();
         }
         if progress {
-            self.last_activity = Instant::now();
+            let now = Instant::now();
+            self.last_activity = now;
+            let eof = self.parts(way).2.eof;
+            if let Some(p) = self.ping.as_deref_mut() {
+                if heard {
+                    p.heard(way.source(), now);
+                }
+                if eof {
+                    p.retire(way.source());
+                }
+            }
         }
         if close_seen {
             self.first_close.get_or_insert(source_end);
@@ -480,6 +553,150 @@ impl TlsPipe {
             self.first_close.get_or_insert(End::Proxy);
         }
     }
+}
+
+/// `ws_ping`.
+impl TlsPipe {
+    /// Queue the pings that are due (at frame boundaries); find a silent side. Returns when
+    /// to check next, or the silent side.
+    fn keepalive(&mut self) -> Result<Instant, PingSide> {
+        let now = Instant::now();
+        let Some(p) = self.ping.as_deref_mut() else {
+            return Ok(now + Duration::from_secs(3600));
+        };
+        // A side we are not reading from (its bytes wait for the other side) is not silent.
+        if self.c2s.has_pending() {
+            p.heard(PingSide::Client, now);
+        }
+        if self.s2c.has_pending() {
+            p.heard(PingSide::Server, now);
+        }
+        if let Some(side) = p.silent(now) {
+            return Err(side);
+        }
+        let mut busy = false;
+        for side in [PingSide::Client, PingSide::Server] {
+            if !p.due(side, now) {
+                continue;
+            }
+            let dir = match side {
+                PingSide::Client => &mut self.s2c,
+                PingSide::Server => &mut self.c2s,
+            };
+            if dir.shut || dir.close_sent {
+                p.retire(side);
+                continue;
+            }
+            if dir.has_pending() || !dir.tracker.at_boundary() {
+                // Mid-frame or backed up: try again shortly.
+                busy = true;
+                continue;
+            }
+            let (frame, len) = p.frame(side, now);
+            // Written by the next poll of that direction.
+            dir.pending = frame[..len].to_vec();
+            dir.off = 0;
+        }
+        let mut next = p.next_check();
+        if busy {
+            next = next.min(now + Duration::from_millis(50));
+        }
+        Ok(next.max(now + Duration::from_millis(1)))
+    }
+
+    /// `side` did not answer our ping: stop reading it, send the other side a close frame
+    /// (1001 Going Away to the server, 1011 to the client) after what is in flight, and
+    /// give it `CLOSE_LINGER` to go out.
+    async fn close_silent(&mut self, ctx: &ConnCtx, side: PingSide) -> End {
+        let every = self.ping.as_ref().map(|p| p.interval());
+        tracing::info!(
+            side = ?side,
+            ws_ping = ?every,
+            "websocket closed: a side did not answer Portico's ping within ws_ping"
+        );
+        // The direction from the silent side towards the live one: its reading stops, and
+        // our close frame goes out on it after what is in flight.
+        let (end, live, frame) = match side {
+            PingSide::Client => (
+                End::ClientSilent,
+                Way::C2S,
+                client_close_frame(GOING_AWAY, mask_from_clock()).to_vec(),
+            ),
+            PingSide::Server => (
+                End::ServerSilent,
+                Way::S2C,
+                server_close_frame(INTERNAL_ERROR).to_vec(),
+            ),
+        };
+        let (_, _, dir) = self.parts(live);
+        if dir.close_sent || dir.shut || !dir.tracker.at_boundary() {
+            return end;
+        }
+        // Nothing more is read from the silent side; our close follows what is in flight.
+        dir.eof = true;
+        let mut out = dir.pending.split_off(dir.off.min(dir.pending.len()));
+        out.extend_from_slice(&frame);
+        dir.pending = out;
+        dir.off = 0;
+        dir.close_sent = true;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            loop {
+                let r = poll_fn(|cx| self.poll_io(cx, ctx, true)).await;
+                if r.is_err() || self.parts(live).2.shut {
+                    return;
+                }
+            }
+        })
+        .await;
+        end
+    }
+}
+
+/// Close code 1011 "Internal Error" (the server stopped answering).
+const INTERNAL_ERROR: u16 = 1011;
+
+/// `ws_ping` on: pass `data` through the direction's filter and write what comes out; once
+/// the destination is full the rest goes to `pending`. Returns whether reading should stop
+/// (destination full, or at a boundary while closing).
+fn forward_filtered(
+    cx: &mut Context<'_>,
+    dst: &mut Stream,
+    dir: &mut Dir,
+    data: &[u8],
+    ours: &[u8; PING_LEN],
+    closing: bool,
+) -> io::Result<bool> {
+    let mut failed = None;
+    let mut wrote = false;
+    let (pending, off) = (&mut dir.pending, &mut dir.off);
+    dir.tracker.filter(data, ours, closing, &mut |b| {
+        if failed.is_some() {
+            return;
+        }
+        if *off < pending.len() {
+            pending.extend_from_slice(b);
+            return;
+        }
+        let w = match Pin::new(&mut *dst).poll_write(cx, b) {
+            Poll::Ready(Ok(w)) => w,
+            Poll::Ready(Err(e)) => {
+                failed = Some(e);
+                return;
+            }
+            Poll::Pending => 0,
+        };
+        wrote |= w > 0;
+        if w < b.len() {
+            pending.clear();
+            pending.extend_from_slice(&b[w..]);
+            *off = 0;
+        }
+    });
+    dir.unflushed |= wrote;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(dir.has_pending() || (closing && dir.tracker.at_boundary()))
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

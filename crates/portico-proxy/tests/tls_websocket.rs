@@ -29,10 +29,17 @@ struct Setup {
 /// wss.test -> plain echo backend; up.test -> TLS WebSocket backend (cert for localhost,
 /// verified with ca_file); a plain site proxying to the TLS backend too.
 async fn setup(read_timeout: &str) -> Setup {
+    setup_with(read_timeout, "").await
+}
+
+/// [`setup`] with extra route lines (`\nws_ping = "250ms"`) and a silent TLS backend
+/// (upgrade answered, then nothing) for silent.test.
+async fn setup_with(read_timeout: &str, route: &str) -> Setup {
     let ca = TestCa::new("ws test CA");
-    let site = ca.leaf(&["wss.test", "up.test"]);
+    let site = ca.leaf(&["wss.test", "up.test", "silent.test"]);
     let backend_leaf = ca.leaf(&["localhost"]);
     let tls_backend = tls_ws_backend(server_config(&backend_leaf, None)).await;
+    let silent = silent_tls_ws_backend(server_config(&backend_leaf, None)).await;
     let echo = common::echo("plain-ws");
     let toml = format!(
         r#"
@@ -43,6 +50,10 @@ servers = ["{echo}"]
 servers = ["{tls_backend}"]
 tls = {{ server_name = "localhost", ca_file = "ca.pem" }}
 
+[upstreams.silent]
+servers = ["{silent}"]
+tls = {{ server_name = "localhost", ca_file = "ca.pem" }}
+
 [[sites]]
 listen = ["{TLS}"]
 hosts = ["wss.test"]
@@ -51,7 +62,7 @@ http_redirect = false
 [[sites.routes]]
 path = "/"
 proxy = "plain"
-read_timeout = "{read_timeout}"
+read_timeout = "{read_timeout}"{route}
 
 [[sites]]
 listen = ["{TLS}"]
@@ -61,7 +72,17 @@ http_redirect = false
 [[sites.routes]]
 path = "/"
 proxy = "secure"
-read_timeout = "{read_timeout}"
+read_timeout = "{read_timeout}"{route}
+
+[[sites]]
+listen = ["{TLS}"]
+hosts = ["silent.test"]
+tls = {{ cert = "site.pem", key = "site.key" }}
+http_redirect = false
+[[sites.routes]]
+path = "/"
+proxy = "silent"
+read_timeout = "{read_timeout}"{route}
 
 [[sites]]
 listen = ["{PLAIN}"]
@@ -213,4 +234,118 @@ async fn idle_wss_is_closed_after_read_timeout() {
     assert!(ended.is_ok(), "closed by the idle timeout");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(250), "{took:?}");
+}
+
+/// A TLS WebSocket backend that answers the upgrade and then never reads or writes again.
+async fn silent_tls_ws_backend(config: Arc<portico_tls::rustls::ServerConfig>) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = portico_tls::tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let key = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.trim()
+                        .eq_ignore_ascii_case("sec-websocket-key")
+                        .then(|| v.trim().to_string())
+                })
+                .unwrap_or_default();
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            );
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.flush().await;
+            held.push(tls);
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_ping_keeps_an_idle_wss_alive_and_hides_the_pongs() {
+    let s = setup_with("1s", "\nws_ping = \"250ms\"").await;
+    let config = client_config(s.ca.roots(), &[b"http/1.1"], &[]);
+    for host in ["wss.test", "up.test"] {
+        let ws = wss(s.proxy.addr(TLS), config.clone(), host).await;
+        let (mut tx, mut rx) = ws.split();
+        // Keep reading (tungstenite answers pings while it reads); note what arrives.
+        let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(m)) = rx.next().await {
+                if got_tx.send(m).is_err() {
+                    break;
+                }
+            }
+        });
+        tx.send(Message::text("before")).await.unwrap();
+        // Idle for 2.5 times read_timeout: without pings the proxy would close it after 1s.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        tx.send(Message::text("after")).await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let m = tokio::time::timeout(TIMEOUT, got.recv())
+                .await
+                .expect("message in time")
+                .expect("websocket still open");
+            if m == Message::text("after") {
+                break;
+            }
+            seen.push(m);
+        }
+        reader.abort();
+        assert!(seen.contains(&Message::text("before")), "{host}: {seen:?}");
+        let pings = seen
+            .iter()
+            .filter(|m| matches!(m, Message::Ping(p) if p.len() == 8))
+            .count();
+        assert!(pings >= 3, "{host}: client pinged while idle: {seen:?}");
+        assert!(
+            !seen.iter().any(Message::is_pong),
+            "{host}: no pong reaches the client"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_ping_closes_a_silent_tls_server_and_tells_the_client_1011() {
+    let s = setup_with("30s", "\nws_ping = \"200ms\"").await;
+    let config = client_config(s.ca.roots(), &[b"http/1.1"], &[]);
+    let mut ws = wss(s.proxy.addr(TLS), config, "silent.test").await;
+    let started = Instant::now();
+    let code = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return Some(frame.code),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(CloseCode::Error), "close 1011 to the client");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
