@@ -86,10 +86,10 @@ fn heads_past_the_limits_get_431_and_a_close() {
     let mut line = b"GET /".to_vec();
     line.extend(std::iter::repeat_n(b'a', 40 * 1024));
     line.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
-    let (status, closed) = exchange(proxy.addr(), &line);
-    assert!(
-        matches!(status, Some(431 | 414)) && closed,
-        "{status:?} {closed}"
+    assert_eq!(
+        exchange(proxy.addr(), &line),
+        (Some(431), true),
+        "40 KiB URI"
     );
     // A head that never ends is cut at the limit, not buffered: 1 MiB without a blank line.
     let mut endless = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
