@@ -349,3 +349,106 @@ async fn ws_ping_closes_a_silent_tls_server_and_tells_the_client_1011() {
         started.elapsed()
     );
 }
+
+/// A plain backend that answers the upgrade, reads until the client's EOF, then still sends
+/// `late` and closes: the other half of a half-closed connection keeps working.
+async fn half_close_backend() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let key = head
+                    .lines()
+                    .find_map(|l| {
+                        let (n, v) = l.split_once(':')?;
+                        n.trim()
+                            .eq_ignore_ascii_case("sec-websocket-key")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let answer = format!(
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                     Sec-WebSocket-Accept: {}\r\n\r\n",
+                    derive_accept_key(key.as_bytes())
+                );
+                tcp.write_all(answer.as_bytes()).await.unwrap();
+                let mut got = Vec::new();
+                let _ = tcp.read_to_end(&mut got).await;
+                let reply = format!("late after {} bytes", got.len());
+                let _ = tcp.write_all(reply.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_half_close_passes_eof_one_way_and_data_the_other() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("half-close CA");
+    let site = ca.leaf(&["half.test"]);
+    let backend = half_close_backend().await;
+    let toml = format!(
+        r#"
+[upstreams.half]
+servers = ["{backend}"]
+
+[[sites]]
+listen = ["{TLS}"]
+hosts = ["half.test"]
+tls = {{ cert = "site.pem", key = "site.key" }}
+http_redirect = false
+[[sites.routes]]
+path = "/"
+proxy = "half"
+"#
+    );
+    let proxy = TlsProxy::start(
+        &toml,
+        &[("site.pem", &site.chain_pem), ("site.key", &site.key_pem)],
+    );
+    let config = client_config(ca.roots(), &[b"http/1.1"], &[]);
+    let mut tls = connect(proxy.addr(TLS), config, "half.test").await.unwrap();
+    tls.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: half.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tls.read(&mut byte).await.unwrap(), 1, "head cut short");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Opaque bytes (a masked text frame "hi"), then our write side ends (close_notify + FIN).
+    let frame = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    tls.write_all(&frame).await.unwrap();
+    tls.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, tls.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the proxy closes after the backend does");
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        format!("late after {} bytes", frame.len()),
+        "the server saw our EOF after our bytes and could still answer"
+    );
+}
