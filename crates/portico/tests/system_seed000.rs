@@ -10,7 +10,8 @@
 //! the TLS upstream pool (both servers reached); wss://local.example.test:8443 reaches the
 //! plain backend; https://tools.example.test:8443/ serves www/bts_tools/index.html (HTTP/1.1
 //! and h2 with curl); http://ANY:14080/x answers 301 to https while challenges are answered; the
-//! account and keys are kept in state_dir with mode 0600. Prints the ACME order times.
+//! account and keys are kept in state_dir with mode 0600, and a restart serves the stored
+//! certificates at once without ordering. Prints the ACME order times.
 
 #[path = "support/pebble.rs"]
 mod pebble;
@@ -120,8 +121,9 @@ fn seed_000_wss_lb_acme() {
     proxy.wait_for_port(local(HTTP), Duration::from_secs(15));
 
     // 1. Every name gets a certificate from pebble, verified against pebble's root.
+    let mut leaves = Vec::new();
     for name in NAMES {
-        eventually(
+        let leaf = eventually(
             Duration::from_secs(60),
             &format!("a pebble certificate for {name}"),
             || {
@@ -129,6 +131,7 @@ fn seed_000_wss_lb_acme() {
                 served_leaf(HTTPS, name, &h1).ok()
             },
         );
+        leaves.push(leaf);
     }
     let all_served = started.elapsed();
     let orders = order_times_ms(&proxy.stderr());
@@ -282,6 +285,47 @@ fn seed_000_wss_lb_acme() {
         assert_eq!(mode, 0o600, "{}", p.display());
     }
     proxy.assert_running();
+
+    // 7. A restart uses what state_dir keeps: the same certificates at once, no new order,
+    //    no new account.
+    proxy.signal("TERM");
+    assert!(
+        proxy
+            .wait_timeout(Duration::from_secs(40))
+            .is_some_and(|s| s.success()),
+        "graceful stop\n{}",
+        proxy.logs()
+    );
+    let mut again = start_portico(&cfg, dir.path());
+    again.wait_for_port(local(HTTPS), Duration::from_secs(15));
+    for (name, leaf) in NAMES.iter().zip(&leaves) {
+        let served = served_leaf(HTTPS, name, &h1)
+            .unwrap_or_else(|e| panic!("{name} after restart: {e}\n{}", again.logs()));
+        assert_eq!(
+            &served, leaf,
+            "{name}: the stored certificate serves after a restart"
+        );
+    }
+    // The served certificates are the stored ones (compared above); the log says so too.
+    let log = eventually(
+        Duration::from_secs(10),
+        "3 stored certificates loaded",
+        || {
+            let log = again.stderr();
+            let loaded = log
+                .lines()
+                .filter(|l| l.contains("certificate loaded") && l.contains("fullchain.pem"))
+                .count();
+            (loaded == NAMES.len()).then_some(log)
+        },
+    );
+    assert!(
+        !log.contains("ACME certificate issued") && !log.contains("ACME account created"),
+        "nothing ordered or registered after a restart:\n{log}"
+    );
+    report(&format!(
+        "{TEST}: restart: stored certificates served at once, no new order"
+    ));
     report(&format!("{TEST}: OK"));
 }
 
