@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use pebble::{Pebble, TestCa};
 use pebble_clients::{curl, order_times_ms, roots, served_leaf, verifying, wss};
 use support::net::{FixedPortsLock, local};
-use support::peers::{Node, skip_or_fail};
+use support::peers::{Node, Python, skip_or_fail};
 use support::process::{ChildGuard, start_portico};
 use support::{TempDir, eventually, example, repo_root, report};
 
@@ -182,6 +182,26 @@ fn seed_000_wss_lb_acme() {
         "{TEST}: wss ws.example.test echo via TLS pool: {seen:?}"
     ));
 
+    // A second, independent client stack: Python `websockets` over OpenSSL, verifying
+    // against pebble's root.
+    let root_file = dir.write("pebble-root.pem", &root);
+    match Python::find() {
+        Ok(py) => {
+            let echo = pebble_clients::python_wss(
+                &py.python(),
+                HTTPS,
+                "ws.example.test",
+                &root_file,
+                "hello-from-python",
+                dir.path(),
+            )
+            .unwrap_or_else(|e| panic!("python websockets wss: {e}\n{}", proxy.logs()));
+            assert_eq!(echo, "hello-from-python");
+            report(&format!("{TEST}: python websockets wss echo OK"));
+        }
+        Err(why) => skip_or_fail(&format!("{TEST} (python websockets part)"), &why),
+    }
+
     // 3. wss://local.example.test:8443 reaches the plain backend.
     let mut ws = wss(HTTPS, "local.example.test", &h1).expect("wss local.example.test");
     assert_eq!(ws.roundtrip("plain?").expect("echo"), "plain?");
@@ -192,7 +212,6 @@ fn seed_000_wss_lb_acme() {
 
     // 4. https://tools.example.test:8443/ serves the static page, with curl verifying
     //    against pebble's root, HTTP/1.1 and h2.
-    let root_file = dir.write("pebble-root.pem", &root);
     let root_arg = root_file.to_str().expect("utf-8");
     for version in ["--http1.1", "--http2"] {
         let out = curl(

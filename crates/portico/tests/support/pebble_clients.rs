@@ -258,3 +258,46 @@ pub fn order_times_ms(log: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Python `websockets` (OpenSSL) as a second wss client: connects a socket to
+/// 127.0.0.1:`port`, TLS with SNI `name` verified against the CA file `ca`, sends `msg` and
+/// prints the echo. Returns the echo.
+pub fn python_wss(
+    python: &Path,
+    port: u16,
+    name: &str,
+    ca: &Path,
+    msg: &str,
+    dir: &Path,
+) -> Result<String, String> {
+    const SCRIPT: &str = r#"
+import socket, ssl, sys
+from websockets.sync.client import connect
+port, name, ca, msg = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+with connect(f"wss://{name}:{port}/", sock=sock, ssl=ctx, server_hostname=name,
+             open_timeout=5, close_timeout=5) as ws:
+    ws.send(msg)
+    print(ws.recv(timeout=5))
+"#;
+    let mut cmd = Command::new(python);
+    cmd.arg("-c")
+        .arg(SCRIPT)
+        .arg(port.to_string())
+        .arg(name)
+        .arg(ca)
+        .arg(msg);
+    let out = run_bounded(
+        "python-wss",
+        cmd,
+        dir,
+        Duration::from_secs(20),
+        Duration::ZERO,
+    );
+    if out.success() {
+        Ok(out.stdout.trim().to_string())
+    } else {
+        Err(format!("{out:?}"))
+    }
+}
