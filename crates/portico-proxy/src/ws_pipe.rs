@@ -20,6 +20,7 @@
 //!   swallowed ([`FrameTracker::filter`]); a side silent for another `ws_ping` is closed and
 //!   the other side gets a close frame (1001 to the server, 1011 to the client).
 
+use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -120,7 +121,17 @@ pub(crate) async fn run(
     let (c, u) = match crate::ws_tls_pipe::split(c, u) {
         crate::ws_tls_pipe::Split::Plain(c, u) => (c, u),
         crate::ws_tls_pipe::Split::Tls(sides) => {
-            crate::ws_tls_pipe::run(ctx, *sides, idle_timeout, ws_ping, picked, ticket, log).await;
+            // Boxed: its state would otherwise widen every plain pipe's task too.
+            Box::pin(crate::ws_tls_pipe::run(
+                ctx,
+                *sides,
+                idle_timeout,
+                ws_ping,
+                picked,
+                ticket,
+                log,
+            ))
+            .await;
             return;
         }
     };
@@ -212,14 +223,12 @@ impl Pipe {
         };
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
-        // Lazily re-armed like `idle`: each firing computes the next check.
-        let ping_timer = tokio::time::sleep_until(
-            self.ping
-                .as_ref()
-                .map_or_else(Instant::now, |p| p.next_check())
-                .into(),
-        );
-        tokio::pin!(ping_timer);
+        // Lazily re-armed like `idle`: each firing computes the next check. Boxed, and only
+        // with `ws_ping`: a WebSocket without it carries no second timer.
+        let mut ping_timer = self
+            .ping
+            .as_ref()
+            .map(|p| Box::pin(tokio::time::sleep_until(p.next_check().into())));
         loop {
             if let Some(deadline) = closing {
                 if let Err(end) = self.send_closes() {
@@ -237,13 +246,17 @@ impl Pipe {
             let read_s = !self.s2c.eof && !self.s2c.has_pending();
             let flush_c2s = self.c2s.has_pending();
             let flush_s2c = self.s2c.has_pending();
+            // Readiness through the sockets' single waker slots (`poll_*_ready`), not
+            // `readable()`: the slot still holds the waker of the task that used the socket
+            // before the upgrade (hyper's connection task), and a waker keeps that task's
+            // memory (7 KiB for a client connection) alive until it is replaced.
             let step = tokio::select! {
-                r = self.client.readable(), if read_c => r.map(|_| Step::Read(Way::C2S)),
-                r = self.server.readable(), if read_s => r.map(|_| Step::Read(Way::S2C)),
-                r = self.server.writable(), if flush_c2s => r.map(|_| Step::Flush(Way::C2S)),
-                r = self.client.writable(), if flush_s2c => r.map(|_| Step::Flush(Way::S2C)),
+                r = poll_fn(|cx| self.client.poll_read_ready(cx)), if read_c => r.map(|_| Step::Read(Way::C2S)),
+                r = poll_fn(|cx| self.server.poll_read_ready(cx)), if read_s => r.map(|_| Step::Read(Way::S2C)),
+                r = poll_fn(|cx| self.server.poll_write_ready(cx)), if flush_c2s => r.map(|_| Step::Flush(Way::C2S)),
+                r = poll_fn(|cx| self.client.poll_write_ready(cx)), if flush_s2c => r.map(|_| Step::Flush(Way::S2C)),
                 _ = idle.as_mut() => Ok(Step::Idle),
-                _ = ping_timer.as_mut(), if self.ping.is_some() && closing.is_none() => Ok(Step::Ping),
+                _ = tick(&mut ping_timer), if closing.is_none() => Ok(Step::Ping),
                 s = stop.changed() => Ok(Step::State(s)),
                 _ = sleep_until_opt(closing) => Ok(Step::Deadline),
             };
@@ -260,7 +273,9 @@ impl Pipe {
                 }
                 Ok(Step::Ping) => match self.keepalive() {
                     Ok(next) => {
-                        ping_timer.as_mut().reset(next.into());
+                        if let Some(t) = ping_timer.as_mut() {
+                            t.as_mut().reset(next.into());
+                        }
                         Ok(())
                     }
                     Err(side) => return self.close_silent(side).await,
@@ -443,6 +458,14 @@ enum Step {
     Ping,
     State(RunState),
     Deadline,
+}
+
+/// The `ws_ping` timer, or never.
+async fn tick(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
