@@ -31,4 +31,4 @@ mod tls;
 mod tls_pipe;
 
 pub use error::{ProxyHeaderError, SniError, StreamError};
-pub use server::{RunningStreams, StreamOptions, StreamServer};
+pub use server::{PreparedStreams, RunningStreams, StreamOptions, StreamReload, StreamServer};

@@ -68,14 +68,14 @@ enum RunState {
 #[derive(Debug)]
 pub struct RunningStreams {
     shared: Option<Arc<Shared>>,
-    bound: Vec<(SocketAddr, SocketAddr)>,
+    bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
     state: watch::Sender<RunState>,
     state_rx: watch::Receiver<RunState>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// `None` for the idle handle (no streams).
     alive: Option<watch::Receiver<bool>>,
-    /// The streams and upstreams this runtime was started with (what a reload compares).
-    started: Mutex<(Vec<portico_config::Stream>, Vec<portico_config::Upstream>)>,
+    /// Listeners and pollers (`None` for the idle handle).
+    control: Option<Arc<Mutex<Control>>>,
 }
 
 impl StreamServer {
@@ -95,29 +95,21 @@ impl StreamServer {
         if config.streams.is_empty() {
             return Ok(RunningStreams {
                 shared: None,
-                bound: Vec::new(),
+                bound: Mutex::new(Vec::new()),
                 state,
                 state_rx,
                 thread: Mutex::new(None),
                 alive: None,
-                started: Mutex::new((Vec::new(), Vec::new())),
+                control: None,
             });
         }
         let mut snapshot = Snapshot::build(&config, &registry, options)?;
         let cert_files = std::mem::take(&mut snapshot.cert_files);
-        let mut listeners: Vec<(std::net::TcpListener, SocketAddr, Arc<StreamRt>)> = Vec::new();
-        let mut bound = Vec::new();
-        for (s, rt) in config.streams.iter().zip(&snapshot.streams) {
+        let mut sockets = Vec::new();
+        for s in &config.streams {
             for &addr in &s.listen {
-                // One socket: the streams plane runs a single worker thread.
-                let (mut group, actual) = portico_net::bind_group(addr, 1)
-                    .map_err(|source| StreamError::Bind { addr, source })?;
-                let l = group.pop().ok_or_else(|| StreamError::Bind {
-                    addr,
-                    source: std::io::Error::other("no socket was bound"),
-                })?;
-                bound.push((addr, actual));
-                listeners.push((l, actual, Arc::clone(rt)));
+                let (l, actual) = bind_one(addr)?;
+                sockets.push((addr, l, actual));
             }
         }
         let access_log =
@@ -142,62 +134,164 @@ impl StreamServer {
             .enable_all()
             .build()
             .map_err(StreamError::Worker)?;
+        let mut control = Control {
+            handle: rt.handle().clone(),
+            slots: Vec::new(),
+            pollers: Vec::new(),
+            options: options.clone(),
+        };
+        // The runtime's workers run from `build`: listeners start accepting now.
+        let mut bound = Vec::new();
+        let mut by_stream = sockets.into_iter();
+        for (i, s) in config.streams.iter().enumerate() {
+            let inputs = stream_inputs(&config, s);
+            for _ in &s.listen {
+                let Some((addr, l, actual)) = by_stream.next() else {
+                    break;
+                };
+                bound.push((addr, actual));
+                let slot = control.spawn_slot(
+                    &shared,
+                    &state_rx,
+                    (addr, l, actual),
+                    inputs.clone(),
+                    Arc::clone(&snapshot.streams[i]),
+                );
+                control.slots.push(slot);
+            }
+        }
+        for (i, files) in cert_files {
+            control.spawn_poller(Arc::clone(&snapshot.streams[i]), files);
+        }
+        let control = Arc::new(Mutex::new(control));
         let (alive_tx, alive) = watch::channel(true);
         let grace = config.server.shutdown_grace;
         let sh = Arc::clone(&shared);
         let rx = state_rx.clone();
+        let ctl = Arc::clone(&control);
         let handle = std::thread::Builder::new()
             .name("portico-streams".into())
             .spawn(move || {
-                rt.block_on(run(sh, listeners, rx, grace, snapshot, cert_files));
+                rt.block_on(run(sh, ctl, rx, grace));
                 rt.shutdown_timeout(Duration::from_secs(1));
                 let _ = alive_tx.send(false);
             })
             .map_err(StreamError::Worker)?;
         Ok(RunningStreams {
             shared: Some(shared),
-            bound,
+            bound: Mutex::new(bound),
             state,
             state_rx,
             thread: Mutex::new(Some(handle)),
             alive: Some(alive),
-            started: Mutex::new(stream_inputs(&config)),
+            control: Some(control),
         })
+    }
+}
+
+/// Bind one stream listener (one socket: the streams plane has one accept task per address).
+fn bind_one(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StreamError> {
+    let (mut group, actual) =
+        portico_net::bind_group(addr, 1).map_err(|source| StreamError::Bind { addr, source })?;
+    let l = group.pop().ok_or_else(|| StreamError::Bind {
+        addr,
+        source: std::io::Error::other("no socket was bound"),
+    })?;
+    Ok((l, actual))
+}
+
+/// What a stream's compiled form depends on: its own config and the upstreams it uses.
+type Inputs = (portico_config::Stream, Vec<portico_config::Upstream>);
+
+/// One stream listener as the runtime serves it.
+#[derive(Debug)]
+struct Slot {
+    /// Configured address (the listener's identity across reloads) and bound address.
+    listen: SocketAddr,
+    bound: SocketAddr,
+    /// The config its stream was compiled from (what a reload compares).
+    inputs: Inputs,
+    /// The compiled stream new connections get; connections keep the one they started on.
+    rt: watch::Sender<Arc<StreamRt>>,
+    accept: tokio::task::AbortHandle,
+}
+
+/// The live listeners and certificate pollers, changed by reloads.
+#[derive(Debug)]
+pub(crate) struct Control {
+    handle: tokio::runtime::Handle,
+    slots: Vec<Slot>,
+    /// Certificate-file poller of each compiled TLS stream in use.
+    pollers: Vec<(Arc<StreamRt>, tokio::task::AbortHandle)>,
+    options: StreamOptions,
+}
+
+impl Control {
+    fn spawn_slot(
+        &self,
+        shared: &Arc<Shared>,
+        state: &watch::Receiver<RunState>,
+        (listen, socket, bound): (SocketAddr, std::net::TcpListener, SocketAddr),
+        inputs: Inputs,
+        rt: Arc<StreamRt>,
+    ) -> Slot {
+        let (tx, rx) = watch::channel(rt);
+        let _guard = self.handle.enter();
+        let task = match TcpListener::from_std(socket) {
+            Ok(l) => {
+                self.handle
+                    .spawn(accept_loop(Arc::clone(shared), l, bound, rx, state.clone()))
+            }
+            Err(e) => {
+                tracing::error!(listen = %bound, error = %e, "stream listener failed");
+                self.handle.spawn(async {})
+            }
+        };
+        Slot {
+            listen,
+            bound,
+            inputs,
+            rt: tx,
+            accept: task.abort_handle(),
+        }
+    }
+
+    fn spawn_poller(&mut self, rt: Arc<StreamRt>, files: portico_tls::FileCerts) {
+        let _guard = self.handle.enter();
+        let task = files.spawn();
+        self.pollers.push((rt, task.abort_handle()));
+    }
+
+    /// Stop everything that runs outside connections (the end of the runtime).
+    fn stop(&mut self) {
+        for s in &self.slots {
+            s.accept.abort();
+        }
+        for (_, p) in &self.pollers {
+            p.abort();
+        }
+    }
+
+    /// The compiled streams new connections get now.
+    fn current(&self) -> Vec<Arc<StreamRt>> {
+        self.slots
+            .iter()
+            .map(|s| Arc::clone(&s.rt.borrow()))
+            .collect()
     }
 }
 
 /// The runtime's main task: accept until told to stop, then drain within the grace period.
 async fn run(
     shared: Arc<Shared>,
-    listeners: Vec<(std::net::TcpListener, SocketAddr, Arc<StreamRt>)>,
+    control: Arc<Mutex<Control>>,
     mut state: watch::Receiver<RunState>,
     grace: Duration,
-    snapshot: Snapshot,
-    cert_files: Vec<portico_tls::FileCerts>,
 ) {
-    let mut accepts = Vec::new();
-    for (l, addr, stream) in listeners {
-        match TcpListener::from_std(l) {
-            Ok(l) => accepts.push(tokio::spawn(accept_loop(
-                Arc::clone(&shared),
-                l,
-                addr,
-                stream,
-                state.clone(),
-            ))),
-            Err(e) => tracing::error!(listen = %addr, error = %e, "stream listener failed"),
-        }
-    }
-    let sweeper = tokio::spawn(sweep(snapshot));
-    let pollers: Vec<_> = cert_files.into_iter().map(|f| f.spawn()).collect();
+    let sweeper = tokio::spawn(sweep(Arc::clone(&control)));
     let _ = state.wait_for(|s| *s != RunState::Running).await;
-    for a in &accepts {
-        a.abort();
-    }
+    lock(&control).stop();
     sweeper.abort();
-    for p in &pollers {
-        p.abort();
-    }
     if *state.borrow() == RunState::Draining {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
@@ -221,11 +315,12 @@ async fn run(
 }
 
 /// Drop expired persistence entries every few seconds.
-async fn sweep(snapshot: Snapshot) {
+async fn sweep(control: Arc<Mutex<Control>>) {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let now = std::time::Instant::now();
-        for s in &snapshot.streams {
+        let streams = lock(&control).current();
+        for s in &streams {
             for (_, t) in &s.targets {
                 if let Some(p) = &t.persistence {
                     p.sweep(now);
@@ -239,7 +334,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     addr: SocketAddr,
-    stream: Arc<StreamRt>,
+    stream: watch::Receiver<Arc<StreamRt>>,
     mut state: watch::Receiver<RunState>,
 ) {
     loop {
@@ -263,7 +358,7 @@ async fn accept_loop(
                 let _ = sock.set_nodelay(true);
                 shared.connections.fetch_add(1, Ordering::AcqRel);
                 let sh = Arc::clone(&shared);
-                let st = Arc::clone(&stream);
+                let st = Arc::clone(&stream.borrow());
                 tokio::spawn(async move {
                     crate::conn::serve(Arc::clone(&sh), st, sock, peer, addr).await;
                     sh.connections.fetch_sub(1, Ordering::AcqRel);
@@ -278,17 +373,17 @@ async fn accept_loop(
     }
 }
 
-/// The streams of `config` and the upstreams they use (by name order).
-fn stream_inputs(config: &Config) -> (Vec<portico_config::Stream>, Vec<portico_config::Upstream>) {
-    let mut names: Vec<&str> = config
-        .streams
-        .iter()
-        .flat_map(|s| {
-            s.upstream
-                .as_deref()
-                .into_iter()
-                .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
-        })
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A stream's config and the upstreams it uses (by name order).
+fn stream_inputs(config: &Config, s: &portico_config::Stream) -> Inputs {
+    let mut names: Vec<&str> = s
+        .upstream
+        .as_deref()
+        .into_iter()
+        .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -296,40 +391,181 @@ fn stream_inputs(config: &Config) -> (Vec<portico_config::Stream>, Vec<portico_c
         .into_iter()
         .filter_map(|n| config.upstreams.get(n).cloned())
         .collect();
-    (config.streams.clone(), upstreams)
+    (s.clone(), upstreams)
+}
+
+/// A compiled, bound, not yet applied stream reload (see [`RunningStreams::prepare`]).
+#[derive(Debug)]
+pub struct PreparedStreams {
+    inner: Option<Prepared>,
+    /// For the idle handle: what needs a restart.
+    idle_note: Option<String>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    /// Per stream of the new config: what it was compiled from, its listen addresses.
+    layout: Vec<(Inputs, Vec<SocketAddr>)>,
+    streams: Vec<Arc<StreamRt>>,
+    cert_files: Vec<Option<portico_tls::FileCerts>>,
+    /// Sockets bound for addresses that are new: (configured, socket, bound).
+    fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
+}
+
+/// What a stream reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamReload {
+    /// `(configured, bound)` stream listeners bound by the reload.
+    pub listeners_added: Vec<(SocketAddr, SocketAddr)>,
+    /// Stream listeners that stopped accepting (their connections run on until they end).
+    pub listeners_removed: Vec<SocketAddr>,
+    /// Listeners kept whose stream (or an upstream it uses) changed: new connections use the
+    /// new settings.
+    pub listeners_updated: Vec<SocketAddr>,
+    /// What only a restart applies.
+    pub needs_restart: Vec<String>,
 }
 
 impl RunningStreams {
-    /// A reload of the process config: the stream plane keeps running untouched (its
-    /// listeners and connections are never closed by a reload). It does not apply stream
-    /// changes live yet: returns what differs from the running streams and needs a restart
-    /// (empty when `[[streams]]` and the upstreams they use are unchanged). Upstream health
-    /// and counters are shared through the registry either way.
-    pub fn reload(&self, config: &Config) -> Vec<String> {
-        let started = match self.started.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Apply a reloaded config: listeners are diffed by configured address. A kept listener
+    /// whose stream and upstreams are unchanged is not touched at all (its persistence table
+    /// stays); a kept one whose stream changed serves new connections with the new settings;
+    /// new ones are bound and accept at once; removed ones stop accepting, and their
+    /// connections run on until they end (or the process stops). Connections never move.
+    /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
+    /// changed. Without streams at start, adding some needs a restart.
+    /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
+    pub fn reload(
+        &self,
+        config: &Config,
+        registry: &Registry,
+    ) -> Result<StreamReload, StreamError> {
+        let prepared = self.prepare(config, registry)?;
+        Ok(self.commit(prepared))
+    }
+
+    /// The fallible half of a reload: compile the streams, bind the new listeners. Nothing
+    /// changes until [`commit`](RunningStreams::commit); dropping the result undoes it
+    /// (closes what it bound), so a caller can apply several planes all or nothing.
+    pub fn prepare(
+        &self,
+        config: &Config,
+        registry: &Registry,
+    ) -> Result<PreparedStreams, StreamError> {
+        let Some(control) = &self.control else {
+            let mut idle_note = None;
+            if !config.streams.is_empty() {
+                idle_note = Some(
+                    "[[streams]] added: the stream plane did not run at start; it starts at the next start"
+                        .to_string(),
+                );
+            }
+            return Ok(PreparedStreams {
+                inner: None,
+                idle_note,
+            });
         };
-        let (streams, upstreams) = stream_inputs(config);
-        let mut notes = Vec::new();
-        if streams != started.0 {
-            notes.push(format!(
-                "[[streams]] changed ({} running, {} in the new config): streams keep their start-up settings until a restart",
-                started.0.len(),
-                streams.len()
-            ));
-        } else if upstreams != started.1 {
-            notes.push(
-                "an upstream used by [[streams]] changed: streams keep its start-up servers and settings until a restart"
-                    .to_string(),
-            );
+        let options = lock(control).options.clone();
+        let mut snapshot = Snapshot::build(config, registry, &options)?;
+        let mut cert_files: Vec<Option<portico_tls::FileCerts>> =
+            (0..snapshot.streams.len()).map(|_| None).collect();
+        for (i, f) in std::mem::take(&mut snapshot.cert_files) {
+            cert_files[i] = Some(f);
         }
-        notes
+        // Bind what is new.
+        let kept: Vec<SocketAddr> = lock(control).slots.iter().map(|s| s.listen).collect();
+        let mut fresh = Vec::new();
+        for s in &config.streams {
+            for &addr in &s.listen {
+                if !kept.contains(&addr) {
+                    let (l, actual) = bind_one(addr)?;
+                    fresh.push((addr, l, actual));
+                }
+            }
+        }
+        let layout = config
+            .streams
+            .iter()
+            .map(|s| (stream_inputs(config, s), s.listen.clone()))
+            .collect();
+        Ok(PreparedStreams {
+            inner: Some(Prepared {
+                layout,
+                streams: snapshot.streams,
+                cert_files,
+                fresh,
+            }),
+            idle_note: None,
+        })
+    }
+
+    /// The infallible half of a reload (see [`reload`](RunningStreams::reload)).
+    pub fn commit(&self, prepared: PreparedStreams) -> StreamReload {
+        let mut out = StreamReload::default();
+        out.needs_restart.extend(prepared.idle_note);
+        let (Some(control), Some(shared), Some(p)) = (&self.control, &self.shared, prepared.inner)
+        else {
+            return out;
+        };
+        let mut c = lock(control);
+        if *self.state_rx.borrow() != RunState::Running {
+            return out;
+        }
+        let mut old: Vec<Slot> = std::mem::take(&mut c.slots);
+        let mut fresh = p.fresh.into_iter();
+        let mut used_new = vec![false; p.streams.len()];
+        for (i, (inputs, listen)) in p.layout.into_iter().enumerate() {
+            for addr in listen {
+                if let Some(pos) = old.iter().position(|sl| sl.listen == addr) {
+                    let mut slot = old.swap_remove(pos);
+                    if slot.inputs != inputs {
+                        slot.rt.send_replace(Arc::clone(&p.streams[i]));
+                        slot.inputs = inputs.clone();
+                        used_new[i] = true;
+                        out.listeners_updated.push(addr);
+                    }
+                    c.slots.push(slot);
+                } else if let Some(socket) = fresh.next() {
+                    out.listeners_added.push((socket.0, socket.2));
+                    let slot = c.spawn_slot(
+                        shared,
+                        &self.state_rx,
+                        socket,
+                        inputs.clone(),
+                        Arc::clone(&p.streams[i]),
+                    );
+                    used_new[i] = true;
+                    c.slots.push(slot);
+                }
+            }
+        }
+        for slot in old {
+            slot.accept.abort();
+            out.listeners_removed.push(slot.listen);
+        }
+        // Certificate pollers: one per compiled TLS stream still in use.
+        let in_use = c.current();
+        c.pollers.retain(|(rt, task)| {
+            let keep = in_use.iter().any(|r| Arc::ptr_eq(r, rt));
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (i, files) in p.cert_files.into_iter().enumerate() {
+            if let Some(files) = files
+                && used_new[i]
+            {
+                c.spawn_poller(Arc::clone(&p.streams[i]), files);
+            }
+        }
+        *lock(&self.bound) = c.slots.iter().map(|s| (s.listen, s.bound)).collect();
+        out
     }
 
     /// `(address as configured, address actually bound)` for every stream listener.
     pub fn bound_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        self.bound.clone()
+        lock(&self.bound).clone()
     }
 
     /// Graceful stop: stop accepting, let connections finish; close the rest after

@@ -62,8 +62,9 @@ impl StreamRt {
 #[derive(Debug)]
 pub(crate) struct Snapshot {
     pub streams: Vec<Arc<StreamRt>>,
-    /// Certificate-file pollers of the TLS streams, to spawn on the stream runtime.
-    pub cert_files: Vec<portico_tls::FileCerts>,
+    /// Certificate-file pollers of the TLS streams (with their index in `streams`), to
+    /// spawn on the stream runtime.
+    pub cert_files: Vec<(usize, portico_tls::FileCerts)>,
 }
 
 impl Snapshot {
@@ -78,7 +79,7 @@ impl Snapshot {
         for s in &config.streams {
             let tls = match crate::tls::build(s, &config.base_dir, options.cert_poll_interval)? {
                 Some((config, files)) => {
-                    cert_files.push(files);
+                    cert_files.push((streams.len(), files));
                     Some(config)
                 }
                 None => None,

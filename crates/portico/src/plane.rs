@@ -139,29 +139,51 @@ impl DataPlane {
     }
 
     /// Apply a reloaded config (validated) to both planes: the HTTP plane swaps its
-    /// snapshot and diffs its listeners (see `portico_proxy::RunningServer::reload`); the
-    /// stream plane keeps running and reports what needs a restart. On `Err` nothing
-    /// changed.
+    /// snapshot and diffs its listeners (see `portico_proxy::RunningServer::reload`), the
+    /// stream plane diffs its listeners too (`portico_stream::RunningStreams::reload`). On
+    /// `Err` neither plane changed (certificates aside: see `TlsPlane::reload`).
     pub fn reload(
         &self,
         config: &Arc<Config>,
         registry: &Registry,
     ) -> anyhow::Result<ReloadSummary> {
+        // Streams compiled and their new listeners bound first, applied only once the sites
+        // are: a failure anywhere leaves both planes as they were.
+        let streams = self
+            .streams
+            .prepare(config, registry)
+            .context("cannot apply the streams")?;
         // Certificates first: new TLS sites have theirs before their listeners serve.
         self.tls.reload(config)?;
         let http = self.http.reload(config.clone(), registry)?;
+        let streams = self.streams.commit(streams);
         let mut needs_restart: Vec<String> = http
             .needs_restart
             .iter()
             .map(|k| format!("{k} changed: it applies at the next start"))
             .collect();
-        needs_restart.extend(self.streams.reload(config));
+        needs_restart.extend(streams.needs_restart);
         let mut changes = Vec::new();
         for (configured, bound) in &http.listeners_added {
             changes.push(format!("listener {configured} added (bound {bound})"));
         }
         for l in &http.listeners_removed {
             changes.push(format!("listener {l} removed (its connections drain)"));
+        }
+        for (configured, bound) in &streams.listeners_added {
+            changes.push(format!(
+                "stream listener {configured} added (bound {bound})"
+            ));
+        }
+        for l in &streams.listeners_removed {
+            changes.push(format!(
+                "stream listener {l} removed (its connections run until they end)"
+            ));
+        }
+        for l in &streams.listeners_updated {
+            changes.push(format!(
+                "stream on {l} changed (new connections use the new settings)"
+            ));
         }
         for s in &http.servers_removed {
             changes.push(format!(

@@ -1,0 +1,155 @@
+//! Stream reloads over real sockets: an unchanged stream is not touched, a changed one serves
+//! new connections with its new servers while open ones stay where they are, listeners are
+//! added and removed, and a refused reload changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use portico_balance::Registry;
+use portico_stream::{RunningStreams, StreamServer};
+
+struct Live {
+    running: RunningStreams,
+    registry: Registry,
+    dir: tempfile::TempDir,
+}
+
+impl Live {
+    fn start(toml: &str) -> Live {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let config = parse(&dir, toml);
+        let running = StreamServer::start(Arc::new(config), registry.clone()).unwrap();
+        Live {
+            running,
+            registry,
+            dir,
+        }
+    }
+
+    fn reload(
+        &self,
+        toml: &str,
+    ) -> Result<portico_stream::StreamReload, portico_stream::StreamError> {
+        self.running.reload(&parse(&self.dir, toml), &self.registry)
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.running.bound_addrs()[i].1
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.running.stop_now();
+    }
+}
+
+fn parse(dir: &tempfile::TempDir, toml: &str) -> portico_config::Config {
+    let text = format!(
+        "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"off\"\nshutdown_grace = \"2s\"\n{toml}"
+    );
+    let path = dir.path().join("portico.toml");
+    std::fs::write(&path, &text).unwrap();
+    portico_config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Upstream `pool` with `servers`, one stream per `listen` entry; `extra` appended.
+fn config(servers: &[&Backend], listen: &[&str], extra: &str) -> String {
+    let mut s = format!("[upstreams.pool]\nservers = {}\n", common::servers(servers));
+    for l in listen {
+        s.push_str(&format!(
+            "[[streams]]\nlisten = [\"{l}\"]\nupstream = \"pool\"\n"
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+fn tag(addr: SocketAddr) -> String {
+    tag_from("127.0.0.1", addr)
+}
+
+#[test]
+fn an_unchanged_stream_is_untouched_and_a_changed_one_serves_new_connections_anew() {
+    let (a, b) = (Backend::spawn("a"), Backend::spawn("b"));
+    let live = Live::start(&config(&[&a], &["127.0.0.1:0"], ""));
+    let addr = live.addr(0);
+    let mut open = connect_from("127.0.0.1".parse().unwrap(), addr);
+    assert_eq!(exchange(&mut open), "a");
+    // An unrelated change (another upstream): nothing to do for the stream.
+    let out = live
+        .reload(&config(
+            &[&a],
+            &["127.0.0.1:0"],
+            "[upstreams.other]\nservers = [\"127.0.0.1:9\"]\n",
+        ))
+        .unwrap();
+    assert!(
+        out.listeners_updated.is_empty() && out.listeners_added.is_empty(),
+        "{out:?}"
+    );
+    // Its upstream's servers change: new connections go to b, the open one stays on a.
+    let out = live.reload(&config(&[&b], &["127.0.0.1:0"], "")).unwrap();
+    assert_eq!(out.listeners_updated, vec!["127.0.0.1:0".parse().unwrap()]);
+    assert_eq!(live.addr(0), addr, "the listener was kept");
+    for _ in 0..3 {
+        assert_eq!(tag(addr), "b");
+    }
+    use std::io::{Read, Write};
+    open.write_all(b"still").unwrap();
+    let mut back = [0u8; 5];
+    open.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"still", "the open connection kept its server");
+}
+
+#[test]
+fn listeners_are_added_and_removed() {
+    let a = Backend::spawn("a");
+    let live = Live::start(&config(&[&a], &["127.0.0.1:0"], ""));
+    let first = live.addr(0);
+    let out = live
+        .reload(&config(&[&a], &["127.0.0.1:0", "127.0.0.2:0"], ""))
+        .unwrap();
+    assert_eq!(out.listeners_added.len(), 1);
+    let second = out.listeners_added[0].1;
+    assert_eq!(tag(second), "a", "the new listener accepts at once");
+    let mut open = connect_from("127.0.0.1".parse().unwrap(), first);
+    assert_eq!(exchange(&mut open), "a");
+    let out = live.reload(&config(&[&a], &["127.0.0.2:0"], "")).unwrap();
+    assert_eq!(out.listeners_removed, vec!["127.0.0.1:0".parse().unwrap()]);
+    wait_until(Duration::from_secs(5), || {
+        TcpStream::connect(first).is_err()
+    });
+    // The removed listener's open connection runs on.
+    use std::io::{Read, Write};
+    open.write_all(b"on").unwrap();
+    let mut back = [0u8; 2];
+    open.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"on");
+    assert_eq!(tag(second), "a");
+    assert_eq!(
+        live.running.bound_addrs(),
+        vec![("127.0.0.2:0".parse().unwrap(), second)]
+    );
+}
+
+#[test]
+fn a_refused_reload_changes_nothing() {
+    let (a, b) = (Backend::spawn("a"), Backend::spawn("b"));
+    let live = Live::start(&config(&[&a], &["127.0.0.1:0"], ""));
+    let addr = live.addr(0);
+    let taken = TcpListener::bind("127.0.0.3:0").unwrap();
+    let t = taken.local_addr().unwrap().to_string();
+    let err = live
+        .reload(&config(&[&b], &["127.0.0.1:0", &t], ""))
+        .unwrap_err();
+    assert!(err.to_string().contains(&t), "{err}");
+    assert_eq!(tag(addr), "a", "the stream still goes to its old server");
+    assert_eq!(live.running.bound_addrs().len(), 1);
+}
