@@ -77,13 +77,74 @@ impl TlsRuntime {
     /// dropped, ACME tasks kept for unchanged name groups, started for new ones, stopped
     /// for removed ones. On error nothing changes except entries already (re)loaded.
     pub fn reload(&mut self, sites: &[Site], base: &Path) -> Result<(), TlsError> {
+        self.apply(sites, base, None).map(|_| ())
+    }
+
+    /// [`TlsRuntime::reload`] with the reloaded `[acme]` section (from
+    /// [`AcmeSettings::for_config`](crate::acme::AcmeSettings::for_config)). Unchanged
+    /// settings change nothing. Changed or added settings replace the ACME manager: every
+    /// ACME task restarts with the new settings, installing its stored certificate at once
+    /// (certificates keep serving) and ordering only when none is stored or one is due. The
+    /// running manager's timing ([`AcmeTuning`](crate::acme::AcmeTuning)) is kept. On `Err`
+    /// the running manager and its tasks stay. Returns whether the manager was replaced.
+    pub fn reload_with_acme(
+        &mut self,
+        sites: &[Site],
+        base: &Path,
+        acme: Option<AcmeSettings>,
+    ) -> Result<bool, TlsError> {
+        self.apply(sites, base, Some(acme))
+    }
+
+    /// `acme`: `None` keeps the running manager; `Some(settings)` is the reloaded section.
+    fn apply(
+        &mut self,
+        sites: &[Site],
+        base: &Path,
+        acme: Option<Option<AcmeSettings>>,
+    ) -> Result<bool, TlsError> {
+        // A replacement manager, built before anything changes (it reads `directory_ca`).
+        let replacement = match acme {
+            None => None,
+            Some(mut settings) => {
+                if let (Some(new), Some(running)) = (settings.as_mut(), self.acme.as_ref()) {
+                    new.tuning = running.settings().tuning.clone();
+                }
+                if settings.as_ref() == self.acme.as_ref().map(AcmeManager::settings) {
+                    None
+                } else {
+                    Some(
+                        settings
+                            .map(|s| {
+                                AcmeManager::new(s, self.resolver.clone(), self.http01.clone())
+                            })
+                            .transpose()?,
+                    )
+                }
+            }
+        };
         let mut files = FileCerts::new(self.resolver.clone()).with_interval(self.files_poll);
         let groups = install_sites(sites, base, &mut files)?;
-        if !groups.is_empty() && self.acme.is_none() {
+        let acme_after = match &replacement {
+            Some(manager) => manager.as_ref(),
+            None => self.acme.as_ref(),
+        };
+        if !groups.is_empty() && acme_after.is_none() {
             return Err(TlsError::acme(
                 "config",
                 "a site has tls = \"acme\" but there is no [acme] section",
             ));
+        }
+        let replaced = replacement.is_some();
+        if let Some(manager) = replacement {
+            for (_, task) in self.acme_tasks.drain() {
+                task.abort();
+            }
+            tracing::info!(
+                directory = manager.as_ref().map(|m| m.settings().directory.url()),
+                "[acme] changed: ACME tasks restart with the new settings"
+            );
+            self.acme = manager;
         }
         self.files_status = files.status();
         if let Some(old) = self.files_task.replace(files.spawn()) {
@@ -106,7 +167,7 @@ impl TlsRuntime {
                 }
             }
         }
-        Ok(())
+        Ok(replaced)
     }
 
     /// The resolver shared by every TLS listener.

@@ -419,3 +419,111 @@ async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
         .await
         .expect("test timed out");
 }
+
+/// A reload that adds `[acme]` and an ACME site gets the site its certificate; a reload with
+/// changed `[acme]` settings restarts the ACME tasks with them, the stored certificate
+/// serving throughout and nothing ordered; a reload whose `directory_ca` cannot be read
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_runtime_reload_adds_and_changes_acme_settings() {
+    trace();
+    if !require(PEERS) {
+        return;
+    }
+    let test = async {
+        let dir = tempfile::tempdir().unwrap();
+        let http01 = Http01Challenges::new();
+        let (http_addr, _) = http01_responder(http01.clone()).await;
+        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let state = tempfile::tempdir().unwrap();
+        let acme_site = site(0, &["added.portico.test"], portico_config::SiteTls::Acme);
+
+        // Started without [acme] and without ACME sites.
+        let mut runtime =
+            portico_tls::TlsRuntime::start(&[], dir.path(), None, http01.clone()).unwrap();
+        assert!(runtime.acme_status().is_empty());
+        // An ACME site without [acme]: refused, as at start.
+        assert!(
+            runtime
+                .reload_with_acme(std::slice::from_ref(&acme_site), dir.path(), None)
+                .is_err()
+        );
+        // [acme] and the site added by one reload.
+        let settings_a = settings(&pebble, state.path(), ChallengeKind::Http01);
+        let replaced = runtime
+            .reload_with_acme(
+                std::slice::from_ref(&acme_site),
+                dir.path(),
+                Some(settings_a.clone()),
+            )
+            .unwrap();
+        assert!(replaced);
+        let addr = tls_echo(runtime.resolver().clone(), 0).await;
+        let client = client_config(pebble.roots().await, &[]);
+        eventually(
+            "certificate for the site added by reload",
+            Duration::from_secs(20),
+            || runtime.acme_status().first().is_some_and(|s| s.orders == 1),
+        )
+        .await;
+        let first = handshake(addr, client.clone(), "added.portico.test")
+            .await
+            .unwrap()
+            .leaf;
+
+        // The same settings again: nothing restarts.
+        let replaced = runtime
+            .reload_with_acme(
+                std::slice::from_ref(&acme_site),
+                dir.path(),
+                Some(settings_a.clone()),
+            )
+            .unwrap();
+        assert!(!replaced);
+        assert_eq!(runtime.acme_status()[0].orders, 1);
+
+        // directory_ca unreadable: an error, the running manager stays.
+        let mut broken = settings_a.clone();
+        broken.directory_ca = Some(dir.path().join("missing-ca.pem"));
+        assert!(
+            runtime
+                .reload_with_acme(std::slice::from_ref(&acme_site), dir.path(), Some(broken))
+                .is_err()
+        );
+        assert_eq!(runtime.acme_status()[0].orders, 1);
+
+        // Changed settings (key type): a new manager; the stored certificate keeps serving
+        // and nothing is ordered (it is not due).
+        let mut settings_b = settings_a.clone();
+        settings_b.key_type = KeyType::Rsa2048;
+        let replaced = runtime
+            .reload_with_acme(
+                std::slice::from_ref(&acme_site),
+                dir.path(),
+                Some(settings_b),
+            )
+            .unwrap();
+        assert!(replaced);
+        eventually(
+            "the new manager installed the stored certificate",
+            Duration::from_secs(5),
+            || {
+                runtime
+                    .acme_status()
+                    .first()
+                    .is_some_and(|s| s.not_after.is_some() && s.next_attempt.is_some())
+            },
+        )
+        .await;
+        let again = handshake(addr, client, "added.portico.test")
+            .await
+            .unwrap()
+            .leaf;
+        assert_eq!(again, first, "the stored certificate serves on");
+        assert_eq!(runtime.acme_status()[0].orders, 0, "nothing ordered");
+        runtime.stop();
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}

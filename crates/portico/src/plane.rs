@@ -81,7 +81,12 @@ impl TlsPlane {
     fn reload(&self, config: &Config) -> anyhow::Result<()> {
         let _inside = self.runtime.as_ref().map(|rt| rt.enter());
         self.lock()
-            .reload(&config.sites, &config.base_dir)
+            .reload_with_acme(
+                &config.sites,
+                &config.base_dir,
+                AcmeSettings::for_config(config),
+            )
+            .map(|_| ())
             .context("cannot load the certificates")
     }
 }

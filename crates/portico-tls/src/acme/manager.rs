@@ -327,6 +327,11 @@ impl AcmeManager {
         )
     }
 
+    /// The settings this manager runs with.
+    pub fn settings(&self) -> &AcmeSettings {
+        &self.inner.settings
+    }
+
     /// `state_dir`.
     pub fn state_dir(&self) -> &Path {
         &self.inner.settings.state_dir

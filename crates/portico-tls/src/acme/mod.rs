@@ -98,7 +98,7 @@ impl KeyType {
 }
 
 /// Timing knobs not in the config file (defaults suit real CAs; tests shorten them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeTuning {
     /// First retry delay after a failed order (doubles up to `retry_max`).
     pub retry_initial: Duration,
@@ -121,7 +121,7 @@ impl Default for AcmeTuning {
 }
 
 /// The `[acme]` section, plus `state_dir` from `[server]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcmeSettings {
     pub email: String,
     pub directory: AcmeDirectory,
