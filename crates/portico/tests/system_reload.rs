@@ -219,6 +219,49 @@ fn portico_reload_without_a_running_instance_exits_2() {
     assert!(out.stderr.contains("no running instance"), "{out:?}");
 }
 
+#[test]
+fn streams_reload_too() {
+    let dir = TempDir::new("reload-streams");
+    let (b, guards) = backends(&["A", "B", "O"], dir.path());
+    let listen = local(free_port());
+    let s1 = local(free_port());
+    let s2 = local(free_port());
+    let stream = |servers: &str, ports: &[SocketAddr]| {
+        let mut t = format!("[upstreams.tcp]\nservers = [{servers}]\n");
+        for p in ports {
+            t.push_str(&format!(
+                "[[streams]]\nlisten = [\"{p}\"]\nupstream = \"tcp\"\n"
+            ));
+        }
+        t
+    };
+    let text = |servers: &str, ports: &[SocketAddr]| {
+        config(&[listen], &[b[0]], b[2], &stream(servers, ports))
+    };
+    let a_only = format!("\"{}\"", b[0]);
+    let b_only = format!("\"{}\"", b[1]);
+    let mut inst = Instance::start(&text(&a_only, &[s1]), guards, dir, listen);
+    inst.proxy.wait_for_port(s1, T10);
+    assert_eq!(echo_name(s1, "/"), "A");
+    // The stream's upstream changes and a second stream listener is added.
+    assert!(inst.reload_hup(&text(&b_only, &[s1, s2])));
+    assert_eq!(
+        echo_name(s1, "/"),
+        "B",
+        "new stream connections use the new server"
+    );
+    assert_eq!(
+        echo_name(s2, "/"),
+        "B",
+        "the added stream listener accepts at once"
+    );
+    // The first stream listener is removed.
+    assert!(inst.reload_hup(&text(&b_only, &[s2])));
+    support::net::wait_closed(s1, T10);
+    assert_eq!(echo_name(s2, "/"), "B");
+    assert_eq!(echo_name(listen, "/"), "A", "the site was never touched");
+}
+
 /// A minimal WebSocket client on a raw socket (text frames up to 125 bytes).
 struct RawWs {
     s: TcpStream,
