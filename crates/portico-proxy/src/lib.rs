@@ -7,6 +7,11 @@
 //! path is composed in [`handler`]; each phase has its own module:
 //! [`accept`] -> [`conn`] -> [`route`] -> [`forward`] / [`upstream`] / [`websocket`] ->
 //! [`bodies`] -> [`log`].
+//!
+//! [`RunningServer::reload`] ([`reload`]) applies a new config to the running server: the
+//! new snapshot is published through the same `ArcSwap`, listeners are diffed by address
+//! (kept ones never re-bound), and only what disappeared is drained ([`drain`]: a removed
+//! listener's connections, the WebSockets of a removed server).
 
 mod accept;
 pub mod access_log;
