@@ -2,6 +2,7 @@
 //! crates: `portico-config` (file -> typed config), `portico-proxy` (data plane),
 //! `portico-balance` (pools), `portico-vrrp` (failover), `portico-testkit` (echo backend).
 
+mod allocator;
 mod check;
 mod cli;
 mod demo;
@@ -20,15 +21,13 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
-/// mimalloc: measured 5-8% less proxy CPU per request than glibc malloc on the keep-alive
-/// benchmark (many small, short-lived allocations spread over worker threads).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run::run(&cli::config_path(config)),
+        Command::Run { config } => {
+            allocator::start_housekeeping();
+            run::run(&cli::config_path(config))
+        }
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Demo { listen } => demo::demo(listen),
