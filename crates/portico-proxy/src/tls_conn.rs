@@ -42,7 +42,7 @@ where
 
 /// Serve one accepted connection of a TLS listener.
 pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, t: Timeouts) {
-    let Some(tls) = ctx.worker.shared.tls.clone() else {
+    let Some(tls) = ctx.worker.shared.tls.as_ref() else {
         tracing::error!(listener = %ctx.listener, "TLS listener without a TLS runtime; connection closed");
         return;
     };
