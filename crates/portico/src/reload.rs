@@ -162,6 +162,9 @@ impl Running<'_> {
         match self.plane.reload(&new, self.registry) {
             Ok(summary) => {
                 self.health.replace(&new);
+                // Forget servers of earlier configs that nothing references any more (the
+                // snapshot just replaced may still be in use: its servers go next time).
+                self.registry.prune();
                 let mut notes = summary.needs_restart;
                 if new.vrrp != self.config.vrrp {
                     notes.push(
