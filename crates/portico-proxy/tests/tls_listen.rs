@@ -323,3 +323,40 @@ async fn garbage_and_slow_handshakes_do_not_disturb_the_listener() {
     let r = https_get(addr, config, "b.test", "b.test", "/").await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_tls_alpn_validation_gets_the_challenge_certificate_and_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let s = setup();
+    let addr = s.proxy.addr(LISTEN);
+    let challenge = s.ca.leaf(&["b.test"]);
+    let key = portico_tls::pem::certified_key_from_pem(
+        challenge.chain_pem.as_bytes(),
+        challenge.key_pem.as_bytes(),
+        std::path::Path::new("challenge"),
+        &portico_tls::default_provider(),
+    )
+    .unwrap()
+    .key;
+    s.proxy.tls.resolver().set_alpn_challenge("b.test", key);
+    let config = client_config(s.ca.roots(), &[portico_tls::ACME_TLS_ALPN], &[]);
+    let mut stream = connect(addr, config, "b.test")
+        .await
+        .expect("validation handshake");
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(portico_tls::ACME_TLS_ALPN)
+    );
+    assert_eq!(
+        peer_leaf(&stream),
+        challenge.der,
+        "the challenge certificate"
+    );
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT, stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok() && rest.is_empty(), "closed at once, no HTTP");
+    // Ordinary handshakes for the name still get the site's certificate.
+    let config = client_config(s.ca.roots(), &[b"http/1.1"], &[]);
+    let stream = connect(addr, config, "b.test").await.unwrap();
+    assert_ne!(peer_leaf(&stream), challenge.der);
+}
