@@ -246,3 +246,30 @@ fn a_websocket_stuck_mid_frame_is_closed_hard_at_the_cap() {
         "closed hard at the 2 s cap, not before: {elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_on_a_removed_listener_get_1001_at_once_and_the_others_stay() {
+    let a = echo("A");
+    let other = echo("O");
+    let second = "[[sites]]\nlisten = [\"127.0.0.2:0\"]\nroutes = [{ path = \"/ws\", proxy = \"app\", websocket = true }]\n";
+    let live = Live::start(&config(&[a.addr], other.addr, "", second)).unwrap();
+    let (kept_addr, gone_addr) = (
+        live.server.bound_addrs()[0].1,
+        live.server.bound_addrs()[1].1,
+    );
+    let (mut kept, _) = open(kept_addr).await;
+    let (mut gone, _) = open(gone_addr).await;
+    let reloaded = Instant::now();
+    let out = live.reload(&config(&[a.addr], other.addr, "", "")).unwrap();
+    assert_eq!(out.listeners_removed.len(), 1);
+    match next(&mut gone).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Away),
+        m => panic!("expected close 1001, got {m:?}"),
+    }
+    assert!(
+        reloaded.elapsed() < Duration::from_millis(500),
+        "not spread: at once"
+    );
+    kept.send(Message::text("kept")).await.unwrap();
+    assert_eq!(next(&mut kept).await, Message::text("kept"));
+}
