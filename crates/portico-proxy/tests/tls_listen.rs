@@ -200,7 +200,7 @@ async fn alpn_h2_serves_http2_with_concurrent_streams() {
         let mut sender = sender.clone();
         tasks.push(tokio::spawn(async move {
             let req = http::Request::get(format!("https://a.test/_echo/headers?n={i}"))
-                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
                 .unwrap();
             let resp = sender.send_request(req).await.expect("h2 response");
             let version = resp.version();
@@ -223,10 +223,21 @@ async fn alpn_h2_serves_http2_with_concurrent_streams() {
         assert!(body.contains("host: a.test"), "{body}");
         assert!(body.contains("x-forwarded-proto: https"), "{body}");
     }
+    // A request body streams through (h2 DATA frames -> HTTP/1.1 upstream -> back).
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut post = sender.clone();
+    let req = http::Request::post("https://a.test/upload")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+        .unwrap();
+    let resp = post.send_request(req).await.expect("h2 POST");
+    assert_eq!(resp.status(), 200);
+    let echoed = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed[..] == body[..], "body intact");
     // 421 over h2 too.
     let mut sender = sender.clone();
     let req = http::Request::get("https://b.test/")
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();
     assert_eq!(sender.send_request(req).await.unwrap().status(), 421);
 }
