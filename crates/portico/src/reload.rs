@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use portico_balance::{HealthChecks, Registry};
-use portico_config::Config;
+use portico_config::{Config, VrrpTrackKind};
 
 use crate::check;
 use crate::exit::Failure;
@@ -166,12 +166,7 @@ impl Running<'_> {
                 // snapshot just replaced may still be in use: its servers go next time).
                 self.registry.prune();
                 let mut notes = summary.needs_restart;
-                if new.vrrp != self.config.vrrp {
-                    notes.push(
-                        "[[vrrp]] changed: VRRP keeps its start-up settings until a restart"
-                            .to_string(),
-                    );
-                }
+                notes.extend(vrrp_notes(&self.config, &new));
                 for note in &notes {
                     tracing::warn!("reload: {note}");
                 }
@@ -191,6 +186,43 @@ impl Running<'_> {
             }
         }
     }
+}
+
+/// What a reload cannot change for VRRP: its instances and what their tracks look at are
+/// fixed at start.
+fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if new.vrrp != old.vrrp {
+        notes.push(
+            "[[vrrp]] changed: VRRP keeps its start-up instances and tracks until a restart"
+                .to_string(),
+        );
+    }
+    let tracks = |kind: fn(&VrrpTrackKind) -> bool| {
+        old.vrrp
+            .iter()
+            .flat_map(|v| &v.track)
+            .any(|t| kind(&t.kind))
+    };
+    let listens = |c: &Config| -> std::collections::BTreeSet<std::net::SocketAddr> {
+        c.sites
+            .iter()
+            .flat_map(|s| s.listen.iter().copied())
+            .collect()
+    };
+    if tracks(|k| matches!(k, VrrpTrackKind::Listeners)) && listens(old) != listens(new) {
+        notes.push(
+            "site listeners changed: VRRP `listeners` tracks probe the listeners bound at start until a restart"
+                .to_string(),
+        );
+    }
+    if tracks(|k| matches!(k, VrrpTrackKind::Upstream(_))) && old.upstreams != new.upstreams {
+        notes.push(
+            "upstreams changed: VRRP `upstream` tracks follow the servers the upstreams had at start until a restart"
+                .to_string(),
+        );
+    }
+    notes
 }
 
 /// `portico reload [-c FILE]`: validate, signal the instance, wait for its answer.
@@ -284,6 +316,29 @@ fn send_hup(pid: u32) -> anyhow::Result<()> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn config(listen: &str, vrrp_track: &str) -> Config {
+        let text = format!(
+            "[[sites]]\nlisten = [\"{listen}\"]\nroutes = [{{ path = \"/\", respond = \"x\" }}]\n\
+             [[vrrp]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvrid = 33\npriority = 90\n\
+             virtual_ips = [\"10.200.0.130/24\"]\ntrack = [{vrrp_track}]\n"
+        );
+        portico_config::parse(&text, Path::new("/tmp/p.toml")).unwrap()
+    }
+
+    #[test]
+    fn vrrp_notes_name_what_needs_a_restart() {
+        let old = config("127.0.0.1:1", "{ listeners = true, weight = -20 }");
+        assert!(vrrp_notes(&old, &old).is_empty());
+        let moved = config("127.0.0.1:2", "{ listeners = true, weight = -20 }");
+        let notes = vrrp_notes(&old, &moved);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("`listeners` tracks"), "{notes:?}");
+        let retracked = config("127.0.0.1:1", "{ listeners = true, weight = -10 }");
+        let notes = vrrp_notes(&old, &retracked);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("[[vrrp]] changed"), "{notes:?}");
+    }
 
     #[test]
     fn status_round_trips_with_multi_line_text() {
