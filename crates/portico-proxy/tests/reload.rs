@@ -229,3 +229,26 @@ fn site(listen: &str, servers: &[SocketAddr], route_extra: &str) -> String {
         list.join(", ")
     )
 }
+
+#[test]
+fn a_request_outliving_shutdown_grace_on_a_removed_listener_is_cut_at_the_cap() {
+    let a = echo("A");
+    let two = format!(
+        "{}\n[[sites]]\nlisten = [\"127.0.0.2:0\"]\nroutes = [{{ path = \"/\", proxy = \"app\" }}]\n",
+        site("127.0.0.1:0", &[a.addr], "")
+    );
+    let live = Live::start(&two).unwrap();
+    let second = live.server.bound_addrs()[1].1;
+    // 8 s of work against a 5 s shutdown_grace.
+    let mut slow = Conn::open(second);
+    slow.send(b"GET /_echo/sleep?ms=8000 HTTP/1.1\r\nHost: h\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    let reloaded = Instant::now();
+    live.reload(&site("127.0.0.1:0", &[a.addr], "")).unwrap();
+    assert!(slow.eof_within(Duration::from_secs(8)), "closed");
+    let at = reloaded.elapsed();
+    assert!(
+        at >= Duration::from_millis(4500) && at < Duration::from_millis(7000),
+        "cut at the 5 s cap: {at:?}"
+    );
+}
