@@ -452,12 +452,12 @@ fn removing_a_server_drains_its_websockets_with_1001_and_spares_the_others() {
     }
     assert!(inst.reload_hup(&config(&[listen], &[b[0]], b[2], "")));
     // Within the 1 s window (half of shutdown_grace = 2 s) B's WebSockets get close 1001;
-    // A's get nothing. Each socket waits for a frame on its own thread, at most 1.8 s.
+    // A's get nothing. Each socket waits for a frame on its own thread, at most 2.5 s.
     let waits: Vec<_> = sockets
         .into_iter()
         .map(|mut ws| {
             std::thread::spawn(move || {
-                ws.s.set_read_timeout(Some(Duration::from_millis(1800)))
+                ws.s.set_read_timeout(Some(Duration::from_millis(2500)))
                     .expect("timeout");
                 let got = match ws.recv() {
                     Ok((8, p)) if p.len() >= 2 => Some(u16::from_be_bytes([p[0], p[1]])),
