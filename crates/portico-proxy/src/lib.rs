@@ -1,5 +1,11 @@
-//! Portico data plane: listeners, client connections, routing, the HTTP/1.1 and WebSocket
-//! reverse proxy, static files and the access log.
+//! Portico data plane: listeners (plain and TLS), client connections (HTTP/1.1, HTTP/2 over
+//! TLS), routing, the HTTP and WebSocket reverse proxy (plain or TLS to the servers), static
+//! files and the access log.
+//!
+//! TLS: [`Server::start_with_tls`] takes a [`TlsContext`] from a running
+//! `portico_tls::TlsRuntime` (certificates by SNI, HTTP-01 answers); see [`tls_conn`]
+//! (handshake, ALPN), [`https`] (421, `http_redirect`, ACME HTTP-01, `hsts`), [`tls`]
+//! (upstream TLS) and [`ws_tls_pipe`] (WebSockets with a TLS side).
 //!
 //! Data comes in as a validated [`portico_config::Config`] and the balance
 //! [`portico_balance::Registry`] (live per-server state); [`Server::start`] compiles them
