@@ -46,6 +46,7 @@ pub mod ws_frame;
 mod ws_ping;
 mod ws_pipe;
 mod ws_tls_pipe;
+mod ws_tls_stream;
 
 pub use error::{ProxyError, Side};
 pub use reload::{ReloadError, ReloadOutcome};
