@@ -9,8 +9,11 @@
 //! open WebSocket keeps working; with the ACME server down, renewals fail, are retried and
 //! logged, the old certificate keeps serving and nothing crashes.
 //!
-//! A second test runs a copy with one added line, `challenge = "tls-alpn-01"`, with pebble's
-//! validator sent to the TLS listener (:8443): the other challenge type.
+//! Other tests: a copy with one added line, `challenge = "tls-alpn-01"`, with pebble's
+//! validator sent to the TLS listener (:8443): the other challenge type; the CA down when
+//! Portico starts (handshakes fail cleanly, plain side answers, the certificate arrives once
+//! the CA is up); the scenario reached by SIGHUP from a plain config (`[acme]` added by
+//! reload).
 
 #[path = "support/pebble.rs"]
 mod pebble;
@@ -343,5 +346,65 @@ fn seed_001_ca_down_at_start() {
     report(&format!(
         "{TEST}: CA up -> certificate served {} ms later (retry backoff), no restart",
         t0.elapsed().as_millis()
+    ));
+}
+
+/// Reaching the scenario by reload: Portico runs a plain config, the file is replaced by the
+/// unchanged scenario and SIGHUP applies it: the `[acme]` section, the TLS listener and the
+/// plain-HTTP side arrive without a restart and the certificate is ordered.
+#[test]
+fn seed_001_reached_by_reload() {
+    let plain_port = support::net::free_port();
+    let plain = format!(
+        "[admin]\nlisten = \"off\"\n[[sites]]\nlisten = [\"127.0.0.1:{plain_port}\"]\n\
+         [[sites.routes]]\npath = \"/\"\nrespond = \"before\"\n"
+    );
+    let Some(s) = setup("seed001-reload", |_| plain, (HTTP, HTTPS), true) else {
+        return;
+    };
+    let cfg = s.dir.path().join("seed-001-ws-cluster-acme.toml");
+    let mut proxy = start_portico(&cfg, s.dir.path());
+    proxy.wait_for_port(local(plain_port), Duration::from_secs(15));
+    let pid = proxy.pid();
+
+    let src = example("seed-001-ws-cluster-acme.toml");
+    std::fs::copy(&src, &cfg).expect("replace the config");
+    assert_eq!(
+        std::fs::read(&cfg).expect("read"),
+        std::fs::read(&src).expect("read example"),
+        "the scenario must run unchanged"
+    );
+    proxy.signal("HUP");
+    let h1 = verifying(roots(&s.pebble.root_pem()), &["http/1.1"]);
+    eventually(
+        Duration::from_secs(60),
+        "a certificate after the reload",
+        || {
+            proxy.assert_running();
+            served_leaf(HTTPS, NAME, &h1).ok()
+        },
+    );
+    assert_eq!(proxy.pid(), pid, "no restart");
+    let mut ws = wss(HTTPS, NAME, &h1).expect("wss after reload");
+    assert_eq!(ws.roundtrip("reloaded").expect("echo"), "reloaded");
+    let out = curl(
+        &[(NAME, HTTP)],
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &format!("http://{NAME}:{HTTP}/"),
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(
+        out.stdout,
+        format!("301 https://{NAME}:{HTTPS}/"),
+        "{out:?}"
+    );
+    report(&format!(
+        "{TEST}: plain config -> seed 001 by SIGHUP: certificate ordered ({:?} ms), wss and 301 served, same process",
+        order_times_ms(&proxy.stderr())
     ));
 }
