@@ -2,7 +2,7 @@
 """Helper of scripts/bench.sh: parses one run's client output into a JSON line, and turns the
 collected JSON lines into the markdown report.
 
-  benchstat.py record --kind wrk|ws --file OUT ... --results results.jsonl   -> prints a summary
+  benchstat.py record --kind wrk|ws|stime --file OUT ... --results results.jsonl   -> prints a summary
   benchstat.py idle --target T ... --results results.jsonl                   -> prints a summary
   benchstat.py report --results results.jsonl --meta meta.txt                -> markdown on stdout
   benchstat.py sampler --exclude PID --out FILE   (until SIGTERM) CPU of processes outside PID's tree
@@ -21,6 +21,10 @@ PHASES = [
     ("tls", "HTTPS keep-alive (ECDSA P-256, TLS 1.3), wrk -t2 -c64", "req/s"),
     ("tlsclose", "HTTPS Connection: close, TLS session resumption allowed (wrk resumes), ECDSA P-256",
      "hs/s"),
+    ("hs", "Full TLS 1.3 handshakes, ECDSA P-256 (openssl s_time -new, never resumes; one GET per "
+           "connection; unit = handshake)", "hs/s"),
+    ("hsrsa", "Full TLS 1.3 handshakes, RSA-2048 (openssl s_time -new, never resumes; one GET per "
+              "connection; unit = handshake)", "hs/s"),
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
 ]
@@ -72,6 +76,21 @@ def parse_ws(text):
             out.update(units=j.get("round_trips", 0), secs=j.get("duration_s"),
                        rate=float(j.get("rt_per_s", 0)), p50=j.get("p50_ms"), p99=j.get("p99_ms"),
                        errors=j.get("errors", 0))
+    return out
+
+
+def parse_stime(text):
+    """Concatenated `openssl s_time -new` summaries: one "N connections in T real seconds" line
+    per client process."""
+    out = {"units": 0, "secs": None, "rate": 0.0, "p50": None, "p99": None, "errors": 0}
+    secs = []
+    for m in re.finditer(r"^(\d+) connections in (\d+) real seconds", text, re.M):
+        out["units"] += int(m.group(1))
+        secs.append(int(m.group(2)))
+    if secs:
+        out["secs"] = float(max(secs))
+        out["rate"] = out["units"] / max(1.0, out["secs"])
+    out["errors"] = len(re.findall(r"^(?:ERROR|.*:error:)", text, re.M))
     return out
 
 
@@ -163,7 +182,7 @@ def foreign_sample(path):
 
 def cmd_record(a):
     text = open(a.file, encoding="utf-8", errors="replace").read()
-    r = parse_wrk(text) if a.kind == "wrk" else parse_ws(text)
+    r = {"wrk": parse_wrk, "ws": parse_ws, "stime": parse_stime}[a.kind](text)
     if a.died:
         r["errors"] = max(r["errors"], 1)
     if r["units"] == 0 and a.rc != 0:
@@ -193,7 +212,7 @@ def cmd_record(a):
         f.write(json.dumps(rec) + "\n")
     pu = "-" if rec["proxy_us"] is None else "%.1f" % rec["proxy_us"]
     msg = "%s/s %.0f, p50 %s ms, p99 %s ms, errors %d, proxy CPU %s us/unit, busy %.0f%%, foreign %.1f%%" % (
-        "rt" if a.kind == "ws" else "req", r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
+        {"ws": "rt", "stime": "hs"}.get(a.kind, "req"), r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
         r["errors"], pu, rec["busy"], foreign)
     if rec["contaminated"]:
         if fs and fs["top"]:
@@ -391,6 +410,14 @@ def cmd_report(a):
         r = rate["portico"] / rate["nginx"]
         out.append("- throughput, HTTP keep-alive c64: portico/nginx %.2f× (product goal ≥ 1.25×): %s"
                    % (r, verdict(r >= 1.25)))
+    for key, name in (("hs", "ECDSA P-256"), ("hsrsa", "RSA-2048")):
+        cc = (summary.get(key) or {}).get("cpu", {})
+        if cc.get("portico") and cc.get("nginx"):
+            out.append("- proxy CPU per full TLS 1.3 handshake, %s: portico %.0f µs vs nginx %.0f µs, "
+                       "HAProxy %s (target ≤ nginx; nginx 270 µs ECDSA in the reference run): %s" % (
+                           name, cc["portico"], cc["nginx"],
+                           "%.0f µs" % cc["haproxy"] if cc.get("haproxy") else "–",
+                           verdict(cc["portico"] <= cc["nginx"])))
     for key, _, _ in PHASES[1:]:
         s = summary.get(key) or {}
         rr, cc = s.get("rate", {}), s.get("cpu", {})
@@ -412,7 +439,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record")
-    r.add_argument("--kind", choices=["wrk", "ws"], required=True)
+    r.add_argument("--kind", choices=["wrk", "ws", "stime"], required=True)
     r.add_argument("--file", required=True)
     r.add_argument("--rc", type=int, default=0)
     r.add_argument("--round", type=int, required=True)

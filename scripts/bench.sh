@@ -11,13 +11,16 @@
 #   idle     idle WebSocket memory: fresh proxy process, RSS before/after N idle connections
 #   tls      (optional) HTTPS keep-alive, ECDSA P-256, TLS 1.3, wrk -t2 -c64 (proxies only)
 #   tlsclose (optional) HTTPS, new connection per request; wrk resumes TLS sessions (proxies only)
+#   hs       (optional) full TLS 1.3 handshakes, ECDSA P-256: openssl s_time -new (never resumes),
+#            HS_PROCS processes, one GET per connection; listeners with resumption off (proxies only)
+#   hsrsa    (optional) the same with an RSA-2048 certificate
 # For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
 # (utime+stime from /proc) per unit, machine busy %, and the CPU share of foreign processes
 # (so that runs disturbed by other workloads are visible). Writes bench-out/report-DATE.md.
 #
 # Usage: scripts/bench.sh            (see docs/benchmarks.md)
 # Env:   ROUNDS=5 DUR=10 PHASES="ka64 ka1000 close ws idle" TARGETS="direct nginx haproxy portico"
-#        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 PORT_BASE=31000 OUT=bench-out
+#        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 HS_PROCS=8 PORT_BASE=31000 OUT=bench-out
 #        PORTICO_BIN=path (skip the build)  SKIP_BUILD=1  NO_INSTALL=1
 #        QUIET_WAIT=120 (max s to wait for a quiet machine before each run)  QUIET_MAX=15 (busy %)
 #        QUIET_BUDGET=1800 (max s of such waiting in the whole run)
@@ -26,7 +29,7 @@
 set -euo pipefail
 
 # the knobs given in the environment, to print the exact command in the report
-GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG PORT_BASE OUT QUIET_WAIT QUIET_MAX \
+GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG HS_PROCS PORT_BASE OUT QUIET_WAIT QUIET_MAX \
   QUIET_BUDGET FOREIGN_MAX RETRIES WRK_THREADS BENCH_NICE PORTICO_BIN SKIP_BUILD NO_INSTALL; do
   if [[ -n ${!v+x} ]]; then printf "%s=%q " "$v" "${!v}"; fi
 done)
@@ -40,6 +43,7 @@ TARGETS=${TARGETS:-"direct nginx haproxy portico"}
 IDLE_N=${IDLE_N:-10000}
 WS_CONNS=${WS_CONNS:-100}
 WS_MSG=${WS_MSG:-32}
+HS_PROCS=${HS_PROCS:-8} # parallel `openssl s_time -new` clients in the handshake phases
 PORT_BASE=${PORT_BASE:-31000}
 OUT=${OUT:-"$ROOT/bench-out"}
 QUIET_WAIT=${QUIET_WAIT:-120}
@@ -58,6 +62,13 @@ PORTICO_WS=$((PORT_BASE + 71))
 PORTICO_TLS=$((PORT_BASE + 72))
 NGINX_TLS=$((PORT_BASE + 82))
 HAPROXY_TLS=$((PORT_BASE + 92))
+# full-handshake listeners (session resumption off where the proxy can turn it off): ECDSA, RSA
+PORTICO_TLS_FULL=$PORTICO_TLS # Portico has no switch for resumption; s_time -new never resumes
+PORTICO_TLS_RSA=$((PORT_BASE + 73))
+NGINX_TLS_FULL=$((PORT_BASE + 83))
+NGINX_TLS_RSA=$((PORT_BASE + 84))
+HAPROXY_TLS_FULL=$((PORT_BASE + 93))
+HAPROXY_TLS_RSA=$((PORT_BASE + 94))
 PORTICO_TLS_OK=1
 NGINX_HTTP=$((PORT_BASE + 80))
 NGINX_WS=$((PORT_BASE + 81))
@@ -156,6 +167,9 @@ fill_template() { # src dst
     -e "s|@HAPROXY_HTTP@|$HAPROXY_HTTP|g" -e "s|@HAPROXY_WS@|$HAPROXY_WS|g" \
     -e "s|@HAPROXY_MAXCONN@|$HAPROXY_MAXCONN|g" \
     -e "s|@NGINX_TLS@|$NGINX_TLS|g" -e "s|@HAPROXY_TLS@|$HAPROXY_TLS|g" -e "s|@PORTICO_TLS@|$PORTICO_TLS|g" \
+    -e "s|@NGINX_TLS_FULL@|$NGINX_TLS_FULL|g" -e "s|@NGINX_TLS_RSA@|$NGINX_TLS_RSA|g" \
+    -e "s|@HAPROXY_TLS_FULL@|$HAPROXY_TLS_FULL|g" -e "s|@HAPROXY_TLS_RSA@|$HAPROXY_TLS_RSA|g" \
+    -e "s|@PORTICO_TLS_RSA@|$PORTICO_TLS_RSA|g" \
     -e "s|@PORTICO_HTTP@|$PORTICO_HTTP|g" -e "s|@PORTICO_WS@|$PORTICO_WS|g" "$1" >"$2"
 }
 
@@ -271,10 +285,12 @@ wait_quiet() {
   done
 }
 
-target_url() { # target kind(http|ws|tls)
+target_url() { # target kind(http|ws|tls|hs|hsrsa)
   local port
   case $1:$2 in
   nginx:tls) port=$NGINX_TLS ;; haproxy:tls) port=$HAPROXY_TLS ;; portico:tls) port=$PORTICO_TLS ;;
+  nginx:hs) port=$NGINX_TLS_FULL ;; haproxy:hs) port=$HAPROXY_TLS_FULL ;; portico:hs) port=$PORTICO_TLS_FULL ;;
+  nginx:hsrsa) port=$NGINX_TLS_RSA ;; haproxy:hsrsa) port=$HAPROXY_TLS_RSA ;; portico:hsrsa) port=$PORTICO_TLS_RSA ;;
   direct:http) port=$ORIGIN_HTTP ;; direct:ws) port=$ORIGIN_WS ;;
   nginx:http) port=$NGINX_HTTP ;; nginx:ws) port=$NGINX_WS ;;
   haproxy:http) port=$HAPROXY_HTTP ;; haproxy:ws) port=$HAPROXY_WS ;;
@@ -283,6 +299,7 @@ target_url() { # target kind(http|ws|tls)
   case $2 in
   ws) echo "ws://127.0.0.1:$port/" ;;
   tls) echo "https://127.0.0.1:$port/" ;;
+  hs | hsrsa) echo "127.0.0.1:$port" ;;
   *) echo "http://127.0.0.1:$port/" ;;
   esac
 }
@@ -292,7 +309,7 @@ target_url() { # target kind(http|ws|tls)
 # JSON line to $RESULTS.
 run_load() {
   local round=$1 target=$2 phase=$3 attempt kind cmd=() out
-  if [[ $phase == tls* ]]; then
+  if [[ $phase == tls* || $phase == hs* ]]; then
     [[ $target == direct ]] && return 0 # the origin speaks plain HTTP only
     if [[ $target == portico && $PORTICO_TLS_OK != 1 ]]; then return 0; fi
   fi
@@ -302,6 +319,16 @@ run_load() {
   close) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" http)") ;;
   tls) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" tls)") ;;
   tlsclose) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" tls)") ;;
+  hs | hsrsa)
+    # HS_PROCS clients, each a loop of new connections (full handshakes, no session reuse),
+    # each fetching / once; their summaries are concatenated. s_time sends
+    # "GET <page> HTTP/1.0\r\n\r\n": the page smuggles in an HTTP/1.1 request line with a Host
+    # header (the origin answers 400 to a request without one), the trailing " HTTP/1.0" ends
+    # up in a harmless extra header.
+    kind=stime
+    cmd=(bash -c 'for ((i = 0; i < $1; i++)); do openssl s_time -connect "$2" -new -time "$3" -www "$4" & done; wait' \
+      _ "$HS_PROCS" "$(target_url "$target" "$phase")" "$DUR" $'/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Bench:')
+    ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
   esac
   ensure_running "$target"
@@ -405,7 +432,8 @@ main() {
   CLK=$(getconf CLK_TCK)
   local port
   for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$NGINX_TLS" "$HAPROXY_HTTP" "$HAPROXY_WS" \
-    "$HAPROXY_TLS" "$PORTICO_HTTP" "$PORTICO_WS" "$PORTICO_TLS"; do
+    "$HAPROXY_TLS" "$PORTICO_HTTP" "$PORTICO_WS" "$PORTICO_TLS" "$PORTICO_TLS_RSA" "$NGINX_TLS_FULL" \
+    "$NGINX_TLS_RSA" "$HAPROXY_TLS_FULL" "$HAPROXY_TLS_RSA"; do
     port_open "$port" && die "port $port is already in use (set PORT_BASE)"
   done
 
@@ -418,7 +446,7 @@ main() {
     fill_template "$BENCH/conf/$f" "$BASE/conf/$f"
   done
   make_certs
-  if [[ $PHASES == *tls* ]] && has "$TARGETS" portico; then
+  if [[ $PHASES == *tls* || $PHASES == *hs* ]] && has "$TARGETS" portico; then
     fill_template "$BENCH/conf/portico-tls.toml" "$BASE/conf/portico-tls.part"
     cat "$BASE/conf/portico.toml" "$BASE/conf/portico-tls.part" >"$BASE/conf/portico-with-tls.toml"
     if "$PORTICO_BIN" check -c "$BASE/conf/portico-with-tls.toml" >"$BASE/logs/portico-check.out" 2>&1; then
@@ -453,7 +481,7 @@ main() {
       for ph in $PHASES; do
         case $ph in
         idle) run_idle "$round" "$t" ;;
-        ka64 | ka1000 | close | ws | tls | tlsclose) run_load "$round" "$t" "$ph" ;;
+        ka64 | ka1000 | close | ws | tls | tlsclose | hs | hsrsa) run_load "$round" "$t" "$ph" ;;
         *) die "unknown phase $ph" ;;
         esac
       done
@@ -466,12 +494,16 @@ main() {
   log "report: $report (raw runs in $RUNDIR)"
 }
 
-make_certs() { # self-signed ECDSA P-256 certificate for 127.0.0.1/localhost
+make_certs() { # self-signed ECDSA P-256 and RSA-2048 certificates for 127.0.0.1/localhost
   mkdir -p "$BASE/certs"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
     -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
     -keyout "$BASE/certs/ec.key" -out "$BASE/certs/ec.crt" >/dev/null 2>&1 || die "openssl failed"
   cat "$BASE/certs/ec.crt" "$BASE/certs/ec.key" >"$BASE/certs/ec.pem"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 7 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$BASE/certs/rsa.key" -out "$BASE/certs/rsa.crt" >/dev/null 2>&1 || die "openssl failed"
+  cat "$BASE/certs/rsa.crt" "$BASE/certs/rsa.key" >"$BASE/certs/rsa.pem"
 }
 
 write_meta() {
@@ -489,7 +521,7 @@ write_meta() {
     fi
     echo "ulimit -n $NOFILE; nice $(nice); memory $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "at start: load average $(cut -d' ' -f1-3 /proc/loadavg), $(pgrep -c -x rustc || true) rustc processes running"
-    echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG"
+    echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG HS_PROCS=$HS_PROCS"
     echo "command: ${GIVEN_ENV}scripts/bench.sh"
   } >"$1"
 }
