@@ -27,6 +27,9 @@ const TE: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum At {
+    /// Before the request line: empty lines there are skipped (as httparse does), they do
+    /// not end the head.
+    Lead,
     /// At the start of a line.
     LineStart,
     /// At line start after a `\r`: a `\n` ends the head.
@@ -41,7 +44,7 @@ enum At {
 
 /// Watches one request head for `Content-Length` and `Transfer-Encoding`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct HeadScan {
+pub struct HeadScan {
     at: At,
     seen: u8,
 }
@@ -49,7 +52,7 @@ pub(crate) struct HeadScan {
 impl Default for HeadScan {
     fn default() -> Self {
         HeadScan {
-            at: At::LineStart,
+            at: At::Lead,
             seen: 0,
         }
     }
@@ -80,9 +83,10 @@ impl HeadScan {
                     }
                     None => return self.both(),
                 },
+                At::Lead if b == b'\r' || b == b'\n' => At::Lead,
                 At::LineStart | At::BlankCr if b == b'\n' => At::Done,
                 At::LineStart if b == b'\r' => At::BlankCr,
-                At::LineStart => {
+                At::Lead | At::LineStart => {
                     let cands = starts(b);
                     if cands == 0 {
                         At::Skip
@@ -169,6 +173,17 @@ mod tests {
         assert!(scan_all(
             b"POST / HTTP/1.1\nContent-Length: 4\nTransfer-Encoding: chunked\n\n"
         ));
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_do_not_end_the_head() {
+        // httparse skips them, so hyper would read this request with both framings.
+        let mut lead = b"\r\n\n\r\n".to_vec();
+        lead.extend_from_slice(BOTH);
+        assert!(scan_all(&lead));
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"\r\n"));
+        assert!(!s.done());
     }
 
     #[test]
