@@ -216,7 +216,7 @@ fuzz_all() {
   local t secs=${FUZZ_SECONDS:-10}
   mkdir -p fuzz/corpus/config_parse
   cp examples/*.toml fuzz/corpus/config_parse/
-  for t in config_parse vrrp_decode proxy_protocol; do
+  for t in config_parse vrrp_decode proxy_protocol ws_frame framing; do
     echo "fuzz $t for ${secs}s"
     (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
       >"../.peers/fuzz-$t.log" 2>&1) || { tail -30 ".peers/fuzz-$t.log" >&2; return 1; }

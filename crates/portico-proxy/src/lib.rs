@@ -48,6 +48,13 @@ mod ws_pipe;
 mod ws_tls_pipe;
 mod ws_tls_stream;
 
+/// Internal parsers reachable by the fuzz targets (`fuzz/`) only; not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::framing::HeadScan;
+}
+
 pub use error::{ProxyError, Side};
 pub use reload::{ReloadError, ReloadOutcome};
 pub use server::{RunningServer, Server};
