@@ -214,6 +214,9 @@ struct Slot {
     /// The compiled stream new connections get; connections keep the one they started on.
     rt: watch::Sender<Arc<StreamRt>>,
     accept: tokio::task::AbortHandle,
+    /// Turns true `shutdown_grace` after a reload removed the listener: its connections
+    /// still open then are closed.
+    cut: watch::Sender<bool>,
 }
 
 /// The live listeners and certificate pollers, changed by reloads.
@@ -236,12 +239,16 @@ impl Control {
         rt: Arc<StreamRt>,
     ) -> Slot {
         let (tx, rx) = watch::channel(rt);
+        let (cut, cut_rx) = watch::channel(false);
         let _guard = self.handle.enter();
         let task = match TcpListener::from_std(socket) {
-            Ok(l) => {
-                self.handle
-                    .spawn(accept_loop(Arc::clone(shared), l, bound, rx, state.clone()))
-            }
+            Ok(l) => self.handle.spawn(accept_loop(
+                Arc::clone(shared),
+                l,
+                bound,
+                (rx, cut_rx),
+                state.clone(),
+            )),
             Err(e) => {
                 tracing::error!(listen = %bound, error = %e, "stream listener failed");
                 self.handle.spawn(async {})
@@ -253,6 +260,7 @@ impl Control {
             inputs,
             rt: tx,
             accept: task.abort_handle(),
+            cut,
         }
     }
 
@@ -334,7 +342,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     addr: SocketAddr,
-    stream: watch::Receiver<Arc<StreamRt>>,
+    (stream, cut): (watch::Receiver<Arc<StreamRt>>, watch::Receiver<bool>),
     mut state: watch::Receiver<RunState>,
 ) {
     loop {
@@ -359,8 +367,15 @@ async fn accept_loop(
                 shared.connections.fetch_add(1, Ordering::AcqRel);
                 let sh = Arc::clone(&shared);
                 let st = Arc::clone(&stream.borrow());
+                let cut = cut.clone();
                 tokio::spawn(async move {
-                    crate::conn::serve(Arc::clone(&sh), st, sock, peer, addr).await;
+                    tokio::select! {
+                        () = crate::conn::serve(Arc::clone(&sh), st, sock, peer, addr) => {}
+                        () = cut_at(cut) => tracing::info!(
+                            listen = %addr, client = %peer,
+                            "stream connection closed: its listener was removed by a reload and shutdown_grace passed"
+                        ),
+                    }
                     sh.connections.fetch_sub(1, Ordering::AcqRel);
                     sh.slot_freed.notify_waiters();
                 });
@@ -370,6 +385,13 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Resolves once `cut` turns true (never if its sender goes away first).
+async fn cut_at(mut cut: watch::Receiver<bool>) {
+    if cut.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -410,6 +432,8 @@ struct Prepared {
     cert_files: Vec<Option<portico_tls::FileCerts>>,
     /// Sockets bound for addresses that are new: (configured, socket, bound).
     fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
+    /// `server.shutdown_grace`: how long a removed listener's connections may run on.
+    grace: Duration,
 }
 
 /// What a stream reload changed.
@@ -417,7 +441,8 @@ struct Prepared {
 pub struct StreamReload {
     /// `(configured, bound)` stream listeners bound by the reload.
     pub listeners_added: Vec<(SocketAddr, SocketAddr)>,
-    /// Stream listeners that stopped accepting (their connections run on until they end).
+    /// Stream listeners that stopped accepting (their connections run on, at most until
+    /// `shutdown_grace`).
     pub listeners_removed: Vec<SocketAddr>,
     /// Listeners kept whose stream (or an upstream it uses) changed: new connections use the
     /// new settings.
@@ -431,7 +456,7 @@ impl RunningStreams {
     /// whose stream and upstreams are unchanged is not touched at all (its persistence table
     /// stays); a kept one whose stream changed serves new connections with the new settings;
     /// new ones are bound and accept at once; removed ones stop accepting, and their
-    /// connections run on until they end (or the process stops). Connections never move.
+    /// connections run on, closed if still open at `shutdown_grace`. Connections never move.
     /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
     /// changed. Without streams at start, adding some needs a restart.
     /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
@@ -494,6 +519,7 @@ impl RunningStreams {
                 streams: snapshot.streams,
                 cert_files,
                 fresh,
+                grace: config.server.shutdown_grace,
             }),
             idle_note: None,
         })
@@ -542,6 +568,11 @@ impl RunningStreams {
         for slot in old {
             slot.accept.abort();
             out.listeners_removed.push(slot.listen);
+            let (cut, grace) = (slot.cut, p.grace);
+            c.handle.spawn(async move {
+                tokio::time::sleep(grace).await;
+                cut.send_replace(true);
+            });
         }
         // Certificate pollers: one per compiled TLS stream still in use.
         let in_use = c.current();

@@ -1,6 +1,7 @@
 //! Stream reloads over real sockets: an unchanged stream is not touched, a changed one serves
 //! new connections with its new servers while open ones stay where they are, listeners are
-//! added and removed, and a refused reload changes nothing.
+//! added and removed (a removed one's connections are closed at `shutdown_grace`), and a
+//! refused reload changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -121,6 +122,7 @@ fn listeners_are_added_and_removed() {
     assert_eq!(tag(second), "a", "the new listener accepts at once");
     let mut open = connect_from("127.0.0.1".parse().unwrap(), first);
     assert_eq!(exchange(&mut open), "a");
+    let reloaded = std::time::Instant::now();
     let out = live.reload(&config(&[&a], &["127.0.0.2:0"], "")).unwrap();
     assert_eq!(out.listeners_removed, vec!["127.0.0.1:0".parse().unwrap()]);
     wait_until(Duration::from_secs(5), || {
@@ -133,6 +135,16 @@ fn listeners_are_added_and_removed() {
     open.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"on");
     assert_eq!(tag(second), "a");
+    // ... until shutdown_grace (2 s): then it is closed.
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = [0u8; 8];
+    let n = open.read(&mut rest).unwrap_or(0);
+    assert_eq!(n, 0, "closed, not data");
+    let at = reloaded.elapsed();
+    assert!(
+        at >= Duration::from_millis(1800) && at < Duration::from_secs(4),
+        "closed at the 2 s cap: {at:?}"
+    );
     assert_eq!(
         live.running.bound_addrs(),
         vec![("127.0.0.2:0".parse().unwrap(), second)]
