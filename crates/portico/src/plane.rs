@@ -182,7 +182,7 @@ impl DataPlane {
         }
         for l in &streams.listeners_removed {
             changes.push(format!(
-                "stream listener {l} removed (its connections run until they end)"
+                "stream listener {l} removed (its connections drain)"
             ));
         }
         for l in &streams.listeners_updated {
