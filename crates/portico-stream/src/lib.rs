@@ -11,7 +11,8 @@
 //! TLS termination a buffered copy, `tls_pipe.rs`), one access-log line ([`log`]).
 //!
 //! The binary calls [`StreamServer::start`] and controls the returned [`RunningStreams`]
-//! like `portico_proxy::RunningServer`; [`StreamServer::start_with`] takes
+//! like `portico_proxy::RunningServer` (also [`RunningStreams::reload`]: listeners diffed by
+//! address, see `reload.rs`); [`StreamServer::start_with`] takes
 //! [`StreamOptions`] (knobs that are not config keys, e.g. the certificate-file poll interval
 //! for tests).
 
@@ -23,6 +24,7 @@ pub mod log;
 pub mod persist;
 mod pipe;
 pub mod proxy_protocol;
+mod reload;
 mod server;
 mod snapshot;
 pub mod sni;
@@ -31,4 +33,5 @@ mod tls;
 mod tls_pipe;
 
 pub use error::{ProxyHeaderError, SniError, StreamError};
-pub use server::{PreparedStreams, RunningStreams, StreamOptions, StreamReload, StreamServer};
+pub use reload::{PreparedStreams, StreamReload};
+pub use server::{RunningStreams, StreamOptions, StreamServer};

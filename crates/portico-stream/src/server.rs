@@ -6,7 +6,9 @@
 //! builds one multi-thread runtime (`[server] threads` workers, 0 = one per core) on its own
 //! thread, and returns. Any failure is returned before anything serves. With no
 //! `[[streams]]` it binds nothing, starts no thread and returns an idle handle whose
-//! `closed()` completes when `shutdown()` or `stop_now()` is called.
+//! `closed()` completes when `shutdown()` or `stop_now()` is called. Listeners live in a
+//! [`Control`] shared with the runtime so that reloads (`reload.rs`) can add, update and
+//! remove them while it runs.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::error::StreamError;
 use crate::log::AccessLog;
+use crate::reload::{Inputs, Slot, stream_inputs};
 use crate::snapshot::{Snapshot, StreamRt};
 
 /// Starts the stream listeners.
@@ -57,7 +60,7 @@ pub(crate) struct Shared {
 
 /// What the control side asks of the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunState {
+pub(crate) enum RunState {
     Running,
     /// Stop accepting; connections may finish until the grace period ends.
     Draining,
@@ -67,15 +70,15 @@ enum RunState {
 /// Started stream listeners: their bound addresses and their stop controls.
 #[derive(Debug)]
 pub struct RunningStreams {
-    shared: Option<Arc<Shared>>,
-    bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
+    pub(crate) shared: Option<Arc<Shared>>,
+    pub(crate) bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
     state: watch::Sender<RunState>,
-    state_rx: watch::Receiver<RunState>,
+    pub(crate) state_rx: watch::Receiver<RunState>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// `None` for the idle handle (no streams).
     alive: Option<watch::Receiver<bool>>,
     /// Listeners and pollers (`None` for the idle handle).
-    control: Option<Arc<Mutex<Control>>>,
+    pub(crate) control: Option<Arc<Mutex<Control>>>,
 }
 
 impl StreamServer {
@@ -190,7 +193,9 @@ impl StreamServer {
 }
 
 /// Bind one stream listener (one socket: the streams plane has one accept task per address).
-fn bind_one(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), StreamError> {
+pub(crate) fn bind_one(
+    addr: SocketAddr,
+) -> Result<(std::net::TcpListener, SocketAddr), StreamError> {
     let (mut group, actual) =
         portico_net::bind_group(addr, 1).map_err(|source| StreamError::Bind { addr, source })?;
     let l = group.pop().ok_or_else(|| StreamError::Bind {
@@ -200,37 +205,18 @@ fn bind_one(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), Str
     Ok((l, actual))
 }
 
-/// What a stream's compiled form depends on: its own config and the upstreams it uses.
-type Inputs = (portico_config::Stream, Vec<portico_config::Upstream>);
-
-/// One stream listener as the runtime serves it.
-#[derive(Debug)]
-struct Slot {
-    /// Configured address (the listener's identity across reloads) and bound address.
-    listen: SocketAddr,
-    bound: SocketAddr,
-    /// The config its stream was compiled from (what a reload compares).
-    inputs: Inputs,
-    /// The compiled stream new connections get; connections keep the one they started on.
-    rt: watch::Sender<Arc<StreamRt>>,
-    accept: tokio::task::AbortHandle,
-    /// Turns true `shutdown_grace` after a reload removed the listener: its connections
-    /// still open then are closed.
-    cut: watch::Sender<bool>,
-}
-
 /// The live listeners and certificate pollers, changed by reloads.
 #[derive(Debug)]
 pub(crate) struct Control {
-    handle: tokio::runtime::Handle,
-    slots: Vec<Slot>,
+    pub handle: tokio::runtime::Handle,
+    pub slots: Vec<Slot>,
     /// Certificate-file poller of each compiled TLS stream in use.
-    pollers: Vec<(Arc<StreamRt>, tokio::task::AbortHandle)>,
-    options: StreamOptions,
+    pub pollers: Vec<(Arc<StreamRt>, tokio::task::AbortHandle)>,
+    pub options: StreamOptions,
 }
 
 impl Control {
-    fn spawn_slot(
+    pub(crate) fn spawn_slot(
         &self,
         shared: &Arc<Shared>,
         state: &watch::Receiver<RunState>,
@@ -264,7 +250,7 @@ impl Control {
         }
     }
 
-    fn spawn_poller(&mut self, rt: Arc<StreamRt>, files: portico_tls::FileCerts) {
+    pub(crate) fn spawn_poller(&mut self, rt: Arc<StreamRt>, files: portico_tls::FileCerts) {
         let _guard = self.handle.enter();
         let task = files.spawn();
         self.pollers.push((rt, task.abort_handle()));
@@ -281,7 +267,7 @@ impl Control {
     }
 
     /// The compiled streams new connections get now.
-    fn current(&self) -> Vec<Arc<StreamRt>> {
+    pub(crate) fn current(&self) -> Vec<Arc<StreamRt>> {
         self.slots
             .iter()
             .map(|s| Arc::clone(&s.rt.borrow()))
@@ -395,205 +381,11 @@ async fn cut_at(mut cut: watch::Receiver<bool>) {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A stream's config and the upstreams it uses (by name order).
-fn stream_inputs(config: &Config, s: &portico_config::Stream) -> Inputs {
-    let mut names: Vec<&str> = s
-        .upstream
-        .as_deref()
-        .into_iter()
-        .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let upstreams = names
-        .into_iter()
-        .filter_map(|n| config.upstreams.get(n).cloned())
-        .collect();
-    (s.clone(), upstreams)
-}
-
-/// A compiled, bound, not yet applied stream reload (see [`RunningStreams::prepare`]).
-#[derive(Debug)]
-pub struct PreparedStreams {
-    inner: Option<Prepared>,
-    /// For the idle handle: what needs a restart.
-    idle_note: Option<String>,
-}
-
-#[derive(Debug)]
-struct Prepared {
-    /// Per stream of the new config: what it was compiled from, its listen addresses.
-    layout: Vec<(Inputs, Vec<SocketAddr>)>,
-    streams: Vec<Arc<StreamRt>>,
-    cert_files: Vec<Option<portico_tls::FileCerts>>,
-    /// Sockets bound for addresses that are new: (configured, socket, bound).
-    fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
-    /// `server.shutdown_grace`: how long a removed listener's connections may run on.
-    grace: Duration,
-}
-
-/// What a stream reload changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamReload {
-    /// `(configured, bound)` stream listeners bound by the reload.
-    pub listeners_added: Vec<(SocketAddr, SocketAddr)>,
-    /// Stream listeners that stopped accepting (their connections run on, at most until
-    /// `shutdown_grace`).
-    pub listeners_removed: Vec<SocketAddr>,
-    /// Listeners kept whose stream (or an upstream it uses) changed: new connections use the
-    /// new settings.
-    pub listeners_updated: Vec<SocketAddr>,
-    /// What only a restart applies.
-    pub needs_restart: Vec<String>,
-}
-
 impl RunningStreams {
-    /// Apply a reloaded config: listeners are diffed by configured address. A kept listener
-    /// whose stream and upstreams are unchanged is not touched at all (its persistence table
-    /// stays); a kept one whose stream changed serves new connections with the new settings;
-    /// new ones are bound and accept at once; removed ones stop accepting, and their
-    /// connections run on, closed if still open at `shutdown_grace`. Connections never move.
-    /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
-    /// changed. Without streams at start, adding some needs a restart.
-    /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
-    pub fn reload(
-        &self,
-        config: &Config,
-        registry: &Registry,
-    ) -> Result<StreamReload, StreamError> {
-        let prepared = self.prepare(config, registry)?;
-        Ok(self.commit(prepared))
-    }
-
-    /// The fallible half of a reload: compile the streams, bind the new listeners. Nothing
-    /// changes until [`commit`](RunningStreams::commit); dropping the result undoes it
-    /// (closes what it bound), so a caller can apply several planes all or nothing.
-    pub fn prepare(
-        &self,
-        config: &Config,
-        registry: &Registry,
-    ) -> Result<PreparedStreams, StreamError> {
-        let Some(control) = &self.control else {
-            let mut idle_note = None;
-            if !config.streams.is_empty() {
-                idle_note = Some(
-                    "[[streams]] added: the stream plane did not run at start; it starts at the next start"
-                        .to_string(),
-                );
-            }
-            return Ok(PreparedStreams {
-                inner: None,
-                idle_note,
-            });
-        };
-        let options = lock(control).options.clone();
-        let mut snapshot = Snapshot::build(config, registry, &options)?;
-        let mut cert_files: Vec<Option<portico_tls::FileCerts>> =
-            (0..snapshot.streams.len()).map(|_| None).collect();
-        for (i, f) in std::mem::take(&mut snapshot.cert_files) {
-            cert_files[i] = Some(f);
-        }
-        // Bind what is new.
-        let kept: Vec<SocketAddr> = lock(control).slots.iter().map(|s| s.listen).collect();
-        let mut fresh = Vec::new();
-        for s in &config.streams {
-            for &addr in &s.listen {
-                if !kept.contains(&addr) {
-                    let (l, actual) = bind_one(addr)?;
-                    fresh.push((addr, l, actual));
-                }
-            }
-        }
-        let layout = config
-            .streams
-            .iter()
-            .map(|s| (stream_inputs(config, s), s.listen.clone()))
-            .collect();
-        Ok(PreparedStreams {
-            inner: Some(Prepared {
-                layout,
-                streams: snapshot.streams,
-                cert_files,
-                fresh,
-                grace: config.server.shutdown_grace,
-            }),
-            idle_note: None,
-        })
-    }
-
-    /// The infallible half of a reload (see [`reload`](RunningStreams::reload)).
-    pub fn commit(&self, prepared: PreparedStreams) -> StreamReload {
-        let mut out = StreamReload::default();
-        out.needs_restart.extend(prepared.idle_note);
-        let (Some(control), Some(shared), Some(p)) = (&self.control, &self.shared, prepared.inner)
-        else {
-            return out;
-        };
-        let mut c = lock(control);
-        if *self.state_rx.borrow() != RunState::Running {
-            return out;
-        }
-        let mut old: Vec<Slot> = std::mem::take(&mut c.slots);
-        let mut fresh = p.fresh.into_iter();
-        let mut used_new = vec![false; p.streams.len()];
-        for (i, (inputs, listen)) in p.layout.into_iter().enumerate() {
-            for addr in listen {
-                if let Some(pos) = old.iter().position(|sl| sl.listen == addr) {
-                    let mut slot = old.swap_remove(pos);
-                    if slot.inputs != inputs {
-                        slot.rt.send_replace(Arc::clone(&p.streams[i]));
-                        slot.inputs = inputs.clone();
-                        used_new[i] = true;
-                        out.listeners_updated.push(addr);
-                    }
-                    c.slots.push(slot);
-                } else if let Some(socket) = fresh.next() {
-                    out.listeners_added.push((socket.0, socket.2));
-                    let slot = c.spawn_slot(
-                        shared,
-                        &self.state_rx,
-                        socket,
-                        inputs.clone(),
-                        Arc::clone(&p.streams[i]),
-                    );
-                    used_new[i] = true;
-                    c.slots.push(slot);
-                }
-            }
-        }
-        for slot in old {
-            slot.accept.abort();
-            out.listeners_removed.push(slot.listen);
-            let (cut, grace) = (slot.cut, p.grace);
-            c.handle.spawn(async move {
-                tokio::time::sleep(grace).await;
-                cut.send_replace(true);
-            });
-        }
-        // Certificate pollers: one per compiled TLS stream still in use.
-        let in_use = c.current();
-        c.pollers.retain(|(rt, task)| {
-            let keep = in_use.iter().any(|r| Arc::ptr_eq(r, rt));
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for (i, files) in p.cert_files.into_iter().enumerate() {
-            if let Some(files) = files
-                && used_new[i]
-            {
-                c.spawn_poller(Arc::clone(&p.streams[i]), files);
-            }
-        }
-        *lock(&self.bound) = c.slots.iter().map(|s| (s.listen, s.bound)).collect();
-        out
-    }
-
     /// `(address as configured, address actually bound)` for every stream listener.
     pub fn bound_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
         lock(&self.bound).clone()

@@ -1,0 +1,231 @@
+//! Stream reloads: [`RunningStreams::reload`] = [`RunningStreams::prepare`] (compile the
+//! streams, bind new listen addresses: fallible, changes nothing) + [`RunningStreams::commit`]
+//! (apply: infallible). Listeners are identified by their configured address; a kept one whose
+//! stream and upstreams are unchanged is not touched at all.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portico_balance::Registry;
+use portico_config::Config;
+use tokio::sync::watch;
+
+use crate::error::StreamError;
+use crate::server::{RunState, RunningStreams, bind_one, lock};
+use crate::snapshot::{Snapshot, StreamRt};
+
+/// What a stream's compiled form depends on: its own config and the upstreams it uses.
+pub(crate) type Inputs = (portico_config::Stream, Vec<portico_config::Upstream>);
+
+/// One stream listener as the runtime serves it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Configured address (the listener's identity across reloads) and bound address.
+    pub listen: SocketAddr,
+    pub bound: SocketAddr,
+    /// The config its stream was compiled from (what a reload compares).
+    pub inputs: Inputs,
+    /// The compiled stream new connections get; connections keep the one they started on.
+    pub rt: watch::Sender<Arc<StreamRt>>,
+    pub accept: tokio::task::AbortHandle,
+    /// Turns true `shutdown_grace` after a reload removed the listener: its connections
+    /// still open then are closed.
+    pub cut: watch::Sender<bool>,
+}
+
+/// A stream's config and the upstreams it uses (by name order).
+pub(crate) fn stream_inputs(config: &Config, s: &portico_config::Stream) -> Inputs {
+    let mut names: Vec<&str> = s
+        .upstream
+        .as_deref()
+        .into_iter()
+        .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let upstreams = names
+        .into_iter()
+        .filter_map(|n| config.upstreams.get(n).cloned())
+        .collect();
+    (s.clone(), upstreams)
+}
+
+/// A compiled, bound, not yet applied stream reload (see [`RunningStreams::prepare`]).
+#[derive(Debug)]
+pub struct PreparedStreams {
+    inner: Option<Prepared>,
+    /// For the idle handle: what needs a restart.
+    idle_note: Option<String>,
+}
+
+#[derive(Debug)]
+struct Prepared {
+    /// Per stream of the new config: what it was compiled from, its listen addresses.
+    layout: Vec<(Inputs, Vec<SocketAddr>)>,
+    streams: Vec<Arc<StreamRt>>,
+    cert_files: Vec<Option<portico_tls::FileCerts>>,
+    /// Sockets bound for addresses that are new: (configured, socket, bound).
+    fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
+    /// `server.shutdown_grace`: how long a removed listener's connections may run on.
+    grace: Duration,
+}
+
+/// What a stream reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamReload {
+    /// `(configured, bound)` stream listeners bound by the reload.
+    pub listeners_added: Vec<(SocketAddr, SocketAddr)>,
+    /// Stream listeners that stopped accepting (their connections run on, at most until
+    /// `shutdown_grace`).
+    pub listeners_removed: Vec<SocketAddr>,
+    /// Listeners kept whose stream (or an upstream it uses) changed: new connections use the
+    /// new settings.
+    pub listeners_updated: Vec<SocketAddr>,
+    /// What only a restart applies.
+    pub needs_restart: Vec<String>,
+}
+
+impl RunningStreams {
+    /// Apply a reloaded config: listeners are diffed by configured address. A kept listener
+    /// whose stream and upstreams are unchanged is not touched at all (its persistence table
+    /// stays); a kept one whose stream changed serves new connections with the new settings;
+    /// new ones are bound and accept at once; removed ones stop accepting, and their
+    /// connections run on, closed if still open at `shutdown_grace`. Connections never move.
+    /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
+    /// changed. Without streams at start, adding some needs a restart.
+    /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
+    pub fn reload(
+        &self,
+        config: &Config,
+        registry: &Registry,
+    ) -> Result<StreamReload, StreamError> {
+        let prepared = self.prepare(config, registry)?;
+        Ok(self.commit(prepared))
+    }
+
+    /// The fallible half of a reload: compile the streams, bind the new listeners. Nothing
+    /// changes until [`commit`](RunningStreams::commit); dropping the result undoes it
+    /// (closes what it bound), so a caller can apply several planes all or nothing.
+    pub fn prepare(
+        &self,
+        config: &Config,
+        registry: &Registry,
+    ) -> Result<PreparedStreams, StreamError> {
+        let Some(control) = &self.control else {
+            let mut idle_note = None;
+            if !config.streams.is_empty() {
+                idle_note = Some(
+                    "[[streams]] added: the stream plane did not run at start; it starts at the next start"
+                        .to_string(),
+                );
+            }
+            return Ok(PreparedStreams {
+                inner: None,
+                idle_note,
+            });
+        };
+        let options = lock(control).options.clone();
+        let mut snapshot = Snapshot::build(config, registry, &options)?;
+        let mut cert_files: Vec<Option<portico_tls::FileCerts>> =
+            (0..snapshot.streams.len()).map(|_| None).collect();
+        for (i, f) in std::mem::take(&mut snapshot.cert_files) {
+            cert_files[i] = Some(f);
+        }
+        // Bind what is new.
+        let kept: Vec<SocketAddr> = lock(control).slots.iter().map(|s| s.listen).collect();
+        let mut fresh = Vec::new();
+        for s in &config.streams {
+            for &addr in &s.listen {
+                if !kept.contains(&addr) {
+                    let (l, actual) = bind_one(addr)?;
+                    fresh.push((addr, l, actual));
+                }
+            }
+        }
+        let layout = config
+            .streams
+            .iter()
+            .map(|s| (stream_inputs(config, s), s.listen.clone()))
+            .collect();
+        Ok(PreparedStreams {
+            inner: Some(Prepared {
+                layout,
+                streams: snapshot.streams,
+                cert_files,
+                fresh,
+                grace: config.server.shutdown_grace,
+            }),
+            idle_note: None,
+        })
+    }
+
+    /// The infallible half of a reload (see [`reload`](RunningStreams::reload)).
+    pub fn commit(&self, prepared: PreparedStreams) -> StreamReload {
+        let mut out = StreamReload::default();
+        out.needs_restart.extend(prepared.idle_note);
+        let (Some(control), Some(shared), Some(p)) = (&self.control, &self.shared, prepared.inner)
+        else {
+            return out;
+        };
+        let mut c = lock(control);
+        if *self.state_rx.borrow() != RunState::Running {
+            return out;
+        }
+        let mut old: Vec<Slot> = std::mem::take(&mut c.slots);
+        let mut fresh = p.fresh.into_iter();
+        let mut used_new = vec![false; p.streams.len()];
+        for (i, (inputs, listen)) in p.layout.into_iter().enumerate() {
+            for addr in listen {
+                if let Some(pos) = old.iter().position(|sl| sl.listen == addr) {
+                    let mut slot = old.swap_remove(pos);
+                    if slot.inputs != inputs {
+                        slot.rt.send_replace(Arc::clone(&p.streams[i]));
+                        slot.inputs = inputs.clone();
+                        used_new[i] = true;
+                        out.listeners_updated.push(addr);
+                    }
+                    c.slots.push(slot);
+                } else if let Some(socket) = fresh.next() {
+                    out.listeners_added.push((socket.0, socket.2));
+                    let slot = c.spawn_slot(
+                        shared,
+                        &self.state_rx,
+                        socket,
+                        inputs.clone(),
+                        Arc::clone(&p.streams[i]),
+                    );
+                    used_new[i] = true;
+                    c.slots.push(slot);
+                }
+            }
+        }
+        for slot in old {
+            slot.accept.abort();
+            out.listeners_removed.push(slot.listen);
+            let (cut, grace) = (slot.cut, p.grace);
+            c.handle.spawn(async move {
+                tokio::time::sleep(grace).await;
+                cut.send_replace(true);
+            });
+        }
+        // Certificate pollers: one per compiled TLS stream still in use.
+        let in_use = c.current();
+        c.pollers.retain(|(rt, task)| {
+            let keep = in_use.iter().any(|r| Arc::ptr_eq(r, rt));
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (i, files) in p.cert_files.into_iter().enumerate() {
+            if let Some(files) = files
+                && used_new[i]
+            {
+                c.spawn_poller(Arc::clone(&p.streams[i]), files);
+            }
+        }
+        *lock(&self.bound) = c.slots.iter().map(|s| (s.listen, s.bound)).collect();
+        out
+    }
+}
