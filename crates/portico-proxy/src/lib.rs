@@ -42,6 +42,7 @@ mod tls_conn;
 mod upstream;
 mod websocket;
 mod worker;
+mod ws_dir;
 pub mod ws_frame;
 mod ws_ping;
 mod ws_pipe;
