@@ -16,7 +16,8 @@
 //!
 //! Input: 8 bytes seeding the chunk sizes, 8 bytes of `ours`, a flag byte, then the stream
 //! (flag bit 0: the rest is a recipe mixing raw bytes with pongs carrying `ours`, masked or
-//! not, so swallowing is reached at once).
+//! not, so swallowing is reached at once; `(flags >> 1) % 3`: filter never, always or now
+//! and then `to_boundary`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -199,6 +200,11 @@ impl Cuts {
         };
         n.min(left)
     }
+
+    fn flip(&mut self) -> bool {
+        self.0 = self.0.rotate_left(1);
+        self.0 & 1 != 0
+    }
 }
 
 /// The recipe: a tag byte `t`; `t % 4 == 0`: a pong carrying `ours` (bit 2: masked with the
@@ -268,7 +274,8 @@ fn check_tracking(s: &[u8], r: &Reference, seed: u64) {
     }
 }
 
-fn check_filter(s: &[u8], r: &Reference, ours: &[u8; PING_LEN], seed: u64, to_boundary: bool) {
+/// `mode` 0: never `to_boundary`, 1: always, else chosen per call (as a pipe switches).
+fn check_filter(s: &[u8], r: &Reference, ours: &[u8; PING_LEN], seed: u64, mode: u8) {
     let mut t = FrameTracker::filtering();
     let mut out = Vec::new();
     let mut swallowed = 0;
@@ -281,6 +288,11 @@ fn check_filter(s: &[u8], r: &Reference, ours: &[u8; PING_LEN], seed: u64, to_bo
         loop {
             let chunk = &s[o + at..o + n];
             let before = out.len();
+            let to_boundary = match mode {
+                0 => false,
+                1 => true,
+                _ => cuts.flip(),
+            };
             let f = t.filter(chunk, ours, to_boundary, &mut |b: &[u8]| {
                 out.extend_from_slice(b)
             });
@@ -337,5 +349,5 @@ fuzz_target!(|data: &[u8]| {
     };
     let r = Reference::new(s, &ours);
     check_tracking(s, &r, seed);
-    check_filter(s, &r, &ours, seed, flags & 2 != 0);
+    check_filter(s, &r, &ours, seed, (flags >> 1) % 3);
 });
