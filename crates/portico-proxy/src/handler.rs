@@ -60,12 +60,18 @@ pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response
         None => route(&ctx, &snap, site, req, &mut log).await,
     };
     https::add_hsts(&ctx, site, resp.headers_mut());
+    attach_log(&mut resp, log);
+    resp.body_mut().set_active(active);
+    resp
+}
+
+/// Hand the access-log record to the response body (written when the body ends), with the
+/// response's status.
+pub(crate) fn attach_log(resp: &mut Response<RespBody>, log: Option<Box<LogCtx>>) {
     if let Some(mut log) = log {
         log.status = resp.status().as_u16();
         resp.body_mut().set_log(log);
     }
-    resp.body_mut().set_active(active);
-    resp
 }
 
 /// The site's route for the request, and its action.

@@ -88,15 +88,7 @@ fn to_https<B>(req: &Request<B>, port: u16) -> Response<Body> {
     let Ok(value) = HeaderValue::from_str(&location) else {
         return ProxyError::BadRequest("bad Host").to_response();
     };
-    let mut resp = Response::new(Body::full(format!("301 Moved Permanently\n{location}\n")));
-    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-    let h = resp.headers_mut();
-    h.insert(header::LOCATION, value);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    crate::actions::redirect::redirect_response(StatusCode::MOVED_PERMANENTLY, &location, value)
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.

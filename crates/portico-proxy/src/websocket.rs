@@ -34,10 +34,7 @@ pub(crate) async fn proxy(
         Err(e) => {
             tracing::debug!(error = %e, "websocket proxy error");
             let mut resp = e.to_response().map(RespBody::new);
-            if let Some(mut log) = log {
-                log.status = resp.status().as_u16();
-                resp.body_mut().set_log(log);
-            }
+            crate::handler::attach_log(&mut resp, log);
             resp
         }
     }
@@ -118,10 +115,7 @@ async fn try_proxy(
         let (mut parts, body) = resp.into_parts();
         forward::response(&mut parts, route);
         let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
-        if let Some(mut log) = log.take() {
-            log.status = out.status().as_u16();
-            out.body_mut().set_log(log);
-        }
+        crate::handler::attach_log(&mut out, log.take());
         return Ok(out);
     }
     let on_upstream = hyper::upgrade::on(&mut resp);

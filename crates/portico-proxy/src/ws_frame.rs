@@ -86,6 +86,34 @@ fn header_len(b0_b1: [u8; 2]) -> u8 {
     2 + ext + mask
 }
 
+/// Copy the start of `rest` into a frame header being gathered (`have` bytes so far).
+/// Returns how many bytes were taken and, once the header is complete, its length.
+fn gather_header(buf: &mut [u8; 14], have: &mut u8, rest: &[u8]) -> (usize, Option<u8>) {
+    let need = if *have < 2 {
+        2
+    } else {
+        header_len([buf[0], buf[1]])
+    };
+    let take = usize::from(need - *have).min(rest.len());
+    let start = usize::from(*have);
+    buf[start..start + take].copy_from_slice(&rest[..take]);
+    // take <= 14.
+    *have += take as u8;
+    let hlen = header_len([buf[0], buf[1]]);
+    (take, (*have >= 2 && *have == hlen).then_some(hlen))
+}
+
+/// Copy the start of `rest` into a held pong's payload (`have` bytes so far). Returns how
+/// many bytes were taken and whether the payload is complete.
+fn gather_pong(payload: &mut [u8; PING_LEN], have: &mut u8, rest: &[u8]) -> (usize, bool) {
+    let start = usize::from(*have);
+    let take = (PING_LEN - start).min(rest.len());
+    payload[start..start + take].copy_from_slice(&rest[..take]);
+    // take <= PING_LEN.
+    *have += take as u8;
+    (take, usize::from(*have) == PING_LEN)
+}
+
 fn payload_len(buf: &[u8]) -> u64 {
     match buf[1] & 0x7f {
         126 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
@@ -128,18 +156,9 @@ impl FrameTracker {
                     }
                 }
                 State::Header { buf, have } => {
-                    let need = if *have < 2 {
-                        2
-                    } else {
-                        header_len([buf[0], buf[1]])
-                    };
-                    let take = usize::from(need - *have).min(rest.len());
-                    let start = usize::from(*have);
-                    buf[start..start + take].copy_from_slice(&rest[..take]);
-                    // take <= 14.
-                    *have += take as u8;
+                    let (take, complete) = gather_header(buf, have, rest);
                     used += take;
-                    if *have >= 2 && *have == header_len([buf[0], buf[1]]) {
+                    if complete.is_some() {
                         if buf[0] & 0x0f == OPCODE_CLOSE {
                             self.saw_close = true;
                         }
@@ -156,13 +175,9 @@ impl FrameTracker {
                 }
                 // Only in filter mode; tracked here like any payload.
                 State::Pong { payload, have, .. } => {
-                    let start = usize::from(*have);
-                    let take = (PING_LEN - start).min(rest.len());
-                    payload[start..start + take].copy_from_slice(&rest[..take]);
-                    // take <= PING_LEN.
-                    *have += take as u8;
+                    let (take, complete) = gather_pong(payload, have, rest);
                     used += take;
-                    if usize::from(*have) == PING_LEN {
+                    if complete {
                         self.state = FRESH;
                         return used;
                     }
@@ -228,21 +243,11 @@ impl FrameTracker {
                     if *have == 0 {
                         frame_start = Some(i);
                     }
-                    let need = if *have < 2 {
-                        2
-                    } else {
-                        header_len([buf[0], buf[1]])
-                    };
-                    let take = usize::from(need - *have).min(rest.len());
-                    let start = usize::from(*have);
-                    buf[start..start + take].copy_from_slice(&rest[..take]);
-                    // take <= 14.
-                    *have += take as u8;
+                    let (take, complete) = gather_header(buf, have, rest);
                     i += take;
-                    let hlen = header_len([buf[0], buf[1]]);
-                    if *have < 2 || *have < hlen {
+                    let Some(hlen) = complete else {
                         continue;
-                    }
+                    };
                     let head = *buf;
                     let opcode = head[0] & 0x0f;
                     if opcode == OPCODE_PONG && usize::from(head[1] & 0x7f) == PING_LEN {
@@ -279,13 +284,9 @@ impl FrameTracker {
                     payload,
                     have,
                 } => {
-                    let start = usize::from(*have);
-                    let take = (PING_LEN - start).min(rest.len());
-                    payload[start..start + take].copy_from_slice(&rest[..take]);
-                    // take <= PING_LEN.
-                    *have += take as u8;
+                    let (take, complete) = gather_pong(payload, have, rest);
                     i += take;
-                    if usize::from(*have) < PING_LEN {
+                    if !complete {
                         continue;
                     }
                     let mut plain = *payload;

@@ -30,6 +30,16 @@ pub fn redirect(
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         return r;
     };
+    redirect_response(status, &location, value)
+}
+
+/// A redirect: `status` with `Location: value` and a short plain-text body naming
+/// `location` (`value` is `location` as a header value). Also `http_redirect`'s answer.
+pub(crate) fn redirect_response(
+    status: StatusCode,
+    location: &str,
+    value: HeaderValue,
+) -> Response<Body> {
     let body = format!(
         "{} {}\n{}\n",
         status.as_str(),
