@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,28 +14,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use portico_testkit::proxy::TestProxy;
 
-/// Send `raw` on a new connection: the first response's status (None: none) and whether
-/// the proxy then closed the connection (EOF or reset) within 5 s.
-fn exchange(addr: SocketAddr, raw: &[u8]) -> (Option<u16>, bool) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    // The proxy may answer and close before taking everything.
-    let _ = s.write_all(raw);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
-    let text = String::from_utf8_lossy(&got);
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok());
+/// [`common::exchange`] without the text: the first status and whether the proxy closed.
+fn status_close(addr: SocketAddr, raw: &[u8]) -> (Option<u16>, bool) {
+    let (status, closed, _) = common::exchange(addr, raw);
     (status, closed)
 }
 
@@ -67,11 +47,11 @@ fn heads_past_the_limits_get_431_and_a_close() {
     let proxy = respond_site("");
     // Within: 99 extra fields (100 with Host), and a 30 KiB head.
     assert_eq!(
-        exchange(proxy.addr(), &request(98, 10, true)),
+        status_close(proxy.addr(), &request(98, 10, true)),
         (Some(200), true)
     );
     assert_eq!(
-        exchange(proxy.addr(), &request(10, 3000, true)),
+        status_close(proxy.addr(), &request(10, 3000, true)),
         (Some(200), true)
     );
     // Past: 101 fields, a 40 KiB head in one field, a 40 KiB head in many.
@@ -80,21 +60,25 @@ fn heads_past_the_limits_get_431_and_a_close() {
         ("one 40 KiB field", request(1, 40 * 1024, false)),
         ("40 KiB in 20 fields", request(20, 2048, false)),
     ] {
-        assert_eq!(exchange(proxy.addr(), &raw), (Some(431), true), "{what}");
+        assert_eq!(
+            status_close(proxy.addr(), &raw),
+            (Some(431), true),
+            "{what}"
+        );
     }
     // A 40 KiB request line (URI) is refused the same way.
     let mut line = b"GET /".to_vec();
     line.extend(std::iter::repeat_n(b'a', 40 * 1024));
     line.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(
-        exchange(proxy.addr(), &line),
+        status_close(proxy.addr(), &line),
         (Some(431), true),
         "40 KiB URI"
     );
     // A head that never ends is cut at the limit, not buffered: 1 MiB without a blank line.
     let mut endless = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
     endless.extend(std::iter::repeat_n(b'v', 1 << 20));
-    let (status, closed) = exchange(proxy.addr(), &endless);
+    let (status, closed) = status_close(proxy.addr(), &endless);
     assert_eq!((status, closed), (Some(431), true));
     // Others are served meanwhile.
     assert_eq!(get(proxy.addr(), "h", "/").text(), "ok");

@@ -6,37 +6,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
 use portico_testkit::proxy::TestProxy;
-
-/// Send `raw` on a new connection; the status of the first response (None: no response)
-/// and whether the proxy closed the connection afterwards (EOF or reset) within 5 s.
-fn exchange(addr: SocketAddr, raw: &[u8]) -> (Option<u16>, bool, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    // The server may close before taking everything: a failed write is part of the answer.
-    let _ = s.write_all(raw);
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let closed = loop {
-        match s.read(&mut buf) {
-            Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let status = text
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok());
-    (status, closed, text)
-}
 
 fn proxy_to(backend: SocketAddr) -> TestProxy {
     TestProxy::start(&proxy_config(&[backend], "", "")).unwrap()

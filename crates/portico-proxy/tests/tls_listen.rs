@@ -46,50 +46,16 @@ proxy = "app"
 [[sites.routes]]
 exact = "/go"
 redirect = "{{scheme}}://{{host}}/went"
-
-[[sites]]
-listen = ["{LISTEN}"]
-hosts = ["b.test"]
-tls = {{ cert = "b.pem", key = "b.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-respond = "site b"
-
-[[sites]]
-listen = ["{LISTEN}"]
-hosts = ["c.w.test"]
-tls = {{ cert = "w.pem", key = "w.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-respond = "site c"
-
-[[sites]]
-listen = ["{LISTEN}"]
-hosts = ["d.w.test"]
-tls = {{ cert = "w.pem", key = "w.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-respond = "site d"
-"#,
+{}{}{}"#,
+        tls_site(LISTEN, "b.test", "b", "respond = \"site b\""),
+        tls_site(LISTEN, "c.w.test", "w", "respond = \"site c\""),
+        tls_site(LISTEN, "d.w.test", "w", "respond = \"site d\""),
         echo = echo
             .url()
             .trim_start_matches("http://")
             .trim_end_matches('/'),
     );
-    let proxy = TlsProxy::start(
-        &toml,
-        &[
-            ("a.pem", &a.chain_pem),
-            ("a.key", &a.key_pem),
-            ("b.pem", &b.chain_pem),
-            ("b.key", &b.key_pem),
-            ("w.pem", &wild.chain_pem),
-            ("w.key", &wild.key_pem),
-        ],
-    );
+    let proxy = TlsProxy::start(&toml, &cert_files(&[("a", &a), ("b", &b), ("w", &wild)]));
     Setup {
         ca,
         proxy,

@@ -48,26 +48,10 @@ listen = ["{OTHER}"]
 [[sites.routes]]
 path = "/"
 respond = "other plain listener"
-
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["noredirect.test"]
-tls = {{ cert = "a.pem", key = "a.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-respond = "no redirect"
-"#
+{}"#,
+        tls_site(TLS, "noredirect.test", "a", "respond = \"no redirect\"")
     );
-    let proxy = TlsProxy::start(
-        &toml,
-        &[
-            ("a.pem", &a.chain_pem),
-            ("a.key", &a.key_pem),
-            ("b.pem", &b.chain_pem),
-            ("b.key", &b.key_pem),
-        ],
-    );
+    let proxy = TlsProxy::start(&toml, &cert_files(&[("a", &a), ("b", &b)]));
     (ca, proxy)
 }
 
@@ -167,16 +151,7 @@ state_dir = "state"
 [acme]
 email = "ops@example.test"
 directory = "https://127.0.0.1:9/dir"
-
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["files.test"]
-tls = {{ cert = "f.pem", key = "f.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-respond = "files site"
-
+{}
 [[sites]]
 listen = ["{TLS}"]
 hosts = ["pending.test"]
@@ -185,12 +160,10 @@ http_listen = ["{HTTP}"]
 [[sites.routes]]
 path = "/"
 respond = "pending site"
-"#
+"#,
+        tls_site(TLS, "files.test", "f", "respond = \"files site\"")
     );
-    let proxy = TlsProxy::start_acme(
-        &toml,
-        &[("f.pem", &files.chain_pem), ("f.key", &files.key_pem)],
-    );
+    let proxy = TlsProxy::start_acme(&toml, &cert_files(&[("f", &files)]));
     let tls = proxy.addr(TLS);
     let config = client_config(ca.roots(), &[b"http/1.1"], &[]);
     for _ in 0..3 {

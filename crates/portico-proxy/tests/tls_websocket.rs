@@ -41,6 +41,17 @@ async fn setup_with(read_timeout: &str, route: &str) -> Setup {
     let tls_backend = tls_ws_backend(server_config(&backend_leaf, None)).await;
     let silent = silent_tls_ws_backend(server_config(&backend_leaf, None)).await;
     let echo = common::echo("plain-ws");
+    let sites: String = [
+        ("wss.test", "plain"),
+        ("up.test", "secure"),
+        ("silent.test", "silent"),
+    ]
+    .iter()
+    .map(|(host, upstream)| {
+        let route = format!("proxy = \"{upstream}\"\nread_timeout = \"{read_timeout}\"{route}");
+        tls_site(TLS, host, "site", &route)
+    })
+    .collect();
     let toml = format!(
         r#"
 [upstreams.plain]
@@ -54,36 +65,7 @@ tls = {{ server_name = "localhost", ca_file = "ca.pem" }}
 servers = ["{silent}"]
 tls = {{ server_name = "localhost", ca_file = "ca.pem" }}
 
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["wss.test"]
-tls = {{ cert = "site.pem", key = "site.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-proxy = "plain"
-read_timeout = "{read_timeout}"{route}
-
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["up.test"]
-tls = {{ cert = "site.pem", key = "site.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-proxy = "secure"
-read_timeout = "{read_timeout}"{route}
-
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["silent.test"]
-tls = {{ cert = "site.pem", key = "site.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-proxy = "silent"
-read_timeout = "{read_timeout}"{route}
-
+{sites}
 [[sites]]
 listen = ["{PLAIN}"]
 [[sites.routes]]
@@ -92,14 +74,9 @@ proxy = "secure"
 "#,
         echo = echo.url().trim_start_matches("http://"),
     );
-    let proxy = TlsProxy::start(
-        &toml,
-        &[
-            ("site.pem", &site.chain_pem),
-            ("site.key", &site.key_pem),
-            ("ca.pem", &ca.cert_pem),
-        ],
-    );
+    let mut files = cert_files(&[("site", &site)]);
+    files.push(("ca.pem".into(), ca.cert_pem.clone()));
+    let proxy = TlsProxy::start(&toml, &files);
     Setup {
         ca,
         proxy,
@@ -238,8 +215,6 @@ async fn idle_wss_is_closed_after_read_timeout() {
 
 /// A TLS WebSocket backend that answers the upgrade and then never reads or writes again.
 async fn silent_tls_ws_backend(config: Arc<portico_tls::rustls::ServerConfig>) -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = portico_tls::tokio_rustls::TlsAcceptor::from(config);
@@ -249,31 +224,8 @@ async fn silent_tls_ws_backend(config: Arc<portico_tls::rustls::ServerConfig>) -
             let Ok(mut tls) = acceptor.accept(tcp).await else {
                 continue;
             };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if tls.read(&mut byte).await.unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head).to_string();
-            let key = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.trim()
-                        .eq_ignore_ascii_case("sec-websocket-key")
-                        .then(|| v.trim().to_string())
-                })
-                .unwrap_or_default();
-            let answer = format!(
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Accept: {}\r\n\r\n",
-                derive_accept_key(key.as_bytes())
-            );
-            let _ = tls.write_all(answer.as_bytes()).await;
-            let _ = tls.flush().await;
+            // Answered, then never read or written again.
+            let _ = answer_upgrade(&mut tls).await;
             held.push(tls);
         }
     });
@@ -354,36 +306,14 @@ async fn ws_ping_closes_a_silent_tls_server_and_tells_the_client_1011() {
 /// `late` and closes: the other half of a half-closed connection keeps working.
 async fn half_close_backend() -> SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if !answer_upgrade(&mut tcp).await {
+                    return;
                 }
-                let head = String::from_utf8_lossy(&head).to_string();
-                let key = head
-                    .lines()
-                    .find_map(|l| {
-                        let (n, v) = l.split_once(':')?;
-                        n.trim()
-                            .eq_ignore_ascii_case("sec-websocket-key")
-                            .then(|| v.trim().to_string())
-                    })
-                    .unwrap_or_default();
-                let answer = format!(
-                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Accept: {}\r\n\r\n",
-                    derive_accept_key(key.as_bytes())
-                );
-                tcp.write_all(answer.as_bytes()).await.unwrap();
                 let mut got = Vec::new();
                 let _ = tcp.read_to_end(&mut got).await;
                 let reply = format!("late after {} bytes", got.len());
@@ -405,21 +335,10 @@ async fn wss_half_close_passes_eof_one_way_and_data_the_other() {
         r#"
 [upstreams.half]
 servers = ["{backend}"]
-
-[[sites]]
-listen = ["{TLS}"]
-hosts = ["half.test"]
-tls = {{ cert = "site.pem", key = "site.key" }}
-http_redirect = false
-[[sites.routes]]
-path = "/"
-proxy = "half"
-"#
+{}"#,
+        tls_site(TLS, "half.test", "site", "proxy = \"half\"")
     );
-    let proxy = TlsProxy::start(
-        &toml,
-        &[("site.pem", &site.chain_pem), ("site.key", &site.key_pem)],
-    );
+    let proxy = TlsProxy::start(&toml, &cert_files(&[("site", &site)]));
     let config = client_config(ca.roots(), &[b"http/1.1"], &[]);
     let mut tls = connect(proxy.addr(TLS), config, "half.test").await.unwrap();
     tls.write_all(

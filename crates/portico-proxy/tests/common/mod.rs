@@ -2,7 +2,7 @@
 //! sockets (so tests see exactly what goes over the wire) and echo backends.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -167,4 +167,31 @@ pub fn proxy_config(servers: &[SocketAddr], upstream_extra: &str, route_extra: &
         "[upstreams.app]\nservers = [{}]\n{upstream_extra}\n\n[[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [{{ path = \"/\", proxy = \"app\"{route_extra} }}]\n",
         list.join(", ")
     )
+}
+
+/// Send `raw` on a new connection: the status of the first response (None: no response),
+/// whether the proxy closed the connection afterwards (EOF or reset) within 5 s, and all it
+/// sent.
+pub fn exchange(addr: SocketAddr, raw: &[u8]) -> (Option<u16>, bool, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The proxy may answer and close before taking everything: a failed write is part of
+    // the answer.
+    let _ = s.write_all(raw);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok());
+    (status, closed, text)
 }

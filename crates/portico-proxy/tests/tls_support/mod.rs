@@ -88,21 +88,25 @@ pub struct TlsProxy {
 impl TlsProxy {
     /// Write `files` beside `portico.toml`, parse, start the TLS runtime (certificate files
     /// polled every 50 ms) and the proxy (one worker, access log off unless set).
-    pub fn start(toml: &str, files: &[(&str, &str)]) -> TlsProxy {
+    pub fn start<K: AsRef<str>, V: AsRef<str>>(toml: &str, files: &[(K, V)]) -> TlsProxy {
         TlsProxy::start_inner(toml, files, false)
     }
 
     /// [`TlsProxy::start`] with the config's `[acme]` section running.
-    pub fn start_acme(toml: &str, files: &[(&str, &str)]) -> TlsProxy {
+    pub fn start_acme<K: AsRef<str>, V: AsRef<str>>(toml: &str, files: &[(K, V)]) -> TlsProxy {
         TlsProxy::start_inner(toml, files, true)
     }
 
-    fn start_inner(toml: &str, files: &[(&str, &str)], acme: bool) -> TlsProxy {
+    fn start_inner<K: AsRef<str>, V: AsRef<str>>(
+        toml: &str,
+        files: &[(K, V)],
+        acme: bool,
+    ) -> TlsProxy {
         let dir = tempfile::tempdir().unwrap();
         for (path, contents) in files {
-            let full = dir.path().join(path);
+            let full = dir.path().join(path.as_ref());
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-            std::fs::write(full, contents).unwrap();
+            std::fs::write(full, contents.as_ref()).unwrap();
         }
         let path = dir.path().join("portico.toml");
         std::fs::write(&path, toml).unwrap();
@@ -446,4 +450,68 @@ pub fn replace_file(path: &Path, contents: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The files of certificates named by stem: `STEM.pem` (chain) and `STEM.key` per leaf.
+pub fn cert_files(certs: &[(&str, &Leaf)]) -> Vec<(String, String)> {
+    certs
+        .iter()
+        .flat_map(|(stem, leaf)| {
+            [
+                (format!("{stem}.pem"), leaf.chain_pem.clone()),
+                (format!("{stem}.key"), leaf.key_pem.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// A `[[sites]]` table for `host` on `listen` with the certificate `CERT.pem` / `CERT.key`,
+/// no plain side (`http_redirect = false`), and one route `path = "/"` plus `route` lines
+/// (e.g. `respond = "x"`).
+pub fn tls_site(listen: &str, host: &str, cert: &str, route: &str) -> String {
+    format!(
+        "\n[[sites]]\nlisten = [\"{listen}\"]\nhosts = [\"{host}\"]\n\
+         tls = {{ cert = \"{cert}.pem\", key = \"{cert}.key\" }}\nhttp_redirect = false\n\
+         [[sites.routes]]\npath = \"/\"\n{route}\n"
+    )
+}
+
+/// Read an HTTP head byte by byte (nothing past it). None when the peer closed first.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The server side of a WebSocket upgrade by hand: read the request head and answer 101
+/// with the matching accept key. False when the peer closed or the answer could not go.
+pub async fn answer_upgrade<S>(s: &mut S) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    let Some(head) = read_head(s).await else {
+        return false;
+    };
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    s.write_all(answer.as_bytes()).await.is_ok() && s.flush().await.is_ok()
 }
