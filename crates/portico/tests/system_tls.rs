@@ -190,3 +190,64 @@ respond = "hello over tls"
     let status = proxy.wait_timeout(Duration::from_secs(15)).expect("exits");
     assert!(status.success(), "{status:?}\n{}", proxy.logs());
 }
+
+/// A reload that loads new certificate files but then fails (a new listen address is taken)
+/// keeps the sites as they were, and their certificates with them.
+#[test]
+fn refused_reload_keeps_the_running_certificates() {
+    let dir = TempDir::new("system_tls_refused_reload");
+    let ca = Ca::new();
+    let (chain, key, first) = ca.leaf("site.test");
+    dir.write("a.pem", &chain);
+    dir.write("a.key", &key);
+    let (chain, key, _second) = ca.leaf("site.test");
+    dir.write("b.pem", &chain);
+    dir.write("b.key", &key);
+    let https = free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let config = |cert: &str, extra: &str| {
+        format!(
+            r#"
+[server]
+state_dir = "state"
+
+[admin]
+listen = "off"
+
+[[sites]]
+listen = ["127.0.0.1:{https}"]
+hosts = ["site.test"]
+tls = {{ cert = "{cert}.pem", key = "{cert}.key" }}
+http_redirect = false
+[[sites.routes]]
+path = "/"
+respond = "hello"
+{extra}"#
+        )
+    };
+    let cfg = dir.write("portico.toml", config("a", ""));
+    let mut proxy = start_portico(&cfg, dir.path());
+    proxy.wait_for_port(local(https), Duration::from_secs(15));
+    assert_eq!(served_leaf(https, "site.test", &ca), Some(first.clone()));
+
+    let extra = format!(
+        "\n[[sites]]\nlisten = [\"127.0.0.1:{taken_port}\"]\n[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n"
+    );
+    dir.write("portico.toml", config("b", &extra));
+    proxy.signal("HUP");
+    eventually(Duration::from_secs(20), "the reload is refused", || {
+        proxy.assert_running();
+        proxy.logs().contains("reload failed").then_some(())
+    });
+    assert_eq!(
+        served_leaf(https, "site.test", &ca),
+        Some(first),
+        "{}",
+        proxy.logs()
+    );
+    drop(taken);
+    proxy.signal("TERM");
+    let status = proxy.wait_timeout(Duration::from_secs(15)).expect("exits");
+    assert!(status.success(), "{status:?}\n{}", proxy.logs());
+}
