@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::net::{free_port, local};
-use support::peers::{Node, Python, peers_dir, skip_or_fail};
+use support::peers::{Node, Python, peers_dir, required};
 use support::process::{RunOutput, run_bounded, start_portico};
 use support::{TempDir, report};
 
@@ -81,17 +81,14 @@ fn autobahn(py: &Python, kosoku: &Path, dir: &TempDir, label: &str, target: &str
 
 #[test]
 fn autobahn_cases_pass_through_the_proxy() {
-    let node = match Node::find() {
-        Ok(n) => n,
-        Err(why) => return skip_or_fail(TEST, &why),
+    let Some(node) = required(TEST, Node::find()) else {
+        return;
     };
-    let py = match Python::find() {
-        Ok(p) => p,
-        Err(why) => return skip_or_fail(TEST, &why),
+    let Some(py) = required(TEST, Python::find()) else {
+        return;
     };
-    let kosoku = match py.kosoku() {
-        Ok(k) => k,
-        Err(why) => return skip_or_fail(TEST, &why),
+    let Some(kosoku) = required(TEST, py.kosoku()) else {
+        return;
     };
     assert!(
         peers_dir().join("autobahn_verdict.py").is_file(),

@@ -15,7 +15,7 @@ mod support;
 use std::time::Duration;
 
 use support::net::{free_port, local};
-use support::peers::{Node, Python, skip_or_fail};
+use support::peers::{Node, Python, required};
 use support::process::{run_bounded, start_portico};
 use support::{TempDir, report};
 
@@ -93,13 +93,11 @@ fn run_case(node: &Node, py: &Python, ws_ping: Option<&str>) -> String {
 
 #[test]
 fn ws_ping_keeps_an_idle_websocket_alive_between_real_peers() {
-    let node = match Node::find() {
-        Ok(n) => n,
-        Err(why) => return skip_or_fail(TEST, &why),
+    let Some(node) = required(TEST, Node::find()) else {
+        return;
     };
-    let py = match Python::find() {
-        Ok(p) => p,
-        Err(why) => return skip_or_fail(TEST, &why),
+    let Some(py) = required(TEST, Python::find()) else {
+        return;
     };
     assert_eq!(run_case(&node, &py, Some("300ms")), "OK");
     let without = run_case(&node, &py, None);

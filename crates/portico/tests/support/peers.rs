@@ -23,6 +23,12 @@ pub fn skip_or_fail(test: &str, reason: &str) {
     ));
 }
 
+/// A peer the test needs: `Some` when it was found, else [`skip_or_fail`] and `None` (the
+/// caller then returns): `let Some(node) = required(TEST, Node::find()) else { return };`.
+pub fn required<T>(test: &str, found: Result<T, String>) -> Option<T> {
+    found.map_err(|why| skip_or_fail(test, &why)).ok()
+}
+
 /// `tests/peers` (node scripts, node_modules, Python scripts).
 pub fn peers_dir() -> PathBuf {
     std::env::var_os("PORTICO_PEERS")
