@@ -1,4 +1,4 @@
-//! Support for the TLS integration tests: certificates made with rcgen, the proxy started
+//! Support for the TLS integration tests: certificates (`portico_testkit::certs`), the proxy started
 //! with a real `portico_tls::TlsRuntime`, TLS clients (HTTP/1.1 on raw TLS streams so tests
 //! see what goes over the wire, HTTP/2 with hyper) and TLS backends (HTTP and WebSocket).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
@@ -12,68 +12,17 @@ use std::time::{Duration, Instant};
 use portico_balance::Registry;
 use portico_config::AccessLogTarget;
 use portico_proxy::{RunningServer, Server, TlsContext};
+pub use portico_testkit::certs::{Leaf, TestCa};
 use portico_tls::TlsRuntime;
 use portico_tls::acme::Http01Challenges;
 use portico_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use portico_tls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use portico_tls::tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Every network wait in these tests gives up after this long.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A test CA that signs leaf certificates.
-pub struct TestCa {
-    pub cert_pem: String,
-    pub der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A leaf certificate: chain PEM (leaf + CA) and key PEM.
-pub struct Leaf {
-    pub chain_pem: String,
-    pub key_pem: String,
-    pub der: CertificateDer<'static>,
-}
-
-impl TestCa {
-    pub fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            cert_pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    pub fn leaf(&self, names: &[&str]) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    pub fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        roots
-    }
-}
 
 /// The proxy with its TLS runtime. Must be started inside a multi-thread tokio runtime (the
 /// TLS runtime's file poller runs there).

@@ -1,4 +1,5 @@
-//! Test support: certificates made with rcgen, TLS client handshakes, a TLS echo listener.
+//! Test support: certificates (`portico_testkit::certs`, rcgen), TLS client handshakes, a
+//! TLS echo listener.
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod pebble;
@@ -7,70 +8,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use portico_testkit::certs::{Leaf, TestCa};
 use portico_tls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
 };
 use portico_tls::rustls::{self, ClientConfig, RootCertStore};
 use portico_tls::{CertResolver, ServerOptions};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A test CA that signs leaf certificates.
-pub struct TestCa {
-    pub cert_pem: String,
-    pub der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A leaf certificate: chain PEM (leaf + CA) and key PEM.
-pub struct Leaf {
-    pub chain_pem: String,
-    pub key_pem: String,
-    pub der: CertificateDer<'static>,
-}
-
-impl TestCa {
-    pub fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            cert_pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    pub fn leaf(&self, names: &[&str]) -> Leaf {
-        self.leaf_with(names, |_| {})
-    }
-
-    pub fn leaf_with(&self, names: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-        tweak(&mut params);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    pub fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        roots
-    }
-}
 
 /// A loaded key for the resolver from a leaf.
 pub fn certified(leaf: &Leaf) -> Arc<rustls::sign::CertifiedKey> {
