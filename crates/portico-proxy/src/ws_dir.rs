@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::access_log::WsLog;
+use crate::worker::RunState;
 use crate::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
 use crate::ws_ping::{PingSide, Pinger};
 
@@ -307,6 +309,16 @@ impl WsState {
         }
     }
 
+    /// The access log's record of this WebSocket.
+    pub fn log(&self, started: Instant, end: End) -> WsLog {
+        WsLog {
+            client_to_server: self.c2s.bytes,
+            server_to_client: self.s2c.bytes,
+            duration: started.elapsed(),
+            closed_by: end.as_str(),
+        }
+    }
+
     /// Graceful stop: our close 1001 for `way` if it is due now (at a frame boundary,
     /// nothing pending, not sent yet); marks it sent.
     pub fn take_close(&mut self, way: Way, mask: [u8; 4]) -> Option<Vec<u8>> {
@@ -408,6 +420,16 @@ impl WsState {
         let mut out = dir.pending.split_off(dir.off.min(dir.pending.len()));
         out.extend_from_slice(&frame);
         (end, way, Some(out))
+    }
+}
+
+/// Where a pipe starts: running (no close deadline), draining (closing with that deadline),
+/// or already stopped.
+pub(crate) fn closing_at(state: RunState) -> Result<Option<Instant>, End> {
+    match state {
+        RunState::Running => Ok(None),
+        RunState::Draining(deadline) => Ok(Some(deadline)),
+        RunState::Stopped => Err(End::Proxy),
     }
 }
 

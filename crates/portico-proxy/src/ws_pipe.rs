@@ -34,13 +34,12 @@ use portico_balance::Picked;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-use crate::access_log::WsLog;
 use crate::conn::ConnCtx;
 use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::{RunState, StopWatch};
 use crate::ws_dir::{
-    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, mask_from_clock, sleep_until_opt,
+    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
 };
 use crate::ws_ping::PingSide;
 
@@ -98,12 +97,7 @@ pub(crate) async fn run(
     drop(ticket);
     drop(picked);
     if let Some(log) = log.as_deref_mut() {
-        log.websocket = Some(WsLog {
-            client_to_server: pipe.st.c2s.bytes,
-            server_to_client: pipe.st.s2c.bytes,
-            duration: started.elapsed(),
-            closed_by: end.as_str(),
-        });
+        log.websocket = Some(pipe.st.log(started, end));
     }
 }
 
@@ -115,10 +109,9 @@ struct Pipe {
 
 impl Pipe {
     async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration, mut stop: StopWatch) -> End {
-        let mut closing: Option<Instant> = match stop.state() {
-            RunState::Running => None,
-            RunState::Draining(deadline) => Some(deadline),
-            RunState::Stopped => return End::Proxy,
+        let mut closing = match closing_at(stop.state()) {
+            Ok(closing) => closing,
+            Err(end) => return end,
         };
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);

@@ -38,13 +38,13 @@ use std::time::{Duration, Instant};
 use portico_balance::Picked;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::access_log::WsLog;
 use crate::conn::ConnCtx;
 use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::{RunState, StopWatch};
 use crate::ws_dir::{
-    CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, mask_from_clock, sleep_until_opt,
+    CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
+    sleep_until_opt,
 };
 use crate::ws_ping::PingSide;
 pub(crate) use crate::ws_tls_stream::{Split, Stream, TlsSides, split};
@@ -74,12 +74,7 @@ pub(crate) async fn run(
     drop(ticket);
     drop(picked);
     if let Some(log) = log.as_deref_mut() {
-        log.websocket = Some(WsLog {
-            client_to_server: pipe.st.c2s.bytes,
-            server_to_client: pipe.st.s2c.bytes,
-            duration: started.elapsed(),
-            closed_by: end.as_str(),
-        });
+        log.websocket = Some(pipe.st.log(started, end));
     }
 }
 
@@ -101,10 +96,9 @@ enum Step {
 impl TlsPipe {
     /// Pipe until the WebSocket ends.
     async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration, mut stop: StopWatch) -> End {
-        let mut closing: Option<Instant> = match stop.state() {
-            RunState::Running => None,
-            RunState::Draining(deadline) => Some(deadline),
-            RunState::Stopped => return End::Proxy,
+        let mut closing = match closing_at(stop.state()) {
+            Ok(closing) => closing,
+            Err(end) => return end,
         };
         let idle = tokio::time::sleep(idle_timeout);
         tokio::pin!(idle);
