@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use portico_testkit::echo::EchoServer;
+pub use portico_testkit::http::Resp;
 
 /// Every socket read in tests gives up after this long.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -14,27 +15,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// An echo backend on 127.0.0.1:0.
 pub fn echo(name: &str) -> EchoServer {
     EchoServer::start("127.0.0.1:0".parse().unwrap(), name).expect("echo backend")
-}
-
-/// A parsed response.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// One client connection.

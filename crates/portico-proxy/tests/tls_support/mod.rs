@@ -13,6 +13,7 @@ use portico_balance::Registry;
 use portico_config::AccessLogTarget;
 use portico_proxy::{RunningServer, Server, TlsContext};
 pub use portico_testkit::certs::{Leaf, TestCa};
+pub use portico_testkit::http::Resp;
 use portico_tls::TlsRuntime;
 use portico_tls::acme::Http01Challenges;
 use portico_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -158,27 +159,6 @@ pub async fn connect(
 /// The leaf certificate a connected stream got.
 pub fn peer_leaf(stream: &TlsStream<TcpStream>) -> CertificateDer<'static> {
     stream.get_ref().1.peer_certificates().unwrap()[0].clone()
-}
-
-/// A parsed HTTP/1.1 response.
-#[derive(Debug)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Resp {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// Send `GET path` with `Host: host` and `Connection: close` on `stream`; read the whole
