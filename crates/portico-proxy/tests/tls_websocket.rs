@@ -238,16 +238,9 @@ async fn ws_ping_keeps_an_idle_wss_alive_and_hides_the_pongs() {
     let config = client_config(s.ca.roots(), &[b"http/1.1"], &[]);
     for host in ["wss.test", "up.test"] {
         let ws = wss(s.proxy.addr(TLS), config.clone(), host).await;
-        let (mut tx, mut rx) = ws.split();
+        let (mut tx, rx) = ws.split();
         // Keep reading (tungstenite answers pings while it reads); note what arrives.
-        let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(m)) = rx.next().await {
-                if got_tx.send(m).is_err() {
-                    break;
-                }
-            }
-        });
+        let (reader, mut got) = common::read_in_task(rx);
         tx.send(Message::text("before")).await.unwrap();
         // Idle for 2.5 times read_timeout: without pings the proxy would close it after 1s.
         tokio::time::sleep(Duration::from_millis(2500)).await;

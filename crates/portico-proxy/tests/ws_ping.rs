@@ -133,16 +133,9 @@ async fn idle_websocket_outlives_read_timeout_and_pongs_stay_hidden() {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/", proxy.addr()))
         .await
         .unwrap();
-    let (mut tx, mut rx) = ws.split();
+    let (mut tx, rx) = ws.split();
     // The client keeps reading (tungstenite answers pings while it reads).
-    let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(m)) = rx.next().await {
-            if got_tx.send(m).is_err() {
-                break;
-            }
-        }
-    });
+    let (reader, mut got) = common::read_in_task(rx);
     let mut client_seen = Vec::new();
     let mut next_data = async || loop {
         let m = tokio::time::timeout(T, got.recv())

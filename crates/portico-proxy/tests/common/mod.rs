@@ -175,3 +175,33 @@ pub fn exchange(addr: SocketAddr, raw: &[u8]) -> (Option<u16>, bool, String) {
         .and_then(|c| c.parse().ok());
     (status, closed, text)
 }
+
+/// Read a WebSocket's receiving half in a task until it ends (tungstenite answers pings
+/// while it reads), handing each message to the returned channel. Abort the task when done.
+pub fn read_in_task<S>(
+    mut rx: S,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_tungstenite::tungstenite::Message>,
+)
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Send
+        + Unpin
+        + 'static,
+{
+    use futures_util::StreamExt;
+    let (got_tx, got) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = rx.next().await {
+            if got_tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    (reader, got)
+}
