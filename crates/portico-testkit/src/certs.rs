@@ -1,12 +1,15 @@
 //! Test certificates made with rcgen: a CA ([`TestCa`]) that signs leaf certificates
-//! ([`Leaf`]) for the names a test serves, and the root store that trusts it.
+//! ([`Leaf`]) for the names a test serves, the root store that trusts it, and a TLS client
+//! config over that store ([`client_config`]).
 //!
 //! For tests only: making a certificate cannot fail short of a broken rcgen, so these
 //! helpers panic (`expect`) instead of returning errors.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::RootCertStore;
+use std::sync::Arc;
+
 use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
 
 /// A test CA that signs leaf certificates.
 pub struct TestCa {
@@ -72,4 +75,27 @@ impl TestCa {
             .expect("CA certificate is a valid root");
         roots
     }
+}
+
+/// A client config trusting `roots`, offering `alpn`, only `versions` (empty: TLS 1.2 and
+/// 1.3), resumption off: each handshake is a full one and shows the certificate the server
+/// serves now (a resumed session reports the one of the session it resumes).
+pub fn client_config(
+    roots: RootCertStore,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let versions = if versions.is_empty() {
+        rustls::DEFAULT_VERSIONS
+    } else {
+        versions
+    };
+    let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
+        .with_protocol_versions(versions)
+        .expect("the provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
 }

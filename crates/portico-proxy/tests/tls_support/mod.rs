@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use portico_balance::Registry;
 use portico_config::AccessLogTarget;
 use portico_proxy::{RunningServer, Server, TlsContext};
+#[allow(unused_imports)] // re-exported for the tests; not every test binary uses it
+pub use portico_testkit::certs::client_config;
 pub use portico_testkit::certs::{Leaf, TestCa};
 pub use portico_testkit::http::Resp;
 use portico_tls::TlsRuntime;
 use portico_tls::acme::Http01Challenges;
 use portico_tls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use portico_tls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use portico_tls::rustls::{self, ClientConfig, ServerConfig};
 use portico_tls::tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -119,28 +121,6 @@ impl Drop for TlsProxy {
             server.wait();
         }
     }
-}
-
-/// A client config trusting `roots`, offering `alpn`, only `versions` (empty: 1.2 and 1.3),
-/// resumption off (each handshake shows the certificate served now).
-pub fn client_config(
-    roots: RootCertStore,
-    alpn: &[&[u8]],
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<ClientConfig> {
-    let versions = if versions.is_empty() {
-        rustls::DEFAULT_VERSIONS
-    } else {
-        versions
-    };
-    let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
 }
 
 /// Connect and handshake with `sni`.

@@ -34,17 +34,9 @@ pub fn pkcs8(pem: &str) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).unwrap())
 }
 
+/// A client config trusting `roots`, offering `alpn`, TLS 1.2 and 1.3, resumption off.
 pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // Each handshake must be a full one: a resumed session reports the certificate of the
-    // session it resumes, not the one the server would serve now.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
+    portico_testkit::certs::client_config(roots, alpn, &[])
 }
 
 /// The outcome of a client handshake: the server's leaf and the negotiated ALPN, or the error.
