@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pebble::{Pebble, TestCa};
-use pebble_clients::{curl, order_times_ms, roots, served_leaf, verifying, wss};
+use pebble_clients::{curl, logged_orders, roots, served_leaf, verifying, wss};
 use support::net::{FixedPortsLock, local};
 use support::peers::{Node, Python, skip_or_fail};
 use support::process::{ChildGuard, start_portico};
@@ -134,7 +134,7 @@ fn seed_000_wss_lb_acme() {
         leaves.push(leaf);
     }
     let all_served = started.elapsed();
-    let orders = order_times_ms(&proxy.stderr());
+    let orders = logged_orders(|| proxy.stderr(), NAMES.len());
     assert_eq!(
         orders.len(),
         NAMES.len(),

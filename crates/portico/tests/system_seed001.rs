@@ -24,7 +24,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pebble::Pebble;
-use pebble_clients::{curl, order_times_ms, roots, served_leaf, unverified, verifying, wss};
+use pebble_clients::{curl, logged_orders, roots, served_leaf, unverified, verifying, wss};
 use support::net::{FixedPortsLock, local};
 use support::peers::{Node, skip_or_fail};
 use support::process::{ChildGuard, start_portico};
@@ -127,7 +127,7 @@ fn seed_001_ws_cluster_acme() {
     report(&format!(
         "{TEST}: certificate served {} ms after start; order times {:?} ms",
         started.elapsed().as_millis(),
-        order_times_ms(&proxy.stderr())
+        logged_orders(|| proxy.stderr(), 1)
     ));
 
     // 1. 301 to https, port kept as configured; HSTS on the HTTPS side.
@@ -201,7 +201,7 @@ fn seed_001_ws_cluster_acme() {
         "after-renewal"
     );
     assert_eq!(held.roundtrip("whoami").expect("held whoami"), pinned);
-    let orders = order_times_ms(&proxy.stderr());
+    let orders = logged_orders(|| proxy.stderr(), 2);
     assert!(orders.len() >= 2, "{orders:?}\n{}", proxy.logs());
     report(&format!(
         "{TEST}: renewed certificate served without restart; the open WebSocket kept working; \
@@ -287,7 +287,7 @@ fn seed_001_tls_alpn_01_variant() {
     assert_eq!(ws.roundtrip("alpn").expect("echo"), "alpn");
     report(&format!(
         "{TEST}: tls-alpn-01 order times {:?} ms",
-        order_times_ms(&proxy.stderr())
+        logged_orders(|| proxy.stderr(), 1)
     ));
 }
 
@@ -405,6 +405,6 @@ fn seed_001_reached_by_reload() {
     );
     report(&format!(
         "{TEST}: plain config -> seed 001 by SIGHUP: certificate ordered ({:?} ms), wss and 301 served, same process",
-        order_times_ms(&proxy.stderr())
+        logged_orders(|| proxy.stderr(), 1)
     ));
 }

@@ -301,3 +301,16 @@ with connect(f"wss://{name}:{port}/", sock=sock, ssl=ctx, server_hostname=name,
         Err(format!("{out:?}"))
     }
 }
+
+/// The order times of Portico's log once it shows at least `n` orders (a certificate serves
+/// a moment before its "issued" line is written).
+pub fn logged_orders(log: impl Fn() -> String, n: usize) -> Vec<u64> {
+    crate::support::eventually(
+        Duration::from_secs(10),
+        &format!("{n} ACME orders in the log"),
+        || {
+            let orders = order_times_ms(&log());
+            (orders.len() >= n).then_some(orders)
+        },
+    )
+}
