@@ -2,7 +2,7 @@
 """Helper of scripts/bench.sh: parses one run's client output into a JSON line, and turns the
 collected JSON lines into the markdown report.
 
-  benchstat.py record --kind wrk|ws|stime --file OUT ... --results results.jsonl   -> prints a summary
+  benchstat.py record --kind wrk|ws|hs --file OUT ... --results results.jsonl   -> prints a summary
   benchstat.py idle --target T ... --results results.jsonl                   -> prints a summary
   benchstat.py report --results results.jsonl --meta meta.txt                -> markdown on stdout
   benchstat.py sampler --exclude PID --out FILE   (until SIGTERM) CPU of processes outside PID's tree
@@ -21,9 +21,9 @@ PHASES = [
     ("tls", "HTTPS keep-alive (ECDSA P-256, TLS 1.3), wrk -t2 -c64", "req/s"),
     ("tlsclose", "HTTPS Connection: close, TLS session resumption allowed (wrk resumes), ECDSA P-256",
      "hs/s"),
-    ("hs", "Full TLS 1.3 handshakes, ECDSA P-256 (openssl s_time -new, never resumes; one GET per "
+    ("hs", "Full TLS 1.3 handshakes, ECDSA P-256 (tls-hs-client.py: never resumes; one GET per "
            "connection; unit = handshake)", "hs/s"),
-    ("hsrsa", "Full TLS 1.3 handshakes, RSA-2048 (openssl s_time -new, never resumes; one GET per "
+    ("hsrsa", "Full TLS 1.3 handshakes, RSA-2048 (tls-hs-client.py: never resumes; one GET per "
               "connection; unit = handshake)", "hs/s"),
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
@@ -79,18 +79,18 @@ def parse_ws(text):
     return out
 
 
-def parse_stime(text):
-    """Concatenated `openssl s_time -new` summaries: one "N connections in T real seconds" line
-    per client process."""
+def parse_hs(text):
+    """bench/tls-hs-client.py: one JSON line with handshakes, errors, secs."""
     out = {"units": 0, "secs": None, "rate": 0.0, "p50": None, "p99": None, "errors": 0}
-    secs = []
-    for m in re.finditer(r"^(\d+) connections in (\d+) real seconds", text, re.M):
-        out["units"] += int(m.group(1))
-        secs.append(int(m.group(2)))
-    if secs:
-        out["secs"] = float(max(secs))
-        out["rate"] = out["units"] / max(1.0, out["secs"])
-    out["errors"] = len(re.findall(r"^(?:ERROR|.*:error:)", text, re.M))
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            out.update(units=j.get("handshakes", 0), secs=j.get("secs"),
+                       rate=float(j.get("hs_per_s", 0)), errors=j.get("errors", 0))
     return out
 
 
@@ -182,7 +182,7 @@ def foreign_sample(path):
 
 def cmd_record(a):
     text = open(a.file, encoding="utf-8", errors="replace").read()
-    r = {"wrk": parse_wrk, "ws": parse_ws, "stime": parse_stime}[a.kind](text)
+    r = {"wrk": parse_wrk, "ws": parse_ws, "hs": parse_hs}[a.kind](text)
     if a.died:
         r["errors"] = max(r["errors"], 1)
     if r["units"] == 0 and a.rc != 0:
@@ -212,7 +212,7 @@ def cmd_record(a):
         f.write(json.dumps(rec) + "\n")
     pu = "-" if rec["proxy_us"] is None else "%.1f" % rec["proxy_us"]
     msg = "%s/s %.0f, p50 %s ms, p99 %s ms, errors %d, proxy CPU %s us/unit, busy %.0f%%, foreign %.1f%%" % (
-        {"ws": "rt", "stime": "hs"}.get(a.kind, "req"), r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
+        {"ws": "rt", "hs": "hs"}.get(a.kind, "req"), r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
         r["errors"], pu, rec["busy"], foreign)
     if rec["contaminated"]:
         if fs and fs["top"]:
@@ -439,7 +439,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record")
-    r.add_argument("--kind", choices=["wrk", "ws", "stime"], required=True)
+    r.add_argument("--kind", choices=["wrk", "ws", "hs"], required=True)
     r.add_argument("--file", required=True)
     r.add_argument("--rc", type=int, default=0)
     r.add_argument("--round", type=int, required=True)

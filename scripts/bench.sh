@@ -11,7 +11,7 @@
 #   idle     idle WebSocket memory: fresh proxy process, RSS before/after N idle connections
 #   tls      (optional) HTTPS keep-alive, ECDSA P-256, TLS 1.3, wrk -t2 -c64 (proxies only)
 #   tlsclose (optional) HTTPS, new connection per request; wrk resumes TLS sessions (proxies only)
-#   hs       (optional) full TLS 1.3 handshakes, ECDSA P-256: openssl s_time -new (never resumes),
+#   hs       (optional) full TLS 1.3 handshakes, ECDSA P-256: bench/tls-hs-client.py (never resumes),
 #            HS_PROCS processes, one GET per connection; listeners with resumption off (proxies only)
 #   hsrsa    (optional) the same with an RSA-2048 certificate
 # For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
@@ -43,7 +43,7 @@ TARGETS=${TARGETS:-"direct nginx haproxy portico"}
 IDLE_N=${IDLE_N:-10000}
 WS_CONNS=${WS_CONNS:-100}
 WS_MSG=${WS_MSG:-32}
-HS_PROCS=${HS_PROCS:-8} # parallel `openssl s_time -new` clients in the handshake phases
+HS_PROCS=${HS_PROCS:-8} # client processes in the handshake phases (bench/tls-hs-client.py)
 PORT_BASE=${PORT_BASE:-31000}
 OUT=${OUT:-"$ROOT/bench-out"}
 QUIET_WAIT=${QUIET_WAIT:-120}
@@ -320,14 +320,16 @@ run_load() {
   tls) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" tls)") ;;
   tlsclose) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency -H 'Connection: close' "$(target_url "$target" tls)") ;;
   hs | hsrsa)
-    # HS_PROCS clients, each a loop of new connections (full handshakes, no session reuse),
-    # each fetching / once; their summaries are concatenated. s_time sends
-    # "GET <page> HTTP/1.0\r\n\r\n": the page smuggles in an HTTP/1.1 request line with a Host
-    # header (the origin answers 400 to a request without one), the trailing " HTTP/1.0" ends
-    # up in a harmless extra header.
-    kind=stime
-    cmd=(bash -c 'for ((i = 0; i < $1; i++)); do openssl s_time -connect "$2" -new -time "$3" -www "$4" & done; wait' \
-      _ "$HS_PROCS" "$(target_url "$target" "$phase")" "$DUR" $'/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nX-Bench:')
+    # HS_PROCS client processes, each a loop of new connections (full handshakes: no session
+    # is ever offered for resumption), one GET / with Host per connection, answers checked
+    # for 200. SNI: the RSA site is chosen by name on Portico (its certificates are picked
+    # by SNI across listeners), the ECDSA one is the default.
+    kind=hs
+    local sni=localhost
+    [[ $phase == hsrsa ]] && sni=rsa.bench.test
+    local hp
+    hp=$(target_url "$target" "$phase")
+    cmd=(python3 "$BENCH/tls-hs-client.py" "${hp%:*}" "${hp##*:}" "$sni" "$DUR" "$HS_PROCS")
     ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
   esac
