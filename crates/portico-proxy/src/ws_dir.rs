@@ -16,8 +16,11 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use portico_balance::Picked;
 
 use crate::access_log::WsLog;
+use crate::drain::WsTicket;
+use crate::log::LogCtx;
 use crate::worker::RunState;
 use crate::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
 use crate::ws_ping::{PingSide, Pinger};
@@ -309,13 +312,25 @@ impl WsState {
         }
     }
 
-    /// The access log's record of this WebSocket.
-    pub fn log(&self, started: Instant, end: End) -> WsLog {
-        WsLog {
-            client_to_server: self.c2s.bytes,
-            server_to_client: self.s2c.bytes,
-            duration: started.elapsed(),
-            closed_by: end.as_str(),
+    /// The pipe ended with `end`: release its registration with the worker (`ticket`) and
+    /// its server (`picked`), then put its record in the access log entry.
+    pub fn finish(
+        &self,
+        end: End,
+        started: Instant,
+        ticket: WsTicket,
+        picked: Picked,
+        log: Option<&mut LogCtx>,
+    ) {
+        drop(ticket);
+        drop(picked);
+        if let Some(log) = log {
+            log.websocket = Some(WsLog {
+                client_to_server: self.c2s.bytes,
+                server_to_client: self.s2c.bytes,
+                duration: started.elapsed(),
+                closed_by: end.as_str(),
+            });
         }
     }
 

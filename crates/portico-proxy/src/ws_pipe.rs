@@ -94,11 +94,8 @@ pub(crate) async fn run(
     // The worker's registry of live WebSockets: a reload that removes this server drains it.
     let stop = ticket.stop_watch(ctx.listener).await;
     let end = pipe.run(&ctx, idle_timeout, stop).await;
-    drop(ticket);
-    drop(picked);
-    if let Some(log) = log.as_deref_mut() {
-        log.websocket = Some(pipe.st.log(started, end));
-    }
+    pipe.st
+        .finish(end, started, ticket, picked, log.as_deref_mut());
 }
 
 struct Pipe {
