@@ -464,3 +464,156 @@ pub(crate) fn mask_from_clock() -> [u8; 4] {
         .map_or(0x5a5a_5a5a, |d| d.subsec_nanos());
     (nanos ^ 0x9e37_79b9).to_be_bytes()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ws_frame::client_ping_frame;
+
+    /// A destination taking at most `room` bytes in all; what it took goes to `out`.
+    fn dest(out: &mut Vec<u8>, room: usize) -> impl FnMut(&[u8]) -> io::Result<Option<usize>> {
+        move |b| {
+            let n = b.len().min(room.saturating_sub(out.len()));
+            if n == 0 && !b.is_empty() {
+                return Ok(None);
+            }
+            out.extend_from_slice(&b[..n]);
+            Ok(Some(n))
+        }
+    }
+
+    /// A masked text frame from the client.
+    fn client_text(text: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut f = vec![0x81, 0x80 | text.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    fn state(ws_ping: Option<Duration>) -> WsState {
+        WsState::new(Instant::now(), ws_ping, Bytes::new(), Bytes::new())
+    }
+
+    #[test]
+    fn what_the_destination_does_not_take_is_queued_then_written_and_freed() {
+        let mut dir = Dir::default();
+        let frame = client_text(b"hello world");
+        let mut out = Vec::new();
+        let stop = dir
+            .forward(&frame, None, false, &mut dest(&mut out, 5))
+            .unwrap();
+        assert!(stop, "a full destination stops reading");
+        assert_eq!(dir.bytes, frame.len() as u64);
+        assert_eq!(&dir.pending[dir.off..], &frame[5..]);
+        let mut out2 = out.clone();
+        let wrote = dir.write_pending(&mut dest(&mut out2, 1024)).unwrap();
+        assert!(wrote && !dir.has_pending());
+        assert_eq!(out2, frame);
+        assert_eq!(
+            dir.pending.capacity(),
+            0,
+            "an idle direction holds no buffer"
+        );
+    }
+
+    #[test]
+    fn closing_forwards_up_to_the_frame_boundary_only() {
+        let mut dir = Dir::default();
+        let (a, b) = (client_text(b"first"), client_text(b"second"));
+        let both = [a.clone(), b].concat();
+        let mut out = Vec::new();
+        let stop = dir
+            .forward(&both, None, true, &mut dest(&mut out, 1024))
+            .unwrap();
+        assert!(stop, "at the boundary while closing");
+        assert_eq!(out, a, "nothing of the next frame");
+        assert!(dir.tracker.at_boundary());
+    }
+
+    #[test]
+    fn after_our_close_frame_bytes_are_counted_but_not_sent() {
+        let mut dir = Dir {
+            close_sent: true,
+            ..Dir::default()
+        };
+        let mut out = Vec::new();
+        let stop = dir
+            .forward(b"abc", None, false, &mut dest(&mut out, 1024))
+            .unwrap();
+        assert!(!stop && out.is_empty());
+        assert_eq!(dir.bytes, 3);
+    }
+
+    #[test]
+    fn a_destination_taking_nothing_while_ready_is_an_error() {
+        let mut dir = Dir::default();
+        dir.queue(b"xyz");
+        let err = dir.write_pending(&mut |_| Ok(Some(0))).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+    }
+
+    #[test]
+    fn our_pong_is_swallowed_and_other_frames_pass() {
+        let mut st = state(Some(Duration::from_secs(30)));
+        let ours = st.ours().unwrap();
+        let mut pong = client_ping_frame(&ours, [9, 8, 7, 6]).to_vec();
+        pong[0] = 0x8A; // pong, same payload
+        let text = client_text(b"hi");
+        let data = [pong, text.clone()].concat();
+        let mut out = Vec::new();
+        st.c2s
+            .forward(&data, Some(&ours), false, &mut dest(&mut out, 1024))
+            .unwrap();
+        assert_eq!(out, text);
+        assert_eq!(st.c2s.bytes, data.len() as u64, "counted as read");
+    }
+
+    #[test]
+    fn close_frames_go_at_frame_boundaries_once() {
+        let mut st = state(None);
+        // Mid-frame towards the server: no close yet.
+        let frame = client_text(b"partial");
+        st.c2s.tracker.feed(&frame[..4]);
+        assert!(st.take_close(Way::C2S, [1, 2, 3, 4]).is_none());
+        st.c2s.tracker.feed(&frame[4..]);
+        let to_server = st.take_close(Way::C2S, [1, 2, 3, 4]).unwrap();
+        assert_eq!(to_server.len(), 8, "masked towards the server");
+        assert!(st.take_close(Way::C2S, [1, 2, 3, 4]).is_none(), "once");
+        let to_client = st.take_close(Way::S2C, [0; 4]).unwrap();
+        assert_eq!(to_client, server_close_frame(GOING_AWAY));
+        assert_eq!(st.first_close, Some(End::Proxy));
+    }
+
+    #[test]
+    fn a_silent_server_leaves_what_is_in_flight_then_1011_for_the_client() {
+        let mut st = state(Some(Duration::from_secs(30)));
+        st.s2c.queue(b"in flight");
+        st.s2c.off = 3;
+        let (end, way, out) = st.silent(PingSide::Server);
+        assert_eq!(end, End::ServerSilent);
+        assert!(matches!(way, Way::S2C));
+        let mut want = b"flight".to_vec();
+        want.extend_from_slice(&server_close_frame(INTERNAL_ERROR));
+        assert_eq!(out.unwrap(), want);
+        // Mid-frame, nothing can go.
+        let mut st = state(Some(Duration::from_secs(30)));
+        st.c2s.tracker = FrameTracker::default();
+        st.c2s.tracker.feed(&client_text(b"abc")[..3]);
+        assert!(st.silent(PingSide::Client).2.is_none());
+    }
+
+    #[test]
+    fn the_first_close_is_who_ended_first() {
+        let mut st = state(None);
+        st.record(Way::S2C, true, true, true);
+        st.record(Way::C2S, true, true, true);
+        assert_eq!(st.first_close, Some(End::Server));
+        st.c2s.eof = true;
+        st.s2c.eof = true;
+        st.c2s.shut = true;
+        st.s2c.shut = true;
+        assert_eq!(st.finished(), Some(End::Server));
+    }
+}
