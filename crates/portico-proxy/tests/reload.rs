@@ -241,8 +241,13 @@ fn a_request_outliving_shutdown_grace_on_a_removed_listener_is_cut_at_the_cap() 
     let second = live.server.bound_addrs()[1].1;
     // 8 s of work against a 5 s shutdown_grace.
     let mut slow = Conn::open(second);
+    // A first answer proves the connection was accepted and is served (not still in the
+    // backlog of the listener the reload removes), however loaded the machine is.
+    assert_eq!(slow.get("h", "/").status, 200);
     slow.send(b"GET /_echo/sleep?ms=8000 HTTP/1.1\r\nHost: h\r\n\r\n");
-    std::thread::sleep(Duration::from_millis(100));
+    // Time for the proxy to read that head: a connection with no request in service would
+    // rightly be closed at once by the drain.
+    std::thread::sleep(Duration::from_millis(1000));
     let reloaded = Instant::now();
     live.reload(&site("127.0.0.1:0", &[a.addr], "")).unwrap();
     assert!(slow.eof_within(Duration::from_secs(8)), "closed");

@@ -234,7 +234,8 @@ async fn silent_tls_ws_backend(config: Arc<portico_tls::rustls::ServerConfig>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_ping_keeps_an_idle_wss_alive_and_hides_the_pongs() {
-    let s = setup_with("1s", "\nws_ping = \"250ms\"").await;
+    // A pong has one ws_ping (500 ms) to come back: room for a loaded machine.
+    let s = setup_with("1500ms", "\nws_ping = \"500ms\"").await;
     let config = client_config(s.ca.roots(), &[b"http/1.1"], &[]);
     for host in ["wss.test", "up.test"] {
         let ws = wss(s.proxy.addr(TLS), config.clone(), host).await;
@@ -242,8 +243,8 @@ async fn ws_ping_keeps_an_idle_wss_alive_and_hides_the_pongs() {
         // Keep reading (tungstenite answers pings while it reads); note what arrives.
         let (reader, mut got) = common::read_in_task(rx);
         tx.send(Message::text("before")).await.unwrap();
-        // Idle for 2.5 times read_timeout: without pings the proxy would close it after 1s.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Idle for 2.5 times read_timeout: without pings the proxy would close it after 1.5s.
+        tokio::time::sleep(Duration::from_millis(3750)).await;
         tx.send(Message::text("after")).await.unwrap();
         let mut seen = Vec::new();
         loop {
