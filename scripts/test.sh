@@ -190,6 +190,12 @@ fi
 export PORTICO_PEERS="$ROOT/tests/peers"
 export PORTICO_VENV="$ROOT/.peers/venv"
 export CI
+# A CI build is built once: incremental caches only cost disk and time there, and
+# line tables are enough for test backtraces (the full debug info doubles the target dir).
+if [ "$CI" = true ]; then
+  export CARGO_INCREMENTAL=0
+  export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+fi
 
 # ---------------------------------------------------------------------------- checks
 # Every stage runs even if an earlier one failed (one CI log shows every problem); the
