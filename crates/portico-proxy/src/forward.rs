@@ -192,6 +192,17 @@ pub(crate) fn request(
     }
 }
 
+/// A request that names no server at all (HTTP/1.0 without `Host`, no authority) gets the
+/// upstream's name as `Host`, as nginx's default `proxy_set_header Host $proxy_host` does:
+/// an HTTP/1.1 server must answer 400 to a request without one.
+pub(crate) fn default_host(headers: &mut http::HeaderMap, upstream: &str) {
+    if !headers.contains_key(HOST) {
+        if let Ok(v) = HeaderValue::from_str(upstream) {
+            headers.insert(HOST, v);
+        }
+    }
+}
+
 /// Origin-form URI for the upstream, `None` when the client's URI can go as it is.
 fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
     let absolute = uri.scheme().is_some() || uri.authority().is_some();

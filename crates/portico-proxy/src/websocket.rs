@@ -53,6 +53,7 @@ async fn try_proxy(
     let (mut parts, _body) = req.into_parts();
     let hash = upstream::hash_key(entry, &parts);
     forward::request(&mut parts, route, &ctx.real_ip, true, ctx.https);
+    forward::default_host(&mut parts.headers, &entry.config.name);
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),

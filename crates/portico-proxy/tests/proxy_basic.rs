@@ -295,3 +295,21 @@ fn upstream_keepalive_caps_idle_connections() {
     }
     assert_eq!(backend.connections_accepted(), 3);
 }
+
+#[test]
+fn http10_request_without_host_gets_the_upstream_name_as_host() {
+    let backend = echo("b1");
+    let proxy = TestProxy::start(&proxy_config(&[backend.addr], "", "")).unwrap();
+    let (_, _, text) = exchange(proxy.addr(), b"GET /_echo/headers HTTP/1.0\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("host: app"), "{text}");
+    // A request with Host keeps it.
+    let (_, _, text) = exchange(
+        proxy.addr(),
+        b"GET /_echo/headers HTTP/1.0\r\nHost: mine.test\r\n\r\n",
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("host: mine.test"),
+        "{text}"
+    );
+}
