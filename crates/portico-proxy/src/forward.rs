@@ -196,10 +196,10 @@ pub(crate) fn request(
 /// upstream's name as `Host`, as nginx's default `proxy_set_header Host $proxy_host` does:
 /// an HTTP/1.1 server must answer 400 to a request without one.
 pub(crate) fn default_host(headers: &mut http::HeaderMap, upstream: &str) {
-    if !headers.contains_key(HOST) {
-        if let Ok(v) = HeaderValue::from_str(upstream) {
-            headers.insert(HOST, v);
-        }
+    if !headers.contains_key(HOST)
+        && let Ok(v) = HeaderValue::from_str(upstream)
+    {
+        headers.insert(HOST, v);
     }
 }
 
