@@ -185,7 +185,9 @@ pub(crate) async fn serve(
     let stop = worker.stop_watch_with(Some(listener), None).await;
     let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
     if tls {
-        crate::tls_conn::serve(ctx, stream, stop, timeouts).await;
+        // Boxed: the TLS state machine (handshake, h2) would otherwise size every plain
+        // connection's task too (~7 KiB each).
+        Box::pin(crate::tls_conn::serve(ctx, stream, stop, timeouts)).await;
     } else {
         serve_h1(ctx, stream, stop, timeouts).await;
     }
