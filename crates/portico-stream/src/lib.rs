@@ -8,7 +8,7 @@
 //! and certificate-file poller, no ALPN), source-IP persistence ([`persist`]), connect with
 //! retries, optional PROXY header to the server, the byte pipe (`pipe.rs`: no
 //! per-connection buffer while idle; bulk bursts go through splice(2), `splice.rs`; after
-//! TLS termination a buffered copy, `tls_pipe.rs`), one access-log line ([`log`]).
+//! TLS termination a buffered copy, `tls_pipe.rs`; the loop both share, `duplex.rs`), one access-log line ([`log`]).
 //!
 //! The binary calls [`StreamServer::start`] and controls the returned [`RunningStreams`]
 //! like `portico_proxy::RunningServer` (also [`RunningStreams::reload`]: listeners diffed by
@@ -19,6 +19,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod conn;
+mod duplex;
 mod error;
 pub mod log;
 pub mod persist;

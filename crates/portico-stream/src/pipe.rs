@@ -11,16 +11,19 @@
 //! Bulk: after a read fills the whole 64 KiB buffer, that direction switches to splice(2)
 //! through a kernel pipe (`splice.rs`) until the burst ends; `PORTICO_STREAM_SPLICE=0`
 //! keeps the copy path (for comparison).
+//!
+//! The loop around the steps (ends, idle timeout, stop) is `duplex.rs`', shared with
+//! `tls_pipe.rs`; this file is the plain sockets' step.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::log::End;
+use crate::duplex::{self, PipeResult, Sides};
 use crate::splice::KernelPipe;
 
 const BUF_SIZE: usize = 64 * 1024;
@@ -31,17 +34,12 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
 }
 
-/// One direction's state.
+/// One direction's state (the copy buffer is empty, with no capacity, in the common case).
+type Half = duplex::Half<Bulk>;
+
+/// A plain direction's own state.
 #[derive(Debug, Default)]
-struct Half {
-    /// Bytes read but not yet written (empty, with no capacity, in the common case).
-    pending: Vec<u8>,
-    offset: usize,
-    /// The source sent EOF.
-    eof: bool,
-    /// EOF has been passed on (write side shut down).
-    shut: bool,
-    bytes: u64,
+struct Bulk {
     /// During a bulk burst: the kernel pipe bytes go through (see `splice.rs`).
     kpipe: Option<KernelPipe>,
 }
@@ -52,20 +50,33 @@ impl Half {
     }
 
     fn has_pending(&self) -> bool {
-        !self.pending.is_empty() || self.kpipe.as_ref().is_some_and(|k| k.len > 0)
-    }
-
-    fn done(&self) -> bool {
-        self.shut
+        !self.pending.is_empty() || self.extra.kpipe.as_ref().is_some_and(|k| k.len > 0)
     }
 }
 
-/// What a pipe moved and how it ended.
-#[derive(Debug, Clone, Copy)]
-pub struct PipeResult {
-    pub sent: u64,
-    pub received: u64,
-    pub end: End,
+/// Two plain sockets.
+struct Plain<'a> {
+    client: &'a TcpStream,
+    server: &'a TcpStream,
+}
+
+impl Sides for Plain<'_> {
+    type Extra = Bulk;
+    const KIND: &'static str = "plain";
+
+    /// Wait for the readiness a direction needs (readable while it may read, writable while
+    /// it holds pending bytes), then read and write on, or flush.
+    async fn step(&mut self, up: &mut Half, down: &mut Half) -> io::Result<bool> {
+        let (client, server) = (self.client, self.server);
+        tokio::select! {
+            r = client.readable(), if up.can_read() => r.and_then(|()| read_side(client, server, up)),
+            r = server.readable(), if down.can_read() => r.and_then(|()| read_side(server, client, down)),
+            r = server.writable(), if up.has_pending() => r.and_then(|()| flush(server, up)),
+            r = client.writable(), if down.has_pending() => r.and_then(|()| flush(client, down)),
+            // Not reached: a direction that is not shut can read or has pending bytes.
+            else => std::future::pending().await,
+        }
+    }
 }
 
 /// Copy both ways until both sides closed, one side failed, `idle` passed with no byte
@@ -74,66 +85,9 @@ pub async fn pipe(
     client: &TcpStream,
     server: &TcpStream,
     idle: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> PipeResult {
-    let mut up = Half::default(); // client -> server
-    let mut down = Half::default(); // server -> client
-    let mut first_eof: Option<End> = None;
-    let mut last = Instant::now();
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
-    let end = loop {
-        if up.done() && down.done() {
-            break first_eof.unwrap_or(End::ClientClosed);
-        }
-        if *stop.borrow_and_update() {
-            break End::Shutdown;
-        }
-        let step = tokio::select! {
-            r = client.readable(), if up.can_read() => r.and_then(|()| read_side(client, server, &mut up)),
-            r = server.readable(), if down.can_read() => r.and_then(|()| read_side(server, client, &mut down)),
-            r = server.writable(), if up.has_pending() => r.and_then(|()| flush(server, &mut up)),
-            r = client.writable(), if down.has_pending() => r.and_then(|()| flush(client, &mut down)),
-            () = &mut sleep => {
-                let deadline = last + idle;
-                if Instant::now() >= deadline {
-                    break End::IdleTimeout;
-                }
-                sleep.as_mut().reset(deadline.into());
-                continue;
-            }
-            _ = stop.changed() => continue,
-        };
-        match step {
-            Ok(moved) => {
-                if moved {
-                    last = Instant::now();
-                }
-                if first_eof.is_none() {
-                    if up.eof {
-                        first_eof = Some(End::ClientClosed);
-                    } else if down.eof {
-                        first_eof = Some(End::ServerClosed);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "stream pipe error");
-                break match e.kind() {
-                    // A reset after one side closed normally still reads as that close.
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-                        first_eof.unwrap_or(End::Error)
-                    }
-                    _ => End::Error,
-                };
-            }
-        }
-    };
-    PipeResult {
-        sent: up.bytes,
-        received: down.bytes,
-        end,
-    }
+    duplex::run(&mut Plain { client, server }, idle, stop).await
 }
 
 /// Whether bulk bursts use splice(2) (`PORTICO_STREAM_SPLICE=0` turns it off, to compare).
@@ -157,7 +111,7 @@ fn splice_refused(e: &io::Error) -> bool {
 
 /// Read what `src` has and pass it to `dst`. `Ok(true)` when bytes (or EOF) moved.
 fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
-    if half.kpipe.is_some() {
+    if half.extra.kpipe.is_some() {
         return splice_side(src, dst, half);
     }
     BUF.with(|cell| {
@@ -188,7 +142,7 @@ fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bo
             }
             if splice_enabled() {
                 // A full buffer: a bulk burst. Splice the rest of it (no pipe if that fails).
-                half.kpipe = KernelPipe::new().ok();
+                half.extra.kpipe = KernelPipe::new().ok();
                 return Ok(true);
             }
         }
@@ -200,7 +154,7 @@ fn read_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bo
 fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
     let mut moved = false;
     for _ in 0..READS_PER_WAKE {
-        let Some(kp) = half.kpipe.as_mut() else {
+        let Some(kp) = half.extra.kpipe.as_mut() else {
             return Ok(moved);
         };
         let n = match kp.fill(src, BUF_SIZE) {
@@ -210,14 +164,14 @@ fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<
                 // Fall back to copying; the pipe is empty, nothing is lost.
                 tracing::debug!(error = %e, "splice(2) refused; copying instead");
                 SPLICE_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
-                half.kpipe = None;
+                half.extra.kpipe = None;
                 return Ok(moved);
             }
             Err(e) => return Err(e),
         };
         moved = true;
         if n == 0 {
-            half.kpipe = None;
+            half.extra.kpipe = None;
             half.eof = true;
             shut_write(dst, half);
             return Ok(true);
@@ -229,7 +183,7 @@ fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<
         }
         if n < BUF_SIZE / 2 {
             // The burst ended: give the two descriptors back.
-            half.kpipe = None;
+            half.extra.kpipe = None;
             return Ok(true);
         }
     }
@@ -238,7 +192,7 @@ fn splice_side(src: &TcpStream, dst: &TcpStream, half: &mut Half) -> io::Result<
 
 /// Splice what the pipe holds into `dst`, as far as it takes.
 fn drain_pipe(dst: &TcpStream, half: &mut Half) -> io::Result<usize> {
-    let Some(kp) = half.kpipe.as_mut() else {
+    let Some(kp) = half.extra.kpipe.as_mut() else {
         return Ok(0);
     };
     let mut total = 0;
@@ -271,7 +225,7 @@ fn write_some(dst: &TcpStream, mut data: &[u8]) -> io::Result<usize> {
 
 /// Write pending bytes; free the buffer once empty.
 fn flush(dst: &TcpStream, half: &mut Half) -> io::Result<bool> {
-    if half.kpipe.as_ref().is_some_and(|k| k.len > 0) {
+    if half.extra.kpipe.as_ref().is_some_and(|k| k.len > 0) {
         let n = drain_pipe(dst, half)?;
         return Ok(n > 0);
     }

@@ -1,11 +1,12 @@
 //! The byte pipe after TLS termination: decrypted client bytes to the server and back, with
 //! half-close, the stream's idle timeout and the stop signal (same ends as `pipe.rs`).
 //!
-//! `pipe.rs` cannot be used as-is: it waits for socket readiness and reads the sockets itself
-//! (or splices), but TLS bytes must go through rustls' state. This pipe keeps its idea
-//! instead: each step *polls* the reads (`poll_read` on the TLS stream goes through rustls;
-//! it registers interest and returns `Pending` when nothing is there) into one 16 KiB buffer
-//! per worker thread, and writes what it got on at once. Only bytes the destination does not
+//! The loop (ends, idle timeout, stop) is `duplex.rs`', shared with `pipe.rs`; only the step
+//! differs. `pipe.rs`' step waits for socket readiness and reads the sockets itself (or
+//! splices), but TLS bytes must go through rustls' state. This step keeps its idea instead:
+//! it *polls* the reads (`poll_read` on the TLS stream goes through rustls; it registers
+//! interest and returns `Pending` when nothing is there) into one 16 KiB buffer per worker
+//! thread, and writes what it got on at once. Only bytes the destination does not
 //! take are copied into a buffer owned by the connection, freed once drained (and the
 //! source is not read meanwhile: back-pressure). The thread buffer is only borrowed inside
 //! synchronous poll calls, never across an await.
@@ -25,14 +26,13 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::log::End;
-use crate::pipe::PipeResult;
+use crate::duplex::{self, PipeResult, Sides};
 use crate::tls::ClientTls;
 
 /// The largest TLS record's plaintext: one read from rustls never returns more.
@@ -44,19 +44,40 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BUF_SIZE]);
 }
 
-/// One direction's state.
+/// One direction's state (the copy buffer is empty, with no capacity, when idle).
+type Half = duplex::Half<Records>;
+
+/// A TLS pipe direction's own state.
 #[derive(Debug, Default)]
-struct Half {
-    /// Bytes read but not yet taken by the destination (empty, no capacity, when idle).
-    pending: Vec<u8>,
-    offset: usize,
+struct Records {
     /// Written bytes may sit in the destination's buffers (rustls records): flush them.
     needs_flush: bool,
-    /// The source sent EOF.
-    eof: bool,
-    /// EOF has been passed on (write side shut down).
-    shut: bool,
-    bytes: u64,
+}
+
+/// The TLS client and the plain server.
+struct Tls<'a> {
+    client: &'a mut ClientTls,
+    server: &'a mut TcpStream,
+}
+
+impl Sides for Tls<'_> {
+    type Extra = Records;
+    const KIND: &'static str = "tls";
+
+    /// Poll both directions ([`drive`]) until one moved something.
+    async fn step(&mut self, up: &mut Half, down: &mut Half) -> io::Result<bool> {
+        let (client, server) = (&mut *self.client, &mut *self.server);
+        poll_fn(|cx| {
+            let a = drive(cx, &mut *client, &mut *server, up);
+            let b = drive(cx, &mut *server, &mut *client, down);
+            match (a, b) {
+                (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
+                (Poll::Pending, Poll::Pending) => Poll::Pending,
+                _ => Poll::Ready(Ok(true)),
+            }
+        })
+        .await
+    }
 }
 
 /// Copy both ways until both sides closed, one side failed, `idle` passed with no byte
@@ -65,70 +86,9 @@ pub(crate) async fn tls_pipe(
     client: &mut ClientTls,
     server: &mut TcpStream,
     idle: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> PipeResult {
-    let mut up = Half::default(); // client -> server
-    let mut down = Half::default(); // server -> client
-    let mut first_eof: Option<End> = None;
-    let mut last = Instant::now();
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
-    let end = loop {
-        if up.shut && down.shut {
-            break first_eof.unwrap_or(End::ClientClosed);
-        }
-        if *stop.borrow_and_update() {
-            break End::Shutdown;
-        }
-        let step = poll_fn(|cx| {
-            let a = drive(cx, &mut *client, &mut *server, &mut up);
-            let b = drive(cx, &mut *server, &mut *client, &mut down);
-            match (a, b) {
-                (Poll::Ready(Err(e)), _) | (_, Poll::Ready(Err(e))) => Poll::Ready(Err(e)),
-                (Poll::Pending, Poll::Pending) => Poll::Pending,
-                _ => Poll::Ready(Ok(())),
-            }
-        });
-        let result = tokio::select! {
-            r = step => r,
-            () = &mut sleep => {
-                let deadline = last + idle;
-                if Instant::now() >= deadline {
-                    break End::IdleTimeout;
-                }
-                sleep.as_mut().reset(deadline.into());
-                continue;
-            }
-            _ = stop.changed() => continue,
-        };
-        match result {
-            Ok(()) => {
-                last = Instant::now();
-                if first_eof.is_none() {
-                    if up.eof {
-                        first_eof = Some(End::ClientClosed);
-                    } else if down.eof {
-                        first_eof = Some(End::ServerClosed);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "stream TLS pipe error");
-                break match e.kind() {
-                    // A reset after one side closed normally still reads as that close.
-                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
-                        first_eof.unwrap_or(End::Error)
-                    }
-                    _ => End::Error,
-                };
-            }
-        }
-    };
-    PipeResult {
-        sent: up.bytes,
-        received: down.bytes,
-        end,
-    }
+    duplex::run(&mut Tls { client, server }, idle, stop).await
 }
 
 /// Move what can move from `src` to `dst` now. `Ready(Ok(()))` when something moved (bytes,
@@ -158,7 +118,7 @@ where
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     h.offset += n;
-                    h.needs_flush = true;
+                    h.extra.needs_flush = true;
                     moved = true;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -170,9 +130,9 @@ where
             h.offset = 0;
         }
         // 2. Records rustls holds for the socket.
-        if h.needs_flush {
+        if h.extra.needs_flush {
             match Pin::new(&mut *dst).poll_flush(cx) {
-                Poll::Ready(Ok(())) => h.needs_flush = false,
+                Poll::Ready(Ok(())) => h.extra.needs_flush = false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return progress(moved),
             }
@@ -211,7 +171,7 @@ where
                             }
                             Poll::Ready(Ok(k)) => {
                                 off += k;
-                                h.needs_flush = true;
+                                h.extra.needs_flush = true;
                             }
                             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                             Poll::Pending => break,
