@@ -19,65 +19,18 @@ use common::*;
 use portico_balance::Registry;
 use portico_stream::proxy_protocol::{self, ProxyAddrs};
 use portico_stream::{StreamOptions, StreamServer};
+use portico_testkit::certs::{Leaf, TestCa, client_config};
+use portico_tls::rustls::ClientConfig;
 use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
-use portico_tls::rustls::{self, ClientConfig, RootCertStore};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// The certificate-file poll interval used here (the default is 5 s).
 const POLL: Duration = Duration::from_millis(50);
 
-struct TestCa {
-    pem: String,
-    der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-struct Leaf {
-    chain_pem: String,
-    key_pem: String,
-    der: CertificateDer<'static>,
-}
-
-impl TestCa {
-    fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn leaf(&self, name: &str) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.pem),
-            key_pem: key.serialize_pem(),
-            der: cert.der().clone(),
-        }
-    }
-
-    fn client(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        // Full handshakes only: a resumed session would not show a swapped certificate.
-        config.resumption = rustls::client::Resumption::disabled();
-        Arc::new(config)
-    }
+/// A client config trusting `ca` only, no ALPN, full handshakes only (a resumed session
+/// would not show a swapped certificate).
+fn trusting(ca: &TestCa) -> Arc<ClientConfig> {
+    client_config(ca.roots(), &[], &[])
 }
 
 /// Write a file by rename (a new inode, as `cp` + `mv` or a secret volume update does).
@@ -179,16 +132,20 @@ fn leaf_of(c: &Client) -> CertificateDer<'static> {
 #[test]
 fn terminates_tls_in_front_of_a_plain_echo() {
     let ca = TestCa::new("stream test CA");
-    let leaf = ca.leaf("stream.test");
+    let leaf = ca.leaf(&["stream.test"]);
     let backend = Backend::spawn("plain");
     let p = start(&leaf, &tls_stream_to(backend.addr, ""));
     let addr = p.addr(0);
     rt().block_on(async {
         // A client offering ALPN gets none: after TLS a stream is raw bytes.
         let started = Instant::now();
-        let mut c = connect(addr, ca.client(&[b"h2", b"http/1.1"]), "stream.test")
-            .await
-            .unwrap();
+        let mut c = connect(
+            addr,
+            client_config(ca.roots(), &[b"h2".as_slice(), b"http/1.1"], &[]),
+            "stream.test",
+        )
+        .await
+        .unwrap();
         assert_eq!(c.get_ref().1.alpn_protocol(), None);
         assert_eq!(leaf_of(&c), leaf.der);
         assert_eq!(exchange(&mut c, b"hello over tls").await, "plain");
@@ -219,7 +176,7 @@ fn terminates_tls_in_front_of_a_plain_echo() {
         let mut times = Vec::new();
         for _ in 0..20 {
             let t = Instant::now();
-            let mut c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+            let mut c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
             exchange(&mut c, b"x").await;
             times.push(t.elapsed());
         }
@@ -244,16 +201,16 @@ fn terminates_tls_in_front_of_a_plain_echo() {
 fn failed_handshakes_close_only_their_own_connection() {
     let ca = TestCa::new("stream test CA");
     let other_ca = TestCa::new("another CA");
-    let leaf = ca.leaf("stream.test");
+    let leaf = ca.leaf(&["stream.test"]);
     let backend = Backend::spawn("plain");
     let p = start(&leaf, &tls_stream_to(backend.addr, ""));
     let addr = p.addr(0);
     rt().block_on(async {
-        let mut kept = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let mut kept = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut kept, b"before").await, "plain");
 
         // Wrong SNI: the stream's certificate does not cover it, the client refuses it.
-        let e = connect(addr, ca.client(&[]), "other.test")
+        let e = connect(addr, trusting(&ca), "other.test")
             .await
             .expect_err("wrong name");
         assert!(
@@ -261,7 +218,7 @@ fn failed_handshakes_close_only_their_own_connection() {
             "{e}"
         );
         // A client that does not trust the certificate.
-        let e = connect(addr, other_ca.client(&[]), "stream.test")
+        let e = connect(addr, trusting(&other_ca), "stream.test")
             .await
             .expect_err("unknown issuer");
         assert!(e.to_string().contains("UnknownIssuer"), "{e}");
@@ -297,7 +254,7 @@ fn failed_handshakes_close_only_their_own_connection() {
         let mut back = [0u8; 5];
         kept.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"after");
-        let mut fresh = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let mut fresh = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut fresh, b"fresh").await, "plain");
     });
     // Failed handshakes never reached a server: only the two good connections did.
@@ -323,14 +280,14 @@ fn failed_handshakes_close_only_their_own_connection() {
 #[test]
 fn replaced_certificate_files_are_served_after_the_poll_interval() {
     let ca = TestCa::new("stream test CA");
-    let first = ca.leaf("stream.test");
-    let second = ca.leaf("stream.test");
+    let first = ca.leaf(&["stream.test"]);
+    let second = ca.leaf(&["stream.test"]);
     let backend = Backend::spawn("plain");
     let p = start(&first, &tls_stream_to(backend.addr, ""));
     let addr = p.addr(0);
     let dir = p.dir.path().to_path_buf();
     rt().block_on(async {
-        let mut old = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let mut old = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(leaf_of(&old), first.der);
         assert_eq!(exchange(&mut old, b"one").await, "plain");
 
@@ -343,7 +300,7 @@ fn replaced_certificate_files_are_served_after_the_poll_interval() {
             "-----BEGIN CERTIFICATE-----\nnot base64\n",
         );
         tokio::time::sleep(POLL * 6).await;
-        let c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(
             leaf_of(&c),
             first.der,
@@ -354,7 +311,7 @@ fn replaced_certificate_files_are_served_after_the_poll_interval() {
         write_leaf(&dir, &second);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+            let c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
             if leaf_of(&c) == second.der {
                 break;
             }
@@ -415,7 +372,7 @@ fn proxy_header_backend() -> SocketAddr {
 #[test]
 fn proxy_headers_after_termination_carry_the_real_client() {
     let ca = TestCa::new("stream test CA");
-    let leaf = ca.leaf("stream.test");
+    let leaf = ca.leaf(&["stream.test"]);
     let server = proxy_header_backend();
     rt().block_on(async {
         // PROXY v2 to the server, with the TLS client's own address.
@@ -425,7 +382,7 @@ fn proxy_headers_after_termination_carry_the_real_client() {
         sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let tcp = sock.connect(addr).await.unwrap();
         let me = tcp.local_addr().unwrap();
-        let mut c = tls_over(tcp, ca.client(&[]), "stream.test").await.unwrap();
+        let mut c = tls_over(tcp, trusting(&ca), "stream.test").await.unwrap();
         let line = exchange(&mut c, b"payload").await;
         assert_eq!(line, format!("v2 {me} {addr}"));
 
@@ -444,7 +401,7 @@ fn proxy_headers_after_termination_carry_the_real_client() {
             tcp,
             b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n".to_vec(),
         );
-        let mut c = tls_over_any(tcp, ca.client(&[]), "stream.test").await;
+        let mut c = tls_over_any(tcp, trusting(&ca), "stream.test").await;
         assert!(header_sent.load(std::sync::atomic::Ordering::SeqCst));
         let mut line = Vec::new();
         let mut r = tokio::io::BufReader::new(&mut c);
@@ -633,13 +590,13 @@ fn bulk_backend(n: usize) -> SocketAddr {
 fn bulk_both_ways_with_a_slow_reader() {
     const N: usize = 8 << 20;
     let ca = TestCa::new("stream test CA");
-    let leaf = ca.leaf("stream.test");
+    let leaf = ca.leaf(&["stream.test"]);
     let server = bulk_backend(N);
     let p = start(&leaf, &tls_stream_to(server, ""));
     let addr = p.addr(0);
     rt().block_on(async {
         let t = Instant::now();
-        let c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         let (mut r, mut w) = tokio::io::split(c);
         // The client sends N bytes while not reading at first: both sockets fill up, so
         // Portico holds bytes and stops reading (back-pressure) in both directions.
@@ -675,7 +632,7 @@ fn bulk_both_ways_with_a_slow_reader() {
 #[test]
 fn idle_timeout_and_stop_close_tls_streams() {
     let ca = TestCa::new("stream test CA");
-    let leaf = ca.leaf("stream.test");
+    let leaf = ca.leaf(&["stream.test"]);
     let backend = Backend::spawn("plain");
     let p = start(
         &leaf,
@@ -683,7 +640,7 @@ fn idle_timeout_and_stop_close_tls_streams() {
     );
     let addr = p.addr(0);
     rt().block_on(async {
-        let mut c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let mut c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut c, b"x").await, "plain");
         let t = Instant::now();
         let mut rest = Vec::new();
@@ -702,7 +659,7 @@ fn idle_timeout_and_stop_close_tls_streams() {
     let p = start(&leaf, &tls_stream_to(backend.addr, ""));
     let addr = p.addr(0);
     rt().block_on(async {
-        let mut c = connect(addr, ca.client(&[]), "stream.test").await.unwrap();
+        let mut c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut c, b"x").await, "plain");
         p.running.stop_now();
         let mut rest = Vec::new();
