@@ -19,25 +19,12 @@ use common::*;
 fn nginx_proxy_protocol_echo(dir: &Path) -> Option<(Proc, SocketAddr)> {
     let nginx = peer("nginx")?;
     let port = free_port();
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/t1;\n  proxy_temp_path {d}/t2;\n  fastcgi_temp_path {d}/t3;\n  uwsgi_temp_path {d}/t4;\n  scgi_temp_path {d}/t5;\n\
-           server {{\n    listen 127.0.0.1:{port} proxy_protocol;\n    location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\"; }}\n  }}\n}}\n"
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let p = spawn(
+    let p = spawn_nginx(
         &nginx,
-        &[
-            "-c",
-            path.to_str().unwrap(),
-            "-p",
-            dir.to_str().unwrap(),
-            "-e",
-            &format!("{d}/nginx-error.log"),
-        ],
+        dir,
+        &format!(
+            "  server {{\n    listen 127.0.0.1:{port} proxy_protocol;\n    location / {{ return 200 \"$proxy_protocol_addr:$proxy_protocol_port\"; }}\n  }}\n"
+        ),
     );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_listening(addr);

@@ -58,26 +58,12 @@ fn tls_backends(dir: &Path) -> Option<(Proc, SocketAddr, SocketAddr)> {
             "  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/{name}.pem;\n    ssl_certificate_key {d}/{name}.key;\n    location / {{ return 200 \"{answer}\"; }}\n  }}\n"
         )
     };
-    let conf = format!(
-        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/t1;\n  proxy_temp_path {d}/t2;\n  fastcgi_temp_path {d}/t3;\n  uwsgi_temp_path {d}/t4;\n  scgi_temp_path {d}/t5;\n{}{}}}\n",
+    let servers = format!(
+        "{}{}",
         server(pa, "a.example.test", "backend-a"),
         server(pb, "b.example.test", "backend-b"),
     );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let p = spawn(
-        &nginx,
-        &[
-            "-c",
-            path.to_str().unwrap(),
-            "-p",
-            dir.to_str().unwrap(),
-            "-e",
-            &format!("{d}/nginx-error.log"),
-        ],
-    );
+    let p = spawn_nginx(&nginx, dir, &servers);
     let a: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
     let b: SocketAddr = format!("127.0.0.1:{pb}").parse().unwrap();
     wait_listening(a);

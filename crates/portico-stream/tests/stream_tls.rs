@@ -46,22 +46,12 @@ fn write_leaf(dir: &Path, leaf: &Leaf) {
 }
 
 /// Start a stream server with `leaf` in `cert.pem`/`key.pem` beside the config (relative
-/// paths) and `stream` as the `[[streams]]` body after `listen`.
+/// paths) and `body` as the config after `[server]`.
 fn start(leaf: &Leaf, body: &str) -> Portico {
-    let dir = tempfile::tempdir().unwrap();
-    write_leaf(dir.path(), leaf);
-    let text = format!(
-        "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"access.log\"\nheader_timeout = \"1s\"\nshutdown_grace = \"2s\"\n\
-         {body}"
-    );
-    let path = dir.path().join("portico.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = portico_config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let options = StreamOptions {
         cert_poll_interval: POLL,
     };
-    let running = StreamServer::start_with(Arc::new(config), Registry::new(), &options).unwrap();
-    Portico { running, dir }
+    Portico::start_with(body, &options, |dir| write_leaf(dir, leaf))
 }
 
 fn tls_stream_to(server: SocketAddr, extra: &str) -> String {

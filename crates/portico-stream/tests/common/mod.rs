@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portico_balance::Registry;
-use portico_stream::{RunningStreams, StreamServer};
+use portico_stream::{RunningStreams, StreamOptions, StreamServer};
 
 /// A running stream server and the folder holding its config and access log.
 pub struct Portico {
@@ -23,14 +23,21 @@ pub struct Portico {
 impl Portico {
     /// Start from `toml` (an `[admin] listen = "off"` and a file access log are added).
     pub fn start(toml: &str) -> Portico {
+        Portico::start_with(toml, &StreamOptions::default(), |_| {})
+    }
+
+    /// [`Portico::start`] with `options`, after `prepare` wrote what the config names
+    /// (relative paths) into the config's folder.
+    pub fn start_with(toml: &str, options: &StreamOptions, prepare: impl FnOnce(&Path)) -> Portico {
         let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
         let text = format!(
             "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"access.log\"\nheader_timeout = \"1s\"\nshutdown_grace = \"2s\"\n{toml}"
         );
         let path = dir.path().join("portico.toml");
         std::fs::write(&path, &text).unwrap();
         let config = portico_config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let running = StreamServer::start(Arc::new(config), Registry::new()).unwrap();
+        let running = StreamServer::start_with(Arc::new(config), Registry::new(), options).unwrap();
         Portico { running, dir }
     }
 
@@ -175,6 +182,31 @@ pub fn peer(program: &str) -> Option<PathBuf> {
     }
     eprintln!("SKIP: {program} not installed");
     None
+}
+
+/// Start `nginx` (a path from [`peer`]) in the foreground from `dir/nginx.conf`: one worker,
+/// pid, error log and temp paths in `dir`, access log off, `servers` (its `server` blocks)
+/// inside the `http` block.
+pub fn spawn_nginx(nginx: &Path, dir: &Path, servers: &str) -> Proc {
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/t1;\n  proxy_temp_path {d}/t2;\n  fastcgi_temp_path {d}/t3;\n  uwsgi_temp_path {d}/t4;\n  scgi_temp_path {d}/t5;\n{servers}}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    spawn(
+        nginx,
+        &[
+            "-c",
+            path.to_str().unwrap(),
+            "-p",
+            dir.to_str().unwrap(),
+            "-e",
+            &format!("{d}/nginx-error.log"),
+        ],
+    )
 }
 
 /// A child process killed (by PID) and reaped on drop.
