@@ -154,11 +154,7 @@ async fn hello_and_pipe(
     dst: SocketAddr,
     kept: &[u8],
 ) -> End {
-    let header = match stream.proxy_protocol {
-        Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(rec.client, dst),
-        Some(ProxyProtocolVersion::V2) => proxy_protocol::encode_v2(rec.client, dst),
-        None => Vec::new(),
-    };
+    let header = proxy_header(stream.proxy_protocol, rec.client, dst);
     let mut first = header;
     first.extend_from_slice(kept);
     if !first.is_empty() {
@@ -190,11 +186,7 @@ async fn hello_and_tls_pipe(
     rec: &mut Record,
     dst: SocketAddr,
 ) -> End {
-    let header = match stream.proxy_protocol {
-        Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(rec.client, dst),
-        Some(ProxyProtocolVersion::V2) => proxy_protocol::encode_v2(rec.client, dst),
-        None => Vec::new(),
-    };
+    let header = proxy_header(stream.proxy_protocol, rec.client, dst);
     if !header.is_empty()
         && let Err(e) = server.write_all(&header).await
     {
@@ -211,6 +203,20 @@ async fn hello_and_tls_pipe(
     rec.sent = result.sent;
     rec.received = result.received;
     result.end
+}
+
+/// The PROXY header `version` asks for, telling the server `client` connected to `dst`;
+/// empty without one.
+fn proxy_header(
+    version: Option<ProxyProtocolVersion>,
+    client: SocketAddr,
+    dst: SocketAddr,
+) -> Vec<u8> {
+    match version {
+        Some(ProxyProtocolVersion::V1) => proxy_protocol::encode_v1(client, dst),
+        Some(ProxyProtocolVersion::V2) => proxy_protocol::encode_v2(client, dst),
+        None => Vec::new(),
+    }
 }
 
 /// Pick (persistence first) and connect, trying up to `retries` other servers. `last` is
