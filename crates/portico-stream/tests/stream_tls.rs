@@ -22,7 +22,7 @@ use portico_stream::{StreamOptions, StreamServer};
 use portico_testkit::certs::{Leaf, TestCa, client_config};
 use portico_tls::rustls::ClientConfig;
 use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// The certificate-file poll interval used here (the default is 5 s).
 const POLL: Duration = Duration::from_millis(50);
@@ -113,6 +113,16 @@ async fn exchange(s: &mut Client, payload: &[u8]) -> String {
         .unwrap();
     assert_eq!(back, payload);
     String::from_utf8(line).unwrap()
+}
+
+/// Read until the peer closes (or the connection fails) within 5 s, else panic with
+/// `what`; the bytes read.
+async fn read_until_closed<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|_| panic!("{what}"));
+    out
 }
 
 fn leaf_of(c: &Client) -> CertificateDer<'static> {
@@ -218,10 +228,7 @@ fn failed_handshakes_close_only_their_own_connection() {
             .write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut out))
-            .await
-            .expect("closed in time");
+        let out = read_until_closed(&mut plain, "closed in time").await;
         assert!(
             !out.starts_with(b"plain"),
             "no backend bytes for a non-TLS client"
@@ -229,10 +236,11 @@ fn failed_handshakes_close_only_their_own_connection() {
         // Silent: closed after header_timeout (1 s here).
         let t = Instant::now();
         let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut out = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut out))
-            .await
-            .expect("a silent client is closed within header_timeout");
+        read_until_closed(
+            &mut silent,
+            "a silent client is closed within header_timeout",
+        )
+        .await;
         assert!(
             t.elapsed() >= Duration::from_millis(900),
             "{:?}",
@@ -633,10 +641,7 @@ fn idle_timeout_and_stop_close_tls_streams() {
         let mut c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut c, b"x").await, "plain");
         let t = Instant::now();
-        let mut rest = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
-            .await
-            .expect("closed by the idle timeout");
+        read_until_closed(&mut c, "closed by the idle timeout").await;
         assert!(
             t.elapsed() >= Duration::from_millis(250),
             "{:?}",
@@ -652,10 +657,7 @@ fn idle_timeout_and_stop_close_tls_streams() {
         let mut c = connect(addr, trusting(&ca), "stream.test").await.unwrap();
         assert_eq!(exchange(&mut c, b"x").await, "plain");
         p.running.stop_now();
-        let mut rest = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut rest))
-            .await
-            .expect("closed by stop_now");
+        read_until_closed(&mut c, "closed by stop_now").await;
     });
     let lines = p.log_lines(1);
     assert!(lines[0].contains("end=shutdown"), "{lines:?}");
