@@ -48,22 +48,28 @@ fn portico_to(server: SocketAddr, extra: &str) -> Portico {
     ))
 }
 
-#[test]
-fn nginx_understands_the_headers_portico_sends() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some((_nginx, addr)) = nginx_proxy_protocol_echo(dir.path()) else {
-        return;
-    };
+/// Through a Portico sending each PROXY header version to `addr` (an HTTP server answering
+/// the client address it was told), clients from 127.0.0.2 and .3 are seen as themselves.
+fn assert_peer_sees_the_clients(addr: SocketAddr, peer: &str) {
     for version in ["v1", "v2"] {
         let p = portico_to(addr, &format!("proxy_protocol = \"{version}\"\n"));
         for from in ["127.0.0.2", "127.0.0.3"] {
             let body = http_get_from(from, p.addr(0));
             assert!(
                 body.starts_with(&format!("{from}:")),
-                "{version} from {from}: nginx saw {body:?}"
+                "{version} from {from}: {peer} saw {body:?}"
             );
         }
     }
+}
+
+#[test]
+fn nginx_understands_the_headers_portico_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_nginx, addr)) = nginx_proxy_protocol_echo(dir.path()) else {
+        return;
+    };
+    assert_peer_sees_the_clients(addr, "nginx");
 }
 
 #[test]
@@ -81,16 +87,7 @@ fn haproxy_understands_the_headers_portico_sends() {
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_listening(addr);
-    for version in ["v1", "v2"] {
-        let p = portico_to(addr, &format!("proxy_protocol = \"{version}\"\n"));
-        for from in ["127.0.0.2", "127.0.0.3"] {
-            let body = http_get_from(from, p.addr(0));
-            assert!(
-                body.starts_with(&format!("{from}:")),
-                "{version} from {from}: haproxy saw {body:?}"
-            );
-        }
-    }
+    assert_peer_sees_the_clients(addr, "haproxy");
 }
 
 /// client (127.0.0.x) -> HAProxy mode tcp, send-proxy-v2 / send-proxy -> Portico

@@ -19,6 +19,15 @@ fn stream_config(backends: &[&Backend], balance: &str, extra: &str) -> String {
     )
 }
 
+/// Backends tagged `a`, `b` and `c`.
+fn three_backends() -> (Backend, Backend, Backend) {
+    (
+        Backend::spawn("a"),
+        Backend::spawn("b"),
+        Backend::spawn("c"),
+    )
+}
+
 fn counts(tags: &[String]) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for t in tags {
@@ -29,11 +38,7 @@ fn counts(tags: &[String]) -> HashMap<String, usize> {
 
 #[test]
 fn echo_through_every_balancer() {
-    let (a, b, c) = (
-        Backend::spawn("a"),
-        Backend::spawn("b"),
-        Backend::spawn("c"),
-    );
+    let (a, b, c) = three_backends();
     for balance in ["round_robin", "least_conn", "random_two", "ip_hash", "hash"] {
         let p = Portico::start(&stream_config(&[&a, &b, &c], balance, ""));
         let tags: Vec<String> = (0..30).map(|_| tag_from("127.0.0.1", p.addr(0))).collect();
@@ -68,11 +73,7 @@ fn echo_through_every_balancer() {
 /// robin); without persistence the same client rotates.
 #[test]
 fn seed_003_round_robin_with_50s_persistence_from_two_clients() {
-    let (a, b, c) = (
-        Backend::spawn("a"),
-        Backend::spawn("b"),
-        Backend::spawn("c"),
-    );
+    let (a, b, c) = three_backends();
     let p = Portico::start(&stream_config(
         &[&a, &b, &c],
         "round_robin",
@@ -104,11 +105,7 @@ fn seed_003_round_robin_with_50s_persistence_from_two_clients() {
 
 #[test]
 fn persistence_lasts_while_open_and_expires_after_the_last_close() {
-    let (a, b, c) = (
-        Backend::spawn("a"),
-        Backend::spawn("b"),
-        Backend::spawn("c"),
-    );
+    let (a, b, c) = three_backends();
     let p = Portico::start(&stream_config(
         &[&a, &b, &c],
         "round_robin",
