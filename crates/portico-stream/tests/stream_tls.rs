@@ -22,7 +22,7 @@ use portico_stream::{StreamOptions, StreamServer};
 use portico_testkit::certs::{Leaf, TestCa, client_config};
 use portico_tls::rustls::ClientConfig;
 use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The certificate-file poll interval used here (the default is 5 s).
 const POLL: Duration = Duration::from_millis(50);
@@ -80,14 +80,15 @@ async fn connect(
     tls_over(tcp, config, sni).await
 }
 
-async fn tls_over(
-    tcp: tokio::net::TcpStream,
+/// TLS client handshake with `sni` over `io`, bounded in time.
+async fn tls_over<IO: AsyncRead + AsyncWrite + Unpin>(
+    io: IO,
     config: Arc<ClientConfig>,
     sni: &str,
-) -> std::io::Result<Client> {
+) -> std::io::Result<tokio_rustls::client::TlsStream<IO>> {
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, io))
         .await
         .map_err(|_| std::io::Error::other("handshake timed out"))?
 }
@@ -399,7 +400,7 @@ fn proxy_headers_after_termination_carry_the_real_client() {
             tcp,
             b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n".to_vec(),
         );
-        let mut c = tls_over_any(tcp, trusting(&ca), "stream.test").await;
+        let mut c = tls_over(tcp, trusting(&ca), "stream.test").await.unwrap();
         assert!(header_sent.load(std::sync::atomic::Ordering::SeqCst));
         let mut line = Vec::new();
         let mut r = tokio::io::BufReader::new(&mut c);
@@ -478,19 +479,6 @@ impl tokio::io::AsyncWrite for PrefixFirstWrite {
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
-}
-
-async fn tls_over_any(
-    io: PrefixFirstWrite,
-    config: Arc<ClientConfig>,
-    sni: &str,
-) -> tokio_rustls::client::TlsStream<PrefixFirstWrite> {
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, io))
-        .await
-        .expect("handshake in time")
-        .unwrap()
 }
 
 #[test]
