@@ -276,25 +276,23 @@ async fn read_proxy_header(
     kept: &mut Vec<u8>,
     deadline: tokio::time::Instant,
 ) -> Result<ProxyAddrs, ()> {
-    loop {
-        match proxy_protocol::decode(kept) {
+    read_until(
+        client,
+        kept,
+        deadline,
+        |kept| match proxy_protocol::decode(kept) {
             Ok(Some(h)) => {
                 kept.drain(..h.len);
-                return Ok(h.addrs);
+                Ok(Some(h.addrs))
             }
-            Ok(None) => {}
+            Ok(None) => Ok(None),
             Err(e) => {
                 tracing::debug!(error = %e, "stream: bad PROXY header");
-                return Err(());
+                Err(())
             }
-        }
-        // Read straight into `kept` (no buffer inside the connection's future).
-        kept.reserve(512);
-        match tokio::time::timeout_at(deadline, client.read_buf(kept)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return Err(()),
-        }
-    }
+        },
+    )
+    .await
 }
 
 /// Read until the ClientHello's SNI is known; every byte read stays in `kept`.
@@ -303,14 +301,30 @@ async fn read_sni(
     kept: &mut Vec<u8>,
     deadline: tokio::time::Instant,
 ) -> Result<Option<String>, ()> {
-    loop {
+    read_until(client, kept, deadline, |kept| {
         match sni::server_name(kept) {
-            Ok(Peek::Done(name)) => return Ok(name),
-            Ok(Peek::Incomplete) => {}
+            Ok(Peek::Done(name)) => Ok(Some(name)),
+            Ok(Peek::Incomplete) => Ok(None),
             Err(e) => {
                 tracing::debug!(error = %e, "stream: no SNI");
-                return Err(());
+                Err(())
             }
+        }
+    })
+    .await
+}
+
+/// Read into `kept` until `parse` has what it needs (`Ok(Some)`) or refuses (`Err`); the
+/// client closing or `deadline` passing first is an `Err` too.
+async fn read_until<T>(
+    client: &mut TcpStream,
+    kept: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
+    mut parse: impl FnMut(&mut Vec<u8>) -> Result<Option<T>, ()>,
+) -> Result<T, ()> {
+    loop {
+        if let Some(done) = parse(kept)? {
+            return Ok(done);
         }
         // Read straight into `kept` (no buffer inside the connection's future).
         kept.reserve(512);
