@@ -74,6 +74,9 @@ impl RunningServer {
             )
             .into());
         }
+        if let Some(tls) = &self.shared.tls {
+            snapshot.attach_tls(tls);
+        }
         let old = self.shared.snapshot.load_full();
         let old_ids: HashSet<SocketAddr> = old.listeners.iter().map(|l| l.addr).collect();
         let new_ids: HashSet<SocketAddr> = snapshot.listeners.iter().map(|l| l.addr).collect();

@@ -70,6 +70,9 @@ impl Server {
                 "a site has `tls` but the data plane was started without a TLS runtime".into(),
             ));
         }
+        if let Some(tls) = &tls {
+            snapshot.attach_tls(tls);
+        }
         let threads = match config.server.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,

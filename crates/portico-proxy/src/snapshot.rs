@@ -40,6 +40,12 @@ pub(crate) struct ListenerSites {
     pub hosts: HostTable,
     /// A TLS listener: a site with `tls` listens here.
     pub tls: bool,
+    /// The certificate entries (`portico_tls::site_resolver_id`) of the TLS sites here, in
+    /// file order, without repeats: the first is the certificate of handshakes without SNI
+    /// or with a name no site here serves.
+    pub cert_ids: Vec<String>,
+    /// This listener's TLS acceptor (set by [`Snapshot::attach_tls`]).
+    pub acceptor: Option<crate::tls::ListenerAcceptor>,
     /// Sites (global indexes) that only answer 301 to https here: this address is their
     /// `http_listen`. Few per listener; a linear scan is cheaper than a set.
     pub redirect: Vec<usize>,
@@ -245,6 +251,11 @@ impl Snapshot {
                 let l = listener_at(&mut listeners, *addr);
                 l.hosts.add_site(site_index, &site.hosts);
                 l.tls |= site.tls.is_some();
+                if let Some(id) = portico_tls::site_resolver_id(site)
+                    && !l.cert_ids.contains(&id)
+                {
+                    l.cert_ids.push(id);
+                }
             }
             if site.tls.is_some() && site.http_redirect {
                 for addr in &site.http_listen {
@@ -280,6 +291,8 @@ fn listener_at(listeners: &mut Vec<ListenerSites>, addr: SocketAddr) -> &mut Lis
                 addr,
                 hosts: HostTable::default(),
                 tls: false,
+                cert_ids: Vec::new(),
+                acceptor: None,
                 redirect: Vec::new(),
             });
             listeners.len() - 1
@@ -297,6 +310,16 @@ impl Snapshot {
                 && let Some((_, actual)) = bound.iter().find(|(want, _)| *want == tls.listen)
             {
                 tls.https_port = actual.port();
+            }
+        }
+    }
+
+    /// Give every TLS listener its acceptor (its own default certificate); before the
+    /// snapshot is published.
+    pub fn attach_tls(&mut self, tls: &crate::tls::TlsShared) {
+        for l in &mut self.listeners {
+            if l.tls {
+                l.acceptor = tls.listener_acceptor(&l.cert_ids);
             }
         }
     }

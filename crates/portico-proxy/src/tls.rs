@@ -2,8 +2,12 @@
 //! the client side of TLS upstreams ([`UpstreamTlsCtx`]).
 //!
 //! Certificates live in `portico_tls`: one [`CertResolver`] (SNI -> certificate, swapped
-//! live by the file poller and the ACME manager) behind one rustls acceptor shared by every
-//! TLS listener of every worker; the HTTP-01 answers the plain listeners serve come from the
+//! live by the file poller and the ACME manager). Each TLS listener of a snapshot gets its
+//! own acceptor ([`TlsShared::listener_acceptor`], built with the snapshot, so a reload that
+//! reorders sites takes effect with it): the shared resolver restricted to the listener's
+//! sites, with its first TLS site's certificate for handshakes without SNI or with a name no
+//! site there serves (nginx's default server). All of them share one session cache and
+//! ticket keys. The HTTP-01 answers the plain listeners serve come from the
 //! same runtime ([`Http01Challenges`]). The proxy never loads certificate files itself.
 //!
 //! Upstream TLS (`[upstreams.NAME].tls`): one rustls client config per upstream
@@ -21,10 +25,11 @@ use std::time::Duration;
 use portico_balance::Pool;
 use portico_config::UpstreamTls;
 use portico_tls::acme::Http01Challenges;
+use portico_tls::rustls::ServerConfig;
 use portico_tls::rustls::pki_types::ServerName;
 use portico_tls::tokio_rustls::client::TlsStream;
 use portico_tls::tokio_rustls::{TlsAcceptor, TlsConnector};
-use portico_tls::{CertResolver, ServerOptions, TlsRuntime};
+use portico_tls::{CertResolver, ListenerCerts, ServerOptions, TlsRuntime};
 use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
@@ -51,10 +56,15 @@ impl TlsContext {
 }
 
 /// The server's TLS state, kept in the workers' shared state for its whole life (a reload
-/// keeps it: the resolver is the same object, new listeners use the same acceptor).
+/// keeps it: the resolver is the same object; each snapshot derives its listeners'
+/// acceptors from `config`).
 #[derive(Clone)]
 pub(crate) struct TlsShared {
+    /// Over the whole resolver (global default): for a connection whose listener has no
+    /// acceptor of its own in the snapshot (not expected; a safe fallback).
     pub acceptor: TlsAcceptor,
+    /// The base config the listeners' configs are cloned from.
+    config: Arc<ServerConfig>,
     pub http01: Http01Challenges,
     pub context: TlsContext,
 }
@@ -69,13 +79,35 @@ impl std::fmt::Debug for TlsShared {
 
 impl TlsShared {
     pub fn new(context: TlsContext) -> Result<TlsShared, ProxyError> {
-        let acceptor = portico_tls::acceptor(context.resolver.clone(), &context.options)
+        let config = portico_tls::server_config(context.resolver.clone(), &context.options)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         Ok(TlsShared {
-            acceptor,
+            acceptor: TlsAcceptor::from(config.clone()),
+            config,
             http01: context.http01.clone(),
             context,
         })
+    }
+}
+
+impl TlsShared {
+    /// The acceptor of a TLS listener whose sites' certificate entries are `ids` (file
+    /// order, first = the listener's default). `None` when `ids` is empty.
+    pub fn listener_acceptor(&self, ids: &[String]) -> Option<ListenerAcceptor> {
+        let certs = ListenerCerts::new(ids)?;
+        let config =
+            portico_tls::listener_config(&self.config, self.context.resolver.clone(), certs);
+        Some(ListenerAcceptor(TlsAcceptor::from(config)))
+    }
+}
+
+/// One TLS listener's acceptor (see [`TlsShared::listener_acceptor`]).
+#[derive(Clone)]
+pub(crate) struct ListenerAcceptor(pub TlsAcceptor);
+
+impl std::fmt::Debug for ListenerAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenerAcceptor")
     }
 }
 

@@ -1,10 +1,11 @@
 //! TLS client connections: the handshake, then HTTP/2 or HTTP/1.1 by ALPN.
 //!
-//! - The handshake runs with the server's shared acceptor (certificates chosen by SNI from
-//!   the [`portico_tls::CertResolver`]), bounded by `header_timeout` counted from accept
-//!   (the same budget then covers the first request head). A failed handshake (no
-//!   certificate for the name, garbage, timeout) is logged at debug level and the
-//!   connection closed; nothing else is affected.
+//! - The handshake runs with the listener's acceptor from the snapshot (certificates chosen
+//!   by SNI among the listener's sites from the shared [`portico_tls::CertResolver`]; no
+//!   SNI or an unknown name gets the listener's first TLS site's certificate), bounded by
+//!   `header_timeout` counted from accept (the same budget then covers the first request
+//!   head). A failed handshake (no certificate for the name, garbage, timeout) is logged
+//!   at debug level and the connection closed; nothing else is affected.
 //! - ALPN `acme-tls/1`: an ACME TLS-ALPN-01 validation; the resolver answered it with the
 //!   challenge certificate, the connection is closed at once.
 //! - ALPN `h2`: hyper's HTTP/2 server on this worker's current-thread runtime (streams are
@@ -46,7 +47,12 @@ pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, 
         tracing::error!(listener = %ctx.listener, "TLS listener without a TLS runtime; connection closed");
         return;
     };
-    let handshake = tokio::time::timeout(t.header, tls.acceptor.accept(stream)).await;
+    // This listener's acceptor in the current snapshot: its own default certificate.
+    let (snap, index) = ctx.worker.snapshot_for(ctx.listener);
+    let acceptor = index
+        .and_then(|i| snap.listeners[i].acceptor.as_ref())
+        .map_or(&tls.acceptor, |a| &a.0);
+    let handshake = tokio::time::timeout(t.header, acceptor.accept(stream)).await;
     let mut stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -65,12 +71,11 @@ pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, 
         return;
     }
     let h2 = conn.alpn_protocol() == Some(b"h2");
-    if let Some(sni) = conn.server_name() {
-        let (snap, index) = ctx.worker.snapshot_for(ctx.listener);
-        if let Some(i) = index {
-            let site = snap.listeners[i].hosts.select(Some(sni.as_bytes()));
-            ctx.sni_site.set(Some(site));
-        }
+    if let Some(sni) = conn.server_name()
+        && let Some(i) = index
+    {
+        let site = snap.listeners[i].hosts.select(Some(sni.as_bytes()));
+        ctx.sni_site.set(Some(site));
     }
     if h2 {
         serve_h2(ctx, stream, stop, t).await;

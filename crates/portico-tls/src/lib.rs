@@ -1,7 +1,8 @@
 //! Portico TLS: everything about certificates and rustls, without sockets of its own.
 //!
 //! - [`CertResolver`]: the SNI resolver the TLS listeners use, a swappable map from host names
-//!   to certificates (exact, `*.suffix`, default), also answering ACME TLS-ALPN-01 handshakes.
+//!   to certificates (exact, `*.suffix`, default), also answering ACME TLS-ALPN-01 handshakes;
+//!   [`ListenerResolver`] scopes it to one listener's sites and default.
 //! - [`server_config`] / [`acceptor`]: rustls server configs (TLS 1.2 + 1.3, ALPN h2 and
 //!   http/1.1, resumption) over a resolver.
 //! - [`FileCerts`]: `tls = { cert, key }` pairs loaded into the resolver and reloaded when the
@@ -34,10 +35,10 @@ pub use client::{
 pub use error::TlsError;
 pub use files::FileCerts;
 pub use provider::{Backend, default_provider};
-pub use resolver::{ACME_TLS_ALPN, CertResolver, NamePattern};
+pub use resolver::{ACME_TLS_ALPN, CertResolver, ListenerCerts, ListenerResolver, NamePattern};
 pub use runtime::TlsRuntime;
-pub use server::{ServerOptions, acceptor, is_acme_validation, server_config};
-pub use sites::{install_sites, site_id};
+pub use server::{ServerOptions, acceptor, is_acme_validation, listener_config, server_config};
+pub use sites::{install_sites, site_id, site_resolver_id};
 
 /// Re-exports for callers that build their own connections.
 pub use rustls;

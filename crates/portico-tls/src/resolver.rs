@@ -3,14 +3,18 @@
 //! Certificates are installed under an id (a site, a cert-file pair, an ACME group) with the
 //! host names they serve: exact names, `*.suffix` wildcards and `*` (any name). A handshake
 //! loads one immutable index with an `ArcSwap` and looks the SNI up: exact name, then the
-//! longest matching wildcard, then a `*` entry, then the default id. Names reserved without a
+//! longest matching wildcard, then a `*` entry, then the default id. Each TLS listener answers
+//! through a [`ListenerResolver`]: the same live map, but only the listener's own entries
+//! match names, and its default is the listener's first TLS site (nginx's default server of
+//! an address), so a handshake without SNI, or with a name no site of that listener serves,
+//! gets that site's certificate. Names reserved without a
 //! certificate yet (an ACME site still ordering) fail their handshakes cleanly instead of
 //! falling back to another site's certificate.
 //!
 //! A ClientHello that offers only ALPN `acme-tls/1` is an ACME TLS-ALPN-01 validation: it is
 //! answered with the challenge certificate published for that SNI, or refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -63,46 +67,86 @@ struct Entry {
     key: Option<Arc<CertifiedKey>>,
 }
 
+/// One candidate of a name: the entry it comes from and its certificate (`None`: reserved).
+#[derive(Clone)]
+struct Slot {
+    id: Arc<str>,
+    key: Option<Arc<CertifiedKey>>,
+}
+
+/// The certificate entries of one TLS listener: the ids of its sites' entries, the first
+/// (file order) being its default (nginx's default server of an address). Built when the
+/// listener's sites are known; certificates themselves are always looked up live.
+#[derive(Debug, Clone)]
+pub struct ListenerCerts {
+    ids: HashSet<Box<str>>,
+    default_id: Box<str>,
+}
+
+impl ListenerCerts {
+    /// The entries `ids` (file order; the first answers handshakes without SNI or with a
+    /// name none of them serves). `None` when `ids` is empty.
+    pub fn new<S: AsRef<str>>(ids: &[S]) -> Option<ListenerCerts> {
+        let default_id = ids.first()?.as_ref().into();
+        Some(ListenerCerts {
+            ids: ids.iter().map(|id| id.as_ref().into()).collect(),
+            default_id,
+        })
+    }
+
+    /// The default entry's id.
+    pub fn default_id(&self) -> &str {
+        &self.default_id
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+}
+
 /// The immutable index a handshake reads.
 #[derive(Default)]
 struct CertMap {
     entries: BTreeMap<String, Entry>,
     default_id: Option<String>,
-    exact: HashMap<String, Option<Arc<CertifiedKey>>>,
-    /// Longest suffix first.
-    suffixes: Vec<(String, Option<Arc<CertifiedKey>>)>,
-    any: Option<Option<Arc<CertifiedKey>>>,
+    /// Per name, every entry serving it: certificates before reservations, then id order.
+    exact: HashMap<String, Vec<Slot>>,
+    /// Longest suffix first, certificates before reservations.
+    suffixes: Vec<(String, Slot)>,
+    /// `*` entries, certificates first.
+    any: Vec<Slot>,
     default: Option<Arc<CertifiedKey>>,
 }
 
 impl CertMap {
     fn build(entries: BTreeMap<String, Entry>, default_id: Option<String>) -> CertMap {
-        let mut exact = HashMap::new();
+        let mut exact: HashMap<String, Vec<Slot>> = HashMap::new();
         let mut suffixes = Vec::new();
-        let mut any = None;
-        for entry in entries.values() {
+        let mut any = Vec::new();
+        for (id, entry) in &entries {
+            let id: Arc<str> = id.as_str().into();
             for name in &entry.names {
+                let slot = Slot {
+                    id: id.clone(),
+                    key: entry.key.clone(),
+                };
                 match name {
-                    NamePattern::Exact(n) => {
-                        // A real certificate wins over a reservation for the same name.
-                        let slot = exact.entry(n.clone()).or_insert(None);
-                        if slot.is_none() {
-                            *slot = entry.key.clone();
-                        }
-                    }
-                    NamePattern::Suffix(s) => suffixes.push((s.clone(), entry.key.clone())),
-                    NamePattern::Any => {
-                        if !matches!(any, Some(Some(_))) {
-                            any = Some(entry.key.clone());
-                        }
-                    }
+                    NamePattern::Exact(n) => exact.entry(n.clone()).or_default().push(slot),
+                    NamePattern::Suffix(s) => suffixes.push((s.clone(), slot)),
+                    NamePattern::Any => any.push(slot),
                 }
             }
         }
+        // Stable sorts: id order within equal keys. A real certificate wins over a
+        // reservation for the same name.
+        for slots in exact.values_mut() {
+            slots.sort_by_key(|s| s.key.is_none());
+        }
+        any.sort_by_key(|s| s.key.is_none());
         suffixes.sort_by(|a, b| {
             b.0.len()
                 .cmp(&a.0.len())
-                .then(b.1.is_some().cmp(&a.1.is_some()))
+                .then(a.1.key.is_none().cmp(&b.1.key.is_none()))
         });
         let default = default_id
             .as_ref()
@@ -118,24 +162,39 @@ impl CertMap {
         }
     }
 
-    /// `Some(None)`: the name is known but has no certificate (fail the handshake).
-    fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    /// The certificate for `sni`, among every entry (`scope` `None`) or among the entries of
+    /// one listener, falling back to that listener's default. A name matched by an entry
+    /// without a certificate (reserved) gets `None`: the handshake fails.
+    fn lookup(
+        &self,
+        sni: Option<&str>,
+        scope: Option<&ListenerCerts>,
+    ) -> Option<Arc<CertifiedKey>> {
+        let allowed = |slot: &&Slot| scope.is_none_or(|s| s.contains(&slot.id));
+        let default = || match scope {
+            Some(s) => self.entries.get(&*s.default_id).and_then(|e| e.key.clone()),
+            None => self.default.clone(),
+        };
         let Some(sni) = sni else {
-            return self.default.clone().or_else(|| self.any.clone().flatten());
+            return default().or_else(|| self.any.iter().find(allowed).and_then(|s| s.key.clone()));
         };
         let name = sni.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(found) = self.exact.get(&name) {
-            return found.clone();
+        if let Some(slot) = self
+            .exact
+            .get(&name)
+            .and_then(|slots| slots.iter().find(allowed))
+        {
+            return slot.key.clone();
         }
-        for (suffix, key) in &self.suffixes {
-            if name.len() > suffix.len() && name.ends_with(suffix.as_str()) {
-                return key.clone();
+        for (suffix, slot) in &self.suffixes {
+            if name.len() > suffix.len() && name.ends_with(suffix.as_str()) && allowed(&slot) {
+                return slot.key.clone();
             }
         }
-        if let Some(any) = &self.any {
-            return any.clone();
+        if let Some(slot) = self.any.iter().find(allowed) {
+            return slot.key.clone();
         }
-        self.default.clone()
+        default()
     }
 }
 
@@ -231,7 +290,7 @@ impl CertResolver {
     }
 
     /// Remove every entry whose id is not in `keep` (after a reload: sites that went away).
-    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
+    pub fn retain(&self, keep: &HashSet<String>) {
         self.update(|entries, default_id| {
             entries.retain(|id, _| keep.contains(id));
             if default_id.as_ref().is_some_and(|id| !keep.contains(id)) {
@@ -253,7 +312,13 @@ impl CertResolver {
 
     /// The certificate a handshake with this SNI (and ordinary ALPN) would get.
     pub fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        self.map.load().lookup(sni)
+        self.map.load().lookup(sni, None)
+    }
+
+    /// The certificate a handshake on the listener of `certs` would get: only that
+    /// listener's entries match names; no SNI or an unknown name gets its default entry.
+    pub fn lookup_on(&self, sni: Option<&str>, certs: &ListenerCerts) -> Option<Arc<CertifiedKey>> {
+        self.map.load().lookup(sni, Some(certs))
     }
 
     /// Whether `id` currently has a certificate.
@@ -299,20 +364,61 @@ fn only_acme_alpn(hello: &ClientHello<'_>) -> bool {
     protocols.next() == Some(ACME_TLS_ALPN) && protocols.next().is_none()
 }
 
-impl ResolvesServerCert for CertResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if only_acme_alpn(&hello) {
+impl CertResolver {
+    /// Answer a ClientHello: an ACME TLS-ALPN-01 validation with its challenge certificate,
+    /// anything else by SNI (within `scope` when given).
+    fn resolve_in(
+        &self,
+        hello: &ClientHello<'_>,
+        scope: Option<&ListenerCerts>,
+    ) -> Option<Arc<CertifiedKey>> {
+        if only_acme_alpn(hello) {
             let found = self.alpn_challenge(hello.server_name());
             if found.is_none() {
                 tracing::debug!(sni = ?hello.server_name(), "acme-tls/1 handshake without a pending challenge");
             }
             return found;
         }
-        let found = self.lookup(hello.server_name());
+        let found = self.map.load().lookup(hello.server_name(), scope);
         if found.is_none() {
             tracing::debug!(sni = ?hello.server_name(), "no certificate for this name; handshake refused");
         }
         found
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.resolve_in(&hello, None)
+    }
+}
+
+/// The resolver of one TLS listener: the shared [`CertResolver`] (live certificates, hot
+/// swaps, ACME challenges) restricted to the listener's entries, with the listener's first
+/// TLS site as the default instead of the global one.
+pub struct ListenerResolver {
+    shared: Arc<CertResolver>,
+    certs: ListenerCerts,
+}
+
+impl ListenerResolver {
+    /// A resolver answering from `shared` for the listener of `certs`.
+    pub fn new(shared: Arc<CertResolver>, certs: ListenerCerts) -> ListenerResolver {
+        ListenerResolver { shared, certs }
+    }
+}
+
+impl fmt::Debug for ListenerResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerResolver")
+            .field("certs", &self.certs)
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for ListenerResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.shared.resolve_in(&hello, Some(&self.certs))
     }
 }
 
@@ -374,5 +480,52 @@ mod tests {
         );
         r.remove("acme:b");
         assert!(same(&r.lookup(Some("b.test")), &a));
+    }
+
+    #[test]
+    fn a_listener_matches_only_its_entries_and_defaults_to_its_first() {
+        let r = CertResolver::new();
+        let (a, b, c, any) = (key("a.test"), key("b.test"), key("c.test"), key("any"));
+        r.set("a", vec![NamePattern::parse("a.test")], a.clone());
+        r.set("b", vec![NamePattern::parse("b.test")], b.clone());
+        r.set("c", vec![NamePattern::parse("*.c.test")], c.clone());
+        r.set("any", vec![NamePattern::Any], any.clone());
+        r.set_default(Some("a"));
+        let one = ListenerCerts::new(&["a"]).unwrap();
+        let two = ListenerCerts::new(&["c", "b"]).unwrap();
+        assert_eq!(two.default_id(), "c");
+        assert!(same(&r.lookup_on(None, &one), &a));
+        assert!(same(&r.lookup_on(None, &two), &c));
+        assert!(same(&r.lookup_on(Some("unknown.test"), &one), &a));
+        assert!(same(&r.lookup_on(Some("unknown.test"), &two), &c));
+        assert!(same(&r.lookup_on(Some("b.test"), &two), &b));
+        assert!(same(&r.lookup_on(Some("x.c.test"), &two), &c));
+        // Another listener's names are unknown here.
+        assert!(same(&r.lookup_on(Some("b.test"), &one), &a));
+        assert!(same(&r.lookup_on(Some("a.test"), &two), &c));
+        // The global view is unchanged: `*` answers unknown names.
+        assert!(same(&r.lookup(Some("unknown.test")), &any));
+        // Live: a replaced default certificate is served at once.
+        let c2 = key("c.test");
+        assert!(r.replace_key("c", c2.clone()));
+        assert!(same(&r.lookup_on(None, &two), &c2));
+        assert!(ListenerCerts::new::<&str>(&[]).is_none());
+    }
+
+    #[test]
+    fn the_same_name_on_two_listeners_gets_each_listeners_certificate() {
+        let r = CertResolver::new();
+        let (one_key, two_key) = (key("x.test"), key("x.test"));
+        r.set("one", vec![NamePattern::parse("x.test")], one_key.clone());
+        r.set("two", vec![NamePattern::parse("x.test")], two_key.clone());
+        let one = ListenerCerts::new(&["one"]).unwrap();
+        let two = ListenerCerts::new(&["two"]).unwrap();
+        assert!(same(&r.lookup_on(Some("x.test"), &one), &one_key));
+        assert!(same(&r.lookup_on(Some("x.test"), &two), &two_key));
+        // A reservation on this listener still fails instead of falling back.
+        r.reserve("acme:y", vec![NamePattern::parse("y.test")]);
+        let three = ListenerCerts::new(&["one", "acme:y"]).unwrap();
+        assert!(r.lookup_on(Some("y.test"), &three).is_none());
+        assert!(same(&r.lookup_on(Some("y.test"), &one), &one_key));
     }
 }

@@ -3,6 +3,7 @@
 //! TLS 1.3 and 1.2 with the provider's safe cipher suites, certificates from a
 //! [`CertResolver`], ALPN `h2` + `http/1.1` (and `acme-tls/1`, answered by the resolver with a
 //! challenge certificate), session resumption (tickets + a stateful cache) unless turned off.
+//! [`listener_config`] derives one listener's config (its own default certificate) from it.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::TlsError;
 use crate::provider::Backend;
-use crate::resolver::{ACME_TLS_ALPN, CertResolver};
+use crate::resolver::{ACME_TLS_ALPN, CertResolver, ListenerCerts, ListenerResolver};
 
 /// Options of a TLS listener.
 #[derive(Debug, Clone)]
@@ -78,6 +79,20 @@ fn ticketer(backend: Backend) -> Result<Arc<dyn rustls::server::ProducesTickets>
         Backend::AwsLcRs => rustls::crypto::aws_lc_rs::Ticketer::new(),
     };
     made.map_err(|e| TlsError::rustls("session ticketer", e))
+}
+
+/// The config of one TLS listener: `base` (from [`server_config`]) answering through a
+/// [`ListenerResolver`] over `resolver` for the listener's `certs`. Everything else is shared
+/// with `base`, session cache and ticket keys included, so building one per listener (and
+/// again at each reload) is cheap and keeps resumption working.
+pub fn listener_config(
+    base: &ServerConfig,
+    resolver: Arc<CertResolver>,
+    certs: ListenerCerts,
+) -> Arc<ServerConfig> {
+    let mut config = base.clone();
+    config.cert_resolver = Arc::new(ListenerResolver::new(resolver, certs));
+    Arc::new(config)
 }
 
 /// A tokio-rustls acceptor over [`server_config`].

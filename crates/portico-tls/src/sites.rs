@@ -4,8 +4,9 @@
 //! Each TLS site becomes one resolver entry serving its `hosts`: `tls = { cert, key }` pairs
 //! are loaded (and watched) by [`FileCerts`]; `tls = "acme"` sites reserve their names and are
 //! returned as ACME groups for [`AcmeManager::manage`](crate::acme::AcmeManager::manage).
-//! The first TLS site answers handshakes without SNI or with an unknown name (nginx's
-//! default server).
+//! The first TLS site is the resolver's global default; each listener answers handshakes
+//! without SNI, or with a name none of its sites serves, with its own first TLS site
+//! ([`site_resolver_id`] names that site's entry; see `ListenerResolver`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -20,6 +21,16 @@ use crate::resolver::NamePattern;
 /// The resolver id of a site with certificate files.
 pub fn site_id(site: &Site) -> String {
     format!("site{}", site.index)
+}
+
+/// The resolver entry a TLS site's certificate lives under: [`site_id`] for certificate
+/// files, the ACME group's id for `tls = "acme"`. `None` for a site without `tls` or an ACME
+/// site with wildcard hosts (rejected by [`install_sites`]).
+pub fn site_resolver_id(site: &Site) -> Option<String> {
+    match site.tls.as_ref()? {
+        SiteTls::Files { .. } => Some(site_id(site)),
+        SiteTls::Acme => acme_names(&site.hosts).map(|names| resolver_id(&names)),
+    }
 }
 
 /// Install the certificates of `sites` (in file order) into the resolver behind `files`.
