@@ -10,11 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use portico_balance::Registry;
-use portico_tls::rustls::client::danger::{
-    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-};
-use portico_tls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use portico_tls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use portico_tls::rustls::ClientConfig;
+use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
 use portico_tls::tokio_rustls::TlsConnector;
 use tls_support::*;
 use tokio::net::TcpStream;
@@ -48,68 +45,11 @@ respond = "site {name}"
     .concat()
 }
 
-/// Accepts any certificate (still checks handshake signatures): these tests look at which
-/// certificate the server chose, also for names it does not cover.
-#[derive(Debug)]
-struct AnyCert;
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &portico_tls::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &portico_tls::default_provider().signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        portico_tls::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// A client sending SNI (or not), offering `alpn`, no resumption.
 fn client(sni: bool, alpn: &[u8]) -> Arc<ClientConfig> {
-    let mut config = ClientConfig::builder_with_provider(portico_tls::default_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    config.resumption = rustls::client::Resumption::disabled();
+    // Accepts any certificate (still checks handshake signatures): these tests look at which
+    // certificate the server chose, also for names it does not cover.
+    let mut config = portico_testkit::certs::any_cert_client_config(&[alpn]);
     config.enable_sni = sni;
     Arc::new(config)
 }
@@ -117,7 +57,7 @@ fn client(sni: bool, alpn: &[u8]) -> Arc<ClientConfig> {
 /// The leaf certificate served on `addr` to a ClientHello with `sni` (none when `None`).
 async fn served(addr: std::net::SocketAddr, sni: Option<&str>) -> CertificateDer<'static> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    // With SNI off the name is only used for verification, which `AnyCert` skips.
+    // With SNI off the name is only used for verification, which `any_cert_client_config` skips.
     let name = ServerName::try_from(sni.unwrap_or("no-sni.invalid").to_string()).unwrap();
     let connector = TlsConnector::from(client(sni.is_some(), b"http/1.1"));
     let stream = tokio::time::timeout(TIMEOUT, connector.connect(name, tcp))

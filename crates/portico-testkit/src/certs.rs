@@ -99,3 +99,23 @@ pub fn client_config(
     config.resumption = rustls::client::Resumption::disabled();
     Arc::new(config)
 }
+
+/// A client config that accepts any server certificate (still checking handshake
+/// signatures): `portico_tls`'s own `verify = false` upstream config
+/// ([`portico_tls::NoVerification`]), offering `alpn`, resumption off. For tests that look at
+/// which certificate a server chose, also for names it does not cover.
+pub fn any_cert_client_config(alpn: &[&[u8]]) -> ClientConfig {
+    let tls = portico_config::UpstreamTls {
+        server_name: None,
+        verify: false,
+        ca_file: None,
+        client_cert: None,
+        client_key: None,
+    };
+    let config = portico_tls::client_config(&tls, std::path::Path::new("."))
+        .expect("a verify = false client config needs no files");
+    let mut config = ClientConfig::clone(&config);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.resumption = rustls::client::Resumption::disabled();
+    config
+}
