@@ -78,7 +78,7 @@ fn seed_000_wss_lb_acme() {
 
     // Backends: TLS ws echo with a "localhost" certificate from backend-ca.pem, plain ws echo.
     let backend_ca = TestCa::new("portico system test: backend CA");
-    let leaf = backend_ca.leaf(&["localhost"], false);
+    let leaf = backend_ca.leaf(&["localhost"]);
     std::fs::write(dir.path().join("backend-ca.pem"), &backend_ca.cert_pem).expect("write");
     let (cert, key) = (
         dir.path().join("backend.pem"),

@@ -6,15 +6,17 @@
 //! loopback); `PEBBLE_WFE_NONCEREJECT=0` and `PEBBLE_AUTHZREUSE=0` keep runs deterministic;
 //! the issuing root is regenerated at every start and fetched from the management port.
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portico_testkit::pebble::{
+    challtestsrv_command, free_tcp_port, mgmt_get, pebble_command, prepare,
+};
 use portico_tls::rustls::RootCertStore;
 use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::TestCa;
 
@@ -41,26 +43,6 @@ impl Drop for Pebble {
     }
 }
 
-fn free_tcp_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A port free for both TCP and UDP (DNS).
-fn free_tcp_udp_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = StdTcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
-}
-
 async fn wait_port(port: u16, what: &str, log: &Path) {
     let start = Instant::now();
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -82,43 +64,22 @@ impl Pebble {
     /// has bound already. `validity_secs` sets the issued certificates' lifetime.
     pub async fn start(http_port: u16, tls_port: u16, validity_secs: Option<u64>) -> Pebble {
         let dir = tempfile::tempdir().unwrap();
-        let tls_ca = TestCa::new("portico test pebble TLS CA");
-        let leaf = tls_ca.leaf_with(&["localhost"], |p| {
-            p.subject_alt_names
-                .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        });
-        let tls_ca_path = dir.path().join("tls-ca.pem");
-        std::fs::write(&tls_ca_path, &tls_ca.cert_pem).unwrap();
-        std::fs::write(dir.path().join("pebble-cert.pem"), &leaf.chain_pem).unwrap();
-        std::fs::write(dir.path().join("pebble-key.pem"), &leaf.key_pem).unwrap();
-        let (acme_port, mgmt_port) = (free_tcp_port(), free_tcp_port());
-        let (dns_port, cts_mgmt) = (free_tcp_udp_port(), free_tcp_port());
-        let validity = validity_secs
-            .map(|s| format!(",\n    \"certificateValidityPeriod\": {s}"))
-            .unwrap_or_default();
-        let config = format!(
-            r#"{{
-  "pebble": {{
-    "listenAddress": "127.0.0.1:{acme_port}",
-    "managementListenAddress": "127.0.0.1:{mgmt_port}",
-    "certificate": "{d}/pebble-cert.pem",
-    "privateKey": "{d}/pebble-key.pem",
-    "httpPort": {http_port},
-    "tlsPort": {tls_port},
-    "ocspResponderURL": "",
-    "externalAccountBindingRequired": false{validity}
-  }}
-}}"#,
-            d = dir.path().display()
+        let acme_port = free_tcp_port();
+        let prepared = prepare(
+            dir.path(),
+            "portico test pebble TLS CA",
+            acme_port,
+            http_port,
+            tls_port,
+            validity_secs,
         );
-        std::fs::write(dir.path().join("pebble-config.json"), config).unwrap();
+        let tls_ca_path = dir.path().join("tls-ca.pem");
+        std::fs::write(&tls_ca_path, &prepared.tls_ca.cert_pem).unwrap();
+        let (tls_ca, mgmt_port) = (prepared.tls_ca, prepared.mgmt_port);
+        let (dns_port, cts_mgmt) = (prepared.dns_port, prepared.cts_mgmt_port);
 
         let cts_log = dir.path().join("challtestsrv.log");
-        let cts = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{cts_mgmt}")])
+        let cts = challtestsrv_command(dns_port, cts_mgmt)
             .stdout(std::fs::File::create(&cts_log).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -164,13 +125,7 @@ impl Pebble {
         let dns_port = pebble.dns_port;
         let (acme_port, mgmt_port) = (pebble.acme_port, pebble.mgmt_port);
         let log = pebble.dir.path().join("pebble.log");
-        let child = Command::new("pebble")
-            .arg("-config")
-            .arg(pebble.dir.path().join("pebble-config.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
+        let child = pebble_command(pebble.dir.path(), dns_port)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::from(
                 std::fs::File::create(pebble.dir.path().join("pebble.err")).unwrap(),
@@ -190,28 +145,12 @@ impl Pebble {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
 
-    /// GET a management path (HTTP/1.0 over TLS, trusting the TLS CA).
+    /// GET a management path (HTTP/1.0 over TLS, trusting the TLS CA), on a blocking thread.
     async fn mgmt_get(&self, path: &str) -> String {
-        let config = super::client_config(self.tls_ca.roots(), &[]);
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.mgmt_port))
+        let (roots, port, path) = (self.tls_ca.roots(), self.mgmt_port, path.to_string());
+        tokio::task::spawn_blocking(move || mgmt_get(roots, port, &path))
             .await
-            .unwrap();
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let mut tls = connector
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut raw = Vec::new();
-        let _ = tls.read_to_end(&mut raw).await;
-        let text = String::from_utf8(raw).unwrap();
-        assert!(
-            text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
-            "{text}"
-        );
-        text.split_once("\r\n\r\n").unwrap().1.to_string()
+            .unwrap()
     }
 
     /// Pebble's issuing root (regenerated at every start).

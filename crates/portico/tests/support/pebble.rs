@@ -17,18 +17,15 @@
 //!   parallel, and TLS-ALPN-01 handshakes to `tlsPort`.
 #![allow(dead_code)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
-use portico_tls::rustls::pki_types::{CertificateDer, ServerName};
-use portico_tls::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use portico_testkit::pebble::{challtestsrv_command, pebble_command, prepare};
 
-use crate::support::net::{free_port, local, wait_closed};
+pub use portico_testkit::certs::TestCa;
+
+use crate::support::net::{local, wait_closed};
 use crate::support::process::ChildGuard;
 
 /// Whether pebble and pebble-challtestsrv are installed (`apt-get install pebble`).
@@ -45,67 +42,6 @@ pub fn find() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// A test CA (rcgen) that signs leaf certificates.
-pub struct TestCa {
-    pub cert_pem: String,
-    pub der: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-/// A leaf: certificate + CA chain PEM and key PEM.
-pub struct Leaf {
-    pub chain_pem: String,
-    pub key_pem: String,
-}
-
-impl TestCa {
-    pub fn new(cn: &str) -> TestCa {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa {
-            cert_pem: cert.pem(),
-            der: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf for `names` (DNS names) and, with `ip`, 127.0.0.1.
-    pub fn leaf(&self, names: &[&str], ip: bool) -> Leaf {
-        let key = KeyPair::generate().expect("leaf key");
-        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone()).expect("leaf params");
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().map(String::as_str).unwrap_or("leaf"),
-        );
-        if ip {
-            params
-                .subject_alt_names
-                .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        }
-        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
-        Leaf {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-/// A port free for both TCP and UDP on 127.0.0.1 (challtestsrv's DNS listens on both).
-fn free_tcp_udp_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
 }
 
 /// pebble + challtestsrv. Children are killed by PID on drop (their guards).
@@ -152,39 +88,19 @@ impl Pebble {
         validity_secs: Option<u64>,
     ) -> Pebble {
         std::fs::create_dir_all(dir).expect("pebble dir");
-        let tls_ca = TestCa::new("portico system test: pebble's own TLS CA");
-        let leaf = tls_ca.leaf(&["localhost"], true);
-        std::fs::write(dir.join("pebble-cert.pem"), &leaf.chain_pem).expect("write");
-        std::fs::write(dir.join("pebble-key.pem"), &leaf.key_pem).expect("write");
-        let mgmt_port = free_port();
-        let (dns_port, cts_mgmt) = (free_tcp_udp_port(), free_port());
-        let validity = validity_secs
-            .map(|s| format!(",\n    \"certificateValidityPeriod\": {s}"))
-            .unwrap_or_default();
-        let config = format!(
-            r#"{{
-  "pebble": {{
-    "listenAddress": "127.0.0.1:{acme_port}",
-    "managementListenAddress": "127.0.0.1:{mgmt_port}",
-    "certificate": "{d}/pebble-cert.pem",
-    "privateKey": "{d}/pebble-key.pem",
-    "httpPort": {http_port},
-    "tlsPort": {tls_port},
-    "ocspResponderURL": "",
-    "externalAccountBindingRequired": false{validity}
-  }}
-}}"#,
-            d = dir.display()
+        let prepared = prepare(
+            dir,
+            "portico system test: pebble's own TLS CA",
+            acme_port,
+            http_port,
+            tls_port,
+            validity_secs,
         );
-        std::fs::write(dir.join("pebble-config.json"), config).expect("write");
-
-        let mut cts = Command::new("pebble-challtestsrv");
-        cts.args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{cts_mgmt}")]);
+        let (mgmt_port, dns_port) = (prepared.mgmt_port, prepared.dns_port);
+        let cts = challtestsrv_command(dns_port, prepared.cts_mgmt_port);
         let mut challtestsrv = ChildGuard::spawn("challtestsrv", cts, log_dir);
-        challtestsrv.wait_for_port(local(cts_mgmt), Duration::from_secs(10));
+        challtestsrv.wait_for_port(local(prepared.cts_mgmt_port), Duration::from_secs(10));
+        let tls_ca = prepared.tls_ca;
         Pebble {
             dir: dir.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
@@ -203,13 +119,7 @@ impl Pebble {
     pub fn start_pebble(&mut self) {
         assert!(self.pebble.is_none(), "pebble already running");
         self.starts += 1;
-        let mut cmd = Command::new("pebble");
-        cmd.arg("-config")
-            .arg(self.dir.join("pebble-config.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns_port)])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0");
+        let cmd = pebble_command(&self.dir, self.dns_port);
         let name = format!("pebble-{}", self.starts);
         let mut child = ChildGuard::spawn(&name, cmd, &self.log_dir);
         child.wait_for_port(local(self.acme_port), Duration::from_secs(10));
@@ -232,31 +142,7 @@ impl Pebble {
 
     /// Pebble's issuing root (PEM), from the management port.
     pub fn root_pem(&self) -> String {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.tls_ca.der.clone()).expect("add CA");
-        let config = ClientConfig::builder_with_provider(portico_tls::default_provider())
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = TcpStream::connect(local(self.mgmt_port)).expect("connect pebble mgmt");
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        let conn = ClientConnection::new(
-            Arc::new(config),
-            ServerName::try_from("localhost").expect("name"),
-        )
-        .expect("client connection");
-        let mut tls = StreamOwned::new(conn, tcp);
-        tls.write_all(b"GET /roots/0 HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .expect("write");
-        let mut raw = Vec::new();
-        let _ = tls.read_to_end(&mut raw);
-        let text = String::from_utf8(raw).expect("utf-8");
-        assert!(
-            text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
-            "{text}"
-        );
-        text.split_once("\r\n\r\n").expect("body").1.to_string()
+        portico_testkit::pebble::mgmt_get(self.tls_ca.roots(), self.mgmt_port, "/roots/0")
     }
 
     /// pebble's log so far (every start).

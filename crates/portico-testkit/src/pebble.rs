@@ -1,0 +1,156 @@
+//! The shared part of the pebble harnesses (a real pebble ACME test CA + pebble-challtestsrv
+//! as its DNS, every name -> 127.0.0.1): pebble's own TLS certificate and config
+//! ([`prepare`]), the two commands ([`challtestsrv_command`], [`pebble_command`]) and the
+//! download from the management port ([`mgmt_get`]). Starting, waiting and stopping the
+//! processes (by PID) stays with each harness.
+//!
+//! Gotchas handled here (Debian `pebble` 2.4): the package ships no certificate for pebble's
+//! own HTTPS, so one is made with rcgen for `localhost` and 127.0.0.1; pebble always gets
+//! `-dnsserver` pointing at challtestsrv (the system resolver is not on loopback);
+//! `PEBBLE_WFE_NONCEREJECT=0` and `PEBBLE_AUTHZREUSE=0` keep runs deterministic,
+//! `PEBBLE_VA_NOSLEEP=1` removes the validator's random sleep; the issuing root is
+//! regenerated at every start and only available from the management port (`/roots/0`).
+//!
+//! For tests only: setup failures panic.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, RootCertStore, StreamOwned};
+
+use crate::certs::TestCa;
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 (challtestsrv's DNS listens on both).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..50 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both TCP and UDP");
+}
+
+/// What [`prepare`] made: the CA of pebble's own HTTPS and the ports it chose.
+pub struct Prepared {
+    /// The CA of pebble's own HTTPS (what `directory_ca` must name).
+    pub tls_ca: TestCa,
+    /// pebble's management port (issuing root at `/roots/0`).
+    pub mgmt_port: u16,
+    /// challtestsrv's DNS port (TCP and UDP).
+    pub dns_port: u16,
+    /// challtestsrv's management port (to wait for).
+    pub cts_mgmt_port: u16,
+}
+
+/// Write pebble's TLS certificate (`pebble-cert.pem`, `pebble-key.pem`, signed by a new CA
+/// named `ca_cn`) and `pebble-config.json` into `dir`, choosing the management and DNS ports.
+/// The ACME directory is `https://127.0.0.1:ACME_PORT/dir`; the validator sends HTTP-01
+/// requests to `http_port` and TLS-ALPN-01 handshakes to `tls_port`; `validity_secs` sets the
+/// lifetime of issued certificates (pebble's default is 5 years).
+pub fn prepare(
+    dir: &Path,
+    ca_cn: &str,
+    acme_port: u16,
+    http_port: u16,
+    tls_port: u16,
+    validity_secs: Option<u64>,
+) -> Prepared {
+    let tls_ca = TestCa::new(ca_cn);
+    let leaf = tls_ca.leaf_with(&["localhost"], |p| {
+        p.subject_alt_names
+            .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+    });
+    std::fs::write(dir.join("pebble-cert.pem"), &leaf.chain_pem).expect("write");
+    std::fs::write(dir.join("pebble-key.pem"), &leaf.key_pem).expect("write");
+    let mgmt_port = free_tcp_port();
+    let (dns_port, cts_mgmt_port) = (free_tcp_udp_port(), free_tcp_port());
+    let validity = validity_secs
+        .map(|s| format!(",\n    \"certificateValidityPeriod\": {s}"))
+        .unwrap_or_default();
+    let config = format!(
+        r#"{{
+  "pebble": {{
+    "listenAddress": "127.0.0.1:{acme_port}",
+    "managementListenAddress": "127.0.0.1:{mgmt_port}",
+    "certificate": "{d}/pebble-cert.pem",
+    "privateKey": "{d}/pebble-key.pem",
+    "httpPort": {http_port},
+    "tlsPort": {tls_port},
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false{validity}
+  }}
+}}"#,
+        d = dir.display()
+    );
+    std::fs::write(dir.join("pebble-config.json"), config).expect("write");
+    Prepared {
+        tls_ca,
+        mgmt_port,
+        dns_port,
+        cts_mgmt_port,
+    }
+}
+
+/// The pebble-challtestsrv command: DNS on `dns_port` answering 127.0.0.1 for every name,
+/// no challenge servers of its own, management on `mgmt_port`.
+pub fn challtestsrv_command(dns_port: u16, mgmt_port: u16) -> Command {
+    let mut cts = Command::new("pebble-challtestsrv");
+    cts.args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+        .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+        .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+        .args(["-management", &format!("127.0.0.1:{mgmt_port}")]);
+    cts
+}
+
+/// The pebble command for the config [`prepare`] wrote in `dir`, resolving through
+/// challtestsrv's DNS on `dns_port`.
+pub fn pebble_command(dir: &Path, dns_port: u16) -> Command {
+    let mut cmd = Command::new("pebble");
+    cmd.arg("-config")
+        .arg(dir.join("pebble-config.json"))
+        .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+        .env("PEBBLE_VA_NOSLEEP", "1")
+        .env("PEBBLE_WFE_NONCEREJECT", "0")
+        .env("PEBBLE_AUTHZREUSE", "0");
+    cmd
+}
+
+/// GET `path` from pebble's management port (HTTP/1.0 over TLS to `localhost`, trusting
+/// `roots`, 10 s read timeout); asserts a 200 and returns the body. Blocking.
+pub fn mgmt_get(roots: RootCertStore, mgmt_port: u16, path: &str) -> String {
+    let config = crate::certs::client_config(roots, &[], &[]);
+    let tcp = TcpStream::connect(("127.0.0.1", mgmt_port)).expect("connect pebble mgmt");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let conn = ClientConnection::new(
+        Arc::clone(&config),
+        ServerName::try_from("localhost").expect("name"),
+    )
+    .expect("client connection");
+    let mut tls = StreamOwned::new(conn, tcp);
+    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8(raw).expect("utf-8");
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    text.split_once("\r\n\r\n").expect("body").1.to_string()
+}
