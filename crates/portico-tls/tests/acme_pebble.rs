@@ -14,6 +14,8 @@ fn trace() {
 }
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use portico_tls::CertResolver;
@@ -37,16 +39,40 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
+/// Traces, skips without pebble (fails under `CI=true`), and bounds `test` to 60 s.
+async fn with_pebble(test: impl std::future::Future<Output = ()>) {
     trace();
     if !require(PEERS) {
         return;
     }
-    let test = async {
-        let http01 = Http01Challenges::new();
-        let (http_addr, hits) = http01_responder(http01.clone()).await;
-        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("test timed out");
+}
+
+/// An HTTP-01 challenge map, its responder (and its count of answered challenges) and a
+/// pebble validating HTTP-01 against that responder; `validity_secs` as [`Pebble::start`].
+async fn http01_pebble(validity_secs: Option<u64>) -> (Http01Challenges, Arc<AtomicUsize>, Pebble) {
+    let http01 = Http01Challenges::new();
+    let (http_addr, hits) = http01_responder(http01.clone()).await;
+    let pebble = Pebble::start(http_addr.port(), 1, validity_secs).await;
+    (http01, hits, pebble)
+}
+
+/// The directory of the (only) ACME account under `state`.
+fn account_dir(state: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(state.join("acme"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
+    with_pebble(async {
+        let (http01, hits, pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
         let resolver = CertResolver::new();
         let acme = AcmeManager::new(
@@ -86,14 +112,7 @@ async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
             "www.lb.portico.test",
         );
         assert_eq!(mode(&key), 0o600);
-        let account_dir = state.path().join("acme");
-        let account = std::fs::read_dir(&account_dir)
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path()
-            .join("account.json");
+        let account = account_dir(state.path()).join("account.json");
         assert_eq!(mode(&account), 0o600);
         let account_json = std::fs::read(&account).unwrap();
         assert!(resolver.lookup(Some("www.lb.portico.test")).is_some());
@@ -146,19 +165,13 @@ async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
             "account kept"
         );
         task.abort();
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_order_through_the_tls_listener_rsa_key() {
-    trace();
-    if !require(PEERS) {
-        return;
-    }
-    let test = async {
+    with_pebble(async {
         let resolver = CertResolver::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tls_port = listener.local_addr().unwrap().port();
@@ -197,23 +210,15 @@ async fn tls_alpn01_order_through_the_tls_listener_rsa_key() {
         assert!(key_pem.contains("PRIVATE KEY"));
         let info = portico_tls::pem::CertInfo::from_der(&hs.leaf).unwrap();
         assert!(info.names.contains(&"alpn.portico.test".to_string()));
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_lived_certificate_is_renewed_and_swapped_live() {
-    trace();
-    if !require(PEERS) {
-        return;
-    }
-    let test = async {
-        let http01 = Http01Challenges::new();
-        let (http_addr, _) = http01_responder(http01.clone()).await;
+    with_pebble(async {
         // 24 s certificates: renewal when a third (8 s) is left, i.e. ~16 s after issuance.
-        let pebble = Pebble::start(http_addr.port(), 1, Some(24)).await;
+        let (http01, _, pebble) = http01_pebble(Some(24)).await;
         let state = tempfile::tempdir().unwrap();
         let resolver = CertResolver::new();
         let addr = tls_echo(resolver.clone(), 0).await;
@@ -259,22 +264,14 @@ async fn short_lived_certificate_is_renewed_and_swapped_live() {
         // The connection opened before the swap keeps working.
         assert_eq!(echo_roundtrip(&mut before.stream, b"alive").await, b"alive");
         task.abort();
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_unknown_to_a_restarted_ca_is_recreated() {
-    trace();
-    if !require(PEERS) {
-        return;
-    }
-    let test = async {
-        let http01 = Http01Challenges::new();
-        let (http_addr, _) = http01_responder(http01.clone()).await;
-        let mut pebble = Pebble::start(http_addr.port(), 1, None).await;
+    with_pebble(async {
+        let (http01, _, mut pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
         let acme = AcmeManager::new(
             settings(&pebble, state.path(), ChallengeKind::Http01),
@@ -293,12 +290,7 @@ async fn account_unknown_to_a_restarted_ca_is_recreated() {
         acme.order_now(&names)
             .await
             .unwrap_or_else(|e| panic!("new account and order: {e}"));
-        let account_dir = std::fs::read_dir(state.path().join("acme"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let account_dir = account_dir(state.path());
         assert!(
             account_dir.join("account.json.unknown").exists(),
             "old account kept aside"
@@ -309,10 +301,8 @@ async fn account_unknown_to_a_restarted_ca_is_recreated() {
             pebble.roots().await,
             "again.portico.test",
         );
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
 
 fn site(index: usize, hosts: &[&str], tls: portico_config::SiteTls) -> portico_config::Site {
@@ -333,11 +323,7 @@ fn site(index: usize, hosts: &[&str], tls: portico_config::SiteTls) -> portico_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
-    trace();
-    if !require(PEERS) {
-        return;
-    }
-    let test = async {
+    with_pebble(async {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new("runtime CA");
         let files_leaf = ca.leaf(&["files.portico.test"]);
@@ -365,9 +351,7 @@ async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
 
         // The plain listener exists before pebble (its port goes into pebble's config) and
         // shares its HTTP-01 map with the runtime.
-        let http01 = Http01Challenges::new();
-        let (http_addr, _) = http01_responder(http01.clone()).await;
-        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let (http01, _, pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
         let mut runtime = portico_tls::TlsRuntime::start(
             &[files_site.clone(), acme_site.clone()],
@@ -414,10 +398,8 @@ async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
         );
         assert_eq!(runtime.file_status().len(), 1);
         runtime.stop();
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
 
 /// A reload that adds `[acme]` and an ACME site gets the site its certificate; a reload with
@@ -426,15 +408,9 @@ async fn tls_runtime_serves_files_and_acme_sites_and_reloads() {
 /// changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_runtime_reload_adds_and_changes_acme_settings() {
-    trace();
-    if !require(PEERS) {
-        return;
-    }
-    let test = async {
+    with_pebble(async {
         let dir = tempfile::tempdir().unwrap();
-        let http01 = Http01Challenges::new();
-        let (http_addr, _) = http01_responder(http01.clone()).await;
-        let pebble = Pebble::start(http_addr.port(), 1, None).await;
+        let (http01, _, pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
         let acme_site = site(0, &["added.portico.test"], portico_config::SiteTls::Acme);
 
@@ -522,8 +498,6 @@ async fn tls_runtime_reload_adds_and_changes_acme_settings() {
         assert_eq!(again, first, "the stored certificate serves on");
         assert_eq!(runtime.acme_status()[0].orders, 0, "nothing ordered");
         runtime.stop();
-    };
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out");
+    })
+    .await;
 }
