@@ -21,13 +21,18 @@ mod pebble;
 mod pebble_clients;
 mod support;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use portico_tls::rustls::ClientConfig;
+use portico_tls::rustls::pki_types::CertificateDer;
 
 use pebble::Pebble;
 use pebble_clients::{curl, logged_orders, roots, served_leaf, unverified, verifying, wss};
 use support::net::{FixedPortsLock, local};
 use support::peers::{Node, skip_or_fail};
-use support::process::{ChildGuard, start_portico};
+use support::process::{ChildGuard, RunOutput, start_portico};
 use support::{TempDir, eventually, example, report};
 
 const TEST: &str = "system_seed001";
@@ -101,6 +106,35 @@ fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// `curl -o /dev/null -w WRITE_OUT` of `http://NAME:HTTP{path}` (the plain side).
+fn plain_get(dir: &Path, write_out: &str, path: &str) -> RunOutput {
+    curl(
+        &[(NAME, HTTP)],
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            write_out,
+            &format!("http://{NAME}:{HTTP}{path}"),
+        ],
+        dir,
+    )
+}
+
+/// The certificate `proxy` serves for NAME on HTTPS, verified with `h1`, once there is one
+/// (within `timeout`); `proxy` must keep running meanwhile.
+fn served_when_ready(
+    proxy: &mut ChildGuard,
+    h1: &Arc<ClientConfig>,
+    timeout: Duration,
+    what: &str,
+) -> CertificateDer<'static> {
+    eventually(timeout, what, || {
+        proxy.assert_running();
+        served_leaf(HTTPS, NAME, h1).ok()
+    })
+}
+
 #[test]
 fn seed_001_ws_cluster_acme() {
     let Some(mut s) = setup("seed001", |t| t, (HTTP, HTTPS), true) else {
@@ -120,10 +154,12 @@ fn seed_001_ws_cluster_acme() {
     let started = Instant::now();
     let mut proxy = start_portico(&cfg, s.dir.path());
     proxy.wait_for_port(local(HTTPS), Duration::from_secs(15));
-    let first = eventually(Duration::from_secs(60), "a pebble certificate", || {
-        proxy.assert_running();
-        served_leaf(HTTPS, NAME, &h1).ok()
-    });
+    let first = served_when_ready(
+        &mut proxy,
+        &h1,
+        Duration::from_secs(60),
+        "a pebble certificate",
+    );
     report(&format!(
         "{TEST}: certificate served {} ms after start; order times {:?} ms",
         started.elapsed().as_millis(),
@@ -131,17 +167,7 @@ fn seed_001_ws_cluster_acme() {
     ));
 
     // 1. 301 to https, port kept as configured; HSTS on the HTTPS side.
-    let out = curl(
-        &[(NAME, HTTP)],
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            &format!("http://{NAME}:{HTTP}/"),
-        ],
-        s.dir.path(),
-    );
+    let out = plain_get(s.dir.path(), "%{http_code} %{redirect_url}", "/");
     assert_eq!(
         out.stdout,
         format!("301 https://{NAME}:{HTTPS}/"),
@@ -223,17 +249,7 @@ fn seed_001_ws_cluster_acme() {
         },
     );
     assert_eq!(held.roundtrip("ca-down").expect("held echo"), "ca-down");
-    let out = curl(
-        &[(NAME, HTTP)],
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{NAME}:{HTTP}/x"),
-        ],
-        s.dir.path(),
-    );
+    let out = plain_get(s.dir.path(), "%{http_code}", "/x");
     assert_eq!(out.stdout, "301", "plain side with the CA down: {out:?}");
     proxy.assert_running();
     let log = proxy.stderr();
@@ -268,13 +284,11 @@ fn seed_001_tls_alpn_01_variant() {
     let h1 = verifying(roots(&s.pebble.root_pem()), &["http/1.1"]);
     let mut proxy = start_portico(&cfg, s.dir.path());
     proxy.wait_for_port(local(HTTPS), Duration::from_secs(15));
-    eventually(
+    served_when_ready(
+        &mut proxy,
+        &h1,
         Duration::from_secs(60),
         "a certificate by TLS-ALPN-01",
-        || {
-            proxy.assert_running();
-            served_leaf(HTTPS, NAME, &h1).ok()
-        },
     );
     let log = s.pebble.logs();
     assert!(
@@ -316,17 +330,7 @@ fn seed_001_ca_down_at_start() {
     report(&format!(
         "{TEST}: CA down at start, handshake for {NAME}: {err}"
     ));
-    let out = curl(
-        &[(NAME, HTTP)],
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{NAME}:{HTTP}/"),
-        ],
-        s.dir.path(),
-    );
+    let out = plain_get(s.dir.path(), "%{http_code}", "/");
     assert_eq!(
         out.stdout, "301",
         "plain side without a certificate: {out:?}"
@@ -335,13 +339,11 @@ fn seed_001_ca_down_at_start() {
     s.pebble.start_pebble();
     let h1 = verifying(roots(&s.pebble.root_pem()), &["http/1.1"]);
     let t0 = Instant::now();
-    eventually(
+    served_when_ready(
+        &mut proxy,
+        &h1,
         Duration::from_secs(45),
         "the certificate once the CA is up",
-        || {
-            proxy.assert_running();
-            served_leaf(HTTPS, NAME, &h1).ok()
-        },
     );
     report(&format!(
         "{TEST}: CA up -> certificate served {} ms later (retry backoff), no restart",
@@ -376,28 +378,16 @@ fn seed_001_reached_by_reload() {
     );
     proxy.signal("HUP");
     let h1 = verifying(roots(&s.pebble.root_pem()), &["http/1.1"]);
-    eventually(
+    served_when_ready(
+        &mut proxy,
+        &h1,
         Duration::from_secs(60),
         "a certificate after the reload",
-        || {
-            proxy.assert_running();
-            served_leaf(HTTPS, NAME, &h1).ok()
-        },
     );
     assert_eq!(proxy.pid(), pid, "no restart");
     let mut ws = wss(HTTPS, NAME, &h1).expect("wss after reload");
     assert_eq!(ws.roundtrip("reloaded").expect("echo"), "reloaded");
-    let out = curl(
-        &[(NAME, HTTP)],
-        &[
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{redirect_url}",
-            &format!("http://{NAME}:{HTTP}/"),
-        ],
-        s.dir.path(),
-    );
+    let out = plain_get(s.dir.path(), "%{http_code} %{redirect_url}", "/");
     assert_eq!(
         out.stdout,
         format!("301 https://{NAME}:{HTTPS}/"),
