@@ -10,18 +10,6 @@ use std::time::{Duration, Instant};
 
 use ha_support::*;
 
-const NODES: [&str; 2] = ["n1", "n2"];
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-fn only_holder(net: &Net, node: &str, within: Duration) {
-    eventually(within, &format!("{node} alone holds the VIP"), || {
-        (net.holders(&NODES) == [node]).then_some(())
-    });
-}
-
 #[test]
 fn election_crash_restart_and_graceful_stop() {
     if !requirements(
@@ -32,8 +20,7 @@ fn election_crash_restart_and_graceful_stop() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
     let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
 
@@ -90,8 +77,7 @@ fn nopreempt_is_honoured() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     let c1 = net.node_config(
         "n1",
         &Vrrp {
@@ -126,15 +112,13 @@ fn partition_then_heal_leaves_exactly_one_master() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
     let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
     let _pcap = net.capture();
     let _p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
-    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
+    net.n1_elected();
 
     // Cut n1's link both ways: each side believes it is alone; both hold the VIP.
     net.link("n1", false);
@@ -225,8 +209,7 @@ fn unicast_peers_elect_and_fail_over() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     let uni = |prio, peer: &str| Vrrp {
         extra: format!("unicast_peers = [\"{peer}\"]\n"),
         ..Vrrp::v3(prio, "100ms")
@@ -235,8 +218,7 @@ fn unicast_peers_elect_and_fail_over() {
     let c2 = net.node_config("n2", &uni(100, "10.200.0.11"), "");
     let mut p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
-    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
+    net.n1_elected();
     // Unicast adverts keep n2 backup: no second holder for 1 s (10 adverts).
     for _ in 0..10 {
         assert_eq!(net.holders(&NODES), ["n1"], "{}", net.logs());

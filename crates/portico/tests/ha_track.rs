@@ -12,21 +12,9 @@
 mod ha_support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ha_support::*;
-
-const NODES: [&str; 2] = ["n1", "n2"];
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-fn only_holder(net: &Net, node: &str, within: Duration) {
-    eventually(within, &format!("{node} alone holds the VIP"), || {
-        (net.holders(&NODES) == [node]).then_some(())
-    });
-}
 
 fn executable(net: &Net, name: &str, body: &str) -> std::path::PathBuf {
     let p = net.write(name, &format!("#!/bin/sh\n{body}\n"));
@@ -42,8 +30,7 @@ fn failing_script_lowers_priority_and_weight_zero_forces_fault() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     let soft = net.path("soft-fail");
     let hard = net.path("hard-fail");
     let chk_soft = executable(&net, "chk-soft", &format!("test ! -e {}", soft.display()));
@@ -72,8 +59,7 @@ fn failing_script_lowers_priority_and_weight_zero_forces_fault() {
     let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
     let p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
-    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
+    net.n1_elected();
 
     // Weight -60: 150 -> 90 < 100, n2 preempts after its master-down interval.
     let t = Instant::now();
@@ -147,8 +133,7 @@ fn wedged_listener_moves_the_vip() {
     let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), &site("n2"));
     let _p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
-    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
+    net.n1_elected();
     net.hold_vip("n1", PORT, secs(1.0));
 
     // Hold n1's only connection slot: its listener stops answering. (`exec sleep`: the
@@ -180,8 +165,7 @@ fn upstream_without_healthy_server_moves_the_vip() {
     }
     let _serial = serial();
     let net = Net::standard();
-    let _e1 = net.echo("n1");
-    let _e2 = net.echo("n2");
+    let (_e1, _e2) = net.echoes();
     // n1's upstream "app" is one server in n1 with fast active TCP health checks.
     let app = "[upstreams.app]\nservers = [\"127.0.0.1:7000\"]\n\n[upstreams.app.health]\n\
                type = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
@@ -207,8 +191,7 @@ fn upstream_without_healthy_server_moves_the_vip() {
     let mut app_server = start_app();
     let _p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
-    net.wait_vip("n1", PORT, Instant::now(), secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
+    net.n1_elected();
 
     // The only server of "app" dies: health checks mark it down, the track fails,
     // 150 - 60 = 90 < 100 and n2 preempts.

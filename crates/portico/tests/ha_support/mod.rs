@@ -21,6 +21,19 @@ use std::time::{Duration, Instant};
 
 pub const VIP: &str = "10.200.0.100";
 pub const PORT: u16 = 8080;
+/// The two Portico nodes of [`Net::standard`].
+pub const NODES: [&str; 2] = ["n1", "n2"];
+
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Waits up to `within` until `node` is the only one of [`NODES`] holding the VIP.
+pub fn only_holder(net: &Net, node: &str, within: Duration) {
+    eventually(within, &format!("{node} alone holds the VIP"), || {
+        (net.holders(&NODES) == [node]).then_some(())
+    });
+}
 
 /// HA tests of one binary run one at a time: timings at 100 ms adverts must not compete
 /// for the two cores with another namespace test.
@@ -454,19 +467,7 @@ impl Proc {
     /// SIGTERM, then wait up to `limit` for the exit; SIGKILL past it. Returns the status.
     pub fn stop(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.term();
-        let mut c = self.child.take()?;
-        let end = Instant::now() + limit;
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return Some(st);
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.stop_after_exit(limit)
     }
 
     /// Waits up to `limit` for the process to exit on its own (SIGKILL past it).
@@ -607,6 +608,18 @@ impl Vrrp {
 }
 
 impl Net {
+    /// `portico echo` answering its name on [`PORT`] in n1 and in n2.
+    pub fn echoes(&self) -> (Proc, Proc) {
+        (self.echo("n1"), self.echo("n2"))
+    }
+
+    /// Waits until n1 answers on the VIP (up to 10 s), then until it alone holds the VIP
+    /// (up to 2 s).
+    pub fn n1_elected(&self) {
+        self.wait_vip("n1", PORT, Instant::now(), secs(10.0));
+        only_holder(self, "n1", secs(2.0));
+    }
+
     /// A node config with only the VRRP instance (plus state dir and admin off) written to
     /// the test folder.
     pub fn node_config(&self, node: &str, v: &Vrrp, sites: &str) -> PathBuf {
