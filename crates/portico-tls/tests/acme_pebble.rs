@@ -59,6 +59,22 @@ async fn http01_pebble(validity_secs: Option<u64>) -> (Http01Challenges, Arc<Ato
     (http01, hits, pebble)
 }
 
+/// An HTTP-01 manager on `pebble` keeping its state in `state`, installing into `resolver`,
+/// publishing its challenges in `http01`.
+fn http01_manager(
+    pebble: &Pebble,
+    state: &std::path::Path,
+    resolver: Arc<CertResolver>,
+    http01: &Http01Challenges,
+) -> AcmeManager {
+    AcmeManager::new(
+        settings(pebble, state, ChallengeKind::Http01),
+        resolver,
+        http01.clone(),
+    )
+    .unwrap()
+}
+
 /// The directory of the (only) ACME account under `state`.
 fn account_dir(state: &std::path::Path) -> std::path::PathBuf {
     std::fs::read_dir(state.join("acme"))
@@ -75,12 +91,7 @@ async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
         let (http01, hits, pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
         let resolver = CertResolver::new();
-        let acme = AcmeManager::new(
-            settings(&pebble, state.path(), ChallengeKind::Http01),
-            resolver.clone(),
-            http01.clone(),
-        )
-        .unwrap();
+        let acme = http01_manager(&pebble, state.path(), resolver.clone(), &http01);
 
         let names = vec![
             "lb.portico.test".to_string(),
@@ -139,12 +150,7 @@ async fn http01_order_several_names_account_kept_cert_stored_and_verified() {
         // A new manager on the same state_dir: the stored account and certificate are used,
         // nothing is ordered.
         let resolver2 = CertResolver::new();
-        let acme2 = AcmeManager::new(
-            settings(&pebble, state.path(), ChallengeKind::Http01),
-            resolver2.clone(),
-            http01.clone(),
-        )
-        .unwrap();
+        let acme2 = http01_manager(&pebble, state.path(), resolver2.clone(), &http01);
         let task = acme2.manage(names.clone());
         eventually(
             "stored certificate installed",
@@ -222,12 +228,7 @@ async fn short_lived_certificate_is_renewed_and_swapped_live() {
         let state = tempfile::tempdir().unwrap();
         let resolver = CertResolver::new();
         let addr = tls_echo(resolver.clone(), 0).await;
-        let acme = AcmeManager::new(
-            settings(&pebble, state.path(), ChallengeKind::Http01),
-            resolver.clone(),
-            http01.clone(),
-        )
-        .unwrap();
+        let acme = http01_manager(&pebble, state.path(), resolver.clone(), &http01);
         let names = vec!["renew.portico.test".to_string()];
         let task = acme.manage(names.clone());
         eventually("first certificate", Duration::from_secs(10), || {
@@ -273,12 +274,7 @@ async fn account_unknown_to_a_restarted_ca_is_recreated() {
     with_pebble(async {
         let (http01, _, mut pebble) = http01_pebble(None).await;
         let state = tempfile::tempdir().unwrap();
-        let acme = AcmeManager::new(
-            settings(&pebble, state.path(), ChallengeKind::Http01),
-            CertResolver::new(),
-            http01.clone(),
-        )
-        .unwrap();
+        let acme = http01_manager(&pebble, state.path(), CertResolver::new(), &http01);
         let names = vec!["again.portico.test".to_string()];
         acme.order_now(&names).await.unwrap();
         pebble.restart().await;

@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 use ha_support::*;
 
+/// Configs of n1 (priority 150) and n2 (priority 100), VRRPv3 with 100 ms adverts, no sites.
+fn plain_pair(net: &Net) -> (std::path::PathBuf, std::path::PathBuf) {
+    (
+        net.node_config("n1", &Vrrp::v3(150, "100ms"), ""),
+        net.node_config("n2", &Vrrp::v3(100, "100ms"), ""),
+    )
+}
+
 #[test]
 fn election_crash_restart_and_graceful_stop() {
     if !requirements(
@@ -21,8 +29,7 @@ fn election_crash_restart_and_graceful_stop() {
     let _serial = serial();
     let net = Net::standard();
     let (_e1, _e2) = net.echoes();
-    let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
-    let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
+    let (c1, c2) = plain_pair(&net);
 
     // Initial election: both start as backup; the higher priority wins after its
     // master-down interval (3 x 100 ms + skew).
@@ -113,8 +120,7 @@ fn partition_then_heal_leaves_exactly_one_master() {
     let _serial = serial();
     let net = Net::standard();
     let (_e1, _e2) = net.echoes();
-    let c1 = net.node_config("n1", &Vrrp::v3(150, "100ms"), "");
-    let c2 = net.node_config("n2", &Vrrp::v3(100, "100ms"), "");
+    let (c1, c2) = plain_pair(&net);
     let _pcap = net.capture();
     let _p1 = net.portico("n1", &c1);
     let _p2 = net.portico("n2", &c2);
