@@ -27,23 +27,33 @@ use crate::certs::TestCa;
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    free_port(false)
+}
+
+/// A port below Linux's ephemeral range (32768+) that binds now: a port the kernel hands
+/// out for port 0 can be taken again by any outgoing connection before pebble binds it.
+fn free_port(udp: bool) -> u16 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().rotate_left(16);
+    for i in 0..2000u32 {
+        let port = 12000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 18000) as u16;
+        let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        if udp && UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        drop(tcp);
+        return port;
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (challtestsrv's DNS listens on both).
 pub fn free_tcp_udp_port() -> u16 {
-    for _ in 0..50 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both TCP and UDP");
+    free_port(true)
 }
 
 /// What [`prepare`] made: the CA of pebble's own HTTPS and the ports it chose.

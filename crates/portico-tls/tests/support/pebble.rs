@@ -49,7 +49,7 @@ async fn wait_port(port: u16, what: &str, log: &Path) {
         .await
         .is_err()
     {
-        if start.elapsed() > Duration::from_secs(10) {
+        if start.elapsed() > Duration::from_secs(30) {
             panic!(
                 "{what} did not listen on {port}:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()

@@ -99,7 +99,7 @@ impl Pebble {
         let (mgmt_port, dns_port) = (prepared.mgmt_port, prepared.dns_port);
         let cts = challtestsrv_command(dns_port, prepared.cts_mgmt_port);
         let mut challtestsrv = ChildGuard::spawn("challtestsrv", cts, log_dir);
-        challtestsrv.wait_for_port(local(prepared.cts_mgmt_port), Duration::from_secs(10));
+        challtestsrv.wait_for_port(local(prepared.cts_mgmt_port), Duration::from_secs(30));
         let tls_ca = prepared.tls_ca;
         Pebble {
             dir: dir.to_path_buf(),
@@ -122,8 +122,8 @@ impl Pebble {
         let cmd = pebble_command(&self.dir, self.dns_port);
         let name = format!("pebble-{}", self.starts);
         let mut child = ChildGuard::spawn(&name, cmd, &self.log_dir);
-        child.wait_for_port(local(self.acme_port), Duration::from_secs(10));
-        child.wait_for_port(local(self.mgmt_port), Duration::from_secs(10));
+        child.wait_for_port(local(self.acme_port), Duration::from_secs(30));
+        child.wait_for_port(local(self.mgmt_port), Duration::from_secs(30));
         self.pebble = Some(child);
     }
 
