@@ -148,6 +148,11 @@ impl RunningServer {
         lock(&self.bound).clone()
     }
 
+    /// The config the running snapshot was built from (the last one a reload applied).
+    pub fn config(&self) -> Arc<Config> {
+        lock(&self.config).clone()
+    }
+
     /// Graceful stop: stop accepting, let requests in flight finish, close idle keep-alive
     /// connections, send WebSocket close 1001 to both sides; hard close after
     /// `server.shutdown_grace`.

@@ -32,9 +32,6 @@ pub struct DataPlane {
     http: RunningServer,
     streams: RunningStreams,
     tls: TlsPlane,
-    /// The config the planes run now: its certificates are put back when a reload fails
-    /// after the new ones were loaded.
-    current: std::sync::Mutex<Arc<Config>>,
 }
 
 /// The TLS runtime of the sites and the tokio runtime its tasks run on.
@@ -128,18 +125,7 @@ impl DataPlane {
                 return Err(err).context("cannot start streams");
             }
         };
-        Ok(DataPlane {
-            http,
-            streams,
-            tls,
-            current: std::sync::Mutex::new(config.clone()),
-        })
-    }
-
-    fn current(&self) -> std::sync::MutexGuard<'_, Arc<Config>> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        Ok(DataPlane { http, streams, tls })
     }
 
     /// Bound addresses of the HTTP site listeners (what the VRRP `listeners` track probes).
@@ -178,14 +164,13 @@ impl DataPlane {
             Ok(http) => http,
             Err(err) => {
                 // The sites stay as they were: so must their certificates.
-                let running = self.current().clone();
+                let running = self.http.config();
                 if let Err(restore) = self.tls.reload(&running) {
                     tracing::error!(error = %format!("{restore:#}"), "cannot restore the running certificates after a refused reload");
                 }
                 return Err(err.into());
             }
         };
-        *self.current() = config.clone();
         let streams = self.streams.commit(streams);
         let mut needs_restart: Vec<String> = http
             .needs_restart
