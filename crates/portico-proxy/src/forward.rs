@@ -138,13 +138,15 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Rewrite a client request's head into the upstream request's head. `https`: the client
-/// came over TLS (`X-Forwarded-Proto: https`).
+/// came over TLS (`X-Forwarded-Proto: https`); `upstream`: the upstream's name, the `Host` of
+/// a request that names no server.
 pub(crate) fn request(
     parts: &mut http::request::Parts,
     route: &ProxyRoute,
     real_ip: &HeaderValue,
     websocket: bool,
     https: bool,
+    upstream: &str,
 ) {
     parts.version = Version::HTTP_11;
     // HTTP/2 (and absolute-form HTTP/1) requests name the server in the URI's authority,
@@ -186,20 +188,14 @@ pub(crate) fn request(
             headers.insert(HOST, v.clone());
             headers.insert(X_FORWARDED_HOST.clone(), v);
         }
+    } else if let Ok(v) = HeaderValue::from_str(upstream) {
+        // A request naming no server at all (HTTP/1.0 without Host): the upstream's name,
+        // as nginx's default `proxy_set_header Host $proxy_host` sends; an HTTP/1.1 server
+        // must answer 400 to a request without one.
+        headers.insert(HOST, v);
     }
     if !route.request_headers.is_empty() {
         route.request_headers.apply(headers);
-    }
-}
-
-/// A request that names no server at all (HTTP/1.0 without `Host`, no authority) gets the
-/// upstream's name as `Host`, as nginx's default `proxy_set_header Host $proxy_host` does:
-/// an HTTP/1.1 server must answer 400 to a request without one.
-pub(crate) fn default_host(headers: &mut http::HeaderMap, upstream: &str) {
-    if !headers.contains_key(HOST)
-        && let Ok(v) = HeaderValue::from_str(upstream)
-    {
-        headers.insert(HOST, v);
     }
 }
 
@@ -282,7 +278,7 @@ mod tests {
             ],
         );
         let ip = HeaderValue::from_static("127.0.0.1");
-        request(&mut p, &route(None), &ip, false, false);
+        request(&mut p, &route(None), &ip, false, false, "app");
         let h = &p.headers;
         for gone in [
             "connection",
@@ -339,6 +335,7 @@ mod tests {
             &HeaderValue::from_static("::1"),
             true,
             true,
+            "app",
         );
         assert_eq!(p.headers["x-forwarded-proto"], "https");
         assert_eq!(p.headers["upgrade"], "websocket");
@@ -349,7 +346,7 @@ mod tests {
     fn http2_authority_becomes_host() {
         let mut p = parts("https://h2.test:8443/x?y", &[]);
         let ip = HeaderValue::from_static("127.0.0.1");
-        request(&mut p, &route(None), &ip, false, true);
+        request(&mut p, &route(None), &ip, false, true, "app");
         assert_eq!(p.uri, "/x?y");
         assert_eq!(p.headers["host"], "h2.test:8443");
         assert_eq!(p.headers["x-forwarded-host"], "h2.test:8443");

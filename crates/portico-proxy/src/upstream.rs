@@ -163,8 +163,14 @@ async fn try_proxy(
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
     let hash = hash_key(entry, &parts);
-    forward::request(&mut parts, route, &ctx.real_ip, false, ctx.https);
-    forward::default_host(&mut parts.headers, &entry.config.name);
+    forward::request(
+        &mut parts,
+        route,
+        &ctx.real_ip,
+        false,
+        ctx.https,
+        &entry.config.name,
+    );
 
     let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);

@@ -52,8 +52,14 @@ async fn try_proxy(
     let on_client = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
     let hash = upstream::hash_key(entry, &parts);
-    forward::request(&mut parts, route, &ctx.real_ip, true, ctx.https);
-    forward::default_host(&mut parts.headers, &entry.config.name);
+    forward::request(
+        &mut parts,
+        route,
+        &ctx.real_ip,
+        true,
+        ctx.https,
+        &entry.config.name,
+    );
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),
