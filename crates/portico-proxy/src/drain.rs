@@ -1,5 +1,5 @@
 //! Drains narrower than the whole server: one listener removed by a reload, or the
-//! WebSockets of a server removed by a reload.
+//! WebSockets a reload leaves without their route or their server.
 //!
 //! A [`Trigger`] is a worker-local run state of its own (`Running`, `Draining(deadline)`,
 //! `Stopped`) that a task's [`crate::worker::StopWatch`] combines with the worker's: the
@@ -10,12 +10,19 @@
 //!   firing one wakes every stop watcher of the worker (rare: only when a reload removes a
 //!   listener).
 //! - WebSocket triggers belong to one pipe (its [`WsTicket`]) and wake only that task. The
-//!   worker keeps a registry of live WebSockets keyed by [`ServerId`] (upstream name +
-//!   address as written), so a reload that removes a server finds exactly its WebSockets and
-//!   leaves every other one untouched.
+//!   worker keeps a registry of live WebSockets keyed by [`WsOrigin`]: the server the pipe
+//!   goes to ([`ServerId`], upstream name + address as written) and where its upgrade came
+//!   from (listener, `Host`, path). After a reload every distinct origin is routed again
+//!   against the new snapshot ([`WsOrigin::still_routed`]): a WebSocket stays untouched
+//!   exactly when the same upgrade request, sent now, would reach a WebSocket proxy route of
+//!   the same upstream and that upstream still has its server. Otherwise (its server, site or
+//!   route removed, the route now proxying to another upstream or no longer proxying
+//!   WebSockets) it drains. WebSockets with the same origin share one key (the registry
+//!   keeps no copy per WebSocket) and a reload checks each origin once.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::Waker;
@@ -23,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use portico_balance::ServerId;
 
+use crate::conn::ConnCtx;
+use crate::snapshot::Snapshot;
 use crate::worker::{RunState, StopWatch, Worker};
 
 /// A drain signal for one listener or one WebSocket (see the module doc).
@@ -76,21 +85,91 @@ pub(crate) fn combine(a: RunState, b: RunState) -> RunState {
     }
 }
 
-/// The worker's live WebSockets by server.
+/// Where a WebSocket's upgrade came from: enough to route the same upgrade again against a
+/// newer snapshot.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct UpgradeFrom {
+    /// The connection's listener (configured address).
+    listener: SocketAddr,
+    /// `Host` (header, else the URI's) and path of the upgrade request; `None` when the
+    /// site was chosen by something a reload cannot replay (a TLS handshake's SNI for a
+    /// request without `Host`): then only the server is checked.
+    request: Option<UpgradeRequest>,
+}
+
+/// `Host` and path of an upgrade request, as received.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UpgradeRequest {
+    host: Option<Box<[u8]>>,
+    path: Box<str>,
+}
+
+impl UpgradeFrom {
+    /// The origin of an upgrade request on `ctx`'s connection, taken before the request is
+    /// rewritten for the server (`Host`, `strip_prefix`).
+    pub fn new(ctx: &ConnCtx, req: &http::request::Parts) -> UpgradeFrom {
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri.host().map(str::as_bytes));
+        // As `handler::handle` picks the site: without `Host`, a TLS request's SNI decides.
+        let request = match (host, ctx.sni_site.get()) {
+            (None, Some(_)) => None,
+            _ => Some(UpgradeRequest {
+                host: host.map(Box::from),
+                path: Box::from(req.uri.path()),
+            }),
+        };
+        UpgradeFrom {
+            listener: ctx.listener,
+            request,
+        }
+    }
+}
+
+/// A WebSocket's registry key: where its upgrade came from and the server it went to.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WsOrigin {
+    server: ServerId,
+    from: UpgradeFrom,
+}
+
+impl WsOrigin {
+    /// Whether `snap` still sends this upgrade where it went: the listener exists, the
+    /// request's site and route proxy WebSockets to the upstream of the same name (not an
+    /// https redirect), and that upstream still has the server.
+    pub fn still_routed(&self, snap: &Snapshot) -> bool {
+        let name = &*self.server.upstream;
+        let upstream = match &self.from.request {
+            Some(r) => snap.websocket_upstream(self.from.listener, r.host.as_deref(), &r.path),
+            None => snap.upstreams.iter().find(|u| u.config.name == name),
+        };
+        upstream.is_some_and(|u| {
+            u.config.name == name && u.pool.members().iter().any(|m| m.id == self.server)
+        })
+    }
+}
+
+/// The triggers of the WebSockets of one origin, by ticket id.
+type Triggers = HashMap<u64, Rc<Trigger>>;
+
+/// The worker's live WebSockets by origin (WebSockets with equal origins share the key).
 #[derive(Debug, Default)]
 pub(crate) struct WsRegistry {
-    by_server: RefCell<HashMap<ServerId, HashMap<u64, Rc<Trigger>>>>,
+    by_origin: RefCell<HashMap<Rc<WsOrigin>, Triggers>>,
     next: Cell<u64>,
 }
 
 impl WsRegistry {
-    /// The triggers of every WebSocket to one of `servers`.
-    fn triggers_of(&self, servers: &HashSet<ServerId>) -> Vec<Rc<Trigger>> {
-        let map = self.by_server.borrow();
-        servers
+    /// The triggers of every WebSocket to one of `servers` or whose origin `snap` no longer
+    /// routes to its server.
+    fn triggers_to_drain(&self, servers: &HashSet<ServerId>, snap: &Snapshot) -> Vec<Rc<Trigger>> {
+        self.by_origin
+            .borrow()
             .iter()
-            .filter_map(|s| map.get(s))
-            .flat_map(|m| m.values().cloned())
+            .filter(|(o, _)| servers.contains(&o.server) || !o.still_routed(snap))
+            .flat_map(|(_, m)| m.values().cloned())
             .collect()
     }
 }
@@ -98,27 +177,47 @@ impl WsRegistry {
 /// One live WebSocket's place in the worker's registry; dropping it unregisters.
 pub(crate) struct WsTicket {
     worker: Rc<Worker>,
-    server: ServerId,
+    origin: Rc<WsOrigin>,
     id: u64,
     trigger: Rc<Trigger>,
 }
 
 impl WsTicket {
-    /// Register a WebSocket piped to `server`.
-    pub fn new(worker: &Rc<Worker>, server: ServerId) -> WsTicket {
+    /// Register a WebSocket upgraded `from` there to `server`, routed by `snap`. When a
+    /// reload published a newer snapshot meanwhile (its drain may have run before this
+    /// registration), the origin is checked against that one now and drains at once if it
+    /// is no longer routed there.
+    pub fn new(
+        worker: &Rc<Worker>,
+        snap: &Snapshot,
+        from: UpgradeFrom,
+        server: ServerId,
+    ) -> WsTicket {
+        let origin = WsOrigin { server, from };
         let reg = &worker.websockets;
         let id = reg.next.get();
         reg.next.set(id + 1);
         let trigger = Trigger::new();
         worker.shared.websockets.fetch_add(1, Ordering::Relaxed);
-        reg.by_server
-            .borrow_mut()
-            .entry(server.clone())
-            .or_default()
-            .insert(id, trigger.clone());
+        let origin = {
+            let mut map = reg.by_origin.borrow_mut();
+            let key = match map.get_key_value(&origin) {
+                Some((key, _)) => key.clone(),
+                None => Rc::new(origin),
+            };
+            map.entry(key.clone())
+                .or_default()
+                .insert(id, trigger.clone());
+            key
+        };
+        let current = worker.snapshot();
+        if !std::ptr::eq(snap, &**current) && !origin.still_routed(&current) {
+            let grace = current.server.shutdown_grace;
+            trigger.fire(RunState::Draining(Instant::now() + grace));
+        }
         WsTicket {
             worker: worker.clone(),
-            server,
+            origin,
             id,
             trigger,
         }
@@ -139,18 +238,20 @@ impl Drop for WsTicket {
             .shared
             .websockets
             .fetch_sub(1, Ordering::Relaxed);
-        let mut map = self.worker.websockets.by_server.borrow_mut();
-        if let Some(m) = map.get_mut(&self.server) {
+        let mut map = self.worker.websockets.by_origin.borrow_mut();
+        if let Some(m) = map.get_mut(&self.origin) {
             m.remove(&self.id);
             if m.is_empty() {
-                map.remove(&self.server);
+                map.remove(&self.origin);
             }
         }
     }
 }
 
-/// Drain the WebSockets of `servers` on this worker: close 1001 to the i-th of n at
-/// `start + window * i / n`, each with the hard cap `deadline`. Returns how many.
+/// Drain the WebSockets on this worker that go to one of `servers` (removed by a reload) or
+/// whose origin the current snapshot no longer routes to their server (see the module doc):
+/// close 1001 to the i-th of n at `start + window * i / n`, each with the hard cap
+/// `deadline`. Returns how many.
 pub(crate) fn drain_websockets(
     worker: &Worker,
     servers: &HashSet<ServerId>,
@@ -158,7 +259,8 @@ pub(crate) fn drain_websockets(
     window: Duration,
     deadline: Instant,
 ) -> usize {
-    let triggers = worker.websockets.triggers_of(servers);
+    let snap = worker.snapshot();
+    let triggers = worker.websockets.triggers_to_drain(servers, &snap);
     let n = triggers.len();
     if n == 0 {
         return 0;

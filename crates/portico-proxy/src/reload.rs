@@ -11,8 +11,11 @@
 //!    snapshot (requests in flight keep the `Arc` they started with);
 //! 4. hand each worker its socket of every added listener, tell it to stop the removed
 //!    ones (their connections finish gracefully, closed at `shutdown_grace`), and to drain
-//!    the WebSockets of servers (upstream name + address) that no longer exist: close 1001
-//!    at a frame boundary, spread over half of `shutdown_grace`, hard close at the cap.
+//!    the WebSockets the new config no longer sends where they went: their server (upstream
+//!    name + address) is gone, or their upgrade request would now meet no site and route
+//!    proxying WebSockets to the same upstream (see [`crate::drain`]). Close 1001 at a
+//!    frame boundary, spread over half of `shutdown_grace`, hard close at the cap; every
+//!    other WebSocket is left alone.
 //!
 //! Settings read once at start (`threads`, `max_connections`, `access_log`,
 //! `access_log_format`, `state_dir`) are reported in [`ReloadOutcome::needs_restart`].
@@ -139,15 +142,15 @@ impl RunningServer {
                 let _ = tx.send(Command::RemoveListener { id: *id, deadline });
             }
         }
-        if !servers_removed.is_empty() {
-            let servers = Arc::new(servers_removed.clone());
-            for tx in &self.commands {
-                let _ = tx.send(Command::DrainServers {
-                    servers: servers.clone(),
-                    window: grace / 2,
-                    deadline,
-                });
-            }
+        // Always: besides removed servers, each worker routes its WebSockets' upgrades again
+        // against the new snapshot (a site or route may be gone or point elsewhere).
+        let servers = Arc::new(servers_removed.clone());
+        for tx in &self.commands {
+            let _ = tx.send(Command::DrainServers {
+                servers: servers.clone(),
+                window: grace / 2,
+                deadline,
+            });
         }
         // Bound addresses in the new snapshot's order.
         let snap = self.shared.snapshot.load();

@@ -324,6 +324,26 @@ impl Snapshot {
         }
     }
 
+    /// The upstream a WebSocket upgrade for `host` and `path` on the listener `id` is
+    /// proxied to, as [`crate::handler`] routes it: `None` when the listener is gone, the
+    /// site only redirects to https there, or the route is not a WebSocket proxy route.
+    pub fn websocket_upstream(
+        &self,
+        id: SocketAddr,
+        host: Option<&[u8]>,
+        path: &str,
+    ) -> Option<&UpstreamEntry> {
+        let listener = &self.listeners[self.listener_index(id)?];
+        let site = listener.hosts.select(host);
+        if listener.redirects(site) {
+            return None;
+        }
+        match self.sites.get(site)?.routes.select(path)? {
+            RouteAction::Proxy(route) if route.websocket => self.upstreams.get(route.upstream),
+            _ => None,
+        }
+    }
+
     /// Whether any listener or upstream needs TLS.
     pub fn needs_tls(&self) -> bool {
         self.listeners.iter().any(|l| l.tls)

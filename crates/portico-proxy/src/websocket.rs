@@ -14,7 +14,7 @@ use portico_balance::PickKey;
 use crate::bodies::{ReqBody, RespBody};
 use crate::body::Body;
 use crate::conn::ConnCtx;
-use crate::drain::WsTicket;
+use crate::drain::{UpgradeFrom, WsTicket};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{ProxyRoute, Snapshot};
@@ -51,6 +51,8 @@ async fn try_proxy(
     let cfg = &entry.config;
     let on_client = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
+    // Before `forward::request` rewrites it: a reload routes the upgrade again (drain.rs).
+    let from = UpgradeFrom::new(ctx, &parts);
     let hash = upstream::hash_key(entry, &parts);
     forward::request(
         &mut parts,
@@ -131,7 +133,8 @@ async fn try_proxy(
     if let Some(log) = log.as_deref_mut() {
         log.status = 101;
     }
-    let ticket = WsTicket::new(&ctx.worker, entry.pool.members()[picked.index].id.clone());
+    let server = entry.pool.members()[picked.index].id.clone();
+    let ticket = WsTicket::new(&ctx.worker, snap, from, server);
     tokio::task::spawn_local(ws_pipe::run(
         ctx.clone(),
         on_client,

@@ -1,6 +1,7 @@
 //! WebSockets across reloads (in-process, real sockets): untouched by unrelated reloads;
-//! those of a removed server get close 1001 spread over half of `shutdown_grace`, and a
-//! pipe stuck mid-frame is closed hard at the cap.
+//! those of a removed server, or whose site or route the reload removed or pointed
+//! elsewhere, get close 1001 spread over half of `shutdown_grace`, and a pipe stuck
+//! mid-frame is closed hard at the cap.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -37,13 +38,19 @@ fn config(app: &[SocketAddr], other: SocketAddr, ws_extra: &str, extra: &str) ->
 }
 
 async fn open(addr: SocketAddr) -> (Ws, String) {
-    let (ws, resp) = tokio::time::timeout(
-        T,
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
-    )
-    .await
-    .expect("handshake in time")
-    .expect("handshake");
+    open_at(addr, "h", "/ws").await
+}
+
+/// A WebSocket to `path` with `Host: host`; also returns the echo server's name.
+async fn open_at(addr: SocketAddr, host: &str, path: &str) -> (Ws, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("host", http::HeaderValue::from_str(host).unwrap());
+    let (ws, resp) = tokio::time::timeout(T, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
     assert_eq!(resp.status(), 101);
     let name = resp.headers()["x-echo-name"].to_str().unwrap().to_string();
     (ws, name)
@@ -272,4 +279,107 @@ async fn websockets_on_a_removed_listener_get_1001_at_once_and_the_others_stay()
     );
     kept.send(Message::text("kept")).await.unwrap();
     assert_eq!(next(&mut kept).await, Message::text("kept"));
+}
+
+/// Close 1001 within `within` of `since`, whatever arrives before it.
+async fn expect_away(ws: &mut Ws, what: &str, since: Instant, within: Duration) {
+    loop {
+        match next(ws).await {
+            Message::Close(Some(frame)) => {
+                assert_eq!(frame.code, CloseCode::Away, "{what}");
+                break;
+            }
+            Message::Close(None) => panic!("{what}: close without 1001"),
+            _ => {}
+        }
+    }
+    assert!(
+        since.elapsed() < within,
+        "{what}: closed after {:?}",
+        since.elapsed()
+    );
+}
+
+/// Site 1 (any host) with WebSocket routes to `app` on `/ws`, `/gone`, `/moved`, `/plain`,
+/// `/nows`; site 2 (`b.test`, same listener) proxies WebSockets on `/` to `app`. The
+/// reloaded variant keeps `/ws` as it was, drops `/gone` and site 2, points `/moved` to the
+/// upstream `other`, makes `/plain` a `respond` route and `/nows` a proxy route without
+/// WebSockets; `app` keeps its one server throughout.
+fn routes_config(app: SocketAddr, other: SocketAddr, reloaded: bool) -> String {
+    let routes = if reloaded {
+        "{ path = \"/ws\", proxy = \"app\", websocket = true },\n\
+         { path = \"/moved\", proxy = \"other\", websocket = true },\n\
+         { path = \"/plain\", respond = \"not a proxy\" },\n\
+         { path = \"/nows\", proxy = \"app\", websocket = false },\n"
+    } else {
+        "{ path = \"/ws\", proxy = \"app\", websocket = true },\n\
+         { path = \"/gone\", proxy = \"app\", websocket = true },\n\
+         { path = \"/moved\", proxy = \"app\", websocket = true },\n\
+         { path = \"/plain\", proxy = \"app\", websocket = true },\n\
+         { path = \"/nows\", proxy = \"app\", websocket = true },\n"
+    };
+    let site2 = if reloaded {
+        ""
+    } else {
+        "[[sites]]\nlisten = [\"127.0.0.1:0\"]\nhosts = [\"b.test\"]\n\
+         routes = [{ path = \"/\", proxy = \"app\", websocket = true }]\n"
+    };
+    format!(
+        "[server]\nthreads = 2\naccess_log = \"off\"\nshutdown_grace = \"2s\"\n\n\
+         [upstreams.app]\nservers = [\"{app}\"]\n\n[upstreams.other]\nservers = [\"{other}\"]\n\n\
+         [[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [\n{routes}]\n\n{site2}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_whose_route_or_site_a_reload_removed_or_retargeted_get_1001_the_others_stay() {
+    let a = echo("A");
+    let other = echo("O");
+    let live = Live::start(&routes_config(a.addr, other.addr, false)).unwrap();
+    let addr = live.addr();
+    // Two on the kept route (one with the host of the removed site: same route, kept).
+    let mut kept = vec![
+        open_at(addr, "h", "/ws").await.0,
+        open_at(addr, "b.test", "/ws/x").await.0,
+    ];
+    let mut gone = Vec::new();
+    for (host, path) in [
+        ("h", "/gone"),
+        ("h", "/moved"),
+        ("h", "/plain"),
+        ("h", "/nows"),
+        ("b.test", "/chat"),
+    ] {
+        let (ws, name) = open_at(addr, host, path).await;
+        assert_eq!(name, "A");
+        gone.push((format!("{host}{path}"), ws));
+    }
+    echo_round(&mut kept, 0).await;
+    assert_eq!(live.server.websockets(), 7);
+
+    let reloaded = Instant::now();
+    let out = live
+        .reload(&routes_config(a.addr, other.addr, true))
+        .unwrap();
+    assert!(out.servers_removed.is_empty(), "{out:?}");
+    assert!(out.listeners_removed.is_empty(), "{out:?}");
+    // shutdown_grace 2 s: closes spread over 1 s, hard cap at 2 s.
+    let waits = gone
+        .iter_mut()
+        .map(|(what, ws)| expect_away(ws, what, reloaded, Duration::from_millis(2000)));
+    futures_util::future::join_all(waits).await;
+    // The kept ones were never touched, during the window and after it.
+    for round in 1..=3 {
+        echo_round(&mut kept, round).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    echo_round(&mut kept, 4).await;
+    let end = Instant::now() + T;
+    while live.server.websockets() != 2 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.server.websockets(), 2, "only the kept ones stay open");
+    // The moved route now reaches the other upstream.
+    let (_, name) = open_at(addr, "h", "/moved").await;
+    assert_eq!(name, "O");
 }
