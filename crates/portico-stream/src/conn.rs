@@ -58,7 +58,7 @@ pub(crate) async fn serve(
     };
     rec.end = run(&shared, &stream, client, &mut rec).await;
     rec.duration = started.elapsed();
-    shared.access_log.write(&rec);
+    crate::log::write(&shared.access_log, &rec);
 }
 
 async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mut Record) -> End {

@@ -1,18 +1,20 @@
 //! The stream access log: one line per connection, written when it ends, to
 //! `[server] access_log` in `access_log_format` (text for `combined`, or JSON).
 //!
+//! Lines go through the HTTP plane's writer (`portico_proxy::access_log::AccessLog`): one
+//! writer thread per target in the process, so HTTP and stream lines share one file handle,
+//! are never interleaved mid-line, never block a connection task, and follow a reopen (log
+//! rotation) together.
+//!
 //! Text: `CLIENT [TIME] stream#N LISTEN -> UPSTREAM SERVER sent=N received=N duration=S end=REASON`
 //! (`-` for an unknown upstream or server). JSON keys: `time client stream listen upstream
 //! server sent received duration_ms end`.
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use portico_config::{AccessLogFormat, AccessLogTarget};
+use portico_config::AccessLogFormat;
 use portico_proxy::access_log::format::Civil;
 
 /// How a connection ended.
@@ -64,63 +66,25 @@ pub struct Record {
     pub end: End,
 }
 
-#[derive(Debug)]
-enum Sink {
-    Stdout,
-    Stderr,
-    Off,
-    File(Mutex<File>),
-}
+pub use portico_proxy::access_log::AccessLog;
 
-/// Where and how lines go.
-#[derive(Debug)]
-pub struct AccessLog {
-    sink: Sink,
-    format: AccessLogFormat,
-}
-
-impl AccessLog {
-    pub fn open(target: &AccessLogTarget, format: AccessLogFormat) -> std::io::Result<AccessLog> {
-        let sink = match target {
-            AccessLogTarget::Stdout => Sink::Stdout,
-            AccessLogTarget::Stderr => Sink::Stderr,
-            AccessLogTarget::Off => Sink::Off,
-            AccessLogTarget::File(p) => Sink::File(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
-        };
-        Ok(AccessLog { sink, format })
-    }
-
-    pub fn write(&self, r: &Record) {
-        if matches!(self.sink, Sink::Off) {
-            return;
-        }
-        let line = format_record(r, self.format, SystemTime::now());
-        let result = match &self.sink {
-            Sink::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
-            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-            Sink::File(f) => f
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_all(line.as_bytes()),
-            Sink::Off => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "stream access log write failed");
-        }
-    }
+/// Queue `r`'s line on `log` (timestamped now); never blocks.
+pub fn write(log: &AccessLog, r: &Record) {
+    log.log_with(|format, out| push_record(r, format, SystemTime::now(), out));
 }
 
 /// The line for `r` (newline included).
 pub fn format_record(r: &Record, format: AccessLogFormat, now: SystemTime) -> String {
+    let mut out = String::with_capacity(160);
+    push_record(r, format, now, &mut out);
+    out
+}
+
+/// Append the line for `r` (newline included) to `out`.
+fn push_record(r: &Record, format: AccessLogFormat, now: SystemTime, out: &mut String) {
     let time = rfc3339(now);
     let upstream = r.upstream.as_deref().unwrap_or("-");
     let server = r.server.map_or_else(|| "-".to_string(), |s| s.to_string());
-    let mut out = String::with_capacity(160);
     match format {
         AccessLogFormat::Combined => {
             let _ = writeln!(
@@ -151,7 +115,6 @@ pub fn format_record(r: &Record, format: AccessLogFormat, now: SystemTime) -> St
             );
         }
     }
-    out
 }
 
 /// `2026-11-21T06:30:00Z` (UTC, whole seconds), from the HTTP access log's calendar fields.

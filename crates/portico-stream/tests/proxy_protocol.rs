@@ -126,16 +126,12 @@ fn portico_accepts_haproxy_send_proxy_v2_and_v1() {
             );
         }
     }
-    // Portico's log names the real clients, not HAProxy's address.
-    let lines = p.log();
-    assert!(
-        lines.lines().any(|l| l.starts_with("127.0.0.2:")),
-        "{lines}"
-    );
-    assert!(
-        lines.lines().any(|l| l.starts_with("127.0.0.3:")),
-        "{lines}"
-    );
+    // Portico's log names the real clients, not HAProxy's address (lines are written when
+    // HAProxy closes its connections, and by the log's writer thread: poll).
+    let named = |lines: &str, ip: &str| lines.lines().any(|l| l.starts_with(&format!("{ip}:")));
+    let lines = p.log_until(|l| named(l, "127.0.0.2") && named(l, "127.0.0.3"));
+    assert!(named(&lines, "127.0.0.2"), "{lines}");
+    assert!(named(&lines, "127.0.0.3"), "{lines}");
 }
 
 /// Behind HAProxy every connection comes from 127.0.0.1; persistence must still tell the

@@ -1,5 +1,6 @@
 //! `portico run` (and the serving loop `portico demo` reuses): load the config, start the
-//! data plane and VRRP, then follow signals until a stop.
+//! data plane and VRRP, then follow signals until a stop: SIGHUP reloads, SIGUSR1 reopens
+//! the access log files (log rotation), SIGTERM/SIGINT stop.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -74,11 +75,21 @@ async fn control(
     };
     running.publish_start();
     ready(server);
+    // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
+    // (they share one writer per target).
+    let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("cannot handle SIGUSR1")?;
     loop {
-        match signals.next().await {
-            Event::Stop => break,
-            // Blocking (name resolution, binds) on the control thread; workers keep serving.
-            Event::Reload => running.apply(),
+        tokio::select! {
+            event = signals.next() => match event {
+                Event::Stop => break,
+                // Blocking (name resolution, binds) on the control thread; workers keep serving.
+                Event::Reload => running.apply(),
+            },
+            _ = reopen.recv() => {
+                tracing::info!("SIGUSR1: reopening the access log");
+                portico_proxy::access_log::reopen_all();
+            }
         }
     }
     tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");

@@ -50,6 +50,18 @@ impl Portico {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
+    /// Wait (up to 10 s) until the access log's text satisfies `done`; returns it.
+    pub fn log_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.log();
+            if done(&text) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Wait until the access log has at least `n` lines; returns them.
     pub fn log_lines(&self, n: usize) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(10);
