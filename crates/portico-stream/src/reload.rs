@@ -12,7 +12,7 @@ use portico_config::Config;
 use tokio::sync::watch;
 
 use crate::error::StreamError;
-use crate::server::{RunState, RunningStreams, bind_one, lock};
+use crate::server::{Pending, RunState, RunningStreams, bind_one, lock};
 use crate::snapshot::{Snapshot, StreamRt};
 
 /// What a stream's compiled form depends on: its own config and the upstreams it uses.
@@ -55,8 +55,6 @@ pub(crate) fn stream_inputs(config: &Config, s: &portico_config::Stream) -> Inpu
 #[derive(Debug)]
 pub struct PreparedStreams {
     inner: Option<Prepared>,
-    /// For the idle handle: what needs a restart.
-    idle_note: Option<String>,
 }
 
 #[derive(Debug)]
@@ -69,6 +67,8 @@ struct Prepared {
     fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
     /// `server.shutdown_grace`: how long a removed listener's connections may run on.
     grace: Duration,
+    /// The runtime, built when none runs yet (the first streams of the process).
+    pending: Option<Pending>,
 }
 
 /// What a stream reload changed.
@@ -93,7 +93,9 @@ impl RunningStreams {
     /// new ones are bound and accept at once; removed ones stop accepting, and their
     /// connections run on, closed if still open at `shutdown_grace`. Connections never move.
     /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
-    /// changed. Without streams at start, adding some needs a restart.
+    /// changed. Without streams at start, the first reload that adds some starts the stream
+    /// runtime (with the start-up `[server]` settings: threads, `max_connections`, access
+    /// log); removing every stream leaves it running idle, ready for the next ones.
     /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
     pub fn reload(
         &self,
@@ -112,28 +114,20 @@ impl RunningStreams {
         config: &Config,
         registry: &Registry,
     ) -> Result<PreparedStreams, StreamError> {
-        let Some(control) = &self.control else {
-            let mut idle_note = None;
-            if !config.streams.is_empty() {
-                idle_note = Some(
-                    "[[streams]] added: the stream plane did not run at start; it starts at the next start"
-                        .to_string(),
-                );
-            }
-            return Ok(PreparedStreams {
-                inner: None,
-                idle_note,
-            });
-        };
-        let options = lock(control).options.clone();
-        let mut snapshot = Snapshot::build(config, registry, &options)?;
+        let running = self.plane.get();
+        if running.is_none() && config.streams.is_empty() {
+            return Ok(PreparedStreams { inner: None });
+        }
+        let mut snapshot = Snapshot::build(config, registry, &self.options)?;
         let mut cert_files: Vec<Option<portico_tls::FileCerts>> =
             (0..snapshot.streams.len()).map(|_| None).collect();
         for (i, f) in std::mem::take(&mut snapshot.cert_files) {
             cert_files[i] = Some(f);
         }
         // Bind what is new.
-        let kept: Vec<SocketAddr> = lock(control).slots.iter().map(|s| s.listen).collect();
+        let kept: Vec<SocketAddr> = running.map_or_else(Vec::new, |p| {
+            lock(&p.control).slots.iter().map(|s| s.listen).collect()
+        });
         let mut fresh = Vec::new();
         for s in &config.streams {
             for &addr in &s.listen {
@@ -148,6 +142,15 @@ impl RunningStreams {
             .iter()
             .map(|s| (stream_inputs(config, s), s.listen.clone()))
             .collect();
+        // Last, once everything else worked: the runtime, when none runs yet.
+        let pending = match running {
+            Some(_) => None,
+            None => Some(Pending::launch(
+                &self.server,
+                &self.state_rx,
+                self.server.shutdown_grace,
+            )?),
+        };
         Ok(PreparedStreams {
             inner: Some(Prepared {
                 layout,
@@ -155,20 +158,35 @@ impl RunningStreams {
                 cert_files,
                 fresh,
                 grace: config.server.shutdown_grace,
+                pending,
             }),
-            idle_note: None,
         })
     }
 
     /// The infallible half of a reload (see [`reload`](RunningStreams::reload)).
     pub fn commit(&self, prepared: PreparedStreams) -> StreamReload {
         let mut out = StreamReload::default();
-        out.needs_restart.extend(prepared.idle_note);
-        let (Some(control), Some(shared), Some(p)) = (&self.control, &self.shared, prepared.inner)
-        else {
+        let Some(mut p) = prepared.inner else {
             return out;
         };
-        let mut c = lock(control);
+        if *self.state_rx.borrow() != RunState::Running {
+            // Stopping: dropping `p` closes what it bound and ends a pending runtime.
+            return out;
+        }
+        if let Some(pending) = p.pending.take() {
+            pending.go();
+            let Pending { plane, thread, .. } = pending;
+            // Reloads are serialized by the caller: the plane cannot be set already (were
+            // it, this runtime is dropped and the one running serves the new listeners).
+            if self.plane.set(plane).is_ok() {
+                *lock(&self.thread) = Some(thread);
+            }
+        }
+        let Some(plane) = self.plane.get() else {
+            return out;
+        };
+        let shared = &plane.shared;
+        let mut c = lock(&plane.control);
         if *self.state_rx.borrow() != RunState::Running {
             return out;
         }

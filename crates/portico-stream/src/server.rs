@@ -6,25 +6,27 @@
 //! builds one multi-thread runtime (`[server] threads` workers, 0 = one per core) on its own
 //! thread, and returns. Any failure is returned before anything serves. With no
 //! `[[streams]]` it binds nothing, starts no thread and returns an idle handle whose
-//! `closed()` completes when `shutdown()` or `stop_now()` is called. Listeners live in a
-//! [`Control`] shared with the runtime so that reloads (`reload.rs`) can add, update and
-//! remove them while it runs.
+//! `closed()` completes when `shutdown()` or `stop_now()` is called; the first reload that
+//! adds streams starts the runtime then ([`Pending`], with the `[server]` settings of the
+//! start-up config, as for the HTTP plane). Listeners live in a [`Control`] shared with the
+//! runtime so that reloads (`reload.rs`) can add, update and remove them while it runs.
+//! Start is itself "prepare + commit" on the idle handle.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use portico_balance::Registry;
-use portico_config::Config;
+use portico_config::{Config, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 use crate::error::StreamError;
 use crate::log::AccessLog;
-use crate::reload::{Inputs, Slot, stream_inputs};
-use crate::snapshot::{Snapshot, StreamRt};
+use crate::reload::{Inputs, Slot};
+use crate::snapshot::StreamRt;
 
 /// Starts the stream listeners.
 #[derive(Debug)]
@@ -70,15 +72,100 @@ pub(crate) enum RunState {
 /// Started stream listeners: their bound addresses and their stop controls.
 #[derive(Debug)]
 pub struct RunningStreams {
-    pub(crate) shared: Option<Arc<Shared>>,
     pub(crate) bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
     state: watch::Sender<RunState>,
     pub(crate) state_rx: watch::Receiver<RunState>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// `None` for the idle handle (no streams).
-    alive: Option<watch::Receiver<bool>>,
-    /// Listeners and pollers (`None` for the idle handle).
-    pub(crate) control: Option<Arc<Mutex<Control>>>,
+    /// The running runtime; unset while no streams were ever configured (the idle handle).
+    pub(crate) plane: OnceLock<Plane>,
+    pub(crate) thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) options: StreamOptions,
+    /// `[server]` of the start-up config: the runtime's settings, also when a reload starts it.
+    pub(crate) server: ServerConfig,
+}
+
+/// The stream runtime's shared parts.
+#[derive(Debug)]
+pub(crate) struct Plane {
+    pub shared: Arc<Shared>,
+    /// Listeners and pollers.
+    pub control: Arc<Mutex<Control>>,
+    /// Turns false when the runtime has exited.
+    alive: watch::Receiver<bool>,
+}
+
+/// A stream runtime built and waiting (its thread blocked) for [`Pending::go`]; dropping
+/// it instead shuts the runtime down and ends the thread.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub plane: Plane,
+    go: std::sync::mpsc::SyncSender<()>,
+    pub thread: JoinHandle<()>,
+}
+
+impl Pending {
+    /// Build the runtime (`server.threads` workers), open the access log and start the
+    /// runtime's thread, which waits for [`go`](Pending::go). Nothing accepts yet.
+    pub(crate) fn launch(
+        server: &ServerConfig,
+        state_rx: &watch::Receiver<RunState>,
+        grace: Duration,
+    ) -> Result<Pending, StreamError> {
+        let access_log = AccessLog::open(&server.access_log, server.access_log_format)
+            .map_err(StreamError::AccessLog)?;
+        let (kill, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            access_log,
+            header_timeout: server.header_timeout,
+            kill,
+            connections: AtomicUsize::new(0),
+            max_connections: server.max_connections.max(1),
+            slot_freed: Notify::new(),
+        });
+        let threads = match server.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("portico-stream")
+            .enable_all()
+            .build()
+            .map_err(StreamError::Worker)?;
+        let control = Arc::new(Mutex::new(Control {
+            handle: rt.handle().clone(),
+            slots: Vec::new(),
+            pollers: Vec::new(),
+        }));
+        let (alive_tx, alive) = watch::channel(true);
+        let (go, go_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let sh = Arc::clone(&shared);
+        let rx = state_rx.clone();
+        let ctl = Arc::clone(&control);
+        let thread = std::thread::Builder::new()
+            .name("portico-streams".into())
+            .spawn(move || {
+                if go_rx.recv().is_ok() {
+                    rt.block_on(run(sh, ctl, rx, grace));
+                }
+                rt.shutdown_timeout(Duration::from_secs(1));
+                let _ = alive_tx.send(false);
+            })
+            .map_err(StreamError::Worker)?;
+        Ok(Pending {
+            plane: Plane {
+                shared,
+                control,
+                alive,
+            },
+            go,
+            thread,
+        })
+    }
+
+    /// Let the runtime's main task run (accept, sweep, drain at stop).
+    pub(crate) fn go(&self) {
+        let _ = self.go.send(());
+    }
 }
 
 impl StreamServer {
@@ -95,100 +182,21 @@ impl StreamServer {
         options: &StreamOptions,
     ) -> Result<RunningStreams, StreamError> {
         let (state, state_rx) = watch::channel(RunState::Running);
-        if config.streams.is_empty() {
-            return Ok(RunningStreams {
-                shared: None,
-                bound: Mutex::new(Vec::new()),
-                state,
-                state_rx,
-                thread: Mutex::new(None),
-                alive: None,
-                control: None,
-            });
-        }
-        let mut snapshot = Snapshot::build(&config, &registry, options)?;
-        let cert_files = std::mem::take(&mut snapshot.cert_files);
-        let mut sockets = Vec::new();
-        for s in &config.streams {
-            for &addr in &s.listen {
-                let (l, actual) = bind_one(addr)?;
-                sockets.push((addr, l, actual));
-            }
-        }
-        let access_log =
-            AccessLog::open(&config.server.access_log, config.server.access_log_format)
-                .map_err(StreamError::AccessLog)?;
-        let (kill, _) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            access_log,
-            header_timeout: config.server.header_timeout,
-            kill,
-            connections: AtomicUsize::new(0),
-            max_connections: config.server.max_connections.max(1),
-            slot_freed: Notify::new(),
-        });
-        let threads = match config.server.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("portico-stream")
-            .enable_all()
-            .build()
-            .map_err(StreamError::Worker)?;
-        let mut control = Control {
-            handle: rt.handle().clone(),
-            slots: Vec::new(),
-            pollers: Vec::new(),
-            options: options.clone(),
-        };
-        // The runtime's workers run from `build`: listeners start accepting now.
-        let mut bound = Vec::new();
-        let mut by_stream = sockets.into_iter();
-        for (i, s) in config.streams.iter().enumerate() {
-            let inputs = stream_inputs(&config, s);
-            for _ in &s.listen {
-                let Some((addr, l, actual)) = by_stream.next() else {
-                    break;
-                };
-                bound.push((addr, actual));
-                let slot = control.spawn_slot(
-                    &shared,
-                    &state_rx,
-                    (addr, l, actual),
-                    inputs.clone(),
-                    Arc::clone(&snapshot.streams[i]),
-                );
-                control.slots.push(slot);
-            }
-        }
-        for (i, files) in cert_files {
-            control.spawn_poller(Arc::clone(&snapshot.streams[i]), files);
-        }
-        let control = Arc::new(Mutex::new(control));
-        let (alive_tx, alive) = watch::channel(true);
-        let grace = config.server.shutdown_grace;
-        let sh = Arc::clone(&shared);
-        let rx = state_rx.clone();
-        let ctl = Arc::clone(&control);
-        let handle = std::thread::Builder::new()
-            .name("portico-streams".into())
-            .spawn(move || {
-                rt.block_on(run(sh, ctl, rx, grace));
-                rt.shutdown_timeout(Duration::from_secs(1));
-                let _ = alive_tx.send(false);
-            })
-            .map_err(StreamError::Worker)?;
-        Ok(RunningStreams {
-            shared: Some(shared),
-            bound: Mutex::new(bound),
+        let streams = RunningStreams {
+            bound: Mutex::new(Vec::new()),
             state,
             state_rx,
-            thread: Mutex::new(Some(handle)),
-            alive: Some(alive),
-            control: Some(control),
-        })
+            plane: OnceLock::new(),
+            thread: Mutex::new(None),
+            options: options.clone(),
+            server: config.server.clone(),
+        };
+        if !config.streams.is_empty() {
+            // The same path as a reload adding the first streams: all or nothing.
+            let prepared = streams.prepare(&config, &registry)?;
+            streams.commit(prepared);
+        }
+        Ok(streams)
     }
 }
 
@@ -212,7 +220,6 @@ pub(crate) struct Control {
     pub slots: Vec<Slot>,
     /// Certificate-file poller of each compiled TLS stream in use.
     pub pollers: Vec<(Arc<StreamRt>, tokio::task::AbortHandle)>,
-    pub options: StreamOptions,
 }
 
 impl Control {
@@ -411,23 +418,22 @@ impl RunningStreams {
 
     /// Stream connections open right now.
     pub fn connections(&self) -> usize {
-        self.shared
-            .as_ref()
-            .map_or(0, |s| s.connections.load(Ordering::Relaxed))
+        self.plane
+            .get()
+            .map_or(0, |p| p.shared.connections.load(Ordering::Relaxed))
     }
 
     /// Wait (async) until the stream runtime has exited (for the idle handle: until
     /// `shutdown` or `stop_now` is called).
     pub async fn closed(&self) {
-        match &self.alive {
-            Some(alive) => {
-                let mut alive = alive.clone();
-                let _ = alive.wait_for(|a| !*a).await;
-            }
-            None => {
-                let mut state = self.state_rx.clone();
-                let _ = state.wait_for(|s| *s != RunState::Running).await;
-            }
+        if self.plane.get().is_none() {
+            let mut state = self.state_rx.clone();
+            let _ = state.wait_for(|s| *s != RunState::Running).await;
+        }
+        // Also when a reload started the runtime while this waited.
+        if let Some(p) = self.plane.get() {
+            let mut alive = p.alive.clone();
+            let _ = alive.wait_for(|a| !*a).await;
         }
     }
 

@@ -165,3 +165,56 @@ fn a_refused_reload_changes_nothing() {
     assert_eq!(tag(addr), "a", "the stream still goes to its old server");
     assert_eq!(live.running.bound_addrs().len(), 1);
 }
+
+/// Started without streams (the idle handle), a reload adds the first ones: the stream
+/// runtime starts then and serves at once; removing every stream closes the listeners (the
+/// runtime stays, idle) and adding some again works; a graceful stop ends the started runtime.
+#[test]
+fn the_first_streams_come_with_a_reload_and_all_can_go() {
+    let a = Backend::spawn("a");
+    let live = Live::start(&config(&[&a], &[], ""));
+    assert!(live.running.bound_addrs().is_empty());
+    // A refused first reload (the address is taken) leaves the handle idle.
+    let taken = TcpListener::bind("127.0.0.3:0").unwrap();
+    let t = taken.local_addr().unwrap().to_string();
+    let err = live.reload(&config(&[&a], &[&t], "")).unwrap_err();
+    assert!(err.to_string().contains(&t), "{err}");
+    assert!(live.running.bound_addrs().is_empty());
+
+    let out = live.reload(&config(&[&a], &["127.0.0.1:0"], "")).unwrap();
+    assert_eq!(out.listeners_added.len(), 1, "{out:?}");
+    assert!(out.needs_restart.is_empty(), "{out:?}");
+    let first = live.addr(0);
+    assert_eq!(out.listeners_added[0].1, first);
+    assert_eq!(tag(first), "a", "the new stream accepts at once");
+    let mut open = connect_from("127.0.0.1".parse().unwrap(), first);
+    assert_eq!(exchange(&mut open), "a");
+    assert_eq!(live.running.connections(), 1);
+
+    let out = live.reload(&config(&[&a], &[], "")).unwrap();
+    assert_eq!(out.listeners_removed, vec!["127.0.0.1:0".parse().unwrap()]);
+    assert!(live.running.bound_addrs().is_empty());
+    wait_until(Duration::from_secs(5), || {
+        TcpStream::connect(first).is_err()
+    });
+    assert!(TcpStream::connect(first).is_err(), "the listener is closed");
+
+    let out = live.reload(&config(&[&a], &["127.0.0.2:0"], "")).unwrap();
+    assert_eq!(out.listeners_added.len(), 1, "{out:?}");
+    assert_eq!(tag(live.addr(0)), "a");
+
+    // Graceful stop: the open connection may finish; the runtime ends within the grace.
+    drop(open);
+    let stopped = std::time::Instant::now();
+    live.running.shutdown();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), live.running.closed())
+            .await
+            .expect("the started runtime stops")
+    });
+    assert!(stopped.elapsed() < Duration::from_secs(4));
+}
