@@ -283,8 +283,124 @@ fn spread(window: Duration, i: usize, n: usize) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    const APP1: &str = "127.0.0.1:9001";
+    const APP2: &str = "127.0.0.1:9002";
+
+    /// A snapshot of: upstreams `app` (`app_servers`) and `other`; one site on
+    /// 127.0.0.1:0 with `routes`, and `extra` appended. Nothing is bound.
+    fn snap(app_servers: &[&str], routes: &str, extra: &str) -> Snapshot {
+        let list: Vec<String> = app_servers.iter().map(|a| format!("\"{a}\"")).collect();
+        let toml = format!(
+            "[upstreams.app]\nservers = [{}]\n\n[upstreams.other]\nservers = [\"127.0.0.1:9003\"]\n\n\
+             [[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [{routes}]\n\n{extra}",
+            list.join(", ")
+        );
+        let config = portico_config::parse(&toml, std::path::Path::new("portico.toml")).unwrap();
+        Snapshot::build(&Arc::new(config), &portico_balance::Registry::default()).unwrap()
+    }
+
+    const WS: &str = "{ path = \"/ws\", proxy = \"app\" }";
+
+    fn origin(server: &str, host: Option<&str>, path: &str) -> WsOrigin {
+        WsOrigin {
+            server: ServerId {
+                upstream: "app".into(),
+                addr: server.into(),
+            },
+            from: UpgradeFrom {
+                listener: "127.0.0.1:0".parse().unwrap(),
+                request: Some(UpgradeRequest {
+                    host: host.map(|h| Box::from(h.as_bytes())),
+                    path: path.into(),
+                }),
+            },
+        }
+    }
+
+    #[test]
+    fn an_origin_stays_routed_while_its_route_and_server_stay() {
+        let o = origin(APP1, Some("h"), "/ws/chat");
+        assert!(o.still_routed(&snap(&[APP1, APP2], WS, "")));
+        // Other changes: another server, another route, header rules on its own route.
+        assert!(o.still_routed(&snap(
+            &[APP1],
+            "{ path = \"/ws\", proxy = \"app\", request_headers = { set = { x-a = \"1\" } } }, \
+             { path = \"/api\", proxy = \"other\" }",
+            ""
+        )));
+        // Replaced by a route that still proxies its upgrade to the same upstream.
+        assert!(o.still_routed(&snap(&[APP1], "{ path = \"/\", proxy = \"app\" }", "")));
+    }
+
+    #[test]
+    fn an_origin_is_no_longer_routed_when_its_route_server_or_listener_goes() {
+        let o = origin(APP1, Some("h"), "/ws/chat");
+        let gone = [
+            (
+                "route removed",
+                snap(&[APP1], "{ path = \"/other\", proxy = \"app\" }", ""),
+            ),
+            (
+                "to another upstream",
+                snap(&[APP1], "{ path = \"/ws\", proxy = \"other\" }", ""),
+            ),
+            (
+                "no longer a proxy route",
+                snap(&[APP1], "{ path = \"/ws\", respond = \"no\" }", ""),
+            ),
+            (
+                "websocket = false",
+                snap(
+                    &[APP1],
+                    "{ path = \"/ws\", proxy = \"app\", websocket = false }",
+                    "",
+                ),
+            ),
+            (
+                "a longer route takes the path elsewhere",
+                snap(
+                    &[APP1],
+                    &format!("{WS}, {{ path = \"/ws/chat\", proxy = \"other\" }}"),
+                    "",
+                ),
+            ),
+            ("server removed", snap(&[APP2], WS, "")),
+        ];
+        for (what, s) in &gone {
+            assert!(!o.still_routed(s), "{what}");
+        }
+        let mut moved = o;
+        moved.from.listener = "127.0.0.2:0".parse().unwrap();
+        assert!(!moved.still_routed(&snap(&[APP1], WS, "")), "listener gone");
+    }
+
+    #[test]
+    fn the_site_is_chosen_by_host_again() {
+        let site2 = "[[sites]]\nlisten = [\"127.0.0.1:0\"]\nhosts = [\"b.test\"]\n\
+                     routes = [{ path = \"/\", proxy = \"app\" }]\n";
+        let o = origin(APP1, Some("B.Test:8080"), "/chat");
+        let with = snap(&[APP1], "{ path = \"/ws\", respond = \"no\" }", site2);
+        assert!(o.still_routed(&with));
+        let without = snap(&[APP1], "{ path = \"/ws\", respond = \"no\" }", "");
+        assert!(!o.still_routed(&without), "its site is gone");
+        // Without Host and without SNI: the listener's first site, as for a request.
+        let no_host = origin(APP1, None, "/ws");
+        assert!(no_host.still_routed(&snap(&[APP1], WS, site2)));
+        assert!(!no_host.still_routed(&with));
+    }
+
+    #[test]
+    fn an_origin_picked_by_sni_checks_only_its_server() {
+        let mut o = origin(APP1, None, "/");
+        o.from.request = None;
+        assert!(o.still_routed(&snap(&[APP1], "{ path = \"/x\", respond = \"no\" }", "")));
+        assert!(!o.still_routed(&snap(&[APP2], WS, "")));
+    }
 
     #[test]
     fn combine_prefers_the_stricter_state() {
