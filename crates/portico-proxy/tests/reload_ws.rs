@@ -1,7 +1,7 @@
 //! WebSockets across reloads (in-process, real sockets): untouched by unrelated reloads;
 //! those of a removed server, or whose site or route the reload removed or pointed
-//! elsewhere, get close 1001 spread over half of `shutdown_grace`, and a pipe stuck
-//! mid-frame is closed hard at the cap.
+//! elsewhere (also an upgrade still in flight during the reload), get close 1001 spread over
+//! half of `shutdown_grace`, and a pipe stuck mid-frame is closed hard at the cap.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -386,4 +386,75 @@ async fn websockets_whose_route_or_site_a_reload_removed_or_retargeted_get_1001_
     // The moved route now reaches the other upstream.
     let (_, name) = open_at(addr, "h", "/moved").await;
     assert_eq!(name, "O");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_in_flight_during_the_reload_that_removes_its_route_drains_when_it_lands() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A backend that answers the upgrade only when told to.
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let (got_tx, got) = tokio::sync::oneshot::channel::<()>();
+    let (answer, answer_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = tokio::spawn(async move {
+        let (mut s, _) = backend.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the upgrade request arrives");
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        got_tx.send(()).unwrap();
+        answer_rx.await.unwrap();
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nx-echo-name: slow\r\n\r\n"
+        );
+        s.write_all(answer.as_bytes()).await.unwrap();
+        // Hold the connection until the proxy closes it.
+        let _ = s.read(&mut buf).await;
+        s
+    });
+    let other = echo("O");
+    let toml = |route: &str| {
+        format!(
+            "[server]\nthreads = 1\naccess_log = \"off\"\nshutdown_grace = \"2s\"\n\n\
+             [upstreams.app]\nservers = [\"{backend_addr}\"]\n\n\
+             [upstreams.other]\nservers = [\"{}\"]\n\n\
+             [[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [{route}]\n",
+            other.addr
+        )
+    };
+    let live = Live::start(&toml("{ path = \"/gone\", proxy = \"app\" }")).unwrap();
+    let addr = live.addr();
+    let client = tokio::spawn(async move { open_at(addr, "h", "/gone").await.0 });
+    tokio::time::timeout(T, got).await.unwrap().unwrap();
+    // The route goes while the upgrade waits for the server's answer; the workers apply
+    // the reload before the answer lands (the WebSocket registers after the drain ran).
+    live.reload(&toml("{ path = \"/\", respond = \"gone\" }"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    answer.send(()).unwrap();
+    let mut ws = tokio::time::timeout(T, client).await.unwrap().unwrap();
+    let landed = Instant::now();
+    expect_away(
+        &mut ws,
+        "upgrade in flight",
+        landed,
+        Duration::from_millis(2000),
+    )
+    .await;
+    drop(ws);
+    let _ = tokio::time::timeout(T, slow).await;
 }
