@@ -21,6 +21,8 @@
 # Usage: scripts/bench.sh            (see docs/benchmarks.md)
 # Env:   ROUNDS=5 DUR=10 PHASES="ka64 ka1000 close ws idle" TARGETS="direct nginx haproxy portico"
 #        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 HS_PROCS=8 PORT_BASE=31000 OUT=bench-out
+#        (PORT_BASE: decimal, ports BASE+1..BASE+94 on 127.0.0.1; keep them below the ephemeral range;
+#        scripts/bench-tcp.sh uses 32001/32070/32080/32090 by default: not 32000 next to it)
 #        PORTICO_BIN=path (skip the build)  SKIP_BUILD=1  NO_INSTALL=1
 #        QUIET_WAIT=120 (max s to wait for a quiet machine before each run)  QUIET_MAX=15 (busy %)
 #        QUIET_BUDGET=1800 (max s of such waiting in the whole run)
@@ -45,6 +47,17 @@ WS_CONNS=${WS_CONNS:-100}
 WS_MSG=${WS_MSG:-32}
 HS_PROCS=${HS_PROCS:-8} # client processes in the handshake phases (bench/tls-hs-client.py)
 PORT_BASE=${PORT_BASE:-31000}
+# Decimal, whatever it looks like: bash arithmetic reads a leading 0 as octal (032000 is
+# 13312, 08000 is an error that stopped the script at its first line of port arithmetic).
+if [[ ! $PORT_BASE =~ ^[0-9]+$ ]]; then
+  echo "[bench] error: PORT_BASE must be a number, got '$PORT_BASE'" >&2
+  exit 1
+fi
+PORT_BASE=$((10#$PORT_BASE))
+if ((PORT_BASE < 1024 || PORT_BASE + 94 > 65535)); then
+  echo "[bench] error: PORT_BASE must be between 1024 and $((65535 - 94)) (ports BASE+1..BASE+94 are used), got $PORT_BASE" >&2
+  exit 1
+fi
 OUT=${OUT:-"$ROOT/bench-out"}
 QUIET_WAIT=${QUIET_WAIT:-120}
 QUIET_MAX=${QUIET_MAX:-15}
@@ -432,11 +445,17 @@ main() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   NOFILE=$(ulimit -n)
   CLK=$(getconf CLK_TCK)
-  local port
+  local port eph_lo eph_hi
+  read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { eph_lo=32768; eph_hi=60999; }
+  if ((PORT_BASE + 94 >= eph_lo && PORT_BASE <= eph_hi)); then
+    log "warning: PORT_BASE=$PORT_BASE overlaps the ephemeral port range $eph_lo-$eph_hi: outgoing connections (the load clients', the proxies' upstream ones) can take a listening port; prefer a PORT_BASE below $((eph_lo - 94))"
+  fi
   for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$NGINX_TLS" "$HAPROXY_HTTP" "$HAPROXY_WS" \
     "$HAPROXY_TLS" "$PORTICO_HTTP" "$PORTICO_WS" "$PORTICO_TLS" "$PORTICO_TLS_RSA" "$NGINX_TLS_FULL" \
     "$NGINX_TLS_RSA" "$HAPROXY_TLS_FULL" "$HAPROXY_TLS_RSA"; do
-    port_open "$port" && die "port $port is already in use (set PORT_BASE)"
+    if port_open "$port"; then
+      die "port $port is already in use (PORT_BASE=$PORT_BASE; choose another): $(ss -Hltnp "( sport = :$port )" 2>/dev/null | awk '{print $NF}' | head -1)"
+    fi
   done
 
   BASE=$(mktemp -d /tmp/portico-bench.XXXXXX)
