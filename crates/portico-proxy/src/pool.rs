@@ -1,4 +1,7 @@
-//! The worker's upstream keep-alive pool: idle hyper client connections per server.
+//! The worker's upstream keep-alive pool: idle connections per server, either Portico's own
+//! HTTP/1.1 client connections ([`crate::h1::UpConn`], used by body-less requests) or
+//! hyper client connections (requests with a body; an own connection is handed to hyper
+//! when such a request takes it).
 //!
 //! Thread-local (one per worker, no locks). A connection goes back the moment its response
 //! body ends; at most `keepalive` idle connections per server are kept (the newest are
@@ -16,14 +19,33 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http1::SendRequest;
 
 use crate::bodies::ReqBody;
+use crate::h1::UpConn;
 use crate::worker::Worker;
 
 /// Idle upstream connections older than this are closed (nginx's upstream default).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// An idle keep-alive connection.
+pub(crate) enum PoolConn {
+    /// hyper's client (its connection task runs on the worker).
+    Hyper(SendRequest<ReqBody>),
+    /// Portico's own HTTP/1.1 client connection.
+    Own(UpConn),
+}
+
+impl PoolConn {
+    /// Whether the connection can still carry a request (see [`UpConn::still_open`]).
+    fn usable(&mut self) -> bool {
+        match self {
+            PoolConn::Hyper(sender) => !sender.is_closed(),
+            PoolConn::Own(conn) => conn.still_open(),
+        }
+    }
+}
+
 struct Idle {
-    sender: SendRequest<ReqBody>,
+    conn: PoolConn,
     since: Instant,
 }
 
@@ -101,20 +123,43 @@ impl std::fmt::Debug for ConnPool {
 
 impl ConnPool {
     /// The most recently idle connection under `key` that is still open.
-    pub fn take(&self, key: PoolKey) -> Option<SendRequest<ReqBody>> {
+    pub fn take(&self, key: PoolKey) -> Option<PoolConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&key)?;
-        while let Some(conn) = list.pop_back() {
-            if !conn.sender.is_closed() {
-                return Some(conn.sender);
+        while let Some(mut idle) = list.pop_back() {
+            if idle.conn.usable() {
+                return Some(idle.conn);
+            }
+        }
+        None
+    }
+
+    /// The most recently idle own-client connection under `key` that is still open (hyper
+    /// connections are left for requests with a body; closed own ones are dropped).
+    pub fn take_own(&self, key: PoolKey) -> Option<UpConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&key)?;
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if !matches!(list[i].conn, PoolConn::Own(_)) {
+                continue;
+            }
+            if let Some(Idle {
+                conn: PoolConn::Own(mut conn),
+                ..
+            }) = list.remove(i)
+                && conn.still_open()
+            {
+                return Some(conn);
             }
         }
         None
     }
 
     /// Give a connection back; dropped (closed) when `keepalive` are already idle.
-    pub fn put(&self, key: PoolKey, sender: SendRequest<ReqBody>, keepalive: usize) {
-        if keepalive == 0 || sender.is_closed() {
+    pub fn put(&self, key: PoolKey, conn: PoolConn, keepalive: usize) {
+        if keepalive == 0 || matches!(&conn, PoolConn::Hyper(s) if s.is_closed()) {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -123,7 +168,7 @@ impl ConnPool {
             list.pop_front();
         }
         list.push_back(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
     }
@@ -132,7 +177,7 @@ impl ConnPool {
     pub fn sweep(&self, now: Instant, max_idle: Duration) {
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < max_idle);
+            list.retain_mut(|c| now.duration_since(c.since) < max_idle && c.conn.usable());
         }
         idle.retain(|_, list| !list.is_empty());
     }
