@@ -122,39 +122,41 @@ impl std::fmt::Debug for ConnPool {
 }
 
 impl ConnPool {
-    /// The most recently idle connection under `key` that is still open.
-    pub fn take(&self, key: PoolKey) -> Option<PoolConn> {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&key)?;
-        while let Some(mut idle) = list.pop_back() {
-            if idle.conn.usable() {
-                return Some(idle.conn);
-            }
-        }
-        None
-    }
-
-    /// The most recently idle own-client connection under `key` that is still open (hyper
-    /// connections are left for requests with a body; closed own ones are dropped).
-    pub fn take_own(&self, key: PoolKey) -> Option<UpConn> {
+    /// The most recently idle connection of one kind (own client or hyper) under `key`
+    /// that is still open; closed ones met on the way are dropped.
+    fn take_kind(&self, key: PoolKey, own: bool) -> Option<PoolConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&key)?;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
-            if !matches!(list[i].conn, PoolConn::Own(_)) {
+            if matches!(list[i].conn, PoolConn::Own(_)) != own {
                 continue;
             }
-            if let Some(Idle {
-                conn: PoolConn::Own(mut conn),
-                ..
-            }) = list.remove(i)
-                && conn.still_open()
+            if let Some(mut entry) = list.remove(i)
+                && entry.conn.usable()
             {
-                return Some(conn);
+                return Some(entry.conn);
             }
         }
         None
+    }
+
+    /// An idle own-client connection for a body-less request (hyper connections are left
+    /// for requests with a body).
+    pub fn take_own(&self, key: PoolKey) -> Option<UpConn> {
+        match self.take_kind(key, true) {
+            Some(PoolConn::Own(conn)) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// An idle connection for a request with a body: a hyper one first (it stays hyper's),
+    /// else an own one (handed over to hyper). Mixed traffic thus keeps about one idle
+    /// connection of each kind per concurrent request instead of converting back and forth.
+    pub fn take_for_body(&self, key: PoolKey) -> Option<PoolConn> {
+        self.take_kind(key, false)
+            .or_else(|| self.take_kind(key, true))
     }
 
     /// Give a connection back; dropped (closed) when `keepalive` are already idle.

@@ -334,7 +334,7 @@ async fn attempt(
         tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
     };
     loop {
-        let (mut sender, reused) = match worker.pool.take(key) {
+        let (mut sender, reused) = match worker.pool.take_for_body(key) {
             Some(PoolConn::Hyper(s)) => (s, true),
             Some(PoolConn::Own(conn)) => match conn.into_io() {
                 Some(io) => (handshake(addr, io, false).await?, true),
