@@ -6,15 +6,16 @@
 //! Thread-local (one per worker, no locks). A connection goes back the moment its response
 //! body ends; at most `keepalive` idle connections per server are kept (the newest are
 //! reused first, the oldest dropped first), and idle ones older than
-//! [`IDLE_TIMEOUT`] are closed by a periodic sweep.
+//! [`IDLE_TIMEOUT`] are closed by a periodic sweep. Idle age is counted in sweeps (an
+//! epoch number), not clock reads: a connection goes back after every request.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 
@@ -46,8 +47,13 @@ impl PoolConn {
 
 struct Idle {
     conn: PoolConn,
-    since: Instant,
+    /// The sweep epoch when it went idle.
+    since: u64,
 }
+
+/// Sweeps an idle connection survives: it is closed after between
+/// `IDLE_TIMEOUT - SWEEP_EVERY` and `IDLE_TIMEOUT` of idleness.
+const IDLE_SWEEPS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_EVERY.as_secs();
 
 /// A cheap hasher for the pool's keys: server addresses from the config (not chosen by
 /// clients, so no flooding concern). The default SipHash costs ~200 instructions a lookup,
@@ -111,6 +117,8 @@ pub(crate) struct PoolKey {
 #[derive(Default)]
 pub(crate) struct ConnPool {
     idle: RefCell<HashMap<PoolKey, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>>,
+    /// Sweeps so far.
+    epoch: Cell<u64>,
 }
 
 impl std::fmt::Debug for ConnPool {
@@ -171,15 +179,18 @@ impl ConnPool {
         }
         list.push_back(Idle {
             conn,
-            since: Instant::now(),
+            since: self.epoch.get(),
         });
     }
 
-    /// Close idle connections older than `max_idle` or already closed.
-    pub fn sweep(&self, now: Instant, max_idle: Duration) {
+    /// One sweep: close idle connections that have been idle for [`IDLE_SWEEPS`] sweeps,
+    /// or are closed.
+    pub fn sweep(&self) {
+        let epoch = self.epoch.get() + 1;
+        self.epoch.set(epoch);
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain_mut(|c| now.duration_since(c.since) < max_idle && c.conn.usable());
+            list.retain_mut(|c| epoch - c.since < IDLE_SWEEPS && c.conn.usable());
         }
         idle.retain(|_, list| !list.is_empty());
     }
@@ -196,7 +207,7 @@ pub(crate) async fn sweeper(worker: Rc<Worker>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        worker.pool.sweep(Instant::now(), IDLE_TIMEOUT);
+        worker.pool.sweep();
     }
 }
 

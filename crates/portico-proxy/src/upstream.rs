@@ -12,6 +12,7 @@
 //!   counted as a server failure.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -41,18 +42,30 @@ use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 const MAX_TRIES: usize = 16;
 
 /// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
-pub(crate) async fn proxy(
-    ctx: &Rc<ConnCtx>,
-    snap: &Snapshot,
-    route: &ProxyRoute,
+///
+/// The request is taken apart and rewritten here, before the returned future exists: the
+/// future then holds only what sending needs, not the request (async functions keep their
+/// arguments next to their locals, and the future of every request is moved several times
+/// through the layers above it, so its size is paid per request).
+pub(crate) fn proxy<'a>(
+    ctx: &'a Rc<ConnCtx>,
+    snap: &'a Snapshot,
+    route: &'a ProxyRoute,
     req: Request<Incoming>,
-    log: Option<&mut LogCtx>,
-) -> Response<RespBody> {
-    match try_proxy(ctx, snap, route, req, log).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::debug!(error = %e, "proxy error");
-            e.to_response().map(RespBody::new)
+    log: Option<&'a mut LogCtx>,
+) -> impl Future<Output = Response<RespBody>> + 'a {
+    let prepared = prepare(ctx, snap, route, req);
+    async move {
+        let result = match prepared {
+            Ok(p) => send(ctx, route, p, log).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error = %e, "proxy error");
+                e.to_response().map(RespBody::new)
+            }
         }
     }
 }
@@ -133,13 +146,23 @@ enum Outgoing {
     Hyper(Box<Option<Request<ReqBody>>>),
 }
 
-async fn try_proxy(
-    ctx: &Rc<ConnCtx>,
-    snap: &Snapshot,
+/// A request made ready for sending: the upstream, the request in the form its client
+/// wants, and what the balancer hashes on.
+struct Prepared<'a> {
+    entry: &'a UpstreamEntry,
+    outgoing: Outgoing,
+    progress: Option<Rc<BodyProgress>>,
+    hash: Option<Vec<u8>>,
+}
+
+/// The forward phase of a request: `max_body` by its declared length, headers rewritten,
+/// the client chosen (own for a body-less request, hyper's while a body streams).
+fn prepare<'a>(
+    ctx: &ConnCtx,
+    snap: &'a Snapshot,
     route: &ProxyRoute,
     req: Request<Incoming>,
-    mut log: Option<&mut LogCtx>,
-) -> Result<Response<RespBody>, ProxyError> {
+) -> Result<Prepared<'a>, ProxyError> {
     let entry = &snap.upstreams[route.upstream];
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
@@ -156,7 +179,7 @@ async fn try_proxy(
     let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let progress = has_body.then(|| BodyProgress::new(undeclared));
-    let mut outgoing = match &progress {
+    let outgoing = match &progress {
         Some(p) => {
             let req_body = ReqBody::Stream {
                 inner: body,
@@ -171,6 +194,27 @@ async fn try_proxy(
             idempotent: is_idempotent(&parts.method),
         }),
     };
+    Ok(Prepared {
+        entry,
+        outgoing,
+        progress,
+        hash,
+    })
+}
+
+/// Pick a server, send, and retry on other servers as `retries` allows.
+async fn send(
+    ctx: &Rc<ConnCtx>,
+    route: &ProxyRoute,
+    prepared: Prepared<'_>,
+    mut log: Option<&mut LogCtx>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let Prepared {
+        entry,
+        mut outgoing,
+        progress,
+        hash,
+    } = prepared;
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),
@@ -196,17 +240,13 @@ async fn try_proxy(
             Outgoing::Own(own) => {
                 attempt_own(ctx, entry, route, target, picked, own, log.is_some()).await
             }
+            // Boxed, as every rare path here: the request's future is moved into hyper's
+            // connection state once per request, and its size is that of its largest path.
             Outgoing::Hyper(request) => {
-                attempt(
-                    ctx,
-                    entry,
-                    route,
-                    target,
-                    picked,
-                    request,
-                    &progress,
-                    log.is_some(),
-                )
+                let timed = log.is_some();
+                Box::pin(attempt(
+                    ctx, entry, route, target, picked, request, &progress, timed,
+                ))
                 .await
             }
         };
@@ -268,7 +308,10 @@ async fn attempt_own(
     loop {
         let (mut conn, reused) = match worker.pool.take_own(key) {
             Some(c) => (c, true),
-            None => (open_own(entry, index, (addr, fallbacks)).await?, false),
+            None => (
+                Box::pin(open_own(entry, index, (addr, fallbacks))).await?,
+                false,
+            ),
         };
         let mut timer = ctx.take_head_timer(route.read_timeout);
         let result = tokio::select! {

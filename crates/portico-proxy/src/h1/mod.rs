@@ -26,6 +26,7 @@
 mod recv;
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
@@ -188,7 +189,9 @@ impl UpConn {
         if !self.buf.is_empty() {
             return false;
         }
-        self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 8 {
+            self.buf.reserve(READ_CHUNK);
+        }
         let mut cx = Context::from_waker(Waker::noop());
         matches!(
             poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.buf),
@@ -285,10 +288,13 @@ pub(crate) fn encode_request(parts: &http::request::Parts) -> Vec<u8> {
 /// Parse one response head off the front of `buf`. `Ok(None)`: incomplete. Interim 1xx
 /// responses (other than 101) are consumed and skipped.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<RespHead>, H1Error> {
+    let config = httparse::ParserConfig::default();
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut fields);
-        let len = match resp.parse(buf) {
+        // Uninitialized: a 128-field array of initialized headers is 4 KiB to clear per
+        // response.
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let len = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut fields) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
@@ -307,25 +313,33 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<RespHead>
             continue;
         }
         let http11 = resp.version == Some(1);
-        let count = resp.headers.len();
-        // Offsets of the fields inside the head, so the values can be shared slices of it.
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        // Offsets of the fields inside the head, so that the values can be shared slices
+        // of it once it is split off the buffer.
         let base = buf.as_ptr() as usize;
-        for (span, field) in spans.iter_mut().zip(resp.headers.iter()) {
-            let name_at = field.name.as_ptr() as usize - base;
-            let value_at = field.value.as_ptr() as usize - base;
-            *span = (name_at, field.name.len(), value_at, field.value.len());
-        }
+        let spans: Vec<Span> = resp
+            .headers
+            .iter()
+            .map(|f| Span {
+                name: (f.name.as_ptr() as usize - base, f.name.len()),
+                value: (f.value.as_ptr() as usize - base, f.value.len()),
+            })
+            .collect();
         let head = buf.split_to(len).freeze();
-        return build_head(status, http11, &head, &spans[..count], head_request).map(Some);
+        return build_head(status, http11, &head, &spans, head_request).map(Some);
     }
+}
+
+/// Where one header field's name and value are in the head: (offset, length) each.
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
 }
 
 fn build_head(
     status: StatusCode,
     http11: bool,
     head: &Bytes,
-    spans: &[(usize, usize, usize, usize)],
+    spans: &[Span],
     head_request: bool,
 ) -> Result<RespHead, H1Error> {
     let mut headers = HeaderMap::with_capacity(spans.len());
@@ -333,7 +347,11 @@ fn build_head(
     let mut chunked = false;
     let mut encoded = false;
     let mut close = !http11;
-    for &(name_at, name_len, value_at, value_len) in spans {
+    for &Span {
+        name: (name_at, name_len),
+        value: (value_at, value_len),
+    } in spans
+    {
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| H1Error::Malformed("invalid header name"))?;
         let raw = &head[value_at..value_at + value_len];
