@@ -24,7 +24,9 @@ use portico_balance::Picked;
 
 use crate::body::{Body, BodyError};
 use crate::conn::ActiveGuard;
+use crate::h1::{RecvBody, UpConn};
 use crate::log::LogCtx;
+use crate::pool::PoolConn;
 use crate::worker::Worker;
 
 /// Progress of a request body being sent upstream, shared with the waiting handler.
@@ -129,7 +131,9 @@ pub(crate) struct UpstreamLease {
     pub worker: Rc<Worker>,
     /// The keep-alive pool key (server address and TLS identity).
     pub key: crate::pool::PoolKey,
-    pub sender: SendRequest<ReqBody>,
+    /// hyper's client connection; `None` when the connection is Portico's own, which the
+    /// body ([`RecvBody`]) holds and gives back at its end.
+    pub hyper: Option<SendRequest<ReqBody>>,
     /// Max idle connections kept for this server on this worker.
     pub keepalive: usize,
     /// The balancer's guard: counts the request as active on the server.
@@ -137,8 +141,38 @@ pub(crate) struct UpstreamLease {
 }
 
 impl UpstreamLease {
-    fn release(self) {
-        self.worker.pool.put(self.key, self.sender, self.keepalive);
+    fn release(self, own: Option<UpConn>) {
+        let conn = match (self.hyper, own) {
+            (Some(sender), _) => PoolConn::Hyper(sender),
+            (None, Some(conn)) => PoolConn::Own(conn),
+            (None, None) => return,
+        };
+        self.worker.pool.put(self.key, conn, self.keepalive);
+    }
+}
+
+/// Where a response body comes from.
+#[derive(Debug)]
+enum Source {
+    /// Generated, a file, or hyper's client.
+    Body(Body),
+    /// Portico's own upstream connection.
+    Own(RecvBody),
+}
+
+impl Source {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Body(b) => http_body::Body::is_end_stream(b),
+            Source::Own(b) => http_body::Body::is_end_stream(b),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Body(b) => http_body::Body::size_hint(b),
+            Source::Own(b) => http_body::Body::size_hint(b),
+        }
     }
 }
 
@@ -158,7 +192,7 @@ struct ReadTimedOut;
 pub(crate) struct RespBody {
     /// Frames read ahead while the response was held (sent first).
     held: VecDeque<Frame<Bytes>>,
-    inner: Body,
+    inner: Source,
     lease: Option<UpstreamLease>,
     timer: Option<ReadTimer>,
     ended: bool,
@@ -178,7 +212,7 @@ impl RespBody {
     pub fn new(inner: Body) -> RespBody {
         RespBody {
             held: VecDeque::new(),
-            inner,
+            inner: Source::Body(inner),
             lease: None,
             timer: None,
             ended: false,
@@ -190,6 +224,20 @@ impl RespBody {
     /// A streamed upstream body: pool return at its end, `read_timeout` between reads.
     pub fn upstream(inner: Incoming, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
         let mut body = RespBody::new(Body::Incoming(inner));
+        body.lease = Some(lease);
+        body.timer = Some(ReadTimer {
+            timeout: read_timeout,
+            sleep: None,
+            armed: false,
+        });
+        body
+    }
+
+    /// A body streamed from Portico's own upstream connection (same rules as
+    /// [`RespBody::upstream`]).
+    pub fn own(inner: RecvBody, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
+        let mut body = RespBody::new(Body::Empty);
+        body.inner = Source::Own(inner);
         body.lease = Some(lease);
         body.timer = Some(ReadTimer {
             timeout: read_timeout,
@@ -217,7 +265,11 @@ impl RespBody {
         if !self.ended {
             self.ended = true;
             if let Some(lease) = self.lease.take() {
-                lease.release();
+                let own = match &mut self.inner {
+                    Source::Own(body) => body.take_conn(),
+                    Source::Body(_) => None,
+                };
+                lease.release(own);
             }
         }
     }
@@ -225,7 +277,7 @@ impl RespBody {
 
 impl Drop for RespBody {
     fn drop(&mut self) {
-        if !self.ended && self.held.is_empty() && http_body::Body::is_end_stream(&self.inner) {
+        if !self.ended && self.held.is_empty() && self.inner.is_end_stream() {
             self.on_end();
         }
     }
@@ -246,7 +298,11 @@ impl http_body::Body for RespBody {
             }
             return Poll::Ready(Some(Ok(frame)));
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = match &mut this.inner {
+            Source::Body(b) => Pin::new(b).poll_frame(cx),
+            Source::Own(b) => Pin::new(b).poll_frame(cx),
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(t) = this.timer.as_mut() {
                     t.armed = false;
@@ -254,7 +310,7 @@ impl http_body::Body for RespBody {
                 if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
                     log.bytes_sent += data.len() as u64;
                 }
-                if http_body::Body::is_end_stream(&this.inner) {
+                if this.inner.is_end_stream() {
                     this.on_end();
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -17,8 +17,11 @@
 //!                                                           [bodies.rs, log.rs]
 //! ```
 
+use std::future::{Future, Ready};
+use std::pin::Pin;
 use std::rc::Rc;
 
+use futures_util::future::Either;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -31,38 +34,49 @@ use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::{forward, https, upstream, websocket};
 
 /// Serve one request of a client connection.
-pub(crate) async fn handle(ctx: Rc<ConnCtx>, req: Request<Incoming>) -> Response<RespBody> {
-    let active = ActiveGuard::new(&ctx);
-    let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
-    let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
-    let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
-        // Only a connection whose listener a reload removed, after the hard cap.
-        let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps its arguments (the
+/// 264-byte request) next to its locals, and this future is moved several times per
+/// request; see also [`route`] and [`upstream::proxy`].
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+pub(crate) fn handle(
+    ctx: Rc<ConnCtx>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Response<RespBody>> {
+    async move {
+        let active = ActiveGuard::new(&ctx);
+        let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
+        let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
+        let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
+            // Only a connection whose listener a reload removed, after the hard cap.
+            let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
+            resp.body_mut().set_active(active);
+            return resp;
+        };
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri().host().map(str::as_bytes));
+        // Without Host (HTTP/1.0) a TLS request belongs to its SNI's site.
+        let site_index = match (host, ctx.sni_site.get()) {
+            (None, Some(sni_site)) => sni_site,
+            _ => listener.hosts.select(host),
+        };
+        let site = &snap.sites[site_index];
+        // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an
+        // empty check). Taken before the await, so that it is not kept in the future.
+        let mut resp =
+            if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
+                early.map(RespBody::new)
+            } else {
+                route(&ctx, &snap, site, req, &mut log).await
+            };
+        https::add_hsts(&ctx, site, resp.headers_mut());
+        attach_log(&mut resp, log);
         resp.body_mut().set_active(active);
-        return resp;
-    };
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .map(|h| h.as_bytes())
-        .or_else(|| req.uri().host().map(str::as_bytes));
-    // Without Host (HTTP/1.0) a TLS request belongs to its SNI's site.
-    let site_index = match (host, ctx.sni_site.get()) {
-        (None, Some(sni_site)) => sni_site,
-        _ => listener.hosts.select(host),
-    };
-    let site = &snap.sites[site_index];
-    // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an empty
-    // check).
-    let early = https::before_routing(&ctx, &snap, listener, site_index, &req);
-    let mut resp = match early.map(|r| r.map(RespBody::new)) {
-        Some(resp) => resp,
-        None => route(&ctx, &snap, site, req, &mut log).await,
-    };
-    https::add_hsts(&ctx, site, resp.headers_mut());
-    attach_log(&mut resp, log);
-    resp.body_mut().set_active(active);
-    resp
+        resp
+    }
 }
 
 /// Hand the access-log record to the response body (written when the body ends), with the
@@ -74,32 +88,50 @@ pub(crate) fn attach_log(resp: &mut Response<RespBody>, log: Option<Box<LogCtx>>
     }
 }
 
-/// The site's route for the request, and its action.
-async fn route(
-    ctx: &Rc<ConnCtx>,
-    snap: &Snapshot,
-    site: &CompiledSite,
+/// The future of a routed request: the plain proxy path inline, generated responses ready,
+/// the other actions boxed (rare, or large: a future is as large as its largest variant).
+type Routed<'a, P> = Either<P, Either<Ready<Response<RespBody>>, BoxedResponse<'a>>>;
+type BoxedResponse<'a> = Pin<Box<dyn Future<Output = Response<RespBody>> + 'a>>;
+
+/// The site's route for the request, and its action. Routing happens now; the returned
+/// future only runs the action.
+fn route<'a>(
+    ctx: &'a Rc<ConnCtx>,
+    snap: &'a Snapshot,
+    site: &'a CompiledSite,
     req: Request<Incoming>,
-    log: &mut Option<Box<LogCtx>>,
-) -> Response<RespBody> {
+    log: &'a mut Option<Box<LogCtx>>,
+) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
+    fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
+        Either::Right(Either::Left(std::future::ready(resp)))
+    }
+    fn boxed<'a, P>(fut: BoxedResponse<'a>) -> Routed<'a, P> {
+        Either::Right(Either::Right(fut))
+    }
     match site.routes.select(req.uri().path()) {
-        None => ProxyError::NoRoute.to_response().map(RespBody::new),
+        None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {
-                websocket::proxy(ctx, snap, route, req, log.take()).await
+                boxed(Box::pin(websocket::proxy(
+                    ctx,
+                    snap,
+                    route,
+                    req,
+                    log.take(),
+                )))
             } else {
-                upstream::proxy(ctx, snap, route, req, log.as_deref_mut()).await
+                Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))
             }
         }
-        Some(RouteAction::Static(action)) => {
+        Some(RouteAction::Static(action)) => boxed(Box::pin(async move {
             let (parts, _body) = req.into_parts();
             static_files::serve(&parts, action).await.map(RespBody::new)
-        }
+        })),
         Some(RouteAction::Redirect(action)) => {
             let (parts, _body) = req.into_parts();
             let scheme = if ctx.https { "https" } else { "http" };
-            redirect::redirect(&parts, scheme, action).map(RespBody::new)
+            ready(redirect::redirect(&parts, scheme, action).map(RespBody::new))
         }
-        Some(RouteAction::Respond(action)) => respond::respond(action).map(RespBody::new),
+        Some(RouteAction::Respond(action)) => ready(respond::respond(action).map(RespBody::new)),
     }
 }

@@ -29,6 +29,7 @@ mod drain;
 pub mod error;
 mod forward;
 mod framing;
+mod h1;
 mod handler;
 mod https;
 mod log;

@@ -1,31 +1,59 @@
-//! The worker's upstream keep-alive pool: idle hyper client connections per server.
+//! The worker's upstream keep-alive pool: idle connections per server, either Portico's own
+//! HTTP/1.1 client connections ([`crate::h1::UpConn`], used by body-less requests) or
+//! hyper client connections (requests with a body; an own connection is handed to hyper
+//! when such a request takes it).
 //!
 //! Thread-local (one per worker, no locks). A connection goes back the moment its response
 //! body ends; at most `keepalive` idle connections per server are kept (the newest are
 //! reused first, the oldest dropped first), and idle ones older than
-//! [`IDLE_TIMEOUT`] are closed by a periodic sweep.
+//! [`IDLE_TIMEOUT`] are closed by a periodic sweep. Idle age is counted in sweeps (an
+//! epoch number), not clock reads: a connection goes back after every request.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 
 use crate::bodies::ReqBody;
+use crate::h1::UpConn;
 use crate::worker::Worker;
 
 /// Idle upstream connections older than this are closed (nginx's upstream default).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-struct Idle {
-    sender: SendRequest<ReqBody>,
-    since: Instant,
+/// An idle keep-alive connection.
+pub(crate) enum PoolConn {
+    /// hyper's client (its connection task runs on the worker).
+    Hyper(SendRequest<ReqBody>),
+    /// Portico's own HTTP/1.1 client connection.
+    Own(UpConn),
 }
+
+impl PoolConn {
+    /// Whether the connection can still carry a request (see [`UpConn::still_open`]).
+    fn usable(&mut self) -> bool {
+        match self {
+            PoolConn::Hyper(sender) => !sender.is_closed(),
+            PoolConn::Own(conn) => conn.still_open(),
+        }
+    }
+}
+
+struct Idle {
+    conn: PoolConn,
+    /// The sweep epoch when it went idle.
+    since: u64,
+}
+
+/// Sweeps an idle connection survives: it is closed after between
+/// `IDLE_TIMEOUT - SWEEP_EVERY` and `IDLE_TIMEOUT` of idleness.
+const IDLE_SWEEPS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_EVERY.as_secs();
 
 /// A cheap hasher for the pool's keys: server addresses from the config (not chosen by
 /// clients, so no flooding concern). The default SipHash costs ~200 instructions a lookup,
@@ -89,6 +117,8 @@ pub(crate) struct PoolKey {
 #[derive(Default)]
 pub(crate) struct ConnPool {
     idle: RefCell<HashMap<PoolKey, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>>,
+    /// Sweeps so far.
+    epoch: Cell<u64>,
 }
 
 impl std::fmt::Debug for ConnPool {
@@ -100,21 +130,46 @@ impl std::fmt::Debug for ConnPool {
 }
 
 impl ConnPool {
-    /// The most recently idle connection under `key` that is still open.
-    pub fn take(&self, key: PoolKey) -> Option<SendRequest<ReqBody>> {
+    /// The most recently idle connection of one kind (own client or hyper) under `key`
+    /// that is still open; closed ones met on the way are dropped.
+    fn take_kind(&self, key: PoolKey, own: bool) -> Option<PoolConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&key)?;
-        while let Some(conn) = list.pop_back() {
-            if !conn.sender.is_closed() {
-                return Some(conn.sender);
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            if matches!(list[i].conn, PoolConn::Own(_)) != own {
+                continue;
+            }
+            if let Some(mut entry) = list.remove(i)
+                && entry.conn.usable()
+            {
+                return Some(entry.conn);
             }
         }
         None
     }
 
+    /// An idle own-client connection for a body-less request (hyper connections are left
+    /// for requests with a body).
+    pub fn take_own(&self, key: PoolKey) -> Option<UpConn> {
+        match self.take_kind(key, true) {
+            Some(PoolConn::Own(conn)) => Some(conn),
+            _ => None,
+        }
+    }
+
+    /// An idle connection for a request with a body: a hyper one first (it stays hyper's),
+    /// else an own one (handed over to hyper). Mixed traffic thus keeps about one idle
+    /// connection of each kind per concurrent request instead of converting back and forth.
+    pub fn take_for_body(&self, key: PoolKey) -> Option<PoolConn> {
+        self.take_kind(key, false)
+            .or_else(|| self.take_kind(key, true))
+    }
+
     /// Give a connection back; dropped (closed) when `keepalive` are already idle.
-    pub fn put(&self, key: PoolKey, sender: SendRequest<ReqBody>, keepalive: usize) {
-        if keepalive == 0 || sender.is_closed() {
+    pub fn put(&self, key: PoolKey, conn: PoolConn, keepalive: usize) {
+        if keepalive == 0 || matches!(&conn, PoolConn::Hyper(s) if s.is_closed()) {
             return;
         }
         let mut idle = self.idle.borrow_mut();
@@ -123,16 +178,19 @@ impl ConnPool {
             list.pop_front();
         }
         list.push_back(Idle {
-            sender,
-            since: Instant::now(),
+            conn,
+            since: self.epoch.get(),
         });
     }
 
-    /// Close idle connections older than `max_idle` or already closed.
-    pub fn sweep(&self, now: Instant, max_idle: Duration) {
+    /// One sweep: close idle connections that have been idle for [`IDLE_SWEEPS`] sweeps,
+    /// or are closed.
+    pub fn sweep(&self) {
+        let epoch = self.epoch.get() + 1;
+        self.epoch.set(epoch);
         let mut idle = self.idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) < max_idle);
+            list.retain_mut(|c| epoch - c.since < IDLE_SWEEPS && c.conn.usable());
         }
         idle.retain(|_, list| !list.is_empty());
     }
@@ -149,7 +207,7 @@ pub(crate) async fn sweeper(worker: Rc<Worker>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        worker.pool.sweep(Instant::now(), IDLE_TIMEOUT);
+        worker.pool.sweep();
     }
 }
 

@@ -12,13 +12,13 @@
 //!   counted as a server failure.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::HeaderName;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -33,26 +33,39 @@ use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::forward;
+use crate::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
-use crate::pool::PoolKey;
+use crate::pool::{PoolConn, PoolKey};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 
 /// Most servers one request tries.
 const MAX_TRIES: usize = 16;
 
 /// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
-pub(crate) async fn proxy(
-    ctx: &Rc<ConnCtx>,
-    snap: &Snapshot,
-    route: &ProxyRoute,
+///
+/// The request is taken apart and rewritten here, before the returned future exists: the
+/// future then holds only what sending needs, not the request (async functions keep their
+/// arguments next to their locals, and the future of every request is moved several times
+/// through the layers above it, so its size is paid per request).
+pub(crate) fn proxy<'a>(
+    ctx: &'a Rc<ConnCtx>,
+    snap: &'a Snapshot,
+    route: &'a ProxyRoute,
     req: Request<Incoming>,
-    log: Option<&mut LogCtx>,
-) -> Response<RespBody> {
-    match try_proxy(ctx, snap, route, req, log).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::debug!(error = %e, "proxy error");
-            e.to_response().map(RespBody::new)
+    log: Option<&'a mut LogCtx>,
+) -> impl Future<Output = Response<RespBody>> + 'a {
+    let prepared = prepare(ctx, snap, route, req);
+    async move {
+        let result = match prepared {
+            Ok(p) => send(ctx, route, p, log).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(error = %e, "proxy error");
+                e.to_response().map(RespBody::new)
+            }
         }
     }
 }
@@ -116,49 +129,40 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// What is needed to send the same body-less request again. The headers are kept as a flat
-/// list (one allocation; cloning the `HeaderMap` also copies its hash index, and this copy is
-/// made for every idempotent request but used only on a retry); the map is rebuilt, in the
-/// same order, only when a retry happens.
-struct Template {
-    method: Method,
-    uri: Uri,
-    headers: Vec<(HeaderName, HeaderValue)>,
+/// A body-less request for Portico's own client: its serialized head, written again to
+/// another connection for a retry.
+struct OwnRequest {
+    head: Vec<u8>,
+    head_request: bool,
+    idempotent: bool,
 }
 
-impl Template {
-    fn new(parts: &http::request::Parts) -> Template {
-        let mut headers = Vec::with_capacity(parts.headers.len());
-        for (n, v) in &parts.headers {
-            headers.push((n.clone(), v.clone()));
-        }
-        Template {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers,
-        }
-    }
-
-    fn build(&self) -> Request<ReqBody> {
-        let mut req = Request::new(ReqBody::Empty);
-        *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
-        let map = req.headers_mut();
-        map.reserve(self.headers.len());
-        for (n, v) in &self.headers {
-            map.append(n.clone(), v.clone());
-        }
-        req
-    }
+/// The request as the chosen client needs it.
+enum Outgoing {
+    /// No body: Portico's own HTTP/1.1 client ([`crate::h1`]).
+    Own(OwnRequest),
+    /// A body streams: hyper's client. The request is taken when sent (and given back by
+    /// hyper if it never left).
+    Hyper(Box<Option<Request<ReqBody>>>),
 }
 
-async fn try_proxy(
-    ctx: &Rc<ConnCtx>,
-    snap: &Snapshot,
+/// A request made ready for sending: the upstream, the request in the form its client
+/// wants, and what the balancer hashes on.
+struct Prepared<'a> {
+    entry: &'a UpstreamEntry,
+    outgoing: Outgoing,
+    progress: Option<Rc<BodyProgress>>,
+    hash: Option<Vec<u8>>,
+}
+
+/// The forward phase of a request: `max_body` by its declared length, headers rewritten,
+/// the client chosen (own for a body-less request, hyper's while a body streams).
+fn prepare<'a>(
+    ctx: &ConnCtx,
+    snap: &'a Snapshot,
     route: &ProxyRoute,
     req: Request<Incoming>,
-    mut log: Option<&mut LogCtx>,
-) -> Result<Response<RespBody>, ProxyError> {
+) -> Result<Prepared<'a>, ProxyError> {
     let entry = &snap.upstreams[route.upstream];
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
@@ -175,16 +179,42 @@ async fn try_proxy(
     let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let progress = has_body.then(|| BodyProgress::new(undeclared));
-    let template = (!has_body && is_idempotent(&parts.method)).then(|| Template::new(&parts));
-    let req_body = match &progress {
-        Some(p) => ReqBody::Stream {
-            inner: body,
-            limit: route.max_body,
-            progress: p.clone(),
-        },
-        None => ReqBody::Empty,
+    let outgoing = match &progress {
+        Some(p) => {
+            let req_body = ReqBody::Stream {
+                inner: body,
+                limit: route.max_body,
+                progress: p.clone(),
+            };
+            Outgoing::Hyper(Box::new(Some(Request::from_parts(parts, req_body))))
+        }
+        None => Outgoing::Own(OwnRequest {
+            head: h1::encode_request(&parts),
+            head_request: parts.method == Method::HEAD,
+            idempotent: is_idempotent(&parts.method),
+        }),
     };
-    let mut request = Some(Request::from_parts(parts, req_body));
+    Ok(Prepared {
+        entry,
+        outgoing,
+        progress,
+        hash,
+    })
+}
+
+/// Pick a server, send, and retry on other servers as `retries` allows.
+async fn send(
+    ctx: &Rc<ConnCtx>,
+    route: &ProxyRoute,
+    prepared: Prepared<'_>,
+    mut log: Option<&mut LogCtx>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let Prepared {
+        entry,
+        mut outgoing,
+        progress,
+        hash,
+    } = prepared;
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),
@@ -205,18 +235,21 @@ async fn try_proxy(
         };
         let index = picked.index;
         let addr = entry.addrs[index];
-        let outcome = attempt(
-            ctx,
-            entry,
-            route,
-            (addr, &entry.fallbacks[index]),
-            picked,
-            &mut request,
-            &template,
-            &progress,
-            log.is_some(),
-        )
-        .await;
+        let target = (addr, entry.fallbacks[index].as_slice());
+        let outcome = match &mut outgoing {
+            Outgoing::Own(own) => {
+                attempt_own(ctx, entry, route, target, picked, own, log.is_some()).await
+            }
+            // Boxed, as every rare path here: the request's future is moved into hyper's
+            // connection state once per request, and its size is that of its largest path.
+            Outgoing::Hyper(request) => {
+                let timed = log.is_some();
+                Box::pin(attempt(
+                    ctx, entry, route, target, picked, request, &progress, timed,
+                ))
+                .await
+            }
+        };
         match outcome {
             Ok((resp, upstream_time)) => {
                 entry.pool.report_success(index);
@@ -235,7 +268,10 @@ async fn try_proxy(
                 if e.is_server_failure() {
                     entry.pool.report_failure(index);
                 }
-                let resend = request.is_some() || template.is_some();
+                let resend = match &outgoing {
+                    Outgoing::Own(own) => own.idempotent,
+                    Outgoing::Hyper(request) => request.is_some(),
+                };
                 if retries_left == 0 || n_tried >= MAX_TRIES || !(e.retry_safe() || resend) {
                     return Err(e);
                 }
@@ -249,9 +285,78 @@ async fn try_proxy(
     }
 }
 
-/// One server: pooled connection (a stale one is replaced by a fresh one, not counted as a
-/// failure), send, wait for the response head. The time to the head is measured only when
-/// `timed` (the access log wants it): a clock read is not free.
+/// One server, Portico's own client: a pooled connection (a stale one is replaced by a
+/// fresh one, not counted as a failure), write the head, wait for the response head
+/// within `read_timeout`. The time to the head is measured only when `timed` (the access
+/// log wants it): a clock read is not free.
+async fn attempt_own(
+    ctx: &Rc<ConnCtx>,
+    entry: &UpstreamEntry,
+    route: &ProxyRoute,
+    (addr, fallbacks): (SocketAddr, &[SocketAddr]),
+    picked: Picked,
+    own: &OwnRequest,
+    timed: bool,
+) -> Result<(Response<RespBody>, Option<Duration>), ProxyError> {
+    let worker = &ctx.worker;
+    let started = timed.then(Instant::now);
+    let index = picked.index;
+    let key = PoolKey {
+        addr,
+        tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
+    };
+    loop {
+        let (mut conn, reused) = match worker.pool.take_own(key) {
+            Some(c) => (c, true),
+            None => (
+                Box::pin(open_own(entry, index, (addr, fallbacks))).await?,
+                false,
+            ),
+        };
+        let mut timer = ctx.take_head_timer(route.read_timeout);
+        let result = tokio::select! {
+            biased;
+            r = conn.exchange(&own.head, own.head_request) => Some(r),
+            _ = timer.as_mut() => None,
+        };
+        ctx.put_head_timer(timer);
+        match result {
+            Some(Ok(head)) => {
+                let upstream_time = started.map(|s| s.elapsed());
+                let (mut parts, ()) = Response::new(()).into_parts();
+                parts.status = head.status;
+                parts.headers = head.headers;
+                forward::response(&mut parts, route);
+                let body = RecvBody::new(conn, head.framing, head.keep_alive);
+                let lease = UpstreamLease {
+                    worker: worker.clone(),
+                    key,
+                    hyper: None,
+                    keepalive: entry.config.keepalive,
+                    _picked: picked,
+                };
+                let body = RespBody::own(body, lease, route.read_timeout);
+                return Ok((Response::from_parts(parts, body), upstream_time));
+            }
+            None => return Err(ProxyError::UpstreamTimeout { addr }),
+            Some(Err((e, got_bytes))) => {
+                // The server closed an idle keep-alive connection: not its failure. A
+                // request that may have reached it is sent again only if idempotent.
+                let unsent = matches!(e, H1Error::Write(_));
+                if reused && e.nothing_back(got_bytes) && (own.idempotent || unsent) {
+                    continue;
+                }
+                return Err(ProxyError::UpstreamBroken {
+                    addr,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// One server, hyper's client (a request body streams): pooled connection (a stale one is
+/// replaced by a fresh one, not counted as a failure), send, wait for the response head.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     ctx: &Rc<ConnCtx>,
@@ -260,7 +365,6 @@ async fn attempt(
     (addr, fallbacks): (SocketAddr, &[SocketAddr]),
     picked: Picked,
     request: &mut Option<Request<ReqBody>>,
-    template: &Option<Template>,
     progress: &Option<Rc<BodyProgress>>,
     timed: bool,
 ) -> Result<(Response<RespBody>, Option<Duration>), ProxyError> {
@@ -273,24 +377,22 @@ async fn attempt(
         tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
     };
     loop {
-        let (mut sender, reused) = match worker.pool.take(key) {
-            Some(s) => (s, true),
+        let (mut sender, reused) = match worker.pool.take_for_body(key) {
+            Some(PoolConn::Hyper(s)) => (s, true),
+            Some(PoolConn::Own(conn)) => match conn.into_io() {
+                Some(io) => (handshake(addr, io, false).await?, true),
+                None => continue,
+            },
             None => (open(entry, index, (addr, fallbacks), false).await?, false),
         };
         if reused && sender.ready().await.is_err() {
             continue;
         }
-        let req = match request.take() {
-            Some(r) => r,
-            None => match template {
-                Some(t) => t.build(),
-                None => {
-                    return Err(ProxyError::UpstreamBroken {
-                        addr,
-                        reason: "request already sent".into(),
-                    });
-                }
-            },
+        let Some(req) = request.take() else {
+            return Err(ProxyError::UpstreamBroken {
+                addr,
+                reason: "request already sent".into(),
+            });
         };
         let sent = sender.try_send_request(req);
         let result = wait_head(ctx, sent, route.read_timeout, cfg.send_timeout, progress).await;
@@ -308,7 +410,7 @@ async fn attempt(
                 let lease = UpstreamLease {
                     worker: worker.clone(),
                     key,
-                    sender,
+                    hyper: Some(sender),
                     keepalive: cfg.keepalive,
                     _picked: picked,
                 };
@@ -329,7 +431,7 @@ async fn attempt(
                 if let Some(r) = returned {
                     *request = Some(r);
                 }
-                if stale && (request.is_some() || template.is_some()) {
+                if stale && request.is_some() {
                     // The server closed an idle keep-alive connection: not its failure.
                     continue;
                 }
@@ -461,6 +563,21 @@ pub(crate) async fn open(
             handshake(addr, stream, upgrades).await
         }
     }
+}
+
+/// A new connection for Portico's own client: TCP, then TLS when the upstream has `tls`.
+async fn open_own(
+    entry: &UpstreamEntry,
+    index: usize,
+    (addr, fallbacks): (SocketAddr, &[SocketAddr]),
+) -> Result<UpConn, ProxyError> {
+    let timeout = entry.config.connect_timeout;
+    let stream = connect_tcp(addr, fallbacks, timeout).await?;
+    let io = match &entry.tls {
+        None => UpIo::Tcp(stream),
+        Some(tls) => UpIo::Tls(Box::new(tls.connect(index, addr, stream, timeout).await?)),
+    };
+    Ok(UpConn::new(io))
 }
 
 /// The HTTP/1.1 client handshake over `stream`; the connection task runs on this worker.
