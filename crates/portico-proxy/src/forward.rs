@@ -17,12 +17,12 @@ use http::{HeaderMap, HeaderValue, Uri, Version};
 
 use crate::snapshot::ProxyRoute;
 
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub(crate) static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub(crate) static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket` and
 /// `Connection: upgrade`, any case).
@@ -200,7 +200,7 @@ pub(crate) fn request(
 }
 
 /// Origin-form URI for the upstream, `None` when the client's URI can go as it is.
-fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+pub(crate) fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
     let absolute = uri.scheme().is_some() || uri.authority().is_some();
     let stripped = strip.and_then(|prefix| uri.path().strip_prefix(prefix));
     if !absolute && stripped.is_none() {

@@ -28,6 +28,7 @@ mod conn;
 mod drain;
 pub mod error;
 mod forward;
+mod forward_head;
 mod framing;
 mod h1;
 mod handler;

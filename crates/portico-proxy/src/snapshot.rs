@@ -108,7 +108,7 @@ pub(crate) struct ProxyRoute {
 }
 
 /// Header set/remove rules as typed names and values.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct CompiledRules {
     pub set: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,

@@ -32,11 +32,11 @@ use tokio::net::TcpStream;
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::conn::ConnCtx;
 use crate::error::ProxyError;
-use crate::forward;
-use crate::h1::{self, H1Error, RecvBody, UpConn, UpIo};
+use crate::h1::{H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
 use crate::pool::{PoolConn, PoolKey};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
+use crate::{forward, forward_head};
 
 /// Most servers one request tries.
 const MAX_TRIES: usize = 16;
@@ -167,37 +167,42 @@ fn prepare<'a>(
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
     let hash = hash_key(entry, &parts);
+    let upstream_name = &entry.config.name;
+    if http_body::Body::is_end_stream(&body) {
+        // No body: Portico's own client; the head is rewritten straight into its bytes.
+        let head =
+            forward_head::request_head(&parts, route, &ctx.real_ip, ctx.https, upstream_name);
+        return Ok(Prepared {
+            entry,
+            outgoing: Outgoing::Own(OwnRequest {
+                head,
+                head_request: parts.method == Method::HEAD,
+                idempotent: is_idempotent(&parts.method),
+            }),
+            progress: None,
+            hash,
+        });
+    }
     forward::request(
         &mut parts,
         route,
         &ctx.real_ip,
         false,
         ctx.https,
-        &entry.config.name,
+        upstream_name,
     );
-
-    let has_body = !http_body::Body::is_end_stream(&body);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
-    let progress = has_body.then(|| BodyProgress::new(undeclared));
-    let outgoing = match &progress {
-        Some(p) => {
-            let req_body = ReqBody::Stream {
-                inner: body,
-                limit: route.max_body,
-                progress: p.clone(),
-            };
-            Outgoing::Hyper(Box::new(Some(Request::from_parts(parts, req_body))))
-        }
-        None => Outgoing::Own(OwnRequest {
-            head: h1::encode_request(&parts),
-            head_request: parts.method == Method::HEAD,
-            idempotent: is_idempotent(&parts.method),
-        }),
+    let progress = BodyProgress::new(undeclared);
+    let req_body = ReqBody::Stream {
+        inner: body,
+        limit: route.max_body,
+        progress: progress.clone(),
     };
+    let outgoing = Outgoing::Hyper(Box::new(Some(Request::from_parts(parts, req_body))));
     Ok(Prepared {
         entry,
         outgoing,
-        progress,
+        progress: Some(progress),
         hash,
     })
 }

@@ -8,8 +8,8 @@
 //! body ([`RecvBody`]) reads straight from the socket while the client side pulls it: no
 //! task, no channel, no wake-up other than the socket's.
 //!
-//! - The request head is serialized once ([`encode_request`]) and can be written again to
-//!   another connection for a retry.
+//! - The request head is serialized once (by the forward phase,
+//!   [`crate::forward_head`]) and can be written again to another connection for a retry.
 //! - The response head is parsed with `httparse` (at most [`MAX_HEAD`] bytes and
 //!   [`MAX_HEADERS`] fields, else the server "sent garbage": 502); 1xx interim responses
 //!   are skipped; header values are slices of the read buffer, not copies.
@@ -31,14 +31,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+#[cfg(test)]
+use http::Method;
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use portico_tls::tokio_rustls::client::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
 
 pub(crate) use recv::RecvBody;
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Largest response head accepted (nginx's `proxy_buffer_size` is 4-8 KiB; hyper's limit
 /// is about 400 KiB). Past it the server "sent too big a header": 502.
@@ -252,7 +256,9 @@ impl UpConn {
 
 /// Serialize a request head (origin-form target, headers as they are) for a request
 /// without a body. Methods whose requests normally carry a body get `Content-Length: 0`
-/// when they declare none, as hyper's client does.
+/// when they declare none, as hyper's client does. The reference the data path's
+/// [`crate::forward_head::request_head`] is tested against.
+#[cfg(test)]
 pub(crate) fn encode_request(parts: &http::request::Parts) -> Vec<u8> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let method = parts.method.as_str();
@@ -368,15 +374,27 @@ fn build_head(
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // Hop-by-hop: never forwarded, so not even added (the forward phase would
+            // remove it again).
+            continue;
         } else if name == CONNECTION {
+            let mut names_others = false;
             for token in raw.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
-                } else if !http11 && token.eq_ignore_ascii_case(b"keep-alive") {
-                    close = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    close &= http11;
+                } else if !token.is_empty() {
+                    names_others = true;
                 }
             }
+            // Kept only when it names other headers, which the forward phase drops.
+            if !names_others {
+                continue;
+            }
+        } else if name == KEEP_ALIVE {
+            continue;
         }
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
             .map_err(|_| H1Error::Malformed("invalid header value"))?;
@@ -526,6 +544,27 @@ mod tests {
             assert_eq!(head.framing, *framing, "{text}");
             assert_eq!(head.keep_alive, *keep_alive, "{text}");
         }
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_not_kept_unless_connection_names_others() {
+        let head = parse(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let names: Vec<_> = head.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a"]);
+        assert!(head.keep_alive);
+        let head = parse(
+            b"HTTP/1.1 200 OK\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.headers["connection"], "close, x-hop");
+        assert!(!head.keep_alive);
     }
 
     #[test]
