@@ -115,9 +115,25 @@ fn serve(s: TcpStream) {
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).unwrap();
+        // `/dribble/..`: the answer of `..`, one byte per write (every parser state sees
+        // its input cut at every possible point).
+        let (dribble, path) = match path.strip_prefix("/dribble") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, path),
+        };
         let (answer, close) = script(&method, &path, &body);
         let s = reader.get_mut();
-        if s.write_all(&answer).is_err() || close {
+        let written = if dribble {
+            s.set_nodelay(true).unwrap();
+            answer.iter().try_for_each(|b| {
+                s.write_all(std::slice::from_ref(b))?;
+                std::thread::sleep(Duration::from_micros(300));
+                Ok::<_, std::io::Error>(())
+            })
+        } else {
+            s.write_all(&answer)
+        };
+        if written.is_err() || close {
             return;
         }
     }
@@ -149,6 +165,17 @@ fn chunked_with_extensions_and_trailers_is_decoded_and_the_connection_reused() {
     let backend = ScriptBackend::start();
     let proxy = proxy_to(backend.addr);
     gets(&proxy, "/chunked", 3, 200, b"hello world");
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[test]
+fn answers_cut_at_every_byte_are_parsed_the_same() {
+    let backend = ScriptBackend::start();
+    let proxy = proxy_to(backend.addr);
+    gets(&proxy, "/dribble/chunked", 2, 200, b"hello world");
+    gets(&proxy, "/dribble/interim", 2, 200, b"ok");
+    gets(&proxy, "/dribble/", 2, 200, b"ok");
+    // Every answer ended exactly where it should: one connection carried all six.
     assert_eq!(backend.accepted(), 1);
 }
 
