@@ -67,7 +67,7 @@ pub(crate) fn request_head(
     for (name, value) in headers {
         len += name.as_str().len() + value.len() + 4;
     }
-    let mut out = Vec::with_capacity(len);
+    let mut out = crate::h1::head_buffer(len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());

@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::conn::ConnCtx;
 use crate::error::ProxyError;
-use crate::h1::{H1Error, RecvBody, UpConn, UpIo};
+use crate::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
 use crate::pool::{PoolConn, PoolKey};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
@@ -135,6 +135,12 @@ struct OwnRequest {
     head: Vec<u8>,
     head_request: bool,
     idempotent: bool,
+}
+
+impl Drop for OwnRequest {
+    fn drop(&mut self) {
+        h1::recycle_head(std::mem::take(&mut self.head));
+    }
 }
 
 /// The request as the chosen client needs it.

@@ -25,6 +25,7 @@
 
 mod recv;
 
+use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
@@ -254,6 +255,39 @@ impl UpConn {
     }
 }
 
+thread_local! {
+    /// Request-head buffers of this worker thread, reused instead of one allocation per
+    /// request (see [`head_buffer`] / [`recycle_head`]).
+    static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Buffers kept per worker thread, and the largest kept.
+const HEADS_KEPT: usize = 64;
+const HEAD_BUFFER_MAX: usize = 8 * 1024;
+
+/// An empty buffer with room for `len` bytes, reused when one is free.
+pub(crate) fn head_buffer(len: usize) -> Vec<u8> {
+    match HEADS.with_borrow_mut(Vec::pop) {
+        Some(mut buf) => {
+            buf.clear();
+            buf.reserve(len);
+            buf
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
+/// Give a request-head buffer back for reuse (large or surplus ones are freed).
+pub(crate) fn recycle_head(buf: Vec<u8>) {
+    if buf.capacity() <= HEAD_BUFFER_MAX {
+        HEADS.with_borrow_mut(|heads| {
+            if heads.len() < HEADS_KEPT {
+                heads.push(buf);
+            }
+        });
+    }
+}
+
 /// Serialize a request head (origin-form target, headers as they are) for a request
 /// without a body. Methods whose requests normally carry a body get `Content-Length: 0`
 /// when they declare none, as hyper's client does. The reference the data path's
@@ -321,24 +355,49 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<RespHead>
         let http11 = resp.version == Some(1);
         // Offsets of the fields inside the head, so that the values can be shared slices
         // of it once it is split off the buffer.
+        // On the stack for the usual few fields (a heap list only past `SMALL_HEAD`).
         let base = buf.as_ptr() as usize;
-        let spans: Vec<Span> = resp
-            .headers
-            .iter()
-            .map(|f| Span {
-                name: (f.name.as_ptr() as usize - base, f.name.len()),
-                value: (f.value.as_ptr() as usize - base, f.value.len()),
-            })
-            .collect();
+        let span = |f: &httparse::Header<'_>| Span {
+            name: (offset(f.name.as_ptr(), base), f.name.len() as u32),
+            value: (offset(f.value.as_ptr(), base), f.value.len() as u32),
+        };
+        let mut small = [Span::EMPTY; SMALL_HEAD];
+        let large: Vec<Span>;
+        let spans: &[Span] = if resp.headers.len() <= SMALL_HEAD {
+            for (slot, f) in small.iter_mut().zip(resp.headers.iter()) {
+                *slot = span(f);
+            }
+            &small[..resp.headers.len()]
+        } else {
+            large = resp.headers.iter().map(span).collect();
+            &large
+        };
         let head = buf.split_to(len).freeze();
-        return build_head(status, http11, &head, &spans, head_request).map(Some);
+        return build_head(status, http11, &head, spans, head_request).map(Some);
     }
 }
 
 /// Where one header field's name and value are in the head: (offset, length) each.
+#[derive(Clone, Copy)]
 struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl Span {
+    const EMPTY: Span = Span {
+        name: (0, 0),
+        value: (0, 0),
+    };
+}
+
+/// Header fields whose offsets are kept on the stack while a head is split off.
+const SMALL_HEAD: usize = 24;
+
+/// Offset of `field` in the buffer starting at `base` (heads are far below 4 GiB:
+/// [`MAX_HEAD`]).
+fn offset(field: *const u8, base: usize) -> u32 {
+    (field as usize - base) as u32
 }
 
 fn build_head(
@@ -358,6 +417,8 @@ fn build_head(
         value: (value_at, value_len),
     } in spans
     {
+        let (name_at, name_len) = (name_at as usize, name_len as usize);
+        let (value_at, value_len) = (value_at as usize, value_len as usize);
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| H1Error::Malformed("invalid header name"))?;
         let raw = &head[value_at..value_at + value_len];
