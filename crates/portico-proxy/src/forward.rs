@@ -80,6 +80,28 @@ fn hop_by_hop_present(headers: &HeaderMap) -> u8 {
     present
 }
 
+/// The headers a `Connection` field names besides its own options (`close`,
+/// `keep-alive`, `upgrade`): hop-by-hop too, so not forwarded. Empty in the usual case.
+pub(crate) fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut named = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"upgrade")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    named
+}
+
 /// Remove hop-by-hop headers (and the ones `Connection` names). With `keep_upgrade`,
 /// `Upgrade` stays and `Connection` becomes `upgrade`. Only the headers present are
 /// removed (each removal hashes the name).
@@ -89,23 +111,7 @@ pub(crate) fn drop_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     if present & H_CONNECTION != 0 {
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(CONNECTION) {
-            for token in value.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.is_empty()
-                    || token.eq_ignore_ascii_case(b"close")
-                    || token.eq_ignore_ascii_case(b"keep-alive")
-                    || token.eq_ignore_ascii_case(b"upgrade")
-                {
-                    continue;
-                }
-                if let Ok(name) = HeaderName::from_bytes(token) {
-                    named.push(name);
-                }
-            }
-        }
-        for name in named {
+        for name in connection_named(headers) {
             if name != HOST && !(keep_upgrade && name == UPGRADE) {
                 headers.remove(name);
             }

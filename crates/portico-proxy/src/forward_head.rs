@@ -12,8 +12,8 @@ use http::header::{
 use http::{HeaderValue, Method};
 
 use crate::forward::{
-    KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REAL_IP,
-    upstream_uri,
+    self, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    X_REAL_IP, upstream_uri,
 };
 use crate::snapshot::ProxyRoute;
 
@@ -39,25 +39,10 @@ pub(crate) fn request_head(
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
     let method = parts.method.as_str();
 
-    // Headers the client's `Connection` names (rare: beyond close / keep-alive).
-    let mut named: Vec<HeaderName> = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.is_empty()
-                || token.eq_ignore_ascii_case(b"close")
-                || token.eq_ignore_ascii_case(b"keep-alive")
-                || token.eq_ignore_ascii_case(b"upgrade")
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token)
-                && name != HOST
-            {
-                named.push(name);
-            }
-        }
-    }
+    // Headers the client's `Connection` names (rare: beyond close / keep-alive); `Host`
+    // stays whatever `Connection` says.
+    let mut named = forward::connection_named(headers);
+    named.retain(|n| *n != HOST);
     let rules = &route.request_headers;
     let ruled = |name: &HeaderName| {
         rules.remove.iter().any(|n| n == name) || rules.set.iter().any(|(n, _)| n == name)

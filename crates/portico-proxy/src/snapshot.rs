@@ -163,6 +163,17 @@ pub(crate) struct UpstreamEntry {
     pub tls: Option<crate::tls::UpstreamTlsCtx>,
 }
 
+impl UpstreamEntry {
+    /// The keep-alive pool key of member `index` at `addr`: the address and, for TLS, the
+    /// member's TLS identity.
+    pub fn pool_key(&self, addr: SocketAddr, index: usize) -> crate::pool::PoolKey {
+        crate::pool::PoolKey {
+            addr,
+            tls: self.tls.as_ref().map_or(0, |t| t.tags[index]),
+        }
+    }
+}
+
 impl Snapshot {
     /// Index of the listener whose configured address is `id` (a listener's identity
     /// across reloads; a connection keeps it, not an index that a reload may shift).

@@ -34,7 +34,7 @@ use crate::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
-use crate::pool::{PoolConn, PoolKey};
+use crate::pool::PoolConn;
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::{forward, forward_head};
 
@@ -312,10 +312,7 @@ async fn attempt_own(
     let worker = &ctx.worker;
     let started = timed.then(Instant::now);
     let index = picked.index;
-    let key = PoolKey {
-        addr,
-        tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
-    };
+    let key = entry.pool_key(addr, index);
     loop {
         let (mut conn, reused) = match worker.pool.take_own(key) {
             Some(c) => (c, true),
@@ -383,10 +380,7 @@ async fn attempt(
     let cfg = &entry.config;
     let started = timed.then(Instant::now);
     let index = picked.index;
-    let key = PoolKey {
-        addr,
-        tls: entry.tls.as_ref().map_or(0, |t| t.tags[index]),
-    };
+    let key = entry.pool_key(addr, index);
     loop {
         let (mut sender, reused) = match worker.pool.take_for_body(key) {
             Some(PoolConn::Hyper(s)) => (s, true),
