@@ -60,6 +60,8 @@ fn transitions_are_logged_with_upstream_server_and_reason() {
     let checks = HealthChecks::start(&cfg, &registry).expect("start");
     let s = state(&registry, &addr.to_string());
     assert!(time_until(WAIT, || !s.is_healthy()).is_some());
+    // The state flips just before the line is written (on the checker's thread).
+    assert!(time_until(WAIT, || !capture.lines("server is DOWN").is_empty()).is_some());
     let down = capture.lines("server is DOWN");
     assert_eq!(down.len(), 1, "one transition, one line: {down:?}");
     let line = &down[0];
@@ -78,6 +80,7 @@ fn transitions_are_logged_with_upstream_server_and_reason() {
 
     checks.replace(&with_check(cfg, check(HealthKind::Http, "/")));
     assert!(time_until(WAIT, || s.is_healthy()).is_some());
+    assert!(time_until(WAIT, || !capture.lines("server is UP").is_empty()).is_some());
     let up = capture.lines("server is UP");
     for line in capture.lines("portico_balance") {
         eprintln!("captured: {line}");
