@@ -221,23 +221,20 @@ impl RespBody {
         }
     }
 
-    /// A streamed upstream body: pool return at its end, `read_timeout` between reads.
+    /// A streamed upstream body from hyper's client: pool return at its end,
+    /// `read_timeout` between reads.
     pub fn upstream(inner: Incoming, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
-        let mut body = RespBody::new(Body::Incoming(inner));
-        body.lease = Some(lease);
-        body.timer = Some(ReadTimer {
-            timeout: read_timeout,
-            sleep: None,
-            armed: false,
-        });
-        body
+        RespBody::leased(Source::Body(Body::Incoming(inner)), lease, read_timeout)
     }
 
-    /// A body streamed from Portico's own upstream connection (same rules as
-    /// [`RespBody::upstream`]).
+    /// A body streamed from Portico's own upstream connection (same rules).
     pub fn own(inner: RecvBody, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
+        RespBody::leased(Source::Own(inner), lease, read_timeout)
+    }
+
+    fn leased(inner: Source, lease: UpstreamLease, read_timeout: Duration) -> RespBody {
         let mut body = RespBody::new(Body::Empty);
-        body.inner = Source::Own(inner);
+        body.inner = inner;
         body.lease = Some(lease);
         body.timer = Some(ReadTimer {
             timeout: read_timeout,

@@ -147,9 +147,15 @@ impl Drop for OwnRequest {
 enum Outgoing {
     /// No body: Portico's own HTTP/1.1 client ([`crate::h1`]).
     Own(OwnRequest),
-    /// A body streams: hyper's client. The request is taken when sent (and given back by
-    /// hyper if it never left).
-    Hyper(Box<Option<Request<ReqBody>>>),
+    /// A body streams: hyper's client.
+    Hyper(Box<HyperRequest>),
+}
+
+/// A request whose body streams, for hyper's client.
+struct HyperRequest {
+    /// Taken when sent (and given back by hyper if it never left).
+    request: Option<Request<ReqBody>>,
+    progress: Rc<BodyProgress>,
 }
 
 /// A request made ready for sending: the upstream, the request in the form its client
@@ -157,7 +163,6 @@ enum Outgoing {
 struct Prepared<'a> {
     entry: &'a UpstreamEntry,
     outgoing: Outgoing,
-    progress: Option<Rc<BodyProgress>>,
     hash: Option<Vec<u8>>,
 }
 
@@ -185,7 +190,6 @@ fn prepare<'a>(
                 head_request: parts.method == Method::HEAD,
                 idempotent: is_idempotent(&parts.method),
             }),
-            progress: None,
             hash,
         });
     }
@@ -204,11 +208,13 @@ fn prepare<'a>(
         limit: route.max_body,
         progress: progress.clone(),
     };
-    let outgoing = Outgoing::Hyper(Box::new(Some(Request::from_parts(parts, req_body))));
+    let outgoing = Outgoing::Hyper(Box::new(HyperRequest {
+        request: Some(Request::from_parts(parts, req_body)),
+        progress,
+    }));
     Ok(Prepared {
         entry,
         outgoing,
-        progress: Some(progress),
         hash,
     })
 }
@@ -223,7 +229,6 @@ async fn send(
     let Prepared {
         entry,
         mut outgoing,
-        progress,
         hash,
     } = prepared;
     let key = PickKey {
@@ -253,10 +258,11 @@ async fn send(
             }
             // Boxed, as every rare path here: the request's future is moved into hyper's
             // connection state once per request, and its size is that of its largest path.
-            Outgoing::Hyper(request) => {
+            Outgoing::Hyper(hyper) => {
+                let HyperRequest { request, progress } = &mut **hyper;
                 let timed = log.is_some();
                 Box::pin(attempt(
-                    ctx, entry, route, target, picked, request, &progress, timed,
+                    ctx, entry, route, target, picked, request, progress, timed,
                 ))
                 .await
             }
@@ -268,7 +274,10 @@ async fn send(
                     log.upstream_addr = Some(addr);
                     log.upstream_time = upstream_time;
                     // Request body bytes forwarded by the time the response head arrived.
-                    log.bytes_received = progress.as_ref().map_or(0, |p| p.received.get());
+                    log.bytes_received = match &outgoing {
+                        Outgoing::Hyper(hyper) => hyper.progress.received.get(),
+                        Outgoing::Own(_) => 0,
+                    };
                 }
                 return Ok(resp);
             }
@@ -281,7 +290,7 @@ async fn send(
                 }
                 let resend = match &outgoing {
                     Outgoing::Own(own) => own.idempotent,
-                    Outgoing::Hyper(request) => request.is_some(),
+                    Outgoing::Hyper(hyper) => hyper.request.is_some(),
                 };
                 if retries_left == 0 || n_tried >= MAX_TRIES || !(e.retry_safe() || resend) {
                     return Err(e);
@@ -373,7 +382,7 @@ async fn attempt(
     (addr, fallbacks): (SocketAddr, &[SocketAddr]),
     picked: Picked,
     request: &mut Option<Request<ReqBody>>,
-    progress: &Option<Rc<BodyProgress>>,
+    progress: &BodyProgress,
     timed: bool,
 ) -> Result<(Response<RespBody>, Option<Duration>), ProxyError> {
     let worker = &ctx.worker;
@@ -400,16 +409,16 @@ async fn attempt(
             });
         };
         let sent = sender.try_send_request(req);
-        let result = wait_head(ctx, sent, route.read_timeout, cfg.send_timeout, progress).await;
+        let result = wait_head(sent, route.read_timeout, cfg.send_timeout, progress).await;
         match result {
             Ok(resp) => {
                 let upstream_time = started.map(|s| s.elapsed());
                 let (mut parts, mut body) = resp.into_parts();
-                let held = match progress {
-                    Some(p) if p.undeclared && route.max_body > 0 && !p.done.get() => {
-                        hold_until_request_done(&mut body, p, route, cfg.send_timeout, addr).await?
-                    }
-                    _ => VecDeque::new(),
+                let held = if progress.undeclared && route.max_body > 0 && !progress.done.get() {
+                    hold_until_request_done(&mut body, progress, route, cfg.send_timeout, addr)
+                        .await?
+                } else {
+                    VecDeque::new()
                 };
                 forward::response(&mut parts, route);
                 let lease = UpstreamLease {
@@ -424,7 +433,7 @@ async fn attempt(
             }
             Err(Failure::Timeout) => return Err(ProxyError::UpstreamTimeout { addr }),
             Err(Failure::Hyper(mut e)) => {
-                if progress.as_ref().is_some_and(|p| p.too_large.get()) {
+                if progress.too_large.get() {
                     return Err(ProxyError::BodyTooLarge {
                         limit: route.max_body,
                     });
@@ -440,7 +449,7 @@ async fn attempt(
                     // The server closed an idle keep-alive connection: not its failure.
                     continue;
                 }
-                if err.is_user() && progress.is_some() {
+                if err.is_user() {
                     return Err(ProxyError::ClientBody);
                 }
                 return Err(ProxyError::UpstreamBroken {
@@ -507,30 +516,15 @@ enum Failure {
 
 /// Wait for the response head: `read_timeout` after the request body is done, and at most
 /// `send_timeout` between two reads of a request body that is still streaming.
-///
-/// Without a request body, the timer is the client connection's reusable head timer
-/// ([`ConnCtx::take_head_timer`]): moving its deadline later is one atomic store in tokio,
-/// where a fresh timer per request costs a timer-wheel insert and removal.
 async fn wait_head(
-    ctx: &ConnCtx,
     sent: impl std::future::Future<
         Output = Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>>,
     >,
     read_timeout: Duration,
     send_timeout: Duration,
-    progress: &Option<Rc<BodyProgress>>,
+    progress: &BodyProgress,
 ) -> Result<Response<Incoming>, Failure> {
     tokio::pin!(sent);
-    let Some(progress) = progress else {
-        let mut timer = ctx.take_head_timer(read_timeout);
-        let result = tokio::select! {
-            biased;
-            r = &mut sent => r.map_err(|e| Failure::Hyper(Box::new(e))),
-            _ = timer.as_mut() => Err(Failure::Timeout),
-        };
-        ctx.put_head_timer(timer);
-        return result;
-    };
     let sleep = tokio::time::sleep(send_timeout.min(read_timeout));
     tokio::pin!(sleep);
     loop {
