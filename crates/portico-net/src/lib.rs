@@ -30,5 +30,5 @@ pub use bind::{BACKLOG, bind_group, ensure_free};
 pub use gate::{Gate, Permit};
 pub use plumbing::{Plumbing, PlumbingError};
 pub use resolve::Resolver;
-pub use run_state::RunState;
+pub use run_state::{Exited, RunState};
 pub use workers::Workers;
