@@ -1,7 +1,8 @@
 //! High availability: the glue between `portico run` and `portico-vrrp`.
 //!
 //! Turns each `[[vrrp]]` instance of the config into a running VRRP instance, with its
-//! tracked checks bound to what the binary knows: the bound site listeners (`listeners`)
+//! tracked checks bound to what the binary knows: the bound site and stream listeners
+//! (`listeners`)
 //! and the upstream pools' live health (`upstream`). Without `[[vrrp]]` nothing starts.
 //! Without CAP_NET_RAW / CAP_NET_ADMIN, [`start`] fails with an error naming the capability
 //! (the binary then exits 2).
@@ -19,7 +20,7 @@ pub type InstanceStatus = portico_vrrp::linux::Status;
 
 /// What tracked checks need from the running binary.
 pub struct TrackEnv {
-    /// Bound site listeners; 0.0.0.0 / :: are probed on 127.0.0.1 / ::1.
+    /// Bound listeners, sites and streams; 0.0.0.0 / :: are probed on 127.0.0.1 / ::1.
     pub listener_addrs: Vec<SocketAddr>,
     /// Whether the named upstream has a usable server.
     pub upstream_usable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
