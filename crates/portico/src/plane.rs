@@ -158,10 +158,21 @@ impl DataPlane {
             .collect()
     }
 
+    /// Bound addresses of the stream listeners (what the VRRP `listeners` track checks
+    /// besides the sites').
+    pub fn stream_addrs(&self) -> Vec<SocketAddr> {
+        self.streams
+            .bound_addrs()
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect()
+    }
+
     /// Bound addresses of every listener, sites first, then streams.
     pub fn all_addrs(&self) -> Vec<SocketAddr> {
-        let streams = self.streams.bound_addrs().into_iter().map(|(_, b)| b);
-        self.site_addrs().into_iter().chain(streams).collect()
+        let mut all = self.site_addrs();
+        all.extend(self.stream_addrs());
+        all
     }
 
     /// Apply a reloaded config (validated) to both planes: the HTTP plane swaps its

@@ -102,7 +102,8 @@ async fn control(
 /// `listeners` track must be able to fail too), and the upstreams' live health.
 fn track_env(config: &Config, registry: &Registry, server: &DataPlane) -> ha::TrackEnv {
     ha::TrackEnv {
-        listener_addrs: server.all_addrs(),
+        listener_addrs: server.site_addrs(),
+        stream_addrs: server.stream_addrs(),
         upstream_usable: upstream_usable(config, registry),
     }
 }
@@ -156,9 +157,13 @@ mod tests {
         let plane = DataPlane::start(&config, &registry).unwrap();
         let stream = plane.all_addrs();
         let env = track_env(&config, &registry, &plane);
+        assert_eq!(stream.len(), 1, "{stream:?}");
+        assert_eq!(env.stream_addrs, stream);
+        assert!(env.listener_addrs.is_empty(), "{:?}", env.listener_addrs);
+        // The check passes while the stream listens and fails once it is gone.
+        assert!(portico_vrrp::track::is_listening(stream[0]));
         plane.stop_now();
         plane.wait();
-        assert_eq!(stream.len(), 1, "{stream:?}");
-        assert_eq!(env.listener_addrs, stream);
+        assert!(!portico_vrrp::track::is_listening(stream[0]));
     }
 }
