@@ -1,8 +1,7 @@
 //! Fuzz-ish: bounded random byte mutations of the example files never panic, and every
 //! diagnostic they produce has a position inside the file.
-#![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use crate::support::{crate_path, example_files};
 
 /// A small deterministic PRNG (xorshift64*), so a failure can be replayed from its seed.
 struct Rng(u64);
@@ -46,14 +45,8 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_examples_never_panic() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/everything.toml"));
+    let mut files = example_files();
+    files.push(crate_path("tests/data/everything.toml"));
     assert!(!files.is_empty());
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut invalid = 0;

@@ -1,22 +1,7 @@
 //! Each kind of problem: its exact `FILE:LINE:COL`, message and hint, as `portico check`
 //! prints them.
-#![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
-fn diags(text: &str) -> Vec<String> {
-    match portico_config::parse(text, Path::new("t.toml")) {
-        Ok(_) => Vec::new(),
-        Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
-    }
-}
-
-/// The only diagnostic of `text`.
-fn one(text: &str) -> String {
-    let d = diags(text);
-    assert_eq!(d.len(), 1, "expected one diagnostic, got {d:#?}");
-    d.into_iter().next().unwrap()
-}
+use crate::support::{diags, one};
 
 const UP: &str = "[upstreams.app]\nservers = [\"127.0.0.1:8080\"]\n";
 const SITE: &str = "[[sites]]\nlisten = [\"127.0.0.1:8080\"]\n[[sites.routes]]\n";

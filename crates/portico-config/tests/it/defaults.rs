@@ -1,5 +1,4 @@
 //! Defaults from SPEC.md's tables, and relative path resolution against the file's folder.
-#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
