@@ -24,7 +24,7 @@ use portico_balance::Picked;
 
 use crate::body::{Body, BodyError};
 use crate::conn::ActiveGuard;
-use crate::h1::{RecvBody, UpConn};
+use crate::proto::h1::{RecvBody, UpConn};
 use crate::log::LogCtx;
 use crate::pool::PoolConn;
 use crate::worker::Worker;

@@ -34,7 +34,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::framing::HeadScan;
+use crate::proto::framing::HeadScan;
 use crate::worker::{RunState, StopWatch, Worker};
 
 /// Request line plus header fields, in bytes: a longer head gets 431 and a close (hyper checks
@@ -214,7 +214,7 @@ pub(crate) fn service(
         let ctx = svc_ctx.clone();
         async move {
             if ctx.clock.ambiguous.swap(false, Ordering::Relaxed) {
-                return Ok(crate::framing::refused());
+                return Ok(crate::proto::framing::refused());
             }
             Ok::<_, Infallible>(crate::handler::handle(ctx, req).await)
         }
@@ -302,7 +302,7 @@ pub(crate) struct HeadClock {
     head_started: AtomicU64,
     base: Instant,
     /// The head being read has both `Content-Length` and `Transfer-Encoding`
-    /// ([`crate::framing`]); taken by the service, which answers 400.
+    /// ([`crate::proto::framing`]); taken by the service, which answers 400.
     ambiguous: AtomicBool,
 }
 
@@ -312,7 +312,7 @@ pub(crate) struct HeadClock {
 pub(crate) struct ClientIo<S = TcpStream> {
     pub stream: S,
     clock: Arc<HeadClock>,
-    /// HTTP/1.1 only: watches request heads for a double framing ([`crate::framing`]).
+    /// HTTP/1.1 only: watches request heads for a double framing ([`crate::proto::framing`]).
     scan: Option<HeadScan>,
 }
 

@@ -1,7 +1,7 @@
 //! Forward phase for Portico's own upstream client: the client's request head rewritten
 //! straight into the bytes sent upstream.
 //!
-//! The result is what [`crate::forward::request`] followed by [`crate::h1::encode_request`]
+//! The result is what [`crate::forward::request`] followed by [`crate::proto::h1::encode_request`]
 //! produce (a unit test holds the two to the same output), without editing the header map
 //! first: the four forwarding headers are written, not inserted into the map (each insert
 //! hashes a name, and replacing or removing one shifts the map).
@@ -52,7 +52,7 @@ pub(crate) fn request_head(
     for (name, value) in headers {
         len += name.as_str().len() + value.len() + 4;
     }
-    let mut out = crate::h1::head_buffer(len);
+    let mut out = crate::proto::h1::head_buffer(len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -252,7 +252,7 @@ mod tests {
                         let fused = request_head(&parts, &r, &ip, https, "app");
                         let mut edited = parts.clone();
                         crate::forward::request(&mut edited, &r, &ip, false, https, "app");
-                        let reference = crate::h1::encode_request(&edited);
+                        let reference = crate::proto::h1::encode_request(&edited);
                         assert_eq!(
                             normalized(&fused),
                             normalized(&reference),

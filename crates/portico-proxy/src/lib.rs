@@ -29,12 +29,11 @@ mod drain;
 pub mod error;
 mod forward;
 mod forward_head;
-mod framing;
-mod h1;
 mod handler;
 mod https;
 mod log;
 mod pool;
+mod proto;
 mod reload;
 mod route;
 mod server;
@@ -45,7 +44,6 @@ mod upstream;
 mod websocket;
 mod worker;
 mod ws_dir;
-pub mod ws_frame;
 mod ws_ping;
 mod ws_pipe;
 mod ws_tls_pipe;
@@ -55,10 +53,11 @@ mod ws_tls_stream;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::framing::HeadScan;
+    pub use crate::proto::framing::HeadScan;
 }
 
 pub use error::{ProxyError, Side};
+pub use proto::ws_frame;
 pub use reload::{ReloadError, ReloadOutcome};
 pub use server::{RunningServer, Server};
 pub use tls::TlsContext;

@@ -1,5 +1,5 @@
 //! The worker's upstream keep-alive pool: idle connections per server, either Portico's own
-//! HTTP/1.1 client connections ([`crate::h1::UpConn`], used by body-less requests) or
+//! HTTP/1.1 client connections ([`crate::proto::h1::UpConn`], used by body-less requests) or
 //! hyper client connections (requests with a body; an own connection is handed to hyper
 //! when such a request takes it).
 //!
@@ -20,7 +20,7 @@ use std::time::Duration;
 use hyper::client::conn::http1::SendRequest;
 
 use crate::bodies::ReqBody;
-use crate::h1::UpConn;
+use crate::proto::h1::UpConn;
 use crate::worker::Worker;
 
 /// Idle upstream connections older than this are closed (nginx's upstream default).

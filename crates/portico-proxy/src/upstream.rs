@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::conn::ConnCtx;
 use crate::error::ProxyError;
-use crate::h1::{self, H1Error, RecvBody, UpConn, UpIo};
+use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
 use crate::pool::PoolConn;
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
@@ -145,7 +145,7 @@ impl Drop for OwnRequest {
 
 /// The request as the chosen client needs it.
 enum Outgoing {
-    /// No body: Portico's own HTTP/1.1 client ([`crate::h1`]).
+    /// No body: Portico's own HTTP/1.1 client ([`crate::proto::h1`]).
     Own(OwnRequest),
     /// A body streams: hyper's client.
     Hyper(Box<HyperRequest>),

@@ -22,7 +22,7 @@ use crate::access_log::WsLog;
 use crate::drain::WsTicket;
 use crate::log::LogCtx;
 use crate::worker::RunState;
-use crate::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
+use crate::proto::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
 use crate::ws_ping::{PingSide, Pinger};
 
 /// After our close frames went both ways, how long the peers get to close their side.
@@ -469,7 +469,7 @@ pub(crate) fn mask_from_clock() -> [u8; 4] {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::ws_frame::client_ping_frame;
+    use crate::proto::ws_frame::client_ping_frame;
 
     /// A destination taking at most `room` bytes in all; what it took goes to `out`.
     fn dest(out: &mut Vec<u8>, room: usize) -> impl FnMut(&[u8]) -> io::Result<Option<usize>> {

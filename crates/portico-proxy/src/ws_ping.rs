@@ -6,7 +6,7 @@
 //! at a frame boundary. A side that sends nothing at all (no pong, no data) for another
 //! `interval` after the ping is silent ([`Pinger::silent`]): the pipe closes it and sends a
 //! close frame to the other side. Pongs answering Portico's pings carry a per-connection
-//! payload ([`Pinger::payload`]) and are swallowed by [`crate::ws_frame::FrameTracker::filter`],
+//! payload ([`Pinger::payload`]) and are swallowed by [`crate::proto::ws_frame::FrameTracker::filter`],
 //! so the peers never see Portico's keep-alive traffic.
 //!
 //! Pure state over `Instant`s handed in by the caller (tests drive it with their own clock);
@@ -15,7 +15,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::ws_frame::{PING_LEN, client_ping_frame, server_ping_frame};
+use crate::proto::ws_frame::{PING_LEN, client_ping_frame, server_ping_frame};
 
 /// One end of a proxied WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl Pinger {
 
     /// The payload of this connection's pings (what [`FrameTracker::filter`] swallows).
     ///
-    /// [`FrameTracker::filter`]: crate::ws_frame::FrameTracker::filter
+    /// [`FrameTracker::filter`]: crate::proto::ws_frame::FrameTracker::filter
     pub fn payload(&self) -> &[u8; PING_LEN] {
         &self.payload
     }
