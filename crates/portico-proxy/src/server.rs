@@ -24,7 +24,7 @@ use crate::accept::bind_group;
 use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
-use crate::tls::{TlsContext, TlsShared};
+use crate::snapshot::tls::{TlsContext, TlsShared};
 use crate::worker::{Command, RunState, Shared};
 
 /// Starts the data plane.

@@ -58,7 +58,7 @@ pub(crate) struct Shared {
     pub websockets: AtomicUsize,
     /// TLS for the TLS listeners (certificates by SNI) and ACME HTTP-01 answers; `None`
     /// without a TLS runtime. Kept for the server's life: listeners a reload adds use it.
-    pub tls: Option<crate::tls::TlsShared>,
+    pub tls: Option<crate::snapshot::tls::TlsShared>,
 }
 
 /// What a reload asks of each worker.

@@ -2,9 +2,19 @@
 //!
 //! Built once per config (start-up, later reload) and published through an
 //! `arc_swap::ArcSwap`: listeners with their sites (compiled host tables and route tables,
-//! see [`crate::route`]), upstream pools (live state stays in the balance registry) with
+//! see [`route`]), upstream pools (live state stays in the balance registry) with
 //! their servers' resolved addresses, and header rules turned into typed header names and
 //! values so the hot path never parses or formats them.
+//!
+//! Lives here: the [`Snapshot`] and its parts (this file), the host and route tables
+//! ([`route`]) and the TLS contexts built with it ([`tls`]: listener acceptors, upstream
+//! connectors, and the server's [`tls::TlsContext`]).
+//!
+//! May import: the ground floor ([`crate::error`]) and nothing else of the crate: a snapshot
+//! knows no worker, connection or request.
+
+pub(crate) mod route;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -19,7 +29,7 @@ use portico_config::{
 };
 
 use crate::error::ProxyError;
-use crate::route::{HostTable, RouteTable};
+use crate::snapshot::route::{HostTable, RouteTable};
 
 /// Everything a request needs, compiled from one config.
 #[derive(Debug)]
@@ -45,7 +55,7 @@ pub(crate) struct ListenerSites {
     /// or with a name no site here serves.
     pub cert_ids: Vec<String>,
     /// This listener's TLS acceptor (set by [`Snapshot::attach_tls`]).
-    pub acceptor: Option<crate::tls::ListenerAcceptor>,
+    pub acceptor: Option<crate::snapshot::tls::ListenerAcceptor>,
     /// Sites (global indexes) that only answer 301 to https here: this address is their
     /// `http_listen`. Few per listener; a linear scan is cheaper than a set.
     pub redirect: Vec<usize>,
@@ -160,7 +170,7 @@ pub(crate) struct UpstreamEntry {
     pub fallbacks: Vec<Vec<SocketAddr>>,
     pub config: Upstream,
     /// `tls = {..}`: how to talk TLS to the servers.
-    pub tls: Option<crate::tls::UpstreamTlsCtx>,
+    pub tls: Option<crate::snapshot::tls::UpstreamTlsCtx>,
 }
 
 impl UpstreamEntry {
@@ -195,7 +205,7 @@ impl Snapshot {
             let addrs = resolved.iter().map(|all| all[0]).collect();
             let fallbacks = resolved.into_iter().map(|all| all[1..].to_vec()).collect();
             let tls = match &upstream.tls {
-                Some(tls) => Some(crate::tls::UpstreamTlsCtx::build(
+                Some(tls) => Some(crate::snapshot::tls::UpstreamTlsCtx::build(
                     name,
                     tls,
                     &pool,
@@ -327,7 +337,7 @@ impl Snapshot {
 
     /// Give every TLS listener its acceptor (its own default certificate); before the
     /// snapshot is published.
-    pub fn attach_tls(&mut self, tls: &crate::tls::TlsShared) {
+    pub fn attach_tls(&mut self, tls: &crate::snapshot::tls::TlsShared) {
         for l in &mut self.listeners {
             if l.tls {
                 l.acceptor = tls.listener_acceptor(&l.cert_ids);
