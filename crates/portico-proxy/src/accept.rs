@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 
 use crate::error::ProxyError;
-use crate::worker::{RunState, Worker};
+use crate::worker::state::{RunState, Worker};
 
 /// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
 /// also refuses an address another process already listens on). Returns them and the bound
@@ -59,7 +59,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: S
                 }
                 let _ = stream.set_nodelay(true);
                 let w = worker.clone();
-                tokio::task::spawn_local(crate::conn::serve(w, stream, peer, id));
+                tokio::task::spawn_local(crate::worker::conn::serve(w, stream, peer, id));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.

@@ -23,11 +23,11 @@ use hyper::client::conn::http1::SendRequest;
 use portico_balance::Picked;
 
 use crate::body::{Body, BodyError};
-use crate::conn::ActiveGuard;
+use crate::worker::conn::ActiveGuard;
 use crate::proto::h1::{RecvBody, UpConn};
 use crate::log::LogCtx;
-use crate::pool::PoolConn;
-use crate::worker::Worker;
+use crate::worker::pool::PoolConn;
+use crate::worker::state::Worker;
 
 /// Progress of a request body being sent upstream, shared with the waiting handler.
 #[derive(Debug)]
@@ -130,7 +130,7 @@ impl http_body::Body for ReqBody {
 pub(crate) struct UpstreamLease {
     pub worker: Rc<Worker>,
     /// The keep-alive pool key (server address and TLS identity).
-    pub key: crate::pool::PoolKey,
+    pub key: crate::worker::pool::PoolKey,
     /// hyper's client connection; `None` when the connection is Portico's own, which the
     /// body ([`RecvBody`]) holds and gives back at its end.
     pub hyper: Option<SendRequest<ReqBody>>,

@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
 use crate::bodies::RespBody;
-use crate::conn::{ActiveGuard, ConnCtx};
+use crate::worker::conn::{ActiveGuard, ConnCtx};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};

@@ -15,7 +15,7 @@ use http::{Request, Response, StatusCode};
 use portico_tls::acme::HTTP01_PREFIX;
 
 use crate::body::Body;
-use crate::conn::ConnCtx;
+use crate::worker::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::snapshot::{CompiledSite, ListenerSites, Snapshot};
 

@@ -13,7 +13,7 @@
 //!    ones (their connections finish gracefully, closed at `shutdown_grace`), and to drain
 //!    the WebSockets the new config no longer sends where they went: their server (upstream
 //!    name + address) is gone, or their upgrade request would now meet no site and route
-//!    proxying WebSockets to the same upstream (see [`crate::drain`]). Close 1001 at a
+//!    proxying WebSockets to the same upstream (see [`crate::worker::websockets`]). Close 1001 at a
 //!    frame boundary, spread over half of `shutdown_grace`, hard close at the cap; every
 //!    other WebSocket is left alone.
 //!
@@ -32,7 +32,7 @@ use crate::accept::bind_group;
 use crate::error::ProxyError;
 use crate::server::{RunningServer, lock};
 use crate::snapshot::Snapshot;
-use crate::worker::{Command, RunState};
+use crate::worker::state::{Command, RunState};
 
 /// Why a reload was refused (the running config stays).
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,7 @@ use crate::access_log::AccessLog;
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
 use crate::snapshot::tls::{TlsContext, TlsShared};
-use crate::worker::{Command, RunState, Shared};
+use crate::worker::state::{Command, RunState, Shared};
 
 /// Starts the data plane.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl Server {
             let handle = std::thread::Builder::new()
                 .name(format!("portico-worker-{i}"))
                 .spawn(move || {
-                    crate::worker::run(rt, shared, listeners, command_rx);
+                    crate::worker::state::run(rt, shared, listeners, command_rx);
                     alive_tx.send_modify(|n| *n = n.saturating_sub(1));
                 })
                 .map_err(ProxyError::Worker)?;

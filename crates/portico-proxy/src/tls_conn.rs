@@ -25,8 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::conn::{ConnCtx, Timeouts, drive, serve_h1, service};
-use crate::worker::StopWatch;
+use crate::worker::conn::{ConnCtx, Timeouts, drive, serve_h1, service};
+use crate::worker::state::StopWatch;
 
 /// Spawns hyper's HTTP/2 stream tasks on the worker's `LocalSet`.
 #[derive(Debug, Clone, Copy)]

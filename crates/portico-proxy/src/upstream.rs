@@ -30,11 +30,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
-use crate::conn::ConnCtx;
+use crate::worker::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
-use crate::pool::PoolConn;
+use crate::worker::pool::PoolConn;
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::{forward, forward_head};
 

@@ -13,8 +13,8 @@ use portico_balance::PickKey;
 
 use crate::bodies::{ReqBody, RespBody};
 use crate::body::Body;
-use crate::conn::ConnCtx;
-use crate::drain::{UpgradeFrom, WsTicket};
+use crate::worker::conn::ConnCtx;
+use crate::worker::websockets::{UpgradeFrom, WsTicket};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{ProxyRoute, Snapshot};

@@ -19,9 +19,9 @@ use bytes::Bytes;
 use portico_balance::Picked;
 
 use crate::access_log::WsLog;
-use crate::drain::WsTicket;
+use crate::worker::websockets::WsTicket;
 use crate::log::LogCtx;
-use crate::worker::RunState;
+use crate::worker::state::RunState;
 use crate::proto::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
 use crate::ws_ping::{PingSide, Pinger};
 

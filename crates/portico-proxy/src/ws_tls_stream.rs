@@ -17,7 +17,7 @@ use portico_tls::tokio_rustls::{client, server};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::conn::ClientIo;
+use crate::worker::conn::ClientIo;
 
 /// One side of a TLS pipe: the concrete stream types (no boxing) and, should hyper ever hand
 /// over something else, the upgraded stream itself.

@@ -176,8 +176,8 @@ pub(crate) struct UpstreamEntry {
 impl UpstreamEntry {
     /// The keep-alive pool key of member `index` at `addr`: the address and, for TLS, the
     /// member's TLS identity.
-    pub fn pool_key(&self, addr: SocketAddr, index: usize) -> crate::pool::PoolKey {
-        crate::pool::PoolKey {
+    pub fn pool_key(&self, addr: SocketAddr, index: usize) -> crate::worker::pool::PoolKey {
+        crate::worker::pool::PoolKey {
             addr,
             tls: self.tls.as_ref().map_or(0, |t| t.tags[index]),
         }

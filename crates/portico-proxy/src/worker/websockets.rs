@@ -2,7 +2,7 @@
 //! WebSockets a reload leaves without their route or their server.
 //!
 //! A [`Trigger`] is a worker-local run state of its own (`Running`, `Draining(deadline)`,
-//! `Stopped`) that a task's [`crate::worker::StopWatch`] combines with the worker's: the
+//! `Stopped`) that a task's [`crate::worker::state::StopWatch`] combines with the worker's: the
 //! connection or WebSocket pipe then behaves exactly as in a graceful stop (finish the request
 //! in flight, or close 1001 at a frame boundary) without the rest of the worker noticing.
 //!
@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use portico_balance::ServerId;
 
-use crate::conn::ConnCtx;
+use crate::worker::conn::ConnCtx;
 use crate::snapshot::Snapshot;
-use crate::worker::{RunState, StopWatch, Worker};
+use crate::worker::state::{RunState, StopWatch, Worker};
 
 /// A drain signal for one listener or one WebSocket (see the module doc).
 #[derive(Debug)]

@@ -7,7 +7,7 @@
 //!
 //! A reload ([`crate::reload`]) publishes a new snapshot through the `ArcSwap` and sends each
 //! worker [`Command`]s: start accepting on a newly bound listener, stop one that was removed
-//! (its connections drain, see [`crate::drain`]), drain the WebSockets of removed servers.
+//! (its connections drain, see [`crate::worker::websockets`]), drain the WebSockets of removed servers.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -25,8 +25,8 @@ use portico_balance::ServerId;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::access_log::AccessLog;
-use crate::drain::{Trigger, WsRegistry, combine};
-use crate::pool::ConnPool;
+use crate::worker::websockets::{Trigger, WsRegistry, combine};
+use crate::worker::pool::ConnPool;
 use crate::snapshot::Snapshot;
 
 /// Where the server is in its life.
@@ -295,7 +295,7 @@ impl Worker {
                 window,
                 deadline,
             } => {
-                let n = crate::drain::drain_websockets(
+                let n = crate::worker::websockets::drain_websockets(
                     self,
                     &servers,
                     Instant::now(),
@@ -323,7 +323,7 @@ pub(crate) fn run(
         for (id, socket) in listeners {
             worker.add_listener(id, socket);
         }
-        tokio::task::spawn_local(crate::pool::sweeper(worker.clone()));
+        tokio::task::spawn_local(crate::worker::pool::sweeper(worker.clone()));
         let mut state = shared.state.subscribe();
         let mut commands_open = true;
         let deadline = loop {

@@ -21,7 +21,7 @@ use hyper::client::conn::http1::SendRequest;
 
 use crate::bodies::ReqBody;
 use crate::proto::h1::UpConn;
-use crate::worker::Worker;
+use crate::worker::state::Worker;
 
 /// Idle upstream connections older than this are closed (nginx's upstream default).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -35,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::proto::framing::HeadScan;
-use crate::worker::{RunState, StopWatch, Worker};
+use crate::worker::state::{RunState, StopWatch, Worker};
 
 /// Request line plus header fields, in bytes: a longer head gets 431 and a close (hyper checks
 /// it while the head is still arriving, so a head that never ends is cut here). nginx's
