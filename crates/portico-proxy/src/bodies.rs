@@ -23,9 +23,9 @@ use hyper::client::conn::http1::SendRequest;
 use portico_balance::Picked;
 
 use crate::body::{Body, BodyError};
-use crate::worker::conn::ActiveGuard;
-use crate::proto::h1::{RecvBody, UpConn};
 use crate::log::LogCtx;
+use crate::proto::h1::{RecvBody, UpConn};
+use crate::worker::conn::ActiveGuard;
 use crate::worker::pool::PoolConn;
 use crate::worker::state::Worker;
 

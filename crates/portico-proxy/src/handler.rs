@@ -27,10 +27,10 @@ use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
 use crate::bodies::RespBody;
-use crate::worker::conn::{ActiveGuard, ConnCtx};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
+use crate::worker::conn::{ActiveGuard, ConnCtx};
 use crate::{forward, https, upstream, websocket};
 
 /// Serve one request of a client connection.

@@ -15,9 +15,9 @@ use http::{Request, Response, StatusCode};
 use portico_tls::acme::HTTP01_PREFIX;
 
 use crate::body::Body;
-use crate::worker::conn::ConnCtx;
 use crate::error::ProxyError;
 use crate::snapshot::{CompiledSite, ListenerSites, Snapshot};
+use crate::worker::conn::ConnCtx;
 
 /// An answer that replaces routing for this request, if any.
 pub(crate) fn before_routing<B>(

@@ -19,11 +19,11 @@
 //! (kept ones never re-bound), and only what disappeared is drained ([`drain`]: a removed
 //! listener's connections, the WebSockets of a removed server).
 
-mod accept;
 pub mod access_log;
 pub mod actions;
 mod bodies;
 pub mod body;
+mod client;
 pub mod error;
 mod forward;
 mod forward_head;
@@ -31,10 +31,8 @@ mod handler;
 mod https;
 mod log;
 mod proto;
-mod reload;
 mod server;
 mod snapshot;
-mod tls_conn;
 mod upstream;
 mod websocket;
 mod worker;
@@ -53,6 +51,6 @@ pub mod fuzzing {
 
 pub use error::{ProxyError, Side};
 pub use proto::ws_frame;
-pub use reload::{ReloadError, ReloadOutcome};
-pub use server::{RunningServer, Server};
+pub use server::reload::{ReloadError, ReloadOutcome};
+pub use server::start::{RunningServer, Server};
 pub use snapshot::tls::TlsContext;

@@ -30,12 +30,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
-use crate::worker::conn::ConnCtx;
 use crate::error::ProxyError;
-use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::log::LogCtx;
-use crate::worker::pool::PoolConn;
+use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
+use crate::worker::conn::ConnCtx;
+use crate::worker::pool::PoolConn;
 use crate::{forward, forward_head};
 
 /// Most servers one request tries.

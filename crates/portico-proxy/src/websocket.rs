@@ -13,12 +13,12 @@ use portico_balance::PickKey;
 
 use crate::bodies::{ReqBody, RespBody};
 use crate::body::Body;
-use crate::worker::conn::ConnCtx;
-use crate::worker::websockets::{UpgradeFrom, WsTicket};
 use crate::error::ProxyError;
 use crate::log::LogCtx;
 use crate::snapshot::{ProxyRoute, Snapshot};
 use crate::upstream;
+use crate::worker::conn::ConnCtx;
+use crate::worker::websockets::{UpgradeFrom, WsTicket};
 use crate::{forward, ws_pipe};
 
 /// Proxy a WebSocket upgrade request.

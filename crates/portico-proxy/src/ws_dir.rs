@@ -19,10 +19,12 @@ use bytes::Bytes;
 use portico_balance::Picked;
 
 use crate::access_log::WsLog;
-use crate::worker::websockets::WsTicket;
 use crate::log::LogCtx;
+use crate::proto::ws_frame::{
+    FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame,
+};
 use crate::worker::state::RunState;
-use crate::proto::ws_frame::{FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame};
+use crate::worker::websockets::WsTicket;
 use crate::ws_ping::{PingSide, Pinger};
 
 /// After our close frames went both ways, how long the peers get to close their side.

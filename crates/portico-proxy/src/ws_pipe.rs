@@ -34,10 +34,10 @@ use portico_balance::Picked;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-use crate::worker::conn::ConnCtx;
-use crate::worker::websockets::WsTicket;
 use crate::log::LogCtx;
+use crate::worker::conn::ConnCtx;
 use crate::worker::state::{RunState, StopWatch};
+use crate::worker::websockets::WsTicket;
 use crate::ws_dir::{
     CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
 };

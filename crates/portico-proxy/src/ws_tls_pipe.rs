@@ -38,10 +38,10 @@ use std::time::{Duration, Instant};
 use portico_balance::Picked;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::worker::conn::ConnCtx;
-use crate::worker::websockets::WsTicket;
 use crate::log::LogCtx;
+use crate::worker::conn::ConnCtx;
 use crate::worker::state::{RunState, StopWatch};
+use crate::worker::websockets::WsTicket;
 use crate::ws_dir::{
     CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
     sleep_until_opt,

@@ -1,5 +1,5 @@
 //! Connection phase: one client connection served by hyper's HTTP/1.1 server (HTTP/2 on
-//! TLS listeners when ALPN picks `h2`, see [`crate::tls_conn`]).
+//! TLS listeners when ALPN picks `h2`, see [`crate::client::tls`]).
 //!
 //! The serving code is generic over the client stream: plain TCP is served as
 //! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
@@ -164,7 +164,7 @@ impl Drop for ActiveGuard {
 }
 
 /// Serve one accepted client connection until it closes: TLS listeners go through the
-/// handshake first ([`crate::tls_conn`]).
+/// handshake first ([`crate::client::tls`]).
 pub(crate) async fn serve(
     worker: Rc<Worker>,
     stream: TcpStream,
@@ -187,7 +187,7 @@ pub(crate) async fn serve(
     if tls {
         // Boxed: the TLS state machine (handshake, h2) would otherwise size every plain
         // connection's task too (~7 KiB each).
-        Box::pin(crate::tls_conn::serve(ctx, stream, stop, timeouts)).await;
+        Box::pin(crate::client::tls::serve(ctx, stream, stop, timeouts)).await;
     } else {
         serve_h1(ctx, stream, stop, timeouts).await;
     }

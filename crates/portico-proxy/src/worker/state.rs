@@ -5,7 +5,7 @@
 //! lock. What workers share is [`Shared`]: the published [`Snapshot`], the run state, and
 //! the connection count behind `max_connections`.
 //!
-//! A reload ([`crate::reload`]) publishes a new snapshot through the `ArcSwap` and sends each
+//! A reload ([`crate::server::reload`]) publishes a new snapshot through the `ArcSwap` and sends each
 //! worker [`Command`]s: start accepting on a newly bound listener, stop one that was removed
 //! (its connections drain, see [`crate::worker::websockets`]), drain the WebSockets of removed servers.
 
@@ -25,9 +25,9 @@ use portico_balance::ServerId;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::access_log::AccessLog;
-use crate::worker::websockets::{Trigger, WsRegistry, combine};
-use crate::worker::pool::ConnPool;
 use crate::snapshot::Snapshot;
+use crate::worker::pool::ConnPool;
+use crate::worker::websockets::{Trigger, WsRegistry, combine};
 
 /// Where the server is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +261,7 @@ impl Worker {
         match tokio::net::TcpListener::from_std(socket) {
             Ok(l) => {
                 self.listeners.borrow_mut().insert(id, Trigger::new());
-                tokio::task::spawn_local(crate::accept::accept_loop(self.clone(), l, id));
+                tokio::task::spawn_local(crate::client::accept::accept_loop(self.clone(), l, id));
             }
             Err(e) => tracing::error!(listen = %id, error = %e, "cannot register a listener"),
         }

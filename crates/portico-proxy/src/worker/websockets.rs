@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use portico_balance::ServerId;
 
-use crate::worker::conn::ConnCtx;
 use crate::snapshot::Snapshot;
+use crate::worker::conn::ConnCtx;
 use crate::worker::state::{RunState, StopWatch, Worker};
 
 /// A drain signal for one listener or one WebSocket (see the module doc).

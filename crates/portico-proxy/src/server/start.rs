@@ -20,8 +20,8 @@ use portico_balance::Registry;
 use portico_config::Config;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::accept::bind_group;
 use crate::access_log::AccessLog;
+use crate::client::accept::bind_group;
 use crate::error::ProxyError;
 use crate::snapshot::Snapshot;
 use crate::snapshot::tls::{TlsContext, TlsShared};

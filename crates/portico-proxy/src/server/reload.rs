@@ -28,9 +28,9 @@ use std::time::Instant;
 use portico_balance::{Registry, ServerId};
 use portico_config::Config;
 
-use crate::accept::bind_group;
+use crate::client::accept::bind_group;
 use crate::error::ProxyError;
-use crate::server::{RunningServer, lock};
+use crate::server::start::{RunningServer, lock};
 use crate::snapshot::Snapshot;
 use crate::worker::state::{Command, RunState};
 
