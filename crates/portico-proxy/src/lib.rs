@@ -21,26 +21,17 @@
 
 pub mod access_log;
 pub mod actions;
-mod bodies;
 pub mod body;
 mod client;
 pub mod error;
-mod forward;
-mod forward_head;
-mod handler;
-mod https;
-mod log;
+mod exchange;
 mod proto;
+mod request;
 mod server;
 mod snapshot;
 mod upstream;
 mod websocket;
 mod worker;
-mod ws_dir;
-mod ws_ping;
-mod ws_pipe;
-mod ws_tls_pipe;
-mod ws_tls_stream;
 
 /// Internal parsers reachable by the fuzz targets (`fuzz/`) only; not an API.
 #[cfg(feature = "fuzzing")]

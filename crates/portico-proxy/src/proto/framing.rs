@@ -18,8 +18,8 @@
 use http::header::{CONNECTION, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::bodies::RespBody;
 use crate::body::Body;
+use crate::exchange::response::RespBody;
 
 const NAMES: [&[u8]; 2] = [b"content-length", b"transfer-encoding"];
 const CL: u8 = 1;

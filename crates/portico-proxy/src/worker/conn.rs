@@ -200,12 +200,12 @@ pub(crate) struct Timeouts {
     pub keepalive: Duration,
 }
 
-/// The request service of a connection: every request goes to [`crate::handler::handle`].
+/// The request service of a connection: every request goes to [`crate::request::handle`].
 pub(crate) fn service(
     ctx: &Rc<ConnCtx>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::bodies::RespBody>,
+    Response = http::Response<crate::exchange::response::RespBody>,
     Error = Infallible,
 > + Clone
 + use<> {
@@ -216,7 +216,7 @@ pub(crate) fn service(
             if ctx.clock.ambiguous.swap(false, Ordering::Relaxed) {
                 return Ok(crate::proto::framing::refused());
             }
-            Ok::<_, Infallible>(crate::handler::handle(ctx, req).await)
+            Ok::<_, Infallible>(crate::request::handle(ctx, req).await)
         }
     })
 }

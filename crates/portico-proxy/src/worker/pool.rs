@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::bodies::ReqBody;
+use crate::exchange::response::ReqBody;
 use crate::proto::h1::UpConn;
 use crate::worker::state::Worker;
 

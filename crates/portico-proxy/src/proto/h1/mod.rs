@@ -9,7 +9,7 @@
 //! task, no channel, no wake-up other than the socket's.
 //!
 //! - The request head is serialized once (by the forward phase,
-//!   [`crate::forward_head`]) and can be written again to another connection for a retry.
+//!   [`crate::upstream::forward_head`]) and can be written again to another connection for a retry.
 //! - The response head is parsed with `httparse` (at most [`MAX_HEAD`] bytes and
 //!   [`MAX_HEADERS`] fields, else the server "sent garbage": 502); 1xx interim responses
 //!   are skipped; header values are slices of the read buffer, not copies.
@@ -291,7 +291,7 @@ pub(crate) fn recycle_head(buf: Vec<u8>) {
 /// Serialize a request head (origin-form target, headers as they are) for a request
 /// without a body. Methods whose requests normally carry a body get `Content-Length: 0`
 /// when they declare none, as hyper's client does. The reference the data path's
-/// [`crate::forward_head::request_head`] is tested against.
+/// [`crate::upstream::forward_head::request_head`] is tested against.
 #[cfg(test)]
 pub(crate) fn encode_request(parts: &http::request::Parts) -> Vec<u8> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());

@@ -1,6 +1,6 @@
 //! The WebSocket byte pipe when either side is TLS (wss clients, `tls` upstreams).
 //!
-//! [`crate::ws_pipe`] works on two raw `TcpStream`s with `try_read` / `try_write`; TLS
+//! [`crate::websocket::pipe`] works on two raw `TcpStream`s with `try_read` / `try_write`; TLS
 //! streams only offer `AsyncRead` / `AsyncWrite`, so this pipe does the same work with
 //! `poll_read` / `poll_write` / `poll_flush` / `poll_shutdown`, under the same contract:
 //!
@@ -24,7 +24,7 @@
 //!   [`FrameTracker`]; a side silent for another `ws_ping` is closed and the other side gets
 //!   a close frame (1001 to the server, 1011 to the client).
 //!
-//! The direction state and logic are shared with `ws_pipe.rs` ([`crate::ws_dir`]: frame
+//! The direction state and logic are shared with `ws_pipe.rs` ([`crate::websocket::dir`]: frame
 //! boundaries, our own frames queued in `Dir::pending` and written by the next poll, the
 //! `ws_ping` schedule); this file keeps the polling I/O.
 
@@ -38,16 +38,16 @@ use std::time::{Duration, Instant};
 use portico_balance::Picked;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::log::LogCtx;
-use crate::worker::conn::ConnCtx;
-use crate::worker::state::{RunState, StopWatch};
-use crate::worker::websockets::WsTicket;
-use crate::ws_dir::{
+use crate::exchange::log_line::LogCtx;
+use crate::websocket::dir::{
     CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
     sleep_until_opt,
 };
-use crate::ws_ping::PingSide;
-pub(crate) use crate::ws_tls_stream::{Split, Stream, TlsSides, split};
+use crate::websocket::ping::PingSide;
+pub(crate) use crate::websocket::tls_stream::{Split, Stream, TlsSides, split};
+use crate::worker::conn::ConnCtx;
+use crate::worker::state::{RunState, StopWatch};
+use crate::worker::websockets::WsTicket;
 
 /// Pipe a WebSocket with a TLS side until it ends; log it like `ws_pipe::run` does. The
 /// stop watch comes from `ticket` (graceful stop, and reload drains of its server or

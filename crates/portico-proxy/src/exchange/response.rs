@@ -23,7 +23,7 @@ use hyper::client::conn::http1::SendRequest;
 use portico_balance::Picked;
 
 use crate::body::{Body, BodyError};
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
 use crate::proto::h1::{RecvBody, UpConn};
 use crate::worker::conn::ActiveGuard;
 use crate::worker::pool::PoolConn;

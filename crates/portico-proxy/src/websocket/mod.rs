@@ -2,8 +2,21 @@
 //!
 //! The upgrade request goes to a fresh upstream connection (connect failures are retried on
 //! other servers like any request). A `101 Switching Protocols` from the server is passed
-//! to the client and both raw TCP streams are handed to [`crate::ws_pipe`]; any other
+//! to the client and both raw TCP streams are handed to [`crate::websocket::pipe`]; any other
 //! answer is passed through as a normal response.
+
+//!
+//! Lives here: this file (the upgrade), the pipe between the two sockets ([`pipe`]; with a
+//! TLS side [`tls_pipe`] over [`tls_stream`]), one direction of a pipe with its frame
+//! tracking and injected closes ([`dir`]), keep-alive pings ([`ping`]).
+//!
+//! May import: `upstream` (connecting, rewriting), `exchange`, `worker`, `proto`,
+//! `snapshot` and the ground floor.
+pub(crate) mod dir;
+pub(crate) mod ping;
+pub(crate) mod pipe;
+pub(crate) mod tls_pipe;
+pub(crate) mod tls_stream;
 
 use std::rc::Rc;
 
@@ -11,15 +24,15 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use portico_balance::PickKey;
 
-use crate::bodies::{ReqBody, RespBody};
 use crate::body::Body;
 use crate::error::ProxyError;
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
+use crate::exchange::response::{ReqBody, RespBody};
 use crate::snapshot::{ProxyRoute, Snapshot};
 use crate::upstream;
+use crate::upstream::forward;
 use crate::worker::conn::ConnCtx;
 use crate::worker::websockets::{UpgradeFrom, WsTicket};
-use crate::{forward, ws_pipe};
 
 /// Proxy a WebSocket upgrade request.
 pub(crate) async fn proxy(
@@ -34,7 +47,7 @@ pub(crate) async fn proxy(
         Err(e) => {
             tracing::debug!(error = %e, "websocket proxy error");
             let mut resp = e.to_response().map(RespBody::new);
-            crate::handler::attach_log(&mut resp, log);
+            crate::request::attach_log(&mut resp, log);
             resp
         }
     }
@@ -124,7 +137,7 @@ async fn try_proxy(
         let (mut parts, body) = resp.into_parts();
         forward::response(&mut parts, route);
         let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
-        crate::handler::attach_log(&mut out, log.take());
+        crate::request::attach_log(&mut out, log.take());
         return Ok(out);
     }
     let on_upstream = hyper::upgrade::on(&mut resp);
@@ -135,7 +148,7 @@ async fn try_proxy(
     }
     let server = entry.pool.members()[picked.index].id.clone();
     let ticket = WsTicket::new(&ctx.worker, snap, from, server);
-    tokio::task::spawn_local(ws_pipe::run(
+    tokio::task::spawn_local(pipe::run(
         ctx.clone(),
         on_client,
         on_upstream,

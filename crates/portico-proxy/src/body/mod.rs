@@ -3,6 +3,8 @@
 //! Proxied bodies stream straight through ([`Body::Incoming`]); small generated bodies are
 //! [`Body::Full`]; files and other streams are boxed ([`Body::Stream`]). Keeping the common
 //! cases as enum variants avoids a heap allocation per proxied response.
+//!
+//! Ground floor: imports nothing of the crate.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -11,6 +11,15 @@
 //!   server had closed is retried on a fresh connection to the same server and is not
 //!   counted as a server failure.
 
+//!
+//! Lives here: this file (the request to a server: pick, connection, send, retry), the
+//! rewriting of the request and response for the server ([`forward`]) and the request head
+//! written by Portico's own client ([`forward_head`]).
+//!
+//! May import: `exchange`, `worker`, `proto`, `snapshot` and the ground floor.
+pub(crate) mod forward;
+pub(crate) mod forward_head;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,14 +38,13 @@ use portico_config::{Balance, HashKey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::bodies::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::error::ProxyError;
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
+use crate::exchange::response::{BodyProgress, ReqBody, RespBody, UpstreamLease};
 use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::worker::conn::ConnCtx;
 use crate::worker::pool::PoolConn;
-use crate::{forward, forward_head};
 
 /// Most servers one request tries.
 const MAX_TRIES: usize = 16;

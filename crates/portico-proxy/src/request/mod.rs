@@ -17,6 +17,14 @@
 //!                                                           [bodies.rs, log.rs]
 //! ```
 
+//!
+//! Lives here: this file (the composition) and the https answers decided before routing
+//! ([`https`]).
+//!
+//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
+//! ground floor.
+pub(crate) mod https;
+
 use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -26,12 +34,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
-use crate::bodies::RespBody;
 use crate::error::ProxyError;
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
+use crate::exchange::response::RespBody;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
+use crate::upstream::{self, forward};
+use crate::websocket;
 use crate::worker::conn::{ActiveGuard, ConnCtx};
-use crate::{forward, https, upstream, websocket};
 
 /// Serve one request of a client connection.
 ///

@@ -1,7 +1,7 @@
 //! The WebSocket byte pipe between a client and a server after `101 Switching Protocols`.
 //!
 //! This file keeps the I/O; the direction state and logic shared with the TLS pipe are in
-//! [`crate::ws_dir`].
+//! [`crate::websocket::dir`].
 //!
 //! Bytes are never parsed, changed or reordered. Memory: an idle pipe holds no buffer. Data
 //! is read with `try_read` into the worker's shared buffer and written at once with
@@ -18,7 +18,7 @@
 //!   to close, at most until the stop deadline. The same happens to one WebSocket when a
 //!   reload removes its server or its listener (its [`WsTicket`]'s trigger, see
 //!   `drain.rs`); every other WebSocket is left alone.
-//! - `ws_ping` (see [`crate::ws_ping`]): a side heard nothing from for `ws_ping` gets a ping
+//! - `ws_ping` (see [`crate::websocket::ping`]): a side heard nothing from for `ws_ping` gets a ping
 //!   at the next frame boundary of the direction towards it; the pongs answering it are
 //!   swallowed (`FrameTracker::filter`); a side silent for another `ws_ping` is closed and
 //!   the other side gets a close frame (1001 to the server, 1011 to the client).
@@ -34,14 +34,14 @@ use portico_balance::Picked;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
+use crate::websocket::dir::{
+    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
+};
+use crate::websocket::ping::PingSide;
 use crate::worker::conn::ConnCtx;
 use crate::worker::state::{RunState, StopWatch};
 use crate::worker::websockets::WsTicket;
-use crate::ws_dir::{
-    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
-};
-use crate::ws_ping::PingSide;
 
 /// Wait for both upgrades, then pipe until the WebSocket ends; log it.
 #[allow(clippy::too_many_arguments)] // each is one thing the pipe needs, handed over once
@@ -62,11 +62,11 @@ pub(crate) async fn run(
     };
     // Plain TCP both ways stays here; a TLS side (wss client, `tls` upstream) goes to the
     // AsyncRead/AsyncWrite pipe in ws_tls_pipe.rs (same stop watch and contract).
-    let (c, u) = match crate::ws_tls_pipe::split(c, u) {
-        crate::ws_tls_pipe::Split::Plain(c, u) => (c, u),
-        crate::ws_tls_pipe::Split::Tls(sides) => {
+    let (c, u) = match crate::websocket::tls_pipe::split(c, u) {
+        crate::websocket::tls_pipe::Split::Plain(c, u) => (c, u),
+        crate::websocket::tls_pipe::Split::Tls(sides) => {
             // Boxed: its state would otherwise widen every plain pipe's task too.
-            Box::pin(crate::ws_tls_pipe::run(
+            Box::pin(crate::websocket::tls_pipe::run(
                 ctx,
                 *sides,
                 idle_timeout,
@@ -193,7 +193,7 @@ impl Pipe {
         }
     }
 
-    fn parts(&mut self, way: Way) -> (&TcpStream, &TcpStream, &mut crate::ws_dir::Dir) {
+    fn parts(&mut self, way: Way) -> (&TcpStream, &TcpStream, &mut crate::websocket::dir::Dir) {
         let dir = self.st.dir(way);
         match way {
             Way::C2S => (&self.client, &self.server, dir),

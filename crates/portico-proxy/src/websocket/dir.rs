@@ -1,7 +1,7 @@
 //! What the two WebSocket pipes share, apart from their I/O.
 //!
-//! [`crate::ws_pipe`] moves bytes between two raw `TcpStream`s with `try_read` /
-//! `try_write`, [`crate::ws_tls_pipe`] between `AsyncRead` / `AsyncWrite` streams (TLS on
+//! [`crate::websocket::pipe`] moves bytes between two raw `TcpStream`s with `try_read` /
+//! `try_write`, [`crate::websocket::tls_pipe`] between `AsyncRead` / `AsyncWrite` streams (TLS on
 //! either side). Everything else is here, once: the per-direction state ([`Dir`]: pending
 //! bytes, frame tracking, EOF / shut / close flags), forwarding a chunk that was read
 //! (plain or through the `ws_ping` pong filter, stopping at a frame boundary while closing),
@@ -19,13 +19,13 @@ use bytes::Bytes;
 use portico_balance::Picked;
 
 use crate::access_log::WsLog;
-use crate::log::LogCtx;
+use crate::exchange::log_line::LogCtx;
 use crate::proto::ws_frame::{
     FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame,
 };
+use crate::websocket::ping::{PingSide, Pinger};
 use crate::worker::state::RunState;
 use crate::worker::websockets::WsTicket;
-use crate::ws_ping::{PingSide, Pinger};
 
 /// After our close frames went both ways, how long the peers get to close their side.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);

@@ -1,7 +1,7 @@
 //! Forward phase for Portico's own upstream client: the client's request head rewritten
 //! straight into the bytes sent upstream.
 //!
-//! The result is what [`crate::forward::request`] followed by [`crate::proto::h1::encode_request`]
+//! The result is what [`crate::upstream::forward::request`] followed by [`crate::proto::h1::encode_request`]
 //! produce (a unit test holds the two to the same output), without editing the header map
 //! first: the four forwarding headers are written, not inserted into the map (each insert
 //! hashes a name, and replacing or removing one shifts the map).
@@ -11,11 +11,11 @@ use http::header::{
 };
 use http::{HeaderValue, Method};
 
-use crate::forward::{
+use crate::snapshot::ProxyRoute;
+use crate::upstream::forward::{
     self, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
     X_REAL_IP, upstream_uri,
 };
-use crate::snapshot::ProxyRoute;
 
 fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -25,7 +25,7 @@ fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// The upstream request head of a body-less request (see the module doc): `https` and
-/// `upstream` as for [`crate::forward::request`].
+/// `upstream` as for [`crate::upstream::forward::request`].
 pub(crate) fn request_head(
     parts: &http::request::Parts,
     route: &ProxyRoute,
@@ -251,7 +251,14 @@ mod tests {
                         let r = route(strip, rules.clone());
                         let fused = request_head(&parts, &r, &ip, https, "app");
                         let mut edited = parts.clone();
-                        crate::forward::request(&mut edited, &r, &ip, false, https, "app");
+                        crate::upstream::forward::request(
+                            &mut edited,
+                            &r,
+                            &ip,
+                            false,
+                            https,
+                            "app",
+                        );
                         let reference = crate::proto::h1::encode_request(&edited);
                         assert_eq!(
                             normalized(&fused),
