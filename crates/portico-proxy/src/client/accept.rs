@@ -17,9 +17,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
+use crate::client::http::{Timeouts, serve_h1};
+use crate::client::tls;
 use crate::error::ProxyError;
+use crate::worker::conn::ConnCtx;
 use crate::worker::state::{RunState, Worker};
 
 /// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
@@ -59,7 +62,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: S
                 }
                 let _ = stream.set_nodelay(true);
                 let w = worker.clone();
-                tokio::task::spawn_local(crate::worker::conn::serve(w, stream, peer, id));
+                tokio::task::spawn_local(serve(w, stream, peer, id));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -78,6 +81,36 @@ enum Slot {
     /// A slot was taken for an accepted connection (counted in `connections`; the
     /// connection gives it back when it closes, see `conn::ConnCtx`).
     Take,
+}
+
+/// Serve one accepted client connection until it closes: TLS listeners go through the
+/// handshake first ([`tls`]).
+pub(crate) async fn serve(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SocketAddr,
+) {
+    let (timeouts, tls) = {
+        let (snap, index) = worker.snapshot_for(listener);
+        let tls = index.is_some_and(|i| snap.listeners[i].tls);
+        (
+            Timeouts {
+                header: snap.server.header_timeout,
+                keepalive: snap.server.keepalive_timeout,
+            },
+            tls,
+        )
+    };
+    let stop = worker.stop_watch_with(Some(listener), None).await;
+    let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
+    if tls {
+        // Boxed: the TLS state machine (handshake, h2) would otherwise size every plain
+        // connection's task too (~7 KiB each).
+        Box::pin(tls::serve(ctx, stream, stop, timeouts)).await;
+    } else {
+        serve_h1(ctx, stream, stop, timeouts).await;
+    }
 }
 
 /// Wait until a slot is free (or taken, see [`Slot`]); false when the server stops while

@@ -25,7 +25,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::worker::conn::{ConnCtx, Timeouts, drive, serve_h1, service};
+use crate::client::http::{Timeouts, drive, serve_h1, service};
+use crate::worker::conn::ConnCtx;
 use crate::worker::state::StopWatch;
 
 /// Spawns hyper's HTTP/2 stream tasks on the worker's `LocalSet`.

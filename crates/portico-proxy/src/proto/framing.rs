@@ -7,19 +7,13 @@
 //! `Content-Length`, reads the body chunked and closes after the response. The request still
 //! reaches the upstream, and the `Content-Length` is gone before Portico sees the headers.
 //! [`HeadScan`] therefore watches the raw bytes of each request head as the client
-//! connection reads them ([`crate::worker::conn::ClientIo`]) and notes whether both header names
+//! connection reads them (`ClientIo`, in `crate::worker::conn`) and notes whether both header names
 //! appear; the connection's service then answers 400 instead of handling the request.
 //!
 //! The scan is a byte loop over the head only (it stops at the blank line), with its state
 //! kept across reads so a head split anywhere is seen whole. Heads that hyper reads while a
 //! request is still in service (pipelined) are not scanned; hyper's own handling above still
 //! keeps them from smuggling anything.
-
-use http::header::{CONNECTION, HeaderValue};
-use http::{Response, StatusCode};
-
-use crate::body::Body;
-use crate::exchange::response::RespBody;
 
 const NAMES: [&[u8]; 2] = [b"content-length", b"transfer-encoding"];
 const CL: u8 = 1;
@@ -139,17 +133,6 @@ fn starts(b: u8) -> u8 {
         }
     }
     cands
-}
-
-/// The answer to a head with both framings: 400, and the connection closes after it.
-pub(crate) fn refused() -> Response<RespBody> {
-    let mut resp =
-        crate::error::ProxyError::BadRequest("Content-Length and Transfer-Encoding in one request")
-            .to_response();
-    debug_assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    resp.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
-    resp.map(|b: Body| RespBody::new(b))
 }
 
 #[cfg(test)]

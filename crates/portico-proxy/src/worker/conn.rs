@@ -1,23 +1,14 @@
-//! Connection phase: one client connection served by hyper's HTTP/1.1 server (HTTP/2 on
-//! TLS listeners when ALPN picks `h2`, see [`crate::client::tls`]).
+//! The context of one client connection, shared by its requests: [`ConnCtx`] (the worker,
+//! peer, listener, TLS facts, timers), [`ActiveGuard`] (one request in service) and the
+//! client stream as hyper reads it, [`ClientIo`], which notes when a new request head starts
+//! (the connection's `header_timeout` counts from there; see `crate::client::http`) and
+//! feeds the head to the double-framing scan ([`HeadScan`]).
 //!
 //! The serving code is generic over the client stream: plain TCP is served as
 //! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
 //! `ClientIo<TlsStream<TcpStream>>`.
-//!
-//! hyper parses requests (malformed ones get 400 and the connection closes) and keeps the
-//! connection alive; this module adds the timeouts hyper does not have in the shape the
-//! config wants (hyper's own header timeout also runs while a keep-alive connection is idle,
-//! so it cannot tell the two apart):
-//! - `header_timeout`: from accept for the first request head; for later ones from the first
-//!   byte of the head (noted by [`ClientIo`], one relaxed atomic check per read);
-//! - `keepalive_timeout`: an idle keep-alive connection with no byte of a new request;
-//! - the graceful stop (`graceful_shutdown`: finish the request in flight, then close).
-//!
-//! One lazily re-armed timer per connection checks these; it is never reset per request.
 
 use std::cell::{Cell, RefCell};
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -30,19 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::HeaderValue;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::proto::framing::HeadScan;
-use crate::worker::state::{RunState, StopWatch, Worker};
-
-/// Request line plus header fields, in bytes: a longer head gets 431 and a close (hyper checks
-/// it while the head is still arriving, so a head that never ends is cut here). nginx's
-/// default allows 32 KiB as well (4 x 8k buffers). hyper's default of at most 100 header
-/// fields also answers 431; setting `max_headers` would move hyper's field array to the heap
-/// per request, so the default stays.
-const MAX_HEAD: usize = 32 * 1024;
+use crate::worker::state::Worker;
 
 /// What every request of one client connection shares.
 pub(crate) struct ConnCtx {
@@ -88,7 +70,9 @@ impl ConnCtx {
         *self.head_timer.borrow_mut() = Some(timer);
     }
 
-    fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr, https: bool) -> ConnCtx {
+    /// The context of a connection just accepted on `listener` (counted live on the worker
+    /// until dropped).
+    pub fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr, https: bool) -> ConnCtx {
         worker.live.set(worker.live.get() + 1);
         let now = Instant::now();
         let real_ip = HeaderValue::from_str(&peer.ip().to_string())
@@ -114,7 +98,7 @@ impl ConnCtx {
     }
 
     /// When the connection should be closed for idleness, or `None` while busy.
-    fn idle_deadline(&self, header_timeout: Duration, keepalive: Duration) -> Option<Instant> {
+    pub fn idle_deadline(&self, header_timeout: Duration, keepalive: Duration) -> Option<Instant> {
         if self.clock.active.load(Ordering::Relaxed) > 0 {
             None
         } else if self.served.get() == 0 {
@@ -125,6 +109,14 @@ impl ConnCtx {
                 nanos => Some(self.clock.base + Duration::from_nanos(nanos) + header_timeout),
             }
         }
+    }
+}
+
+impl ConnCtx {
+    /// Whether the request head just read framed its body twice ([`HeadScan`]); clears it.
+    #[inline]
+    pub fn take_ambiguous(&self) -> bool {
+        self.clock.ambiguous.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -163,134 +155,6 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Serve one accepted client connection until it closes: TLS listeners go through the
-/// handshake first ([`crate::client::tls`]).
-pub(crate) async fn serve(
-    worker: Rc<Worker>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: SocketAddr,
-) {
-    let (timeouts, tls) = {
-        let (snap, index) = worker.snapshot_for(listener);
-        let tls = index.is_some_and(|i| snap.listeners[i].tls);
-        (
-            Timeouts {
-                header: snap.server.header_timeout,
-                keepalive: snap.server.keepalive_timeout,
-            },
-            tls,
-        )
-    };
-    let stop = worker.stop_watch_with(Some(listener), None).await;
-    let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
-    if tls {
-        // Boxed: the TLS state machine (handshake, h2) would otherwise size every plain
-        // connection's task too (~7 KiB each).
-        Box::pin(crate::client::tls::serve(ctx, stream, stop, timeouts)).await;
-    } else {
-        serve_h1(ctx, stream, stop, timeouts).await;
-    }
-}
-
-/// `[server]` timeouts of a connection, read once when it starts.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub header: Duration,
-    pub keepalive: Duration,
-}
-
-/// The request service of a connection: every request goes to [`crate::request::handle`].
-pub(crate) fn service(
-    ctx: &Rc<ConnCtx>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::exchange::response::RespBody>,
-    Error = Infallible,
-> + Clone
-+ use<> {
-    let svc_ctx = ctx.clone();
-    hyper::service::service_fn(move |req| {
-        let ctx = svc_ctx.clone();
-        async move {
-            if ctx.clock.ambiguous.swap(false, Ordering::Relaxed) {
-                return Ok(crate::proto::framing::refused());
-            }
-            Ok::<_, Infallible>(crate::request::handle(ctx, req).await)
-        }
-    })
-}
-
-/// Serve HTTP/1.1 (with upgrades) on `stream` until the connection closes.
-pub(crate) async fn serve_h1<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t: Timeouts)
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .half_close(false)
-        // 431 past it, also while the head is still incomplete (see `MAX_HEAD`).
-        .max_header_size(MAX_HEAD)
-        .serve_connection(
-            TokioIo::new(ClientIo {
-                stream,
-                clock: ctx.clock.clone(),
-                scan: Some(HeadScan::default()),
-            }),
-            service(&ctx),
-        )
-        .with_upgrades();
-    tokio::pin!(conn);
-    drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
-}
-
-/// Drive a hyper server connection with the connection's timeouts and the graceful stop:
-/// `graceful` asks hyper to finish what is in flight and close.
-pub(crate) async fn drive<C>(
-    ctx: &ConnCtx,
-    mut conn: Pin<&mut C>,
-    graceful: impl Fn(Pin<&mut C>),
-    mut stop: StopWatch,
-    t: Timeouts,
-) where
-    C: std::future::Future<Output = Result<(), hyper::Error>>,
-{
-    let (header_timeout, keepalive_timeout) = (t.header, t.keepalive);
-    // Checked lazily: each firing computes the real deadline from the connection's state.
-    let timer = tokio::time::sleep(header_timeout.min(keepalive_timeout));
-    tokio::pin!(timer);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            biased;
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(peer = %ctx.peer, error = %e, "client connection ended with an error");
-                }
-                break;
-            }
-            _ = timer.as_mut() => {
-                let now = Instant::now();
-                match ctx.idle_deadline(header_timeout, keepalive_timeout) {
-                    Some(deadline) if deadline <= now => break,
-                    // Check at least every header_timeout: a new head may start meanwhile.
-                    Some(deadline) => timer.as_mut().reset(deadline.min(now + header_timeout).into()),
-                    None => timer.as_mut().reset((now + keepalive_timeout.min(header_timeout)).into()),
-                }
-            }
-            now = stop.changed() => {
-                if now == RunState::Stopped {
-                    break;
-                }
-                if now != RunState::Running && !draining {
-                    draining = true;
-                    graceful(conn.as_mut());
-                }
-            }
-        }
-    }
-}
-
 /// Requests in service and the start of the next request head, shared by the connection's
 /// timer and its [`ClientIo`] (atomics because hyper's upgrade wants a `Send` stream; only
 /// this worker's thread touches them).
@@ -314,6 +178,17 @@ pub(crate) struct ClientIo<S = TcpStream> {
     clock: Arc<HeadClock>,
     /// HTTP/1.1 only: watches request heads for a double framing ([`crate::proto::framing`]).
     scan: Option<HeadScan>,
+}
+
+impl<S> ClientIo<S> {
+    /// `stream` of `ctx`'s connection, for HTTP/1.1 (its heads are scanned).
+    pub fn new(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
+        ClientIo {
+            stream,
+            clock: ctx.clock.clone(),
+            scan: Some(HeadScan::default()),
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
