@@ -4,7 +4,11 @@
 //! [`Body::Full`]; files and other streams are boxed ([`Body::Stream`]). Keeping the common
 //! cases as enum variants avoids a heap allocation per proxied response.
 //!
+//! Beside it, [`request`]: the body of a request forwarded upstream (crate-internal).
+//!
 //! Ground floor: imports nothing of the crate.
+
+pub(crate) mod request;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

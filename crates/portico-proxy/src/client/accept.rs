@@ -23,7 +23,8 @@ use crate::client::http::{Timeouts, serve_h1};
 use crate::client::tls;
 use crate::error::ProxyError;
 use crate::worker::conn::ConnCtx;
-use crate::worker::state::{RunState, Worker};
+use crate::worker::state::Worker;
+use crate::worker::stop::RunState;
 
 /// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
 /// also refuses an address another process already listens on). Returns them and the bound

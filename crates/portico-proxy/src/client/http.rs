@@ -30,7 +30,8 @@ use crate::body::Body;
 use crate::error::ProxyError;
 use crate::exchange::response::RespBody;
 use crate::worker::conn::{ClientIo, ConnCtx};
-use crate::worker::state::{RunState, StopWatch};
+use crate::worker::state::StopWatch;
+use crate::worker::stop::RunState;
 
 /// Request line plus header fields, in bytes: a longer head gets 431 and a close (hyper checks
 /// it while the head is still arriving, so a head that never ends is cut here). nginx's

@@ -1,20 +1,17 @@
-//! Bodies on the proxy path: the request body sent upstream ([`ReqBody`]) and the response
-//! body sent to the client ([`RespBody`]).
+//! The body of every response sent to the client ([`RespBody`]).
 //!
-//! Both stream frame by frame; nothing is buffered whole. [`ReqBody`] enforces `max_body`
-//! on bodies without a declared length and records progress (for `send_timeout`).
-//! [`RespBody`] enforces `read_timeout` between reads from the server (a timer is created
+//! It streams frame by frame; nothing is buffered whole. (The request body sent upstream is
+//! [`crate::body::request::ReqBody`].) [`RespBody`] enforces `read_timeout` between reads from the server (a timer is created
 //! only when the server is actually slow), hands the upstream connection back to the
 //! worker's keep-alive pool the moment the response ends, and carries the per-request
 //! guards (request in service, access log line) until the client got everything.
 
-use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -22,115 +19,19 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use portico_balance::Picked;
 
+use crate::body::request::ReqBody;
 use crate::body::{Body, BodyError};
 use crate::exchange::log_line::LogCtx;
 use crate::proto::h1::{RecvBody, UpConn};
 use crate::worker::conn::ActiveGuard;
-use crate::worker::pool::PoolConn;
-use crate::worker::state::Worker;
-
-/// Progress of a request body being sent upstream, shared with the waiting handler.
-#[derive(Debug)]
-pub(crate) struct BodyProgress {
-    pub too_large: Cell<bool>,
-    pub done: Cell<bool>,
-    pub last: Cell<Instant>,
-    pub received: Cell<u64>,
-    /// Signalled when `done` or `too_large` becomes true.
-    pub changed: tokio::sync::Notify,
-    /// The body has no declared length (chunked), so `max_body` is checked while streaming.
-    pub undeclared: bool,
-}
-
-impl BodyProgress {
-    pub fn new(undeclared: bool) -> Rc<BodyProgress> {
-        Rc::new(BodyProgress {
-            too_large: Cell::new(false),
-            done: Cell::new(false),
-            last: Cell::new(Instant::now()),
-            received: Cell::new(0),
-            changed: tokio::sync::Notify::new(),
-            undeclared,
-        })
-    }
-}
-
-/// The body of a request forwarded upstream.
-#[derive(Debug)]
-pub(crate) enum ReqBody {
-    Empty,
-    Stream {
-        inner: Incoming,
-        /// 0 = unlimited.
-        limit: u64,
-        progress: Rc<BodyProgress>,
-    },
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than the route's max_body")]
-struct TooLarge;
-
-impl http_body::Body for ReqBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ReqBody::Empty => Poll::Ready(None),
-            ReqBody::Stream {
-                inner,
-                limit,
-                progress,
-            } => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        let seen = progress.received.get() + data.len() as u64;
-                        progress.received.set(seen);
-                        progress.last.set(Instant::now());
-                        if *limit > 0 && seen > *limit {
-                            progress.too_large.set(true);
-                            progress.changed.notify_one();
-                            return Poll::Ready(Some(Err(Box::new(TooLarge))));
-                        }
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(None) => {
-                    progress.done.set(true);
-                    progress.last.set(Instant::now());
-                    progress.changed.notify_one();
-                    Poll::Ready(None)
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Empty => true,
-            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::Empty => SizeHint::with_exact(0),
-            ReqBody::Stream { inner, .. } => inner.size_hint(),
-        }
-    }
-}
+use crate::worker::pool::{ConnPool, PoolConn, PoolKey};
 
 /// An upstream connection lent to one response; back to the pool when the body ends.
 pub(crate) struct UpstreamLease {
-    pub worker: Rc<Worker>,
+    /// The worker's keep-alive pool, where the connection goes back.
+    pub pool: Rc<ConnPool>,
     /// The keep-alive pool key (server address and TLS identity).
-    pub key: crate::worker::pool::PoolKey,
+    pub key: PoolKey,
     /// hyper's client connection; `None` when the connection is Portico's own, which the
     /// body ([`RecvBody`]) holds and gives back at its end.
     pub hyper: Option<SendRequest<ReqBody>>,
@@ -147,7 +48,7 @@ impl UpstreamLease {
             (None, Some(conn)) => PoolConn::Own(conn),
             (None, None) => return,
         };
-        self.worker.pool.put(self.key, conn, self.keepalive);
+        self.pool.put(self.key, conn, self.keepalive);
     }
 }
 
@@ -363,5 +264,14 @@ impl http_body::Body for RespBody {
             hint.set_upper(upper + held);
         }
         hint
+    }
+}
+
+/// Hand the access-log record to the response body (written when the body ends), with the
+/// response's status.
+pub(crate) fn attach_log(resp: &mut http::Response<RespBody>, log: Option<Box<LogCtx>>) {
+    if let Some(mut log) = log {
+        log.status = resp.status().as_u16();
+        resp.body_mut().set_log(log);
     }
 }

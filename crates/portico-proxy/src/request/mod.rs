@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use crate::actions::{redirect, respond, static_files};
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
-use crate::exchange::response::RespBody;
+use crate::exchange::response::{RespBody, attach_log};
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::upstream::{self, forward};
 use crate::websocket;
@@ -85,15 +85,6 @@ pub(crate) fn handle(
         attach_log(&mut resp, log);
         resp.body_mut().set_active(active);
         resp
-    }
-}
-
-/// Hand the access-log record to the response body (written when the body ends), with the
-/// response's status.
-pub(crate) fn attach_log(resp: &mut Response<RespBody>, log: Option<Box<LogCtx>>) {
-    if let Some(mut log) = log {
-        log.status = resp.status().as_u16();
-        resp.body_mut().set_log(log);
     }
 }
 

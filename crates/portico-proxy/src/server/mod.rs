@@ -5,5 +5,7 @@
 //! May import every floor below; nothing imports this one (the crate root re-exports its
 //! public types).
 
+pub(crate) mod drain;
 pub(crate) mod reload;
 pub(crate) mod start;
+pub(crate) mod worker_loop;

@@ -31,8 +31,9 @@ use portico_config::Config;
 use crate::client::accept::bind_group;
 use crate::error::ProxyError;
 use crate::server::start::{RunningServer, lock};
+use crate::server::worker_loop::Command;
 use crate::snapshot::Snapshot;
-use crate::worker::state::{Command, RunState};
+use crate::worker::stop::RunState;
 
 /// Why a reload was refused (the running config stays).
 #[derive(Debug, thiserror::Error)]

@@ -23,9 +23,11 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::access_log::AccessLog;
 use crate::client::accept::bind_group;
 use crate::error::ProxyError;
+use crate::server::worker_loop::Command;
 use crate::snapshot::Snapshot;
 use crate::snapshot::tls::{TlsContext, TlsShared};
-use crate::worker::state::{Command, RunState, Shared};
+use crate::worker::state::Shared;
+use crate::worker::stop::RunState;
 
 /// Starts the data plane.
 #[derive(Debug)]
@@ -124,7 +126,7 @@ impl Server {
             let handle = std::thread::Builder::new()
                 .name(format!("portico-worker-{i}"))
                 .spawn(move || {
-                    crate::worker::state::run(rt, shared, listeners, command_rx);
+                    crate::server::worker_loop::run(rt, shared, listeners, command_rx);
                     alive_tx.send_modify(|n| *n = n.saturating_sub(1));
                 })
                 .map_err(ProxyError::Worker)?;

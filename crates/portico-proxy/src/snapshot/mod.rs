@@ -16,17 +16,15 @@
 pub(crate) mod route;
 pub(crate) mod tls;
 
+pub(crate) use route::{CompiledRules, ProxyRoute, RouteAction};
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use portico_balance::{Pool, Registry};
-use portico_config::{
-    Action, Config, HeaderRules, ProxyAction, RedirectAction, RespondAction, ServerConfig,
-    StaticAction, Upstream,
-};
+use portico_config::{Action, Config, ProxyAction, ServerConfig, Upstream};
 
 use crate::error::ProxyError;
 use crate::snapshot::route::{HostTable, RouteTable};
@@ -90,74 +88,6 @@ pub(crate) struct SiteTlsInfo {
     pub https_port: u16,
 }
 
-/// What a matched route does.
-#[derive(Debug)]
-pub(crate) enum RouteAction {
-    Proxy(ProxyRoute),
-    Static(StaticAction),
-    Redirect(RedirectAction),
-    Respond(RespondAction),
-}
-
-/// A `proxy = "NAME"` route, ready for the hot path.
-#[derive(Debug)]
-pub(crate) struct ProxyRoute {
-    /// Index into [`Snapshot::upstreams`].
-    pub upstream: usize,
-    /// The route's prefix when `strip_prefix = true`.
-    pub strip: Option<String>,
-    pub websocket: bool,
-    /// Route override, else the upstream's.
-    pub read_timeout: Duration,
-    /// 0 = unlimited.
-    pub max_body: u64,
-    pub request_headers: CompiledRules,
-    pub response_headers: CompiledRules,
-    /// `ws_ping`: keep-alive pings on a WebSocket (see `ws_ping.rs`).
-    pub ws_ping: Option<Duration>,
-}
-
-/// Header set/remove rules as typed names and values.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct CompiledRules {
-    pub set: Vec<(HeaderName, HeaderValue)>,
-    pub remove: Vec<HeaderName>,
-}
-
-impl CompiledRules {
-    fn compile(rules: &HeaderRules) -> CompiledRules {
-        let set = rules
-            .set
-            .iter()
-            .filter_map(|(n, v)| {
-                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
-                let value = HeaderValue::from_str(v).ok()?;
-                Some((name, value))
-            })
-            .collect();
-        let remove = rules
-            .remove
-            .iter()
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect();
-        CompiledRules { set, remove }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty()
-    }
-
-    /// Remove, then set.
-    pub fn apply(&self, headers: &mut http::HeaderMap) {
-        for name in &self.remove {
-            headers.remove(name);
-        }
-        for (name, value) in &self.set {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
-}
-
 /// One upstream: its pool and its servers' resolved addresses.
 #[derive(Debug)]
 pub(crate) struct UpstreamEntry {
@@ -171,17 +101,6 @@ pub(crate) struct UpstreamEntry {
     pub config: Upstream,
     /// `tls = {..}`: how to talk TLS to the servers.
     pub tls: Option<crate::snapshot::tls::UpstreamTlsCtx>,
-}
-
-impl UpstreamEntry {
-    /// The keep-alive pool key of member `index` at `addr`: the address and, for TLS, the
-    /// member's TLS identity.
-    pub fn pool_key(&self, addr: SocketAddr, index: usize) -> crate::worker::pool::PoolKey {
-        crate::worker::pool::PoolKey {
-            addr,
-            tls: self.tls.as_ref().map_or(0, |t| t.tags[index]),
-        }
-    }
 }
 
 impl Snapshot {

@@ -4,13 +4,86 @@
 //! as the longest matching `*.suffix` wildcard, then `*`; the first site on the listener
 //! answers unknown hosts. Routes follow nginx's order: `exact`, then `regex` in file order,
 //! then the longest `path` prefix.
+//!
+//! What a matched route does ([`RouteAction`]; a proxy route compiled for the hot path,
+//! [`ProxyRoute`]) is defined here too, so the tables need nothing of the snapshot.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use portico_config::{HostPattern, Matcher};
+use http::{HeaderName, HeaderValue};
+use portico_config::{
+    HeaderRules, HostPattern, Matcher, RedirectAction, RespondAction, StaticAction,
+};
 use regex::Regex;
 
-use crate::snapshot::RouteAction;
+/// What a matched route does.
+#[derive(Debug)]
+pub(crate) enum RouteAction {
+    Proxy(ProxyRoute),
+    Static(StaticAction),
+    Redirect(RedirectAction),
+    Respond(RespondAction),
+}
+
+/// A `proxy = "NAME"` route, ready for the hot path.
+#[derive(Debug)]
+pub(crate) struct ProxyRoute {
+    /// Index into the snapshot's `upstreams`.
+    pub upstream: usize,
+    /// The route's prefix when `strip_prefix = true`.
+    pub strip: Option<String>,
+    pub websocket: bool,
+    /// Route override, else the upstream's.
+    pub read_timeout: Duration,
+    /// 0 = unlimited.
+    pub max_body: u64,
+    pub request_headers: CompiledRules,
+    pub response_headers: CompiledRules,
+    /// `ws_ping`: keep-alive pings on a WebSocket (see `ws_ping.rs`).
+    pub ws_ping: Option<Duration>,
+}
+
+/// Header set/remove rules as typed names and values.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CompiledRules {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl CompiledRules {
+    pub fn compile(rules: &HeaderRules) -> CompiledRules {
+        let set = rules
+            .set
+            .iter()
+            .filter_map(|(n, v)| {
+                let name = HeaderName::from_bytes(n.as_bytes()).ok()?;
+                let value = HeaderValue::from_str(v).ok()?;
+                Some((name, value))
+            })
+            .collect();
+        let remove = rules
+            .remove
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        CompiledRules { set, remove }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// Remove, then set.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
 
 /// Host -> site index for one listener.
 #[derive(Debug, Default)]

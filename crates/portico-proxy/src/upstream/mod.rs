@@ -38,13 +38,14 @@ use portico_config::{Balance, HashKey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::body::request::{BodyProgress, ReqBody};
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
-use crate::exchange::response::{BodyProgress, ReqBody, RespBody, UpstreamLease};
+use crate::exchange::response::{RespBody, UpstreamLease};
 use crate::proto::h1::{self, H1Error, RecvBody, UpConn, UpIo};
 use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::worker::conn::ConnCtx;
-use crate::worker::pool::PoolConn;
+use crate::worker::pool::{PoolConn, PoolKey};
 
 /// Most servers one request tries.
 const MAX_TRIES: usize = 16;
@@ -329,7 +330,7 @@ async fn attempt_own(
     let worker = &ctx.worker;
     let started = timed.then(Instant::now);
     let index = picked.index;
-    let key = entry.pool_key(addr, index);
+    let key = PoolKey::of(entry, addr, index);
     loop {
         let (mut conn, reused) = match worker.pool.take_own(key) {
             Some(c) => (c, true),
@@ -354,7 +355,7 @@ async fn attempt_own(
                 forward::response(&mut parts, route);
                 let body = RecvBody::new(conn, head.framing, head.keep_alive);
                 let lease = UpstreamLease {
-                    worker: worker.clone(),
+                    pool: worker.pool.clone(),
                     key,
                     hyper: None,
                     keepalive: entry.config.keepalive,
@@ -397,7 +398,7 @@ async fn attempt(
     let cfg = &entry.config;
     let started = timed.then(Instant::now);
     let index = picked.index;
-    let key = entry.pool_key(addr, index);
+    let key = PoolKey::of(entry, addr, index);
     loop {
         let (mut sender, reused) = match worker.pool.take_for_body(key) {
             Some(PoolConn::Hyper(s)) => (s, true),
@@ -430,7 +431,7 @@ async fn attempt(
                 };
                 forward::response(&mut parts, route);
                 let lease = UpstreamLease {
-                    worker: worker.clone(),
+                    pool: worker.pool.clone(),
                     key,
                     hyper: Some(sender),
                     keepalive: cfg.keepalive,

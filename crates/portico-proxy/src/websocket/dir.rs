@@ -24,8 +24,8 @@ use crate::proto::ws_frame::{
     FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame,
 };
 use crate::websocket::ping::{PingSide, Pinger};
-use crate::worker::state::RunState;
-use crate::worker::websockets::WsTicket;
+use crate::websocket::ticket::WsTicket;
+use crate::worker::stop::RunState;
 
 /// After our close frames went both ways, how long the peers get to close their side.
 pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);

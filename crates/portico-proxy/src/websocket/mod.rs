@@ -15,6 +15,7 @@
 pub(crate) mod dir;
 pub(crate) mod ping;
 pub(crate) mod pipe;
+pub(crate) mod ticket;
 pub(crate) mod tls_pipe;
 pub(crate) mod tls_stream;
 
@@ -25,14 +26,16 @@ use hyper::body::Incoming;
 use portico_balance::PickKey;
 
 use crate::body::Body;
+use crate::body::request::ReqBody;
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
-use crate::exchange::response::{ReqBody, RespBody};
+use crate::exchange::response::{RespBody, attach_log};
 use crate::snapshot::{ProxyRoute, Snapshot};
 use crate::upstream;
 use crate::upstream::forward;
+use crate::websocket::ticket::WsTicket;
 use crate::worker::conn::ConnCtx;
-use crate::worker::websockets::{UpgradeFrom, WsTicket};
+use crate::worker::websockets::UpgradeFrom;
 
 /// Proxy a WebSocket upgrade request.
 pub(crate) async fn proxy(
@@ -47,7 +50,7 @@ pub(crate) async fn proxy(
         Err(e) => {
             tracing::debug!(error = %e, "websocket proxy error");
             let mut resp = e.to_response().map(RespBody::new);
-            crate::request::attach_log(&mut resp, log);
+            attach_log(&mut resp, log);
             resp
         }
     }
@@ -65,7 +68,7 @@ async fn try_proxy(
     let on_client = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
     // Before `forward::request` rewrites it: a reload routes the upgrade again (drain.rs).
-    let from = UpgradeFrom::new(ctx, &parts);
+    let from = UpgradeFrom::new(ctx.listener, ctx.sni_site.get(), &parts);
     let hash = upstream::hash_key(entry, &parts);
     forward::request(
         &mut parts,
@@ -137,7 +140,7 @@ async fn try_proxy(
         let (mut parts, body) = resp.into_parts();
         forward::response(&mut parts, route);
         let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
-        crate::request::attach_log(&mut out, log.take());
+        attach_log(&mut out, log.take());
         return Ok(out);
     }
     let on_upstream = hyper::upgrade::on(&mut resp);

@@ -39,9 +39,10 @@ use crate::websocket::dir::{
     CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
 };
 use crate::websocket::ping::PingSide;
+use crate::websocket::ticket::WsTicket;
 use crate::worker::conn::ConnCtx;
-use crate::worker::state::{RunState, StopWatch};
-use crate::worker::websockets::WsTicket;
+use crate::worker::state::StopWatch;
+use crate::worker::stop::RunState;
 
 /// Wait for both upgrades, then pipe until the WebSocket ends; log it.
 #[allow(clippy::too_many_arguments)] // each is one thing the pipe needs, handed over once

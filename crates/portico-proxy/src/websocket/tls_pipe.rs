@@ -44,10 +44,11 @@ use crate::websocket::dir::{
     sleep_until_opt,
 };
 use crate::websocket::ping::PingSide;
+use crate::websocket::ticket::WsTicket;
 pub(crate) use crate::websocket::tls_stream::{Split, Stream, TlsSides, split};
 use crate::worker::conn::ConnCtx;
-use crate::worker::state::{RunState, StopWatch};
-use crate::worker::websockets::WsTicket;
+use crate::worker::state::StopWatch;
+use crate::worker::stop::RunState;
 
 /// Pipe a WebSocket with a TLS side until it ends; log it like `ws_pipe::run` does. The
 /// stop watch comes from `ticket` (graceful stop, and reload drains of its server or

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::exchange::response::ReqBody;
+use crate::body::request::ReqBody;
 use crate::proto::h1::UpConn;
-use crate::worker::state::Worker;
+use crate::snapshot::UpstreamEntry;
 
 /// Idle upstream connections older than this are closed (nginx's upstream default).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,6 +113,17 @@ pub(crate) struct PoolKey {
     pub tls: u64,
 }
 
+impl PoolKey {
+    /// The key of member `index` of `upstream` at `addr`: the address and, for TLS, the
+    /// member's TLS identity.
+    pub fn of(upstream: &UpstreamEntry, addr: SocketAddr, index: usize) -> PoolKey {
+        PoolKey {
+            addr,
+            tls: upstream.tls.as_ref().map_or(0, |t| t.tags[index]),
+        }
+    }
+}
+
 /// Idle connections by server address (and TLS identity).
 #[derive(Default)]
 pub(crate) struct ConnPool {
@@ -201,13 +212,13 @@ impl ConnPool {
     }
 }
 
-/// Periodically close stale idle connections of this worker.
-pub(crate) async fn sweeper(worker: Rc<Worker>) {
+/// Periodically close stale idle connections of this worker's `pool`.
+pub(crate) async fn sweeper(pool: Rc<ConnPool>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        worker.pool.sweep();
+        pool.sweep();
     }
 }
 

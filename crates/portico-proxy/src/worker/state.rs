@@ -1,43 +1,35 @@
-//! Workers: one thread per core, each a tokio current-thread runtime.
+//! A worker's state: one thread per core, each a tokio current-thread runtime.
 //!
 //! A worker owns its listener sockets (one `SO_REUSEPORT` socket per address), its
 //! upstream keep-alive pool and its WebSocket copy buffer, so the request path takes no
 //! lock. What workers share is [`Shared`]: the published [`Snapshot`], the run state, and
 //! the connection count behind `max_connections`.
 //!
-//! A reload ([`crate::server::reload`]) publishes a new snapshot through the `ArcSwap` and sends each
-//! worker [`Command`]s: start accepting on a newly bound listener, stop one that was removed
-//! (its connections drain, see [`crate::worker::websockets`]), drain the WebSockets of removed servers.
+//! Every task of the worker follows the run state through a [`StopWatch`]: the worker's
+//! state combined with its listener's drain trigger (a listener removed by a reload) and the
+//! task's own (a WebSocket a reload drains), see [`crate::worker::stop`]. The loop that
+//! drives a worker and applies a reload's commands is the server's
+//! (`crate::server::worker_loop`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use arc_swap::cache::Cache;
-use portico_balance::ServerId;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::access_log::AccessLog;
 use crate::snapshot::Snapshot;
 use crate::worker::pool::ConnPool;
-use crate::worker::websockets::{Trigger, WsRegistry, combine};
-
-/// Where the server is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunState {
-    Running,
-    /// Graceful stop: no new connections; finish what runs until the deadline.
-    Draining(Instant),
-    /// Stop at once.
-    Stopped,
-}
+use crate::worker::stop::{RunState, Trigger, combine};
+use crate::worker::websockets::WsRegistry;
 
 /// State shared by all workers.
 #[derive(Debug)]
@@ -61,27 +53,6 @@ pub(crate) struct Shared {
     pub tls: Option<crate::snapshot::tls::TlsShared>,
 }
 
-/// What a reload asks of each worker.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Start accepting on this worker's socket of a newly bound listener.
-    AddListener {
-        id: SocketAddr,
-        socket: std::net::TcpListener,
-    },
-    /// Stop accepting on a removed listener; its connections finish gracefully (requests
-    /// on them see `Shared::retired`, the last snapshot that had the listener) and are
-    /// closed at `deadline`.
-    RemoveListener { id: SocketAddr, deadline: Instant },
-    /// Send close 1001 to the WebSockets of these servers, spread over `window`, hard
-    /// close at `deadline`.
-    DrainServers {
-        servers: Arc<HashSet<ServerId>>,
-        window: Duration,
-        deadline: Instant,
-    },
-}
-
 /// Size of the per-worker WebSocket copy buffer.
 pub(crate) const PIPE_BUF: usize = 32 * 1024;
 
@@ -93,8 +64,9 @@ pub(crate) struct Worker {
     // increment: workers never contend on the shared `Arc`'s counter.
     #[allow(clippy::redundant_allocation)]
     current: RefCell<Rc<Arc<Snapshot>>>,
-    /// Idle upstream keep-alive connections of this worker.
-    pub pool: ConnPool,
+    /// Idle upstream keep-alive connections of this worker (an `Rc`: a response body gives
+    /// its connection back through it without holding the worker).
+    pub pool: Rc<ConnPool>,
     /// Shared copy buffer for WebSocket pipes (borrowed only between awaits).
     pub pipe_buf: RefCell<Box<[u8]>>,
     /// Client connections (and WebSockets) alive on this worker.
@@ -107,7 +79,8 @@ pub(crate) struct Worker {
     stop_wakers: RefCell<HashMap<u64, Waker>>,
     next_watch: Cell<u64>,
     /// Drain trigger of every listener this worker accepts on, by configured address.
-    listeners: RefCell<HashMap<SocketAddr, Rc<Trigger>>>,
+    /// (Set by the worker loop as listeners come and go.)
+    pub listeners: RefCell<HashMap<SocketAddr, Rc<Trigger>>>,
     /// Live WebSockets by server (drained when a reload removes their server).
     pub websockets: WsRegistry,
 }
@@ -176,7 +149,7 @@ impl Worker {
             shared,
             cache: RefCell::new(cache),
             current: RefCell::new(current),
-            pool: ConnPool::default(),
+            pool: Rc::new(ConnPool::default()),
             pipe_buf: RefCell::new(vec![0u8; PIPE_BUF].into_boxed_slice()),
             live: Cell::new(0),
             all_closed: Notify::new(),
@@ -210,14 +183,14 @@ impl Worker {
     }
 
     /// Wake every task that watches the run state (after a listener trigger fired).
-    fn wake_all(&self) {
+    pub fn wake_all(&self) {
         for waker in self.stop_wakers.borrow().values() {
             waker.wake_by_ref();
         }
     }
 
     /// Publish a new run state to this worker's tasks.
-    fn set_run_state(&self, state: RunState) {
+    pub fn set_run_state(&self, state: RunState) {
         if self.run_state.replace(state) != state {
             self.wake_all();
         }
@@ -253,129 +226,6 @@ impl Worker {
                 (Rc::new(old), i)
             }
             None => (snap, None),
-        }
-    }
-
-    /// Start accepting on `socket` (the listener `id`).
-    fn add_listener(self: &Rc<Self>, id: SocketAddr, socket: std::net::TcpListener) {
-        match tokio::net::TcpListener::from_std(socket) {
-            Ok(l) => {
-                self.listeners.borrow_mut().insert(id, Trigger::new());
-                tokio::task::spawn_local(crate::client::accept::accept_loop(self.clone(), l, id));
-            }
-            Err(e) => tracing::error!(listen = %id, error = %e, "cannot register a listener"),
-        }
-    }
-
-    /// Apply one reload command.
-    fn apply(self: &Rc<Self>, command: Command) {
-        match command {
-            Command::AddListener { id, socket } => self.add_listener(id, socket),
-            Command::RemoveListener { id, deadline } => {
-                // The fired trigger stays registered until the cap, so that a connection
-                // accepted just before the accept loop saw it drains too.
-                let Some(trigger) = self.listeners.borrow().get(&id).cloned() else {
-                    return;
-                };
-                trigger.fire(RunState::Draining(deadline));
-                self.wake_all();
-                let worker = self.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(deadline.into()).await;
-                    trigger.fire(RunState::Stopped);
-                    worker.wake_all();
-                    let mut map = worker.listeners.borrow_mut();
-                    if map.get(&id).is_some_and(|t| Rc::ptr_eq(t, &trigger)) {
-                        map.remove(&id);
-                    }
-                });
-            }
-            Command::DrainServers {
-                servers,
-                window,
-                deadline,
-            } => {
-                let n = crate::worker::websockets::drain_websockets(
-                    self,
-                    &servers,
-                    Instant::now(),
-                    window,
-                    deadline,
-                );
-                if n > 0 {
-                    tracing::info!(websockets = n, "draining websockets of removed servers");
-                }
-            }
-        }
-    }
-}
-
-/// The body of one worker thread: serve `listeners` (index, socket) until stopped.
-pub(crate) fn run(
-    runtime: tokio::runtime::Runtime,
-    shared: Arc<Shared>,
-    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let worker = Rc::new(Worker::new(shared.clone()));
-        for (id, socket) in listeners {
-            worker.add_listener(id, socket);
-        }
-        tokio::task::spawn_local(crate::worker::pool::sweeper(worker.clone()));
-        let mut state = shared.state.subscribe();
-        let mut commands_open = true;
-        let deadline = loop {
-            let now = *state.borrow_and_update();
-            worker.set_run_state(now);
-            match now {
-                RunState::Running => {}
-                RunState::Draining(deadline) => break Some(deadline),
-                RunState::Stopped => break None,
-            }
-            tokio::select! {
-                r = state.changed() => if r.is_err() {
-                    break None;
-                },
-                command = commands.recv(), if commands_open => match command {
-                    Some(command) => worker.apply(command),
-                    None => commands_open = false,
-                },
-            }
-        };
-        if let Some(deadline) = deadline {
-            drain(&worker, &mut state, deadline).await;
-        }
-        worker.pool.clear();
-    });
-    // Dropping the LocalSet and the runtime cancels whatever still runs (hard close).
-    drop(local);
-    drop(runtime);
-}
-
-/// Wait until every connection of this worker has closed, the deadline passes, or a hard
-/// stop arrives.
-async fn drain(worker: &Worker, state: &mut watch::Receiver<RunState>, deadline: Instant) {
-    let sleep = tokio::time::sleep_until(deadline.into());
-    tokio::pin!(sleep);
-    loop {
-        let closed = worker.all_closed.notified();
-        tokio::pin!(closed);
-        closed.as_mut().enable();
-        if worker.live.get() == 0 {
-            return;
-        }
-        tokio::select! {
-            _ = &mut sleep => return,
-            _ = closed => {}
-            r = state.changed() => {
-                let now = if r.is_err() { RunState::Stopped } else { *state.borrow_and_update() };
-                worker.set_run_state(now);
-                if now == RunState::Stopped {
-                    return;
-                }
-            }
         }
     }
 }
