@@ -22,7 +22,8 @@ use portico_balance::Picked;
 use crate::body::request::ReqBody;
 use crate::body::{Body, BodyError};
 use crate::exchange::log_line::LogCtx;
-use crate::proto::h1::{RecvBody, UpConn};
+use crate::proto::h1::UpConn;
+use crate::proto::h1::recv::RecvBody;
 use crate::worker::conn::ActiveGuard;
 use crate::worker::pool::{ConnPool, PoolConn, PoolKey};
 

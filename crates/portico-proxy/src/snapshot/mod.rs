@@ -265,7 +265,7 @@ impl Snapshot {
     }
 
     /// The upstream a WebSocket upgrade for `host` and `path` on the listener `id` is
-    /// proxied to, as [`crate::request`] routes it: `None` when the listener is gone, the
+    /// proxied to, as the request handler routes it: `None` when the listener is gone, the
     /// site only redirects to https there, or the route is not a WebSocket proxy route.
     pub fn websocket_upstream(
         &self,

@@ -5,11 +5,11 @@
 //! through channels: a request is a message to that task, its response head and every body
 //! chunk are messages back, each a cross-task wake-up. Here the request's own task writes
 //! the head and reads the answer on the connection it holds ([`UpConn`]), and the response
-//! body ([`RecvBody`]) reads straight from the socket while the client side pulls it: no
+//! body ([`recv::RecvBody`]) reads straight from the socket while the client side pulls it: no
 //! task, no channel, no wake-up other than the socket's.
 //!
 //! - The request head is serialized once (by the forward phase,
-//!   [`crate::upstream::forward_head`]) and can be written again to another connection for a retry.
+//!   `upstream::forward_head`) and can be written again to another connection for a retry.
 //! - The response head is parsed with `httparse` (at most [`MAX_HEAD`] bytes and
 //!   [`MAX_HEADERS`] fields, else the server "sent garbage": 502); 1xx interim responses
 //!   are skipped; header values are slices of the read buffer, not copies.
@@ -23,7 +23,7 @@
 //! Requests with a body and WebSocket upgrades keep using hyper's client (streaming the
 //! request body while the response may already arrive needs that task).
 
-mod recv;
+pub(crate) mod recv;
 
 use std::cell::RefCell;
 use std::io;
@@ -40,8 +40,6 @@ use portico_tls::tokio_rustls::client::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::io::poll_read_buf;
-
-pub(crate) use recv::RecvBody;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
@@ -291,7 +289,7 @@ pub(crate) fn recycle_head(buf: Vec<u8>) {
 /// Serialize a request head (origin-form target, headers as they are) for a request
 /// without a body. Methods whose requests normally carry a body get `Content-Length: 0`
 /// when they declare none, as hyper's client does. The reference the data path's
-/// [`crate::upstream::forward_head::request_head`] is tested against.
+/// `upstream::forward_head::request_head` is tested against.
 #[cfg(test)]
 pub(crate) fn encode_request(parts: &http::request::Parts) -> Vec<u8> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
