@@ -4,7 +4,7 @@
 //! [`Body::Full`]; files and other streams are boxed ([`Body::Stream`]). Keeping the common
 //! cases as enum variants avoids a heap allocation per proxied response.
 //!
-//! Beside it, [`request`]: the body of a request forwarded upstream (crate-internal).
+//! Beside it, `request`: the body of a request forwarded upstream (crate-internal).
 //!
 //! Ground floor: imports nothing of the crate.
 

@@ -85,7 +85,7 @@ pub(crate) struct Worker {
     pub websockets: WsRegistry,
 }
 
-/// A task's subscription to its worker's run state (see [`Worker::stop_watch`]).
+/// A task's subscription to its worker's run state (see [`Worker::stop_watch_with`]).
 /// The watched state is the strictest of the worker's, the task's listener's (removed by a
 /// reload) and the task's own trigger (a WebSocket whose server was removed).
 pub(crate) struct StopWatch {
