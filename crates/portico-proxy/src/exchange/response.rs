@@ -1,9 +1,9 @@
 //! The body of every response sent to the client ([`RespBody`]).
 //!
 //! It streams frame by frame; nothing is buffered whole. (The request body sent upstream is
-//! [`crate::body::request::ReqBody`].) [`RespBody`] enforces `read_timeout` between reads from the server (a timer is created
-//! only when the server is actually slow), hands the upstream connection back to the
-//! worker's keep-alive pool the moment the response ends, and carries the per-request
+//! [`crate::body::request::ReqBody`].) [`RespBody`] enforces `read_timeout` between reads from the
+//! server (a timer is created only when the server is actually slow), hands the upstream connection
+//! back to the worker's keep-alive pool the moment the response ends, and carries the per-request
 //! guards (request in service, access log line) until the client got everything.
 
 use std::collections::VecDeque;

@@ -7,7 +7,7 @@
 //! `Content-Length`, reads the body chunked and closes after the response. The request still
 //! reaches the upstream, and the `Content-Length` is gone before Portico sees the headers.
 //! [`HeadScan`] therefore watches the raw bytes of each request head as the client
-//! connection reads them (`ClientIo`, in `crate::worker::conn`) and notes whether both header names
+//! connection reads them (`ClientIo`, in `worker::conn`) and notes whether both header names
 //! appear; the connection's service then answers 400 instead of handling the request.
 //!
 //! The scan is a byte loop over the head only (it stops at the blank line), with its state

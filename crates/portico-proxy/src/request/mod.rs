@@ -1,20 +1,20 @@
 //! The request path, composed in one place: route -> action -> response.
 //!
 //! ```text
-//! conn (hyper h1)  ->  handle():
+//! client (hyper h1/h2) ->  handle():
 //!     snapshot      (worker's cached Arc, one pointer compare)
-//!     route         site by Host, route by path            [route.rs]
-//!     https         ACME http-01, http_redirect, 421, hsts [https.rs]
+//!     route         site by Host, route by path            [snapshot/route.rs]
+//!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
 //!     action:
-//!       proxy       websocket? -> websocket.rs              [websocket.rs, ws_pipe.rs]
+//!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
-//!                                                           [forward.rs, upstream.rs]
+//!                                                          [upstream/mod.rs, forward.rs]
 //!       static      actions::static_files
 //!       redirect    actions::redirect
 //!       respond     actions::respond
-//!     errors        one status mapping                      [error.rs]
+//!     errors        one status mapping                     [error.rs]
 //!     response body carries: pool return, read timeout, request-in-service guard, log line
-//!                                                           [bodies.rs, log.rs]
+//!                                                          [exchange/response.rs, log_line.rs]
 //! ```
 
 //!

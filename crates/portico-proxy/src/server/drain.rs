@@ -13,10 +13,10 @@ use portico_balance::ServerId;
 use crate::worker::state::Worker;
 use crate::worker::stop::RunState;
 
-/// Drain the WebSockets on this worker that go to one of `servers` (removed by a reload) or
-/// whose origin the current snapshot no longer routes to their server (see [`crate::worker::websockets`]):
-/// close 1001 to the i-th of n at `start + window * i / n`, each with the hard cap
-/// `deadline`. Returns how many.
+/// Drain the WebSockets on this worker that go to one of `servers` (removed by a reload) or whose
+/// origin the current snapshot no longer routes to their server (see
+/// [`crate::worker::websockets`]): close 1001 to the i-th of n at `start + window * i / n`, each
+/// with the hard cap `deadline`. Returns how many.
 pub(crate) fn drain_websockets(
     worker: &Worker,
     servers: &HashSet<ServerId>,

@@ -6,7 +6,7 @@
 //! before anything serves. Stopping: [`RunningServer::shutdown`] (graceful, bounded by
 //! `server.shutdown_grace`) or [`RunningServer::stop_now`]; [`RunningServer::wait`] or
 //! [`RunningServer::closed`] wait for the workers. [`RunningServer::reload`] (in
-//! `reload.rs`) applies a new config to the running server.
+//! [`crate::server::reload`]) applies a new config to the running server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

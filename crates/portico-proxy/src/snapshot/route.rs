@@ -40,7 +40,7 @@ pub(crate) struct ProxyRoute {
     pub max_body: u64,
     pub request_headers: CompiledRules,
     pub response_headers: CompiledRules,
-    /// `ws_ping`: keep-alive pings on a WebSocket (see `ws_ping.rs`).
+    /// `ws_ping`: keep-alive pings on a WebSocket (see `websocket::ping`).
     pub ws_ping: Option<Duration>,
 }
 

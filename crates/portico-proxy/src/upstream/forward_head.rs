@@ -1,9 +1,9 @@
 //! Forward phase for Portico's own upstream client: the client's request head rewritten
 //! straight into the bytes sent upstream.
 //!
-//! The result is what [`crate::upstream::forward::request`] followed by `proto::h1::encode_request` (test-only)
-//! produce (a unit test holds the two to the same output), without editing the header map
-//! first: the four forwarding headers are written, not inserted into the map (each insert
+//! The result is what [`crate::upstream::forward::request`] followed by `proto::h1::encode_request`
+//! (test-only) produce (a unit test holds the two to the same output), without editing the header
+//! map first: the four forwarding headers are written, not inserted into the map (each insert
 //! hashes a name, and replacing or removing one shifts the map).
 
 use http::header::{

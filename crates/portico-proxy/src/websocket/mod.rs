@@ -67,7 +67,7 @@ async fn try_proxy(
     let cfg = &entry.config;
     let on_client = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
-    // Before `forward::request` rewrites it: a reload routes the upgrade again (drain.rs).
+    // Before `forward::request` rewrites it: a reload routes the upgrade again (worker::websockets).
     let from = UpgradeFrom::new(ctx.listener, ctx.sni_site.get(), &parts);
     let hash = upstream::hash_key(entry, &parts);
     forward::request(

@@ -1,13 +1,13 @@
 //! `ws_ping`: when Portico pings each side of a WebSocket and when a side counts as silent.
 //!
-//! Per side (client, server), the pipe reports every byte heard from it
-//! ([`Pinger::heard`]). A side heard from less than `interval` ago is left alone; past
-//! that, a ping frame goes to it ([`Pinger::frame`]) as soon as the direction towards it is
-//! at a frame boundary. A side that sends nothing at all (no pong, no data) for another
-//! `interval` after the ping is silent ([`Pinger::silent`]): the pipe closes it and sends a
-//! close frame to the other side. Pongs answering Portico's pings carry a per-connection
-//! payload ([`Pinger::payload`]) and are swallowed by [`crate::proto::ws_frame::FrameTracker::filter`],
-//! so the peers never see Portico's keep-alive traffic.
+//! Per side (client, server), the pipe reports every byte heard from it ([`Pinger::heard`]). A side
+//! heard from less than `interval` ago is left alone; past that, a ping frame goes to it
+//! ([`Pinger::frame`]) as soon as the direction towards it is at a frame boundary. A side that
+//! sends nothing at all (no pong, no data) for another `interval` after the ping is silent
+//! ([`Pinger::silent`]): the pipe closes it and sends a close frame to the other side. Pongs
+//! answering Portico's pings carry a per-connection payload ([`Pinger::payload`]) and are swallowed
+//! by [`crate::proto::ws_frame::FrameTracker::filter`], so the peers never see Portico's keep-alive
+//! traffic.
 //!
 //! Pure state over `Instant`s handed in by the caller (tests drive it with their own clock);
 //! no timers, no I/O — the plain pipe and a TLS pipe can both use it.

@@ -17,11 +17,11 @@
 //!   masked to the server — then both write sides are shut and the pipe waits for the peers
 //!   to close, at most until the stop deadline. The same happens to one WebSocket when a
 //!   reload removes its server or its listener (its [`WsTicket`]'s trigger, see
-//!   `drain.rs`); every other WebSocket is left alone.
-//! - `ws_ping` (see [`crate::websocket::ping`]): a side heard nothing from for `ws_ping` gets a ping
-//!   at the next frame boundary of the direction towards it; the pongs answering it are
-//!   swallowed (`FrameTracker::filter`); a side silent for another `ws_ping` is closed and
-//!   the other side gets a close frame (1001 to the server, 1011 to the client).
+//!   `server::drain`); every other WebSocket is left alone.
+//! - `ws_ping` (see [`crate::websocket::ping`]): a side heard nothing from for `ws_ping` gets a
+//!   ping at the next frame boundary of the direction towards it; the pongs answering it are
+//!   swallowed (`FrameTracker::filter`); a side silent for another `ws_ping` is closed and the
+//!   other side gets a close frame (1001 to the server, 1011 to the client).
 
 use std::future::poll_fn;
 use std::io;
@@ -62,7 +62,7 @@ pub(crate) async fn run(
         return;
     };
     // Plain TCP both ways stays here; a TLS side (wss client, `tls` upstream) goes to the
-    // AsyncRead/AsyncWrite pipe in ws_tls_pipe.rs (same stop watch and contract).
+    // AsyncRead/AsyncWrite pipe in tls_pipe.rs (same stop watch and contract).
     let (c, u) = match crate::websocket::tls_pipe::split(c, u) {
         crate::websocket::tls_pipe::Split::Plain(c, u) => (c, u),
         crate::websocket::tls_pipe::Split::Tls(sides) => {

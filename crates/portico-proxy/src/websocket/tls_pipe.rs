@@ -4,7 +4,7 @@
 //! streams only offer `AsyncRead` / `AsyncWrite`, so this pipe does the same work with
 //! `poll_read` / `poll_write` / `poll_flush` / `poll_shutdown`, under the same contract:
 //!
-//! - bytes are never parsed, changed or reordered (the [`FrameTracker`](crate::proto::ws_frame::FrameTracker) only watches them);
+//! - bytes are never parsed, changed or reordered (the [`FrameTracker`] only watches them);
 //! - data is read into the worker's shared buffer (borrowed inside one poll only) and
 //!   written on at once; only what the destination cannot take is copied into a buffer of
 //!   its own, and that direction stops reading until it is flushed (backpressure). An idle
@@ -18,15 +18,18 @@
 //!   the client, masked to the server), shuts both writes and waits for the peers at most
 //!   `CLOSE_LINGER` or the deadline.
 //!
-//! - `ws_ping` (the same [`Pinger`](crate::websocket::ping::Pinger) schedule as the plain pipe): a side heard nothing from
+//! - `ws_ping` (the same [`Pinger`] schedule as the plain pipe): a side heard nothing from
 //!   for `ws_ping` gets a ping queued at the next frame boundary of the direction towards it;
 //!   pongs carrying Portico's payload are swallowed by the direction's filtering
-//!   [`FrameTracker`](crate::proto::ws_frame::FrameTracker); a side silent for another `ws_ping` is closed and the other side gets
+//!   [`FrameTracker`]; a side silent for another `ws_ping` is closed and the other side gets
 //!   a close frame (1001 to the server, 1011 to the client).
 //!
-//! The direction state and logic are shared with `ws_pipe.rs` ([`crate::websocket::dir`]: frame
+//! The direction state and logic are shared with `pipe.rs` ([`crate::websocket::dir`]: frame
 //! boundaries, our own frames queued in `Dir::pending` and written by the next poll, the
 //! `ws_ping` schedule); this file keeps the polling I/O.
+//!
+//! [`FrameTracker`]: crate::proto::ws_frame::FrameTracker
+//! [`Pinger`]: crate::websocket::ping::Pinger
 
 use std::future::poll_fn;
 use std::io;

@@ -2,8 +2,8 @@
 //!
 //! hyper hands over each side of an upgrade as a type-erased `Upgraded`; [`split`] downcasts
 //! them to the concrete stream types the listeners and upstream connections use: plain
-//! TCP on both sides goes to the raw-socket pipe (`ws_pipe.rs`), anything with TLS to
-//! `ws_tls_pipe.rs` as a [`Stream`] per side (an enum: no boxing, one match per poll),
+//! TCP on both sides goes to the raw-socket pipe (`pipe.rs`), anything with TLS to
+//! `tls_pipe.rs` as a [`Stream`] per side (an enum: no boxing, one match per poll),
 //! together with the bytes hyper read past the upgrade heads.
 
 use std::io;

@@ -1,7 +1,7 @@
 //! The context of one client connection, shared by its requests: [`ConnCtx`] (the worker,
 //! peer, listener, TLS facts, timers), [`ActiveGuard`] (one request in service) and the
 //! client stream as hyper reads it, [`ClientIo`], which notes when a new request head starts
-//! (the connection's `header_timeout` counts from there; see `crate::client::http`) and
+//! (the connection's `header_timeout` counts from there; see `client::http`) and
 //! feeds the head to the double-framing scan ([`HeadScan`]).
 //!
 //! The serving code is generic over the client stream: plain TCP is served as

@@ -5,7 +5,7 @@
 //! registry of live WebSockets ([`websockets`]).
 //!
 //! May import: the floors below (`snapshot`, `proto`, the ground floor). The event loop
-//! that drives a worker is not here: it belongs to the server (`crate::server`).
+//! that drives a worker is not here: it belongs to the server (`server::worker_loop`).
 
 pub(crate) mod conn;
 pub(crate) mod pool;

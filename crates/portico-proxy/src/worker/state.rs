@@ -9,7 +9,7 @@
 //! state combined with its listener's drain trigger (a listener removed by a reload) and the
 //! task's own (a WebSocket a reload drains), see [`crate::worker::stop`]. The loop that
 //! drives a worker and applies a reload's commands is the server's
-//! (`crate::server::worker_loop`).
+//! (`server::worker_loop`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

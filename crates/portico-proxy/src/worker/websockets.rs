@@ -1,7 +1,7 @@
 //! The worker's registry of live WebSockets, so that a reload can drain exactly the ones it
 //! leaves without their route or their server.
 //!
-//! Every WebSocket pipe holds a ticket (`WsTicket`, in `crate::websocket::ticket`) with its
+//! Every WebSocket pipe holds a ticket (`WsTicket`, in `websocket::ticket`) with its
 //! own [`Trigger`]. The registry keys the triggers by [`WsOrigin`]: the server the pipe goes
 //! to ([`ServerId`], upstream name + address as written) and where its upgrade came from
 //! (listener, `Host`, path). After a reload every distinct origin is routed again against the
