@@ -119,14 +119,18 @@ impl DataPlane {
     ) -> anyhow::Result<DataPlane> {
         let tls = TlsPlane::start(config, acme)?;
         let plumbing = Plumbing::start(&config.server).context("cannot start")?;
-        let http =
-            match Server::start_with_tls(config.clone(), registry.clone(), Some(tls.context())) {
-                Ok(http) => http,
-                Err(err) => {
-                    plumbing.shutdown_and_join();
-                    return Err(err).context("cannot start");
-                }
-            };
+        let http = match Server::start_on(
+            config.clone(),
+            registry.clone(),
+            Some(tls.context()),
+            &plumbing,
+        ) {
+            Ok(http) => http,
+            Err(err) => {
+                plumbing.shutdown_and_join();
+                return Err(err).context("cannot start");
+            }
+        };
         let streams = match StreamServer::start_on(
             config.clone(),
             registry.clone(),

@@ -16,27 +16,35 @@ use support::{TempDir, eventually};
 
 const T10: Duration = Duration::from_secs(10);
 
-/// A TCP backend that accepts and holds every connection (until the test ends), counting
-/// them.
+/// A TCP backend that holds every connection open until its client side closes, counting
+/// the connections open now.
 struct HoldingBackend {
     addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 }
 
 impl HoldingBackend {
     fn spawn() -> HoldingBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the backend");
         let addr = listener.local_addr().expect("backend address");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
+        let open = Arc::new(AtomicUsize::new(0));
+        let count = open.clone();
         std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming().flatten() {
+            for mut conn in listener.incoming().flatten() {
+                let count = count.clone();
                 count.fetch_add(1, Ordering::SeqCst);
-                held.push(conn);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 512];
+                    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+                    count.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
-        HoldingBackend { addr, accepted }
+        HoldingBackend { addr, open }
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 }
 
@@ -89,13 +97,18 @@ fn max_connections_counts_sites_and_streams_together() {
     );
     let mut portico = start_portico(&cfg, dir.path());
     portico.wait_for_port(site, T10);
-    // The probe's connection is gone once a request is answered.
+    portico.wait_for_port(stream, T10);
+    // The probes' connections are gone once a request is answered and the backend saw its
+    // stream connection close.
     eventually(T10, "the site answers", || get(site, T10));
+    eventually(T10, "the probe's stream connection closes", || {
+        (backend.open() == 0).then_some(())
+    });
 
     let first = TcpStream::connect(stream).expect("stream connection 1");
     let second = TcpStream::connect(stream).expect("stream connection 2");
     eventually(T10, "both stream connections reach the backend", || {
-        (backend.accepted.load(Ordering::SeqCst) == 2).then_some(())
+        (backend.open() == 2).then_some(())
     });
     // Both slots are taken by streams: the site's request is not served.
     assert_eq!(

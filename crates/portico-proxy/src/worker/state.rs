@@ -36,11 +36,9 @@ use crate::worker::websockets::WsRegistry;
 pub(crate) struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub state: watch::Sender<RunState>,
-    /// Client connections open over all workers and listeners.
-    pub connections: AtomicUsize,
-    pub max_connections: usize,
-    /// Signalled when a connection closes while the count was at the limit.
-    pub slot_freed: Notify,
+    /// The process's connection gate behind `max_connections` (`portico-net`: one count
+    /// over all listeners and workers of both planes).
+    pub gate: Arc<portico_net::Gate>,
     pub access_log: AccessLog,
     /// Listeners removed by a reload whose connections still drain, with the last snapshot
     /// that had them and their hard-close deadline (locked only by requests on such
