@@ -4,7 +4,7 @@
 //! The writer is the process's shared one (`portico_net::access_log`: one writer thread per
 //! target, shared with the stream plane's lines, never blocking the request path, reopened
 //! together on log rotation); this module adds the HTTP records ([`LogRecord`], [`WsLog`])
-//! and their formats ([`format`]: see there for the exact `combined` layout).
+//! and their formats ([`format`](mod@format): see there for the exact `combined` layout).
 
 pub mod format;
 

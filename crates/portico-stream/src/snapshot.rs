@@ -73,7 +73,7 @@ impl StreamRt {
 pub(crate) struct Snapshot {
     pub streams: Vec<Arc<StreamRt>>,
     /// Certificate-file pollers of the TLS streams (with their index in `streams`), to
-    /// spawn on the stream runtime.
+    /// spawn on the workers.
     pub cert_files: Vec<(usize, portico_tls::FileCerts)>,
 }
 

@@ -1,4 +1,5 @@
-//! A worker's state: one thread per core, each a tokio current-thread runtime.
+//! A worker's state: one per worker thread of the process's pool (`portico_net::Workers`, each
+//! a tokio current-thread runtime).
 //!
 //! A worker owns its listener sockets (one `SO_REUSEPORT` socket per address), its
 //! upstream keep-alive pool and its WebSocket copy buffer, so the request path takes no
