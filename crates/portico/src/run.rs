@@ -75,6 +75,9 @@ async fn control(
     };
     running.publish_start();
     ready(server);
+    let notify = crate::notify::Notifier::from_env();
+    notify.ready(&format!("serving {}", config.source.display()));
+    let _watchdog = notify.spawn_watchdog().map(AbortOnDrop);
     // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
     // (they share one writer per target).
     let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -84,7 +87,11 @@ async fn control(
             event = signals.next() => match event {
                 Event::Stop => break,
                 // Blocking (name resolution, binds) on the control thread; workers keep serving.
-                Event::Reload => running.apply(),
+                Event::Reload => {
+                    notify.reloading();
+                    running.apply();
+                    notify.ready(&reload_status(&running));
+                }
             },
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
@@ -92,6 +99,7 @@ async fn control(
             }
         }
     }
+    notify.stopping();
     tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
     server.shutdown();
     ha.shutdown().await;
@@ -100,6 +108,21 @@ async fn control(
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
     Ok(())
+}
+
+/// The `STATUS=` line after a reload: the outcome it published.
+fn reload_status(running: &Running<'_>) -> String {
+    crate::reload::Status::read(&running.state_dir)
+        .map_or_else(|| "reload done".to_string(), |s| s.text)
+}
+
+/// Stops the watchdog task with the control loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME is usable. The pools
