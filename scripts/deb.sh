@@ -29,5 +29,5 @@ mkdir -p "$ASSETS"
 "$BIN" completions fish >"$ASSETS/portico.fish"
 "$BIN" check -c dist/portico.toml >&2
 
-cargo deb -p portico --no-build --no-strip >&2
+cargo deb -p portico --no-build >&2
 ls -t "$ROOT"/target/debian/portico_*.deb | head -1

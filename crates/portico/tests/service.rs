@@ -1,7 +1,8 @@
 //! Running Portico as a service: sd_notify messages seen on a real `NOTIFY_SOCKET` (path and
 //! abstract), the unit file in `dist/` checked by `systemd-analyze verify`, the shell
 //! completions and the man page generated from the command line, and (ignored by default:
-//! it builds a release binary) the Debian package unpacked into a temporary root.
+//! it builds a release binary) the Debian package unpacked into a temporary root and
+//! installed with `dpkg -i` in a throwaway overlay root.
 
 mod support;
 
@@ -299,14 +300,14 @@ fn completions_and_man_page_generate() {
 /// The Debian package: built by `scripts/deb.sh` (a release build: several minutes, hence
 /// ignored by default; run `cargo test -p portico --test service -- --ignored`, or set
 /// PORTICO_DEB to a built .deb). Checks its control data, unpacks it with `dpkg --unpack`
-/// into an empty dpkg root, and runs the unpacked binary's `check` on the unpacked default
-/// configuration. The maintainer scripts are syntax-checked, not run (they create a system
-/// user on the machine they run on).
+/// into an empty dpkg root (the package is then registered there, half-installed), and runs
+/// the unpacked binary's `check` on the unpacked default configuration; then installs it for
+/// real with `dpkg -i` in a throwaway overlay root (see below) and purges it.
 #[test]
 #[ignore = "needs a release build (minutes): scripts/deb.sh, or PORTICO_DEB=path.deb"]
 fn deb_package_unpacks_into_a_clean_root() {
     let deb = match std::env::var_os("PORTICO_DEB") {
-        Some(p) => PathBuf::from(p),
+        Some(p) => repo_root().join(p),
         None => {
             let out = Command::new("bash")
                 .arg(repo_root().join("scripts/deb.sh"))
@@ -372,8 +373,7 @@ fn deb_package_unpacks_into_a_clean_root() {
     assert!(status.contains("Package: portico"), "{status}");
     for f in [
         "usr/bin/portico",
-        "lib/systemd/system/portico.service",
-        "etc/portico/portico.toml",
+        "usr/lib/systemd/system/portico.service",
         "usr/share/man/man1/portico.1.gz",
         "usr/share/bash-completion/completions/portico",
         "usr/share/zsh/vendor-completions/_portico",
@@ -381,9 +381,12 @@ fn deb_package_unpacks_into_a_clean_root() {
     ] {
         assert!(root.join(f).exists(), "{f} not installed");
     }
+    // dpkg leaves a conffile as FILE.dpkg-new until the package is configured.
+    let conf = root.join("etc/portico/portico.toml.dpkg-new");
+    assert!(conf.exists(), "the default configuration is not unpacked");
     let out = Command::new(root.join("usr/bin/portico"))
         .args(["check", "-c"])
-        .arg(root.join("etc/portico/portico.toml"))
+        .arg(&conf)
         .output()
         .expect("run unpacked portico");
     assert!(
