@@ -47,28 +47,7 @@ pub enum Command {
     },
     /// Convert an nginx or keepalived configuration into a Portico one, then check it. What
     /// is not carried over is listed on stderr as FILE:LINE: kind: `directive`: why.
-    Import {
-        /// The kind of configuration FILE is.
-        #[arg(value_enum)]
-        kind: ImportKind,
-        /// The configuration to convert (nginx: the main file; includes are followed).
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// Write the Portico configuration here (default: stdout).
-        #[arg(short = 'o', long = "output", value_name = "OUT")]
-        output: Option<PathBuf>,
-        /// Replace OUT if it exists.
-        #[arg(long)]
-        force: bool,
-        /// nginx: give certbot/getssl sites `tls = "acme"` (Portico obtains and renews their
-        /// certificates) with this ACME account contact.
-        #[arg(long, value_name = "EMAIL")]
-        acme_email: Option<String>,
-        /// nginx: the prefix relative `root` and log paths resolve against (`nginx -p`;
-        /// default: the parent of FILE's folder, as in PREFIX/conf/nginx.conf).
-        #[arg(long, value_name = "DIR")]
-        nginx_prefix: Option<PathBuf>,
-    },
+    Import(ImportArgs),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -78,6 +57,31 @@ pub enum Command {
     Man,
     /// Print the version.
     Version,
+}
+
+/// `portico import` (see `import.rs`).
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The kind of configuration FILE is.
+    #[arg(value_enum)]
+    pub kind: ImportKind,
+    /// The configuration to convert (nginx: the main file; includes are followed).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the Portico configuration here (default: stdout).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// nginx: give certbot/getssl sites `tls = "acme"` (Portico obtains and renews their
+    /// certificates) with this ACME account contact.
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// nginx: the prefix relative `root` and log paths resolve against (`nginx -p`;
+    /// default: the parent of FILE's folder, as in PREFIX/conf/nginx.conf).
+    #[arg(long, value_name = "DIR")]
+    pub nginx_prefix: Option<PathBuf>,
 }
 
 /// What `portico import` reads.

@@ -3,24 +3,11 @@
 //! then validate it as `portico check` does: exit 0 valid, 1 invalid (or the source cannot
 //! be parsed), 2 when a file cannot be read or written.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 
 use crate::check;
-use crate::cli::ImportKind;
+use crate::cli::{ImportArgs as Args, ImportKind};
 use crate::exit::Failure;
-
-/// The command line of `portico import`.
-#[derive(Debug)]
-pub struct Args {
-    pub kind: ImportKind,
-    pub file: PathBuf,
-    pub output: Option<PathBuf>,
-    pub force: bool,
-    pub acme_email: Option<String>,
-    pub nginx_prefix: Option<PathBuf>,
-}
 
 pub fn import(args: Args) -> Result<(), Failure> {
     if let Some(out) = &args.output

@@ -36,21 +36,7 @@ fn main() -> ExitCode {
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
-        Command::Import {
-            kind,
-            file,
-            output,
-            force,
-            acme_email,
-            nginx_prefix,
-        } => import::import(import::Args {
-            kind,
-            file,
-            output,
-            force,
-            acme_email,
-            nginx_prefix,
-        }),
+        Command::Import(args) => import::import(args),
         Command::Completions { shell } => manual::completions(shell),
         Command::Man => manual::man(),
         Command::Version => {
