@@ -71,6 +71,9 @@ async fn control(
     };
     running.publish_start();
     ready(server);
+    let notify = crate::notify::Notifier::from_env();
+    notify.ready(&format!("serving {}", config.source.display()));
+    let _watchdog = notify.spawn_watchdog().map(AbortOnDrop);
     // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
     // (they share one writer per target).
     let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -80,7 +83,11 @@ async fn control(
             event = signals.next() => match event {
                 Event::Stop => break,
                 // Blocking (name resolution, binds) on the control thread; workers keep serving.
-                Event::Reload => running.apply(),
+                Event::Reload => {
+                    notify.reloading();
+                    running.apply();
+                    notify.ready(&reload_status(&running));
+                }
             },
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
@@ -88,6 +95,7 @@ async fn control(
             }
         }
     }
+    notify.stopping();
     tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
     server.shutdown();
     ha.shutdown().await;
@@ -105,6 +113,21 @@ fn track_env(config: &Config, registry: &Registry, server: &DataPlane) -> ha::Tr
         listener_addrs: server.site_addrs(),
         stream_addrs: server.stream_addrs(),
         upstream_usable: upstream_usable(config, registry),
+    }
+}
+
+/// The `STATUS=` line after a reload: the outcome it published.
+fn reload_status(running: &Running<'_>) -> String {
+    crate::reload::Status::read(&running.state_dir)
+        .map_or_else(|| "reload done".to_string(), |s| s.text)
+}
+
+/// Stops the watchdog task with the control loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
