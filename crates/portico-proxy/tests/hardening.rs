@@ -1,0 +1,95 @@
+//! Hardening (issue 15): request shapes that must not get past a route or reach an
+//! upstream as sent. Each case runs against a real proxy and an echo backend that answers
+//! with the request line it received, so the tests see what the server behind would see.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use portico_testkit::proxy::TestProxy;
+
+/// `/admin` is blocked (403), everything else proxied to `backend`.
+fn blocking_admin(backend: &portico_testkit::echo::EchoServer) -> TestProxy {
+    TestProxy::start(&format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n\n[[sites]]\nlisten = [\"127.0.0.1:0\"]\n\
+         routes = [\n  {{ path = \"/admin\", respond = \"blocked\", status = 403 }},\n  \
+         {{ path = \"/\", proxy = \"app\" }},\n]\n",
+        backend.url().trim_start_matches("http://")
+    ))
+    .unwrap()
+}
+
+/// A raw request line (clients would normalise these paths themselves).
+fn raw_get(proxy: &TestProxy, target: &str) -> Resp {
+    let mut conn = Conn::open(proxy.addr());
+    conn.send(format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+    conn.read_response(false)
+}
+
+/// The request line the echo backend saw, from its answer (`NAME\nGET /p HTTP/1.1\n`).
+fn seen(resp: &Resp) -> String {
+    let body = String::from_utf8_lossy(&resp.body);
+    body.lines().nth(1).unwrap_or_default().to_string()
+}
+
+#[test]
+fn spellings_of_a_blocked_path_do_not_pass_the_route() {
+    let backend = echo("b");
+    let proxy = blocking_admin(&backend);
+    for target in [
+        "/admin",
+        "/public/../admin",
+        "//admin",
+        "/%61dmin",
+        "/%61%64%6D%69%6E/x",
+        "/admin;x",
+        "/admin;x/secret",
+        "/public/..;/admin",
+        "/public%2F..%2Fadmin",
+        "/./admin/.",
+    ] {
+        let r = raw_get(&proxy, target);
+        assert_eq!(r.status, 403, "{target}: {}", seen(&r));
+        assert_eq!(r.body, b"blocked", "{target}");
+    }
+    assert_eq!(
+        backend.connections_accepted(),
+        0,
+        "nothing reached the backend"
+    );
+}
+
+#[test]
+fn the_normalised_path_is_forwarded() {
+    let backend = echo("b");
+    let proxy = blocking_admin(&backend);
+    for (target, want) in [
+        ("/public/./a//b?q=1", "GET /public/a/b?q=1 HTTP/1.1"),
+        ("/x/../%7euser/%41", "GET /~user/A HTTP/1.1"),
+        ("/a%2fb", "GET /a%2Fb HTTP/1.1"),
+        ("/page;jsessionid=1", "GET /page;jsessionid=1 HTTP/1.1"),
+        ("/adminx/..", "GET / HTTP/1.1"),
+    ] {
+        let r = raw_get(&proxy, target);
+        assert_eq!(r.status, 200, "{target}");
+        assert_eq!(seen(&r), want, "{target}");
+    }
+}
+
+#[test]
+fn a_path_above_the_root_or_with_a_bad_escape_is_400() {
+    let backend = echo("b");
+    let proxy = blocking_admin(&backend);
+    for target in [
+        "/..",
+        "/../etc/passwd",
+        "/a/../../b",
+        "/%2e%2e/x",
+        "/a%zz",
+        "/a%",
+    ] {
+        let r = raw_get(&proxy, target);
+        assert_eq!(r.status, 400, "{target}");
+    }
+    assert_eq!(backend.connections_accepted(), 0);
+}
