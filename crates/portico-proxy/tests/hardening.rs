@@ -93,3 +93,71 @@ fn a_path_above_the_root_or_with_a_bad_escape_is_400() {
     }
     assert_eq!(backend.connections_accepted(), 0);
 }
+
+/// Two sites (`b.example` first, so it answers unknown hosts) answering their name, and a
+/// redirect route built from `{host}`.
+fn two_sites(backend: &portico_testkit::echo::EchoServer) -> TestProxy {
+    TestProxy::start(&format!(
+        "[upstreams.app]\nservers = [\"{}\"]\n\n\
+         [[sites]]\nlisten = [\"127.0.0.1:0\"]\nhosts = [\"b.example\"]\n\
+         routes = [{{ path = \"/\", respond = \"site-b\" }}]\n\n\
+         [[sites]]\nlisten = [\"127.0.0.1:0\"]\nhosts = [\"a.example\"]\n\
+         routes = [\n  {{ path = \"/go\", redirect = \"https://{{host}}{{uri}}\" }},\n  \
+         {{ path = \"/\", proxy = \"app\" }},\n]\n",
+        backend.url().trim_start_matches("http://")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn duplicate_missing_or_invalid_host_is_400_and_reaches_nothing() {
+    let backend = echo("b");
+    let proxy = two_sites(&backend);
+    let addr = proxy.addr();
+    let cases: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example\r\nhost: a.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example/x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.example x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a..example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
+        b"GET /go HTTP/1.1\r\nHost: evil.test/a\r\n\r\n",
+        b"GET /go HTTP/1.1\r\nHost: evil.test\\a.example\r\n\r\n",
+        b"GET http://user@a.example/go HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    ];
+    for raw in cases {
+        let mut conn = Conn::open(addr);
+        conn.send(raw);
+        let r = conn.read_response(false);
+        let shown = String::from_utf8_lossy(raw);
+        assert_eq!(r.status, 400, "{shown}");
+        assert_eq!(r.header("location"), None, "{shown}");
+    }
+    assert_eq!(
+        backend.connections_accepted(),
+        0,
+        "nothing reached the backend"
+    );
+}
+
+#[test]
+fn a_trailing_dot_matches_the_name_and_http10_may_omit_host() {
+    let backend = echo("b");
+    let proxy = two_sites(&backend);
+    let mut conn = Conn::open(proxy.addr());
+    let r = conn.get("a.example.", "/go");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("https://a.example./go"));
+    let r = conn.get("A.EXAMPLE.:8080", "/x");
+    assert_eq!(r.status, 200);
+    assert_eq!(seen(&r), "GET /x HTTP/1.1");
+    let r = conn.get("b.example.", "/");
+    assert_eq!(r.body, b"site-b");
+    let mut conn = Conn::open(proxy.addr());
+    conn.send(b"GET / HTTP/1.0\r\n\r\n");
+    let r = conn.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"site-b");
+}

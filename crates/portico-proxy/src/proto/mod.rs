@@ -7,5 +7,6 @@
 
 pub(crate) mod framing;
 pub(crate) mod h1;
+pub mod host;
 pub mod path;
 pub mod ws_frame;
