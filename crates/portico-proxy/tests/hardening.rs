@@ -161,3 +161,66 @@ fn a_trailing_dot_matches_the_name_and_http10_may_omit_host() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"site-b");
 }
+
+/// A backend answering every connection's first request with `answer`, then closing.
+fn one_answer_backend(answer: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                let mut reader = BufReader::new(s);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some((n, v)) = line.split_once(':')
+                        && n.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = reader.get_mut().write_all(answer);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_answer_with_both_framings_is_never_truncated() {
+    // Content-Length says 3, the chunked body is 11 bytes: RFC 9112 §6.3 says the length
+    // is ignored, so the client must get all 11 (or a 502), never 3 bytes as if complete.
+    let backend = one_answer_backend(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    let proxy = TestProxy::start(&proxy_config(&[backend], "retries = 0", "")).unwrap();
+    // GET: Portico's own HTTP/1.1 client; POST with a body: hyper's client.
+    let requests: [&[u8]; 2] = [
+        b"GET /own HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /hyper HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi",
+    ];
+    for raw in requests {
+        let mut conn = Conn::open(proxy.addr());
+        conn.send(raw);
+        let r = conn.read_response(false);
+        let shown = String::from_utf8_lossy(raw);
+        if r.status == 502 {
+            continue;
+        }
+        assert_eq!(r.status, 200, "{shown}");
+        assert_ne!(r.header("content-length"), Some("3"), "{shown}");
+        assert_eq!(r.body, b"hello world", "{shown}");
+    }
+}
