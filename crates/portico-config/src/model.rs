@@ -295,6 +295,8 @@ pub struct StaticAction {
     pub root: PathBuf,
     /// Default `["index.html"]`.
     pub index: Vec<String>,
+    /// Serve names starting with `.` (`.git`, `.env`); default false: 404.
+    pub dotfiles: bool,
 }
 
 /// `redirect = "https://{host}{uri}"`.

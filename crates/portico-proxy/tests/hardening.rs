@@ -224,3 +224,49 @@ fn an_upstream_answer_with_both_framings_is_never_truncated() {
         assert_eq!(r.body, b"hello world", "{shown}");
     }
 }
+
+/// A static root `www` (a `cdn` folder, dotfiles) on `/`, and the same root with
+/// `dotfiles = true` on `/open/` (`strip_prefix` is proxy-only, so a folder `open` inside).
+fn static_site() -> TestProxy {
+    TestProxy::builder(
+        "[[sites]]\nlisten = [\"127.0.0.1:0\"]\nroutes = [\n  \
+         { path = \"/open/\", root = \"www2\", dotfiles = true },\n  \
+         { path = \"/\", root = \"www\" },\n]\n",
+    )
+    .file("www/cdn/index.html", "cdn")
+    .file("www/.env", "SECRET=1")
+    .file("www/.git/config", "[core]")
+    .file("www/app/.htpasswd", "u:p")
+    .file("www/.well-known/security.txt", "Contact: x")
+    .file("www2/open/.env", "visible")
+    .start()
+    .unwrap()
+}
+
+#[test]
+fn a_static_directory_redirect_stays_on_site() {
+    let proxy = static_site();
+    for target in ["//cdn", "///cdn", "/cdn"] {
+        let r = raw_get(&proxy, target);
+        assert_eq!(r.status, 301, "{target}");
+        assert_eq!(r.header("location"), Some("/cdn/"), "{target}");
+    }
+}
+
+#[test]
+fn dotfiles_under_a_static_root_are_404_unless_allowed() {
+    let proxy = static_site();
+    for target in [
+        "/.env",
+        "/.git/config",
+        "/app/.htpasswd",
+        "/%2eenv",
+        "/x/../.env",
+    ] {
+        assert_eq!(raw_get(&proxy, target).status, 404, "{target}");
+    }
+    let r = raw_get(&proxy, "/.well-known/security.txt");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"Contact: x"[..]));
+    let r = raw_get(&proxy, "/open/.env");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"visible"[..]));
+}
