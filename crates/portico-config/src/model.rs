@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Longest stall of a write to a client (nginx's `send_timeout`).
+    pub send_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Worker threads; 0 in the file means one per core and is kept as 0 here.
     pub threads: usize,

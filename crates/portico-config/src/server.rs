@@ -50,6 +50,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         max_connections: usize::try_from(max_connections).unwrap_or(65536),
         header_timeout: ctx.positive_duration(t, "header_timeout", Duration::from_secs(10)),
         keepalive_timeout: ctx.positive_duration(t, "keepalive_timeout", Duration::from_secs(65)),
+        send_timeout: ctx.positive_duration(t, "send_timeout", Duration::from_secs(60)),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),
     }

@@ -270,3 +270,47 @@ fn dotfiles_under_a_static_root_are_404_unless_allowed() {
     let r = raw_get(&proxy, "/open/.env");
     assert_eq!((r.status, r.body.as_slice()), (200, &b"visible"[..]));
 }
+
+#[test]
+fn a_client_that_never_reads_is_closed_after_send_timeout() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let backend = echo("b");
+    let proxy = TestProxy::start(&format!(
+        "[server]\nsend_timeout = \"1s\"\n{}",
+        proxy_config(
+            &[backend.url().trim_start_matches("http://").parse().unwrap()],
+            "",
+            ""
+        )
+    ))
+    .unwrap();
+    // 64 MiB: far more than the socket buffers on both sides of the client connection.
+    const SIZE: usize = 64 << 20;
+    let mut s = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    s.write_all(format!("GET /_echo/bytes?n={SIZE} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+        .unwrap();
+    // Read nothing for a while: the proxy's writes stall.
+    std::thread::sleep(Duration::from_secs(4));
+    // Then drain: the connection must end (EOF or reset) well short of the whole body.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+    };
+    assert!(ended, "the connection did not end ({got} bytes read)");
+    assert!(
+        got < SIZE,
+        "the whole body arrived: the stalled write was not cut"
+    );
+}

@@ -99,6 +99,7 @@ pub(crate) async fn serve(
             Timeouts {
                 header: snap.server.header_timeout,
                 keepalive: snap.server.keepalive_timeout,
+                send: snap.server.send_timeout,
             },
             tls,
         )

@@ -45,6 +45,8 @@ const MAX_HEAD: usize = 32 * 1024;
 pub(crate) struct Timeouts {
     pub header: Duration,
     pub keepalive: Duration,
+    /// Longest stall of a write to the client (nginx's `send_timeout`).
+    pub send: Duration,
 }
 
 /// The request service of a connection: every request goes to [`crate::request::handle`].
@@ -96,8 +98,10 @@ pub(crate) async fn drive<C>(
     C: std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let (header_timeout, keepalive_timeout) = (t.header, t.keepalive);
+    // Busy connections are checked this often: a new head, or a stalled write.
+    let busy_check = keepalive_timeout.min(header_timeout).min(t.send);
     // Checked lazily: each firing computes the real deadline from the connection's state.
-    let timer = tokio::time::sleep(header_timeout.min(keepalive_timeout));
+    let timer = tokio::time::sleep(busy_check);
     tokio::pin!(timer);
     let mut draining = false;
     loop {
@@ -111,11 +115,17 @@ pub(crate) async fn drive<C>(
             }
             _ = timer.as_mut() => {
                 let now = Instant::now();
+                if let Some(since) = ctx.write_stalled_since()
+                    && now.duration_since(since) >= t.send
+                {
+                    tracing::debug!(peer = %ctx.peer, "client took no bytes for send_timeout: closed");
+                    break;
+                }
                 match ctx.idle_deadline(header_timeout, keepalive_timeout) {
                     Some(deadline) if deadline <= now => break,
                     // Check at least every header_timeout: a new head may start meanwhile.
-                    Some(deadline) => timer.as_mut().reset(deadline.min(now + header_timeout).into()),
-                    None => timer.as_mut().reset((now + keepalive_timeout.min(header_timeout)).into()),
+                    Some(deadline) => timer.as_mut().reset(deadline.min(now + busy_check).into()),
+                    None => timer.as_mut().reset((now + busy_check).into()),
                 }
             }
             now = stop.changed() => {
