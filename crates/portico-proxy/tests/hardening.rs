@@ -314,3 +314,30 @@ fn a_client_that_never_reads_is_closed_after_send_timeout() {
         "the whole body arrived: the stalled write was not cut"
     );
 }
+
+#[test]
+fn keepalive_requests_closes_the_connection_after_that_many() {
+    let backend = echo("b");
+    let proxy = TestProxy::start(&format!(
+        "[server]\nkeepalive_requests = 3\n{}",
+        proxy_config(
+            &[backend.url().trim_start_matches("http://").parse().unwrap()],
+            "",
+            ""
+        )
+    ))
+    .unwrap();
+    let mut conn = Conn::open(proxy.addr());
+    for i in 0..3 {
+        assert_eq!(conn.get("h", "/").status, 200, "request {i}");
+    }
+    assert!(
+        conn.closed_within(std::time::Duration::from_secs(5)),
+        "open after keepalive_requests"
+    );
+    // Below the limit a connection stays open.
+    let mut conn = Conn::open(proxy.addr());
+    conn.get("h", "/");
+    conn.get("h", "/");
+    assert!(!conn.closed_within(std::time::Duration::from_millis(300)));
+}

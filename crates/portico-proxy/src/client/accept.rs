@@ -100,6 +100,7 @@ pub(crate) async fn serve(
                 header: snap.server.header_timeout,
                 keepalive: snap.server.keepalive_timeout,
                 send: snap.server.send_timeout,
+                max_requests: snap.server.keepalive_requests,
             },
             tls,
         )

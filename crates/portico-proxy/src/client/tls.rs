@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::client::http::{Timeouts, drive, serve_h1, service};
+use crate::client::limits::ConnLimits;
 use crate::worker::conn::{ClientIo, ConnCtx};
 use crate::worker::state::StopWatch;
 
@@ -96,6 +97,7 @@ async fn serve_h2<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t: Timeouts)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
+    let limits = Rc::new(ConnLimits::new(t.max_requests));
     let conn = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
         // Per-connection buffer bound: at most H2_STREAMS streams, each holding at most
@@ -106,7 +108,10 @@ where
         // Request heads are not tracked on HTTP/2 (`ClientIo::h2`: only write stalls, for
         // `send_timeout`); the connection is idle whenever no stream is in service, so
         // `keepalive_timeout` applies.
-        .serve_connection(TokioIo::new(ClientIo::h2(stream, &ctx)), service(&ctx));
+        .serve_connection(
+            TokioIo::new(ClientIo::h2(stream, &ctx)),
+            service(&ctx, &limits),
+        );
     tokio::pin!(conn);
-    drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
+    drive(&ctx, &limits, conn, |c| c.graceful_shutdown(), stop, t).await;
 }
