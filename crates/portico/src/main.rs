@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod echo;
 mod exit;
+mod fdlimit;
 mod ha;
 mod logging;
 mod plane;

@@ -33,6 +33,7 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
 /// SIGTERM/SIGINT (graceful; a second one stops at once).
 pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failure> {
     let config = Arc::new(config);
+    crate::fdlimit::raise(config.server.max_connections);
     let registry = Registry::default();
     let server = DataPlane::start(&config, &registry)?;
     let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
