@@ -15,6 +15,7 @@ mod plane;
 mod reload;
 mod run;
 mod signals;
+mod statefile;
 
 use std::process::ExitCode;
 

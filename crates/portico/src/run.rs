@@ -123,10 +123,13 @@ fn pid_file(config: &Config) -> std::path::PathBuf {
 
 fn write_pid_file(config: &Config) -> anyhow::Result<()> {
     let dir = &config.server.state_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = pid_file(config);
-    std::fs::write(&path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::statefile::write(
+        dir,
+        "portico.pid",
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn remove_pid_file(config: &Config) {
