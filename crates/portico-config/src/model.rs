@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Longest stall of a write to a client (nginx's `send_timeout`).
+    pub send_timeout: Duration,
+    /// Requests (HTTP/2: streams) per client connection, then it closes (nginx's
+    /// `keepalive_requests`).
+    pub keepalive_requests: u64,
     pub shutdown_grace: Duration,
     /// Worker threads; 0 in the file means one per core and is kept as 0 here.
     pub threads: usize,
@@ -295,6 +300,8 @@ pub struct StaticAction {
     pub root: PathBuf,
     /// Default `["index.html"]`.
     pub index: Vec<String>,
+    /// Serve names starting with `.` (`.git`, `.env`); default false: 404.
+    pub dotfiles: bool,
 }
 
 /// `redirect = "https://{host}{uri}"`.

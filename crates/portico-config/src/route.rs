@@ -26,6 +26,7 @@ const OPTIONS: &[(&str, &[&str])] = &[
     ("response_headers", &["proxy"]),
     ("ws_ping", &["proxy"]),
     ("index", &["root"]),
+    ("dotfiles", &["root"]),
     ("status", &["redirect", "respond"]),
     ("content_type", &["respond"]),
 ];
@@ -122,7 +123,12 @@ pub(crate) fn route(
                     items.into_iter().map(|(s, _)| s).collect()
                 }
             };
-            Action::Static(StaticAction { root, index })
+            let dotfiles = ctx.bool(t, "dotfiles", false);
+            Action::Static(StaticAction {
+                root,
+                index,
+                dotfiles,
+            })
         }
         "redirect" => {
             let (template, span) = ctx.str(t, "redirect")?;

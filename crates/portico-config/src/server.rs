@@ -43,6 +43,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
     );
     let max_connections = ctx.int(t, "max_connections", 65536, 1, i64::from(u32::MAX));
     let threads = ctx.int(t, "threads", 0, 0, 4096);
+    let keepalive_requests = ctx.int(t, "keepalive_requests", 1000, 1, i64::from(u32::MAX));
     ServerConfig {
         state_dir,
         access_log,
@@ -50,6 +51,8 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         max_connections: usize::try_from(max_connections).unwrap_or(65536),
         header_timeout: ctx.positive_duration(t, "header_timeout", Duration::from_secs(10)),
         keepalive_timeout: ctx.positive_duration(t, "keepalive_timeout", Duration::from_secs(65)),
+        send_timeout: ctx.positive_duration(t, "send_timeout", Duration::from_secs(60)),
+        keepalive_requests: u64::try_from(keepalive_requests).unwrap_or(1000),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),
     }

@@ -66,6 +66,15 @@ pub enum ProxyError {
         #[source]
         source: io::Error,
     },
+    /// Connecting to a server failed for lack of a local resource (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`): Portico's problem, not the server's (503, no passive-health
+    /// failure, no retry).
+    #[error("no local resources to connect to {addr}: {source}")]
+    LocalResources {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     /// Connecting to a server took longer than `connect_timeout`.
     #[error("connect to {addr} timed out")]
     ConnectTimeout { addr: SocketAddr },
@@ -103,7 +112,9 @@ impl ProxyError {
             ProxyError::ConnectTimeout { .. } | ProxyError::UpstreamTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            ProxyError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoServer(_) | ProxyError::LocalResources { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
@@ -133,6 +144,7 @@ impl ProxyError {
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
             | ProxyError::Worker(_)
+            | ProxyError::LocalResources { .. }
             | ProxyError::Tls(_) => Side::Internal,
         }
     }
@@ -152,6 +164,20 @@ impl ProxyError {
     /// Whether the failure counts against the server's passive health.
     pub fn is_server_failure(&self) -> bool {
         self.side() == Side::Upstream && !matches!(self, ProxyError::NoServer(_))
+    }
+
+    /// A failed connect: [`ProxyError::LocalResources`] when this process or host ran out of
+    /// descriptors or buffers, else [`ProxyError::Connect`].
+    pub fn connect(addr: SocketAddr, source: io::Error) -> ProxyError {
+        let local = matches!(
+            source.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if local {
+            ProxyError::LocalResources { addr, source }
+        } else {
+            ProxyError::Connect { addr, source }
+        }
     }
 
     /// The short plain-text response for this error.
@@ -202,6 +228,14 @@ mod tests {
         assert!(!timeout.retry_safe());
         assert_eq!(ProxyError::NoServer("a".into()).status().as_u16(), 503);
         assert!(!ProxyError::NoServer("a".into()).is_server_failure());
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let emfile = ProxyError::connect(addr, io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(matches!(emfile, ProxyError::LocalResources { .. }));
+        assert!(!emfile.is_server_failure() && !emfile.retry_safe());
+        assert_eq!(emfile.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let refused = ProxyError::connect(addr, io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(matches!(refused, ProxyError::Connect { .. }));
+        assert!(refused.is_server_failure());
         let big = ProxyError::BodyTooLarge { limit: 1 };
         assert_eq!(big.status().as_u16(), 413);
         assert_eq!(big.side(), Side::Client);

@@ -51,6 +51,7 @@ async fn site() -> Site {
     let addr = serve(StaticAction {
         root: root.clone(),
         index: vec!["index.html".into(), "default.htm".into()],
+        dotfiles: false,
     })
     .await;
     Site {
@@ -375,6 +376,7 @@ async fn missing_root_is_404() {
     let addr = serve(StaticAction {
         root: tmp.path().join("absent"),
         index: vec![],
+        dotfiles: false,
     })
     .await;
     assert_eq!(get(addr, "/x").await.status, 404);
@@ -392,6 +394,7 @@ async fn root_symlink_switch_takes_effect_at_once() {
     let addr = serve(StaticAction {
         root: current.clone(),
         index: vec![],
+        dotfiles: false,
     })
     .await;
     assert_eq!(get(addr, "/v.txt").await.body, b"one");

@@ -23,10 +23,22 @@ pub enum Peek {
     Done(Option<String>),
 }
 
+/// Most TLS records a ClientHello may be split into. A ClientHello under [`PEEK_LIMIT`]
+/// fits in one or two records; the cap keeps each call of [`server_name`] bounded when a
+/// client trickles one-byte records.
+pub const MAX_RECORDS: usize = 64;
+
 /// Look for the SNI in `buf` (the first bytes of a connection).
+///
+/// The caller calls it again after every read with all bytes so far: the record headers are
+/// walked without copying (at most [`MAX_RECORDS`]) until the handshake message is complete,
+/// and only then is it reassembled, so a ClientHello trickled byte by byte costs a bounded
+/// walk per read instead of a copy of everything read so far.
 pub fn server_name(buf: &[u8]) -> Result<Peek, SniError> {
-    // Reassemble the handshake layer from the records.
-    let mut hs: Vec<u8> = Vec::new();
+    // The handshake message's 4-byte header, and how many handshake bytes are present.
+    let mut head = [0u8; 4];
+    let mut hs_len = 0usize;
+    let mut records = 0usize;
     let mut rest = buf;
     loop {
         if rest.len() < 5 {
@@ -39,26 +51,51 @@ pub fn server_name(buf: &[u8]) -> Result<Peek, SniError> {
         if len == 0 || len > 16384 + 2048 {
             return Err(SniError::Malformed("bad record length"));
         }
+        records += 1;
+        if records > MAX_RECORDS {
+            return Err(SniError::Malformed(
+                "ClientHello split into too many records",
+            ));
+        }
         let Some(fragment) = rest.get(5..5 + len) else {
             return limit(buf.len());
         };
-        hs.extend_from_slice(fragment);
+        let missing = 4usize.saturating_sub(hs_len);
+        for (i, &b) in fragment.iter().take(missing).enumerate() {
+            head[hs_len + i] = b;
+        }
+        hs_len += fragment.len();
         rest = &rest[5 + len..];
-        if hs.len() >= 4 {
-            if hs[0] != 1 {
+        if hs_len >= 4 {
+            if head[0] != 1 {
                 return Err(SniError::Malformed(
                     "first handshake message is not a ClientHello",
                 ));
             }
-            let msg_len = usize::from(hs[1]) << 16 | usize::from(hs[2]) << 8 | usize::from(hs[3]);
+            let msg_len =
+                usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
             if msg_len > PEEK_LIMIT {
                 return Err(SniError::TooLong);
             }
-            if hs.len() >= 4 + msg_len {
-                return client_hello(&hs[4..4 + msg_len]).map(Peek::Done);
+            if hs_len >= 4 + msg_len {
+                let hs = reassemble(&buf[..buf.len() - rest.len()], 4 + msg_len);
+                return client_hello(&hs[4..]).map(Peek::Done);
             }
         }
     }
+}
+
+/// The first `want` handshake bytes of `records` (complete, already checked records).
+fn reassemble(mut records: &[u8], want: usize) -> Vec<u8> {
+    let mut hs = Vec::with_capacity(want);
+    while hs.len() < want && records.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([records[3], records[4]]));
+        let end = (5 + len).min(records.len());
+        let take = (end - 5).min(want - hs.len());
+        hs.extend_from_slice(&records[5..5 + take]);
+        records = &records[end..];
+    }
+    hs
 }
 
 fn check_partial_record(rest: &[u8], total: usize) -> Result<Peek, SniError> {

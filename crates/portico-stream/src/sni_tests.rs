@@ -69,6 +69,36 @@ fn finds_the_name() {
 }
 
 #[test]
+fn trickled_one_byte_records_are_bounded() {
+    let hs = hello(&[sni_ext("a.example.com")]);
+    // One record per handshake byte: past MAX_RECORDS, refused (a ClientHello fits in two).
+    let tiny = records(&hs, 1);
+    assert!(hs.len() > MAX_RECORDS);
+    assert_eq!(
+        server_name(&tiny),
+        Err(SniError::Malformed(
+            "ClientHello split into too many records"
+        ))
+    );
+    // Byte by byte over records of up to 7 bytes, each prefix gives the right answer.
+    let split = records(&hs, 7);
+    for i in 0..split.len() {
+        assert_eq!(server_name(&split[..i]), Ok(Peek::Incomplete), "prefix {i}");
+    }
+    assert_eq!(
+        server_name(&split),
+        Ok(Peek::Done(Some("a.example.com".into())))
+    );
+    // Bytes after the ClientHello (the client's next record) change nothing.
+    let mut more = records(&hs, 16384);
+    more.extend_from_slice(&[0x14, 3, 3, 0, 1, 1]);
+    assert_eq!(
+        server_name(&more),
+        Ok(Peek::Done(Some("a.example.com".into())))
+    );
+}
+
+#[test]
 fn no_sni() {
     let bytes = records(&hello(&[(10, vec![0, 2, 0, 29])]), 16384);
     assert_eq!(server_name(&bytes), Ok(Peek::Done(None)));

@@ -155,6 +155,36 @@ pub struct Machine {
     warned_addresses: bool,
     warned_interval: bool,
     last_drop: Option<DropReason>,
+    /// VRRPv2 authentication mismatches: logged at most once per [`AUTH_LOG_EVERY`].
+    auth_log: LogLimit,
+}
+
+/// How often an authentication mismatch is logged (one per packet could flood the log:
+/// a peer with another password sends one every advert interval, an attacker far more).
+pub const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// At most one log line per period; counts what it held back.
+#[derive(Debug, Default)]
+pub(crate) struct LogLimit {
+    last: Option<Instant>,
+    held: u64,
+    logged: u64,
+}
+
+impl LogLimit {
+    /// `Some(held back since the last line)` when a line may be logged at `now`.
+    pub(crate) fn allow(&mut self, now: Instant, every: Duration) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < every)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        self.logged += 1;
+        Some(std::mem::take(&mut self.held))
+    }
 }
 
 impl Machine {
@@ -171,7 +201,13 @@ impl Machine {
             warned_addresses: false,
             warned_interval: false,
             last_drop: None,
+            auth_log: LogLimit::default(),
         }
+    }
+
+    /// Authentication-mismatch log lines written so far (rate-limited).
+    pub fn auth_mismatch_logs(&self) -> u64 {
+        self.auth_log.logged
     }
 
     pub fn state(&self) -> State {
@@ -347,7 +383,10 @@ impl Machine {
             return self.drop_advert(DropReason::Version);
         }
         if self.p.version == VrrpVersion::V2 && a.auth != self.p.auth {
-            tracing::warn!(instance = %self.p.name, %from, "VRRPv2 authentication mismatch: dropped");
+            if let Some(held) = self.auth_log.allow(now, AUTH_LOG_EVERY) {
+                tracing::warn!(instance = %self.p.name, %from, more_since_last = held,
+                    "VRRPv2 authentication mismatch: dropped (logged at most once a minute)");
+            }
             return self.drop_advert(DropReason::Auth);
         }
         if a.interval_cs != self.p.interval_cs() {

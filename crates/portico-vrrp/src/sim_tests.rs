@@ -574,6 +574,10 @@ fn v2_auth_mismatch_is_ignored() {
     assert_eq!(s.masters(), vec![0, 1]);
     assert_eq!(s.nodes[0].m.last_drop(), Some(DropReason::Auth));
     assert_eq!(s.nodes[1].m.last_drop(), Some(DropReason::Auth));
+    // Five adverts each way in 6 s, one log line each; then one more per minute.
+    assert_eq!(s.nodes[0].m.auth_mismatch_logs(), 1);
+    s.run_for(secs(61.0));
+    assert_eq!(s.nodes[0].m.auth_mismatch_logs(), 2);
 }
 
 #[test]

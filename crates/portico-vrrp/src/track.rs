@@ -8,7 +8,11 @@
 //!   protocol of its own to answer with);
 //! - upstream: asks a callback whether the named upstream has a usable server;
 //! - script: keepalived semantics: run it every `interval`, exit status 0 = ok, killed and
-//!   failed when it takes longer than the interval.
+//!   failed when it takes longer than the interval. As keepalived's
+//!   `enable_script_security`, a script that others could change is never run (it fails):
+//!   the file and every folder above it (symlinks resolved) must belong to root or to the
+//!   user Portico runs as and not be writable by group or others (a sticky folder owned by
+//!   root, such as `/tmp`, is fine).
 //!
 //! Each check runs in its own task; a combiner task turns the set of failing checks into an
 //! [`Effective`] priority (see [`crate::machine::effective_priority`]), logs every change and
@@ -103,6 +107,12 @@ pub fn start(name: &str, base: u8, tracked: Vec<Tracked>, every: Duration) -> Tr
     let names: Vec<String> = tracked.iter().map(|t| t.check.to_string()).collect();
     let mut tasks = Vec::new();
     for (i, t) in tracked.into_iter().enumerate() {
+        if let Check::Script { path, .. } = &t.check
+            && let Some(why) = script_insecure(path)
+        {
+            tracing::warn!(instance = %name, script = %path.display(), reason = %why,
+                "track script refused (as keepalived's enable_script_security): it counts as failing");
+        }
         let ch_tx = ch_tx.clone();
         tasks.push(tokio::spawn(async move {
             let period = match &t.check {
@@ -215,8 +225,47 @@ pub fn is_listening(addr: SocketAddr) -> bool {
     matches!(probe.bind(&addr.into()), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
-/// keepalived's `vrrp_script`: exit 0 within `timeout` = ok.
+/// Why `path` may not run as a track script: someone other than root or this process's
+/// user could change it (see the module doc). `None`: safe.
+pub fn script_insecure(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let real = match path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => return Some(format!("cannot resolve {}: {e}", path.display())),
+    };
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let mut at = Some(real.as_path());
+    let mut is_file = true;
+    while let Some(p) = at {
+        let meta = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("cannot read {}: {e}", p.display())),
+        };
+        let owner_ok = meta.uid() == 0 || Some(meta.uid()) == me;
+        let sticky_root = !is_file && meta.mode() & 0o1000 != 0 && meta.uid() == 0;
+        if !owner_ok {
+            return Some(format!("{} belongs to uid {}", p.display(), meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 && !sticky_root {
+            return Some(format!(
+                "{} is writable by group or others (mode {:o})",
+                p.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+        is_file = false;
+        at = p.parent();
+    }
+    None
+}
+
+/// keepalived's `vrrp_script`: exit 0 within `timeout` = ok. A script others could change
+/// ([`script_insecure`]) is not run and fails.
 pub async fn run_script(path: &std::path::Path, timeout: Duration) -> bool {
+    if let Some(why) = script_insecure(path) {
+        tracing::debug!(script = %path.display(), reason = %why, "track script refused");
+        return false;
+    }
     let child = tokio::process::Command::new(path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -95,6 +95,35 @@ async fn scripts_follow_keepalived_semantics() {
     assert!(!run_script(&dir.path().join("missing"), T).await);
 }
 
+#[tokio::test]
+async fn scripts_others_could_change_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = script(&dir, "ok", "exit 0");
+    assert_eq!(script_insecure(&ok), None);
+    // Group- or world-writable script: refused, even though it would exit 0.
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert!(
+            script_insecure(&ok).is_some_and(|w| w.contains("writable")),
+            "{mode:o}"
+        );
+        assert!(!run_script(&ok, T).await, "{mode:o}");
+    }
+    std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A world-writable folder on the way (not sticky): refused; through a symlink too.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let inside = open.join("chk");
+    std::fs::write(&inside, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(script_insecure(&inside).is_some());
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&inside, &link).unwrap();
+    assert!(script_insecure(&link).is_some());
+    assert!(!run_script(&link, T).await);
+}
+
 async fn wait_for(rx: &mut watch::Receiver<Effective>, want: Effective) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while *rx.borrow_and_update() != want {

@@ -9,6 +9,7 @@ mod cli;
 mod demo;
 mod echo;
 mod exit;
+mod fdlimit;
 mod ha;
 mod import;
 mod logging;
@@ -18,6 +19,7 @@ mod plane;
 mod reload;
 mod run;
 mod signals;
+mod statefile;
 
 use std::process::ExitCode;
 

@@ -101,11 +101,9 @@ impl Status {
         Status::parse(&text)
     }
 
-    /// Write it atomically (temporary file + rename).
+    /// Write it atomically and privately ([`crate::statefile`]).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        let tmp = state_dir.join(format!(".{STATUS_FILE}.tmp"));
-        std::fs::write(&tmp, self.render())?;
-        std::fs::rename(&tmp, state_dir.join(STATUS_FILE))
+        crate::statefile::write(state_dir, STATUS_FILE, self.render().as_bytes())
     }
 }
 

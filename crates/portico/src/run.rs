@@ -33,6 +33,7 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
 /// SIGTERM/SIGINT (graceful; a second one stops at once).
 pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failure> {
     let config = Arc::new(config);
+    crate::fdlimit::raise(config.server.max_connections);
     let registry = Registry::default();
     let server = DataPlane::start(&config, &registry)?;
     let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
@@ -151,10 +152,13 @@ fn pid_file(config: &Config) -> std::path::PathBuf {
 
 fn write_pid_file(config: &Config) -> anyhow::Result<()> {
     let dir = &config.server.state_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = pid_file(config);
-    std::fs::write(&path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("cannot write {}", path.display()))
+    crate::statefile::write(
+        dir,
+        "portico.pid",
+        format!("{}\n", std::process::id()).as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn remove_pid_file(config: &Config) {

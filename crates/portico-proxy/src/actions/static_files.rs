@@ -1,7 +1,8 @@
 //! `root = "DIR"` routes: serve files below a directory, nginx style.
 //!
 //! Flow: method check (GET/HEAD, else 405) -> [`path::RelPath`] (percent-decode once, reject
-//! NUL, `..`, backslashes) -> one blocking task resolves the file: canonicalise the root and
+//! NUL, `..`, backslashes; names starting with `.` are 404 unless `dotfiles = true`, except a
+//! top `.well-known`) -> one blocking task resolves the file: canonicalise the root and
 //! the target, refuse anything whose canonical path is not below the canonical root (symlinks
 //! out of the root get 403), pick the index file for a directory, open the file and, for a
 //! small plain GET, read it whole. Then validators and conditionals (304), `Range` (206/416)
@@ -53,6 +54,13 @@ pub async fn serve(parts: &http::request::Parts, action: &StaticAction) -> Respo
             return short(StatusCode::NOT_FOUND);
         }
     };
+    if !action.dotfiles && hidden(&rel) {
+        tracing::debug!(
+            path = raw_path,
+            "static: dotfile refused (dotfiles = false)"
+        );
+        return short(StatusCode::NOT_FOUND);
+    }
     let h = &parts.headers;
     let read_small = !is_head
         && !h.contains_key(header::IF_NONE_MATCH)
@@ -283,8 +291,20 @@ pub fn content_type(path: &Path) -> String {
 }
 
 /// 301 to the same path with a trailing slash (query kept).
+/// Whether a segment names a dotfile (`.git`, `.env`, `.htpasswd`). `/.well-known/`
+/// (RFC 8615) at the top is public by design and stays served.
+fn hidden(rel: &RelPath) -> bool {
+    rel.segments()
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.starts_with('.') && !(i == 0 && s == ".well-known"))
+}
+
 fn add_slash(parts: &http::request::Parts) -> Response<Body> {
-    let mut location = format!("{}/", parts.uri.path());
+    // One leading `/`: `//cdn/` would be a network-path reference, another site
+    // (request paths are normalised before routing; this holds for any caller).
+    let path = parts.uri.path().trim_start_matches('/');
+    let mut location = format!("/{path}/");
     if let Some(q) = parts.uri.query() {
         location.push('?');
         location.push_str(q);

@@ -41,6 +41,7 @@ pub(crate) fn bind_group(
 pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: SocketAddr) {
     let mut state = worker.shared.state.subscribe();
     let mut stop = worker.stop_watch_with(Some(id), None).await;
+    let mut short_of_fds = false;
     loop {
         if *state.borrow_and_update() != RunState::Running || stop.state() != RunState::Running {
             return;
@@ -56,6 +57,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: S
         };
         match accepted {
             Ok((stream, peer)) => {
+                short_of_fds = false;
                 // Another loop may have taken the last slot since the check: then this
                 // connection waits for one (closed if the server stops meanwhile).
                 if !wait_for_slot(&worker, &mut state, Slot::Take).await {
@@ -66,12 +68,30 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: S
                 tokio::task::spawn_local(serve(w, stream, peer, id));
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // Out of descriptors (EMFILE, ENFILE) or buffers: pause accepting for a
+                // while as nginx does (the connections wait in the backlog), warning once
+                // per episode; other errors (a peer gone before accept) retry soon.
+                let pause = accept_pause(&e);
+                if pause.is_some() && !short_of_fds {
+                    tracing::warn!(error = %e, "accept: out of file descriptors, pausing accepts for 500 ms at a time (see the fd limit logged at start)");
+                } else {
+                    tracing::debug!(error = %e, "accept failed");
+                }
+                short_of_fds = pause.is_some();
+                tokio::time::sleep(pause.unwrap_or(std::time::Duration::from_millis(10))).await;
             }
         }
     }
+}
+
+/// How long to stop accepting after `e`: `Some` when the process or host is out of
+/// descriptors or buffers (nginx waits 500 ms too), `None` for errors of one connection.
+fn accept_pause(e: &std::io::Error) -> Option<std::time::Duration> {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+    .then_some(std::time::Duration::from_millis(500))
 }
 
 /// What [`wait_for_slot`] waits for.
@@ -99,6 +119,8 @@ pub(crate) async fn serve(
             Timeouts {
                 header: snap.server.header_timeout,
                 keepalive: snap.server.keepalive_timeout,
+                send: snap.server.send_timeout,
+                max_requests: snap.server.keepalive_requests,
             },
             tls,
         )

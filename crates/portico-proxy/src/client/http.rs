@@ -27,6 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::body::Body;
+use crate::client::limits::{ConnLimits, EarlyEnd};
 use crate::error::ProxyError;
 use crate::exchange::response::RespBody;
 use crate::worker::conn::{ClientIo, ConnCtx};
@@ -45,11 +46,16 @@ const MAX_HEAD: usize = 32 * 1024;
 pub(crate) struct Timeouts {
     pub header: Duration,
     pub keepalive: Duration,
+    /// Longest stall of a write to the client (nginx's `send_timeout`).
+    pub send: Duration,
+    /// Requests per connection (`keepalive_requests`).
+    pub max_requests: u64,
 }
 
 /// The request service of a connection: every request goes to [`crate::request::handle`].
 pub(crate) fn service(
     ctx: &Rc<ConnCtx>,
+    limits: &Rc<ConnLimits>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::exchange::response::RespBody>,
@@ -57,13 +63,19 @@ pub(crate) fn service(
 > + Clone
 + use<> {
     let svc_ctx = ctx.clone();
+    let limits = limits.clone();
     hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
+        // Counted now; dropped before the response (a stream reset) counts as early.
+        let early = EarlyEnd::new(&limits);
         async move {
             if ctx.take_ambiguous() {
+                early.done();
                 return Ok(refused());
             }
-            Ok::<_, Infallible>(crate::request::handle(ctx, req).await)
+            let resp = crate::request::handle(ctx, req).await;
+            early.done();
+            Ok::<_, Infallible>(resp)
         }
     })
 }
@@ -73,21 +85,26 @@ pub(crate) async fn serve_h1<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t:
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let limits = Rc::new(ConnLimits::new(t.max_requests));
     let conn = http1::Builder::new()
         .keep_alive(true)
         .half_close(false)
         // 431 past it, also while the head is still incomplete (see `MAX_HEAD`).
         .max_header_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(ClientIo::new(stream, &ctx)), service(&ctx))
+        .serve_connection(
+            TokioIo::new(ClientIo::new(stream, &ctx)),
+            service(&ctx, &limits),
+        )
         .with_upgrades();
     tokio::pin!(conn);
-    drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
+    drive(&ctx, &limits, conn, |c| c.graceful_shutdown(), stop, t).await;
 }
 
 /// Drive a hyper server connection with the connection's timeouts and the graceful stop:
 /// `graceful` asks hyper to finish what is in flight and close.
 pub(crate) async fn drive<C>(
     ctx: &ConnCtx,
+    limits: &ConnLimits,
     mut conn: Pin<&mut C>,
     graceful: impl Fn(Pin<&mut C>),
     mut stop: StopWatch,
@@ -96,8 +113,10 @@ pub(crate) async fn drive<C>(
     C: std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let (header_timeout, keepalive_timeout) = (t.header, t.keepalive);
+    // Busy connections are checked this often: a new head, or a stalled write.
+    let busy_check = keepalive_timeout.min(header_timeout).min(t.send);
     // Checked lazily: each firing computes the real deadline from the connection's state.
-    let timer = tokio::time::sleep(header_timeout.min(keepalive_timeout));
+    let timer = tokio::time::sleep(busy_check);
     tokio::pin!(timer);
     let mut draining = false;
     loop {
@@ -111,12 +130,22 @@ pub(crate) async fn drive<C>(
             }
             _ = timer.as_mut() => {
                 let now = Instant::now();
+                if let Some(since) = ctx.write_stalled_since()
+                    && now.duration_since(since) >= t.send
+                {
+                    tracing::debug!(peer = %ctx.peer, "client took no bytes for send_timeout: closed");
+                    break;
+                }
                 match ctx.idle_deadline(header_timeout, keepalive_timeout) {
                     Some(deadline) if deadline <= now => break,
                     // Check at least every header_timeout: a new head may start meanwhile.
-                    Some(deadline) => timer.as_mut().reset(deadline.min(now + header_timeout).into()),
-                    None => timer.as_mut().reset((now + keepalive_timeout.min(header_timeout)).into()),
+                    Some(deadline) => timer.as_mut().reset(deadline.min(now + busy_check).into()),
+                    None => timer.as_mut().reset((now + busy_check).into()),
                 }
+            }
+            _ = limits.wound_down(), if !draining => {
+                draining = true;
+                graceful(conn.as_mut());
             }
             now = stop.changed() => {
                 if now == RunState::Stopped {

@@ -1,6 +1,7 @@
 //! The client side of a connection: the accept loops with the `max_connections` gate
 //! and the start of each accepted connection ([`accept`]), serving it with hyper under the
-//! connection's timeouts ([`http`]: HTTP/1.1) and the TLS listeners' handshake, then HTTP/2
+//! connection's timeouts ([`http`]: HTTP/1.1) and request limits ([`limits`]:
+//! `keepalive_requests`, early resets) and the TLS listeners' handshake, then HTTP/2
 //! or HTTP/1.1 by ALPN ([`tls`]).
 //!
 //! May import: `request` (every request goes to the handler) and the floors below it.
@@ -8,4 +9,5 @@
 
 pub(crate) mod accept;
 pub(crate) mod http;
+pub(crate) mod limits;
 pub(crate) mod tls;

@@ -26,7 +26,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::client::http::{Timeouts, drive, serve_h1, service};
-use crate::worker::conn::ConnCtx;
+use crate::client::limits::ConnLimits;
+use crate::worker::conn::{ClientIo, ConnCtx};
 use crate::worker::state::StopWatch;
 
 /// Spawns hyper's HTTP/2 stream tasks on the worker's `LocalSet`.
@@ -85,17 +86,32 @@ pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, 
     }
 }
 
+/// Concurrent streams per HTTP/2 connection (nginx's `http2_max_concurrent_streams`).
+pub(crate) const H2_STREAMS: u32 = 128;
+/// Response bytes buffered per HTTP/2 stream while the client's flow-control window is
+/// closed (hyper's default is 400 KiB).
+pub(crate) const H2_SEND_BUF: usize = 64 * 1024;
+
 /// Serve HTTP/2 on an established TLS connection until it closes.
 async fn serve_h2<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t: Timeouts)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
+    let limits = Rc::new(ConnLimits::new(t.max_requests));
     let conn = http2::Builder::new(LocalExec)
         .timer(TokioTimer::new())
-        // No `ClientIo`: request heads are not tracked on HTTP/2 (a PING or WINDOW_UPDATE
-        // of an idle connection is no request head); the connection is idle whenever no
-        // stream is in service, so `keepalive_timeout` applies.
-        .serve_connection(TokioIo::new(stream), service(&ctx));
+        // Per-connection buffer bound: at most H2_STREAMS streams, each holding at most
+        // H2_SEND_BUF of response bytes the client's windows do not let out yet
+        // (8 MiB per connection instead of hyper's 200 x 400 KiB).
+        .max_concurrent_streams(H2_STREAMS)
+        .max_send_buf_size(H2_SEND_BUF)
+        // Request heads are not tracked on HTTP/2 (`ClientIo::h2`: only write stalls, for
+        // `send_timeout`); the connection is idle whenever no stream is in service, so
+        // `keepalive_timeout` applies.
+        .serve_connection(
+            TokioIo::new(ClientIo::h2(stream, &ctx)),
+            service(&ctx, &limits),
+        );
     tokio::pin!(conn);
-    drive(&ctx, conn, |c| c.graceful_shutdown(), stop, t).await;
+    drive(&ctx, &limits, conn, |c| c.graceful_shutdown(), stop, t).await;
 }

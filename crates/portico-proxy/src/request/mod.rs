@@ -18,12 +18,13 @@
 //! ```
 
 //!
-//! Lives here: this file (the composition) and the https answers decided before routing
-//! ([`https`]).
+//! Lives here: this file (the composition), the checks and path normalisation before
+//! routing ([`sanitize`]) and the https answers decided before routing ([`https`]).
 //!
 //! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
 //! ground floor.
 pub(crate) mod https;
+pub(crate) mod sanitize;
 
 use std::future::{Future, Ready};
 use std::pin::Pin;
@@ -50,7 +51,7 @@ use crate::worker::conn::{ActiveGuard, ConnCtx};
 #[allow(clippy::manual_async_fn)] // on purpose, see above
 pub(crate) fn handle(
     ctx: Rc<ConnCtx>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> impl Future<Output = Response<RespBody>> {
     async move {
         let active = ActiveGuard::new(&ctx);
@@ -62,6 +63,13 @@ pub(crate) fn handle(
             resp.body_mut().set_active(active);
             return resp;
         };
+        // Host and path checked, the path normalised (400 before routing).
+        if let Err(e) = sanitize::request(&mut req) {
+            let mut resp = e.to_response().map(RespBody::new);
+            attach_log(&mut resp, log);
+            resp.body_mut().set_active(active);
+            return resp;
+        }
         let host = req
             .headers()
             .get(http::header::HOST)
@@ -108,7 +116,12 @@ fn route<'a>(
     fn boxed<'a, P>(fut: BoxedResponse<'a>) -> Routed<'a, P> {
         Either::Right(Either::Right(fut))
     }
-    match site.routes.select(req.uri().path()) {
+    // Routes match the normalised path with `;` parameters dropped (`sanitize`).
+    let action = match sanitize::match_form(req.uri().path()) {
+        Ok(path) => site.routes.select(&path),
+        Err(e) => return ready(e.to_response().map(RespBody::new)),
+    };
+    match action {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {

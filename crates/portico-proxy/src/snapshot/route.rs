@@ -132,7 +132,11 @@ impl HostTable {
         let Some(host) = host else {
             return self.any.unwrap_or(self.default);
         };
-        let host = strip_port(host);
+        // `example.com.` is `example.com` (the host was checked before routing).
+        let host = match strip_port(host) {
+            [name @ .., b'.'] if !name.is_empty() => name,
+            name => name,
+        };
         let mut lowered = [0u8; 256];
         let name: &[u8] = if host.iter().any(u8::is_ascii_uppercase) && host.len() <= 256 {
             let out = &mut lowered[..host.len()];
@@ -281,6 +285,8 @@ mod tests {
         t.add_site(2, &[HostPattern::Suffix(".b.example.com".into())]);
         assert_eq!(t.select(Some(b"a.example.com")), 0);
         assert_eq!(t.select(Some(b"A.Example.COM:8080")), 0);
+        assert_eq!(t.select(Some(b"a.example.com.")), 0, "trailing dot");
+        assert_eq!(t.select(Some(b"a.example.com.:80")), 0, "trailing dot");
         assert_eq!(t.select(Some(b"x.example.com")), 1);
         assert_eq!(t.select(Some(b"x.b.example.com")), 2);
         assert_eq!(t.select(Some(b"example.com")), 0, "unknown -> first site");

@@ -228,6 +228,12 @@ pub(crate) fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
 /// Rewrite an upstream response's head for the client.
 pub(crate) fn response(parts: &mut http::response::Parts, route: &ProxyRoute) {
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    // hyper's client reads a body framed by both `Transfer-Encoding` and `Content-Length`
+    // by the coding and keeps the length: dropped here (RFC 9112 §6.3 item 3), else the
+    // client side would frame the decoded body by it and cut it short.
+    if parts.headers.contains_key(TRANSFER_ENCODING) {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+    }
     drop_hop_by_hop(&mut parts.headers, switching);
     if !route.response_headers.is_empty() {
         route.response_headers.apply(&mut parts.headers);

@@ -292,7 +292,12 @@ async fn send(
                 return Ok(resp);
             }
             Err(e) => {
-                if matches!(e, ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody) {
+                if matches!(
+                    e,
+                    ProxyError::BodyTooLarge { .. }
+                        | ProxyError::ClientBody
+                        | ProxyError::LocalResources { .. }
+                ) {
                     return Err(e);
                 }
                 if e.is_server_failure() {
@@ -632,7 +637,7 @@ pub(crate) async fn connect_tcp(
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(source)) => ProxyError::Connect { addr, source },
+            Ok(Err(source)) => ProxyError::connect(addr, source),
             Err(_) => ProxyError::ConnectTimeout { addr },
         };
         first_error.get_or_insert(result);

@@ -104,8 +104,10 @@ async fn try_proxy(
         {
             Ok(s) => break (picked, addr, s),
             Err(e) => {
-                entry.pool.report_failure(picked.index);
-                if retries_left == 0 {
+                if e.is_server_failure() {
+                    entry.pool.report_failure(picked.index);
+                }
+                if retries_left == 0 || matches!(e, ProxyError::LocalResources { .. }) {
                     return Err(e);
                 }
                 retries_left -= 1;

@@ -1,8 +1,9 @@
 //! The context of one client connection, shared by its requests: [`ConnCtx`] (the worker,
 //! peer, listener, TLS facts, timers), [`ActiveGuard`] (one request in service) and the
 //! client stream as hyper reads it, [`ClientIo`], which notes when a new request head starts
-//! (the connection's `header_timeout` counts from there; see `client::http`) and
-//! feeds the head to the double-framing scan ([`HeadScan`]).
+//! (the connection's `header_timeout` counts from there; see `client::http`), feeds the
+//! head to the double-framing scan ([`HeadScan`]) and notes since when a write to the
+//! client has been stalled (`send_timeout`).
 //!
 //! The serving code is generic over the client stream: plain TCP is served as
 //! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
@@ -90,10 +91,20 @@ impl ConnCtx {
                 head_started: AtomicU64::new(0),
                 base: now,
                 ambiguous: AtomicBool::new(false),
+                write_stalled: AtomicU64::new(0),
             }),
             served: Cell::new(0),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
+        }
+    }
+
+    /// Since when a write to the client has made no progress (`send_timeout`), if one is
+    /// waiting.
+    pub fn write_stalled_since(&self) -> Option<Instant> {
+        match self.clock.write_stalled.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.clock.base + Duration::from_nanos(nanos - 1)),
         }
     }
 
@@ -165,6 +176,27 @@ pub(crate) struct HeadClock {
     /// The head being read has both `Content-Length` and `Transfer-Encoding`
     /// ([`crate::proto::framing`]); taken by the service, which answers 400.
     ambiguous: AtomicBool,
+    /// Nanoseconds after `base` (plus one) since when a write to the client has been
+    /// waiting for the client to take bytes; 0 = no write waiting (`send_timeout`).
+    write_stalled: AtomicU64,
+}
+
+impl HeadClock {
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Note how a write to the client went: `Pending` starts the stall clock (if not
+    /// running), anything else stops it.
+    fn wrote<T>(&self, r: &Poll<T>) {
+        if r.is_pending() {
+            if self.write_stalled.load(Ordering::Relaxed) == 0 {
+                self.write_stalled.store(self.nanos(), Ordering::Relaxed);
+            }
+        } else if self.write_stalled.load(Ordering::Relaxed) != 0 {
+            self.write_stalled.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The client's stream (TCP, or TLS over TCP) as hyper sees it: notes when a new request
@@ -175,6 +207,8 @@ pub(crate) struct ClientIo<S = TcpStream> {
     clock: Arc<HeadClock>,
     /// HTTP/1.1 only: watches request heads for a double framing ([`crate::proto::framing`]).
     scan: Option<HeadScan>,
+    /// HTTP/1.1: bytes read may start a request head (HTTP/2: only the write stall clock).
+    heads: bool,
 }
 
 impl<S> ClientIo<S> {
@@ -184,6 +218,18 @@ impl<S> ClientIo<S> {
             stream,
             clock: ctx.clock.clone(),
             scan: Some(HeadScan::default()),
+            heads: true,
+        }
+    }
+
+    /// `stream` of `ctx`'s HTTP/2 connection: only writes are watched (`send_timeout`); a
+    /// PING or WINDOW_UPDATE of an idle connection is no request head.
+    pub fn h2(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
+        ClientIo {
+            stream,
+            clock: ctx.clock.clone(),
+            scan: None,
+            heads: false,
         }
     }
 }
@@ -196,7 +242,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        if self.heads && buf.filled().len() > before {
             let this = &mut *self;
             let clock = &this.clock;
             let idle = clock.active.load(Ordering::Relaxed) == 0;
@@ -225,7 +271,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.clock.wrote(&r);
+        r
     }
 
     fn poll_write_vectored(
@@ -233,7 +281,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.clock.wrote(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -241,7 +291,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let r = Pin::new(&mut self.stream).poll_flush(cx);
+        self.clock.wrote(&r);
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

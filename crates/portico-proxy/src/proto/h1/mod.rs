@@ -465,9 +465,11 @@ fn build_head(
         Framing::Empty
     } else if encoded {
         // A length next to a transfer coding is ignored, and the connection is not
-        // reused (RFC 9112 §6.3 item 3).
+        // reused (RFC 9112 §6.3 item 3). It must not reach the client either: the
+        // client side would frame the decoded body by it and cut it short.
         if length.is_some() {
             close = true;
+            headers.remove(CONTENT_LENGTH);
         }
         if chunked {
             Framing::Chunked
