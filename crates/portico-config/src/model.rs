@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Worker threads; 0 in the file means one per core and is kept as 0 here.
     pub threads: usize,
+    /// `secret_file`: the key that signs sticky cookies (resolved against the config
+    /// folder; read, and checked to hold at least 32 bytes, when the proxy loads the config).
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -52,6 +52,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         keepalive_timeout: ctx.positive_duration(t, "keepalive_timeout", Duration::from_secs(65)),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),
+        secret_file: ctx.path(t, "secret_file"),
     }
 }
 

@@ -90,6 +90,10 @@ pub enum ProxyError {
     /// No route matches the request.
     #[error("no route")]
     NoRoute,
+
+    /// A traffic-policy setting could not be loaded (start-up, reload).
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl ProxyError {
@@ -111,7 +115,8 @@ impl ProxyError {
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
             | ProxyError::Worker(_)
-            | ProxyError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | ProxyError::Tls(_)
+            | ProxyError::Policy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -133,7 +138,8 @@ impl ProxyError {
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
             | ProxyError::Worker(_)
-            | ProxyError::Tls(_) => Side::Internal,
+            | ProxyError::Tls(_)
+            | ProxyError::Policy(_) => Side::Internal,
         }
     }
 

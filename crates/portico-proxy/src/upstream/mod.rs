@@ -174,6 +174,8 @@ struct Prepared<'a> {
     entry: &'a UpstreamEntry,
     outgoing: Outgoing,
     hash: Option<Vec<u8>>,
+    /// The member the request's `sticky_cookie` names (verified), if any.
+    pinned: Option<usize>,
 }
 
 /// The forward phase of a request: `max_body` by its declared length, headers rewritten,
@@ -188,6 +190,7 @@ fn prepare<'a>(
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
     let hash = hash_key(entry, &parts);
+    let pinned = entry.pinned(&parts.headers);
     let upstream_name = &entry.config.name;
     if http_body::Body::is_end_stream(&body) {
         // No body: Portico's own client; the head is rewritten straight into its bytes.
@@ -201,6 +204,7 @@ fn prepare<'a>(
                 idempotent: is_idempotent(&parts.method),
             }),
             hash,
+            pinned,
         });
     }
     forward::request(
@@ -226,6 +230,7 @@ fn prepare<'a>(
         entry,
         outgoing,
         hash,
+        pinned,
     })
 }
 
@@ -240,7 +245,9 @@ async fn send(
         entry,
         mut outgoing,
         hash,
+        pinned,
     } = prepared;
+    let mut first_pin = pinned;
     let key = PickKey {
         client_ip: ctx.peer.ip(),
         hash: hash.as_deref(),
@@ -250,7 +257,8 @@ async fn send(
     let mut retries_left = entry.config.retries;
     let mut last_error = None;
     loop {
-        let picked = match entry.pool.pick(&key, &tried[..n_tried]) {
+        let sticky = entry.pick_pinned(first_pin.take());
+        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, &tried[..n_tried]), Ok) {
             Ok(p) => p,
             // Nothing left to retry on: the client gets what the last try got.
             Err(_) => {
@@ -278,8 +286,9 @@ async fn send(
             }
         };
         match outcome {
-            Ok((resp, upstream_time)) => {
+            Ok((mut resp, upstream_time)) => {
                 entry.pool.report_success(index);
+                entry.pin(pinned, index, ctx.https, resp.headers_mut());
                 if let Some(log) = log.as_deref_mut() {
                     log.upstream_addr = Some(addr);
                     log.upstream_time = upstream_time;

@@ -70,6 +70,8 @@ async fn try_proxy(
     // Before `forward::request` rewrites it: a reload routes the upgrade again (worker::websockets).
     let from = UpgradeFrom::new(ctx.listener, ctx.sni_site.get(), &parts);
     let hash = upstream::hash_key(entry, &parts);
+    let pinned = entry.pinned(&parts.headers);
+    let mut first_pin = pinned;
     forward::request(
         &mut parts,
         route,
@@ -86,7 +88,8 @@ async fn try_proxy(
     let mut retries_left = cfg.retries;
     let mut last_error = None;
     let (picked, addr, mut sender) = loop {
-        let picked = match entry.pool.pick(&key, &tried) {
+        let sticky = entry.pick_pinned(first_pin.take());
+        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, &tried), Ok) {
             Ok(p) => p,
             Err(_) => {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(cfg.name.clone())));
@@ -132,6 +135,7 @@ async fn try_proxy(
         }
     };
     entry.pool.report_success(picked.index);
+    entry.pin(pinned, picked.index, ctx.https, resp.headers_mut());
     if let Some(log) = log.as_deref_mut() {
         log.upstream_addr = Some(addr);
         log.upstream_time = Some(started.elapsed());
