@@ -247,6 +247,75 @@ pub struct Route {
     pub index: usize,
     pub matcher: Matcher,
     pub action: Action,
+    /// The route's traffic policy: its own keys, else its site's.
+    pub policy: Policy,
+}
+
+/// Traffic policy of a route (`None`: the key is not set, neither on the route nor on its
+/// site).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// `access`: rules in file order, the first match decides; no match allows (nginx). An
+    /// empty list allows everyone (and replaces the site's list on a route).
+    pub access: Option<Vec<AccessRule>>,
+}
+
+impl Policy {
+    /// Take each key not set here from `site`.
+    pub fn inherit(&mut self, site: &Policy) {
+        if self.access.is_none() {
+            self.access.clone_from(&site.access);
+        }
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.access.is_none()
+    }
+}
+
+/// `allow NET` / `deny NET` (`net: None` is `all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessRule {
+    pub allow: bool,
+    pub net: Option<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`; one address is `/32` or `/128`). No bits past the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// `addr` with the bits past the prefix cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+
+    /// Whether `ip` is in this network; an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as
+    /// a dual-stack listener sees IPv4 clients) counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let net = IpNet {
+            addr: ip.to_canonical(),
+            prefix: self.prefix,
+        };
+        net.addr.is_ipv4() == self.addr.is_ipv4() && net.network() == self.addr
+    }
 }
 
 #[derive(Debug, Clone)]

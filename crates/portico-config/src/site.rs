@@ -85,6 +85,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         }
     };
     let tls = site_tls(ctx, t);
+    let policy = crate::policy::policy(ctx, t);
     let http_redirect = ctx.bool(t, "http_redirect", tls.is_some());
     let http_listen = ctx
         .listen_list(t, "http_listen")
@@ -152,6 +153,10 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
             }
         },
     };
+    let mut routes = routes;
+    for r in &mut routes {
+        r.policy.inherit(&policy);
+    }
     let site = Site {
         index,
         listen,

@@ -170,9 +170,12 @@ impl ProxyError {
 pub fn error_response(status: StatusCode) -> Response<Body> {
     let text: &'static str = match status.as_u16() {
         400 => "400 Bad Request\n",
+        401 => "401 Unauthorized\n",
+        403 => "403 Forbidden\n",
         404 => "404 Not Found\n",
         413 => "413 Payload Too Large\n",
         421 => "421 Misdirected Request\n",
+        429 => "429 Too Many Requests\n",
         500 => "500 Internal Server Error\n",
         502 => "502 Bad Gateway\n",
         503 => "503 Service Unavailable\n",

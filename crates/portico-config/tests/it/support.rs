@@ -132,7 +132,7 @@ const SOURCES: &[(&str, Source)] = &[
         "route",
         Source::AllCells {
             heading: "### [[sites.routes]]",
-            tables: &[0, 1],
+            tables: &[0, 1, 2],
         },
     ),
     (

@@ -5,6 +5,7 @@
 //!     snapshot      (worker's cached Arc, one pointer compare)
 //!     route         site by Host, route by path            [snapshot/route.rs]
 //!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
+//!     policy        the route's access rules, if any         [policy/]
 //!     action:
 //!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
@@ -21,8 +22,8 @@
 //! Lives here: this file (the composition) and the https answers decided before routing
 //! ([`https`]).
 //!
-//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
-//! ground floor.
+//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot`,
+//! `policy` and the ground floor.
 pub(crate) mod https;
 
 use std::future::{Future, Ready};
@@ -108,7 +109,13 @@ fn route<'a>(
     fn boxed<'a, P>(fut: BoxedResponse<'a>) -> Routed<'a, P> {
         Either::Right(Either::Right(fut))
     }
-    match site.routes.select(req.uri().path()) {
+    let (action, policy) = site.routes.select_with_policy(req.uri().path());
+    if let Some(policy) = policy
+        && let Some(refused) = policy.check(ctx.peer.ip())
+    {
+        return ready(refused.map(RespBody::new));
+    }
+    match action {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {

@@ -11,8 +11,8 @@
 //! connectors, and the server's [`tls::TlsContext`]) and the compiled `sticky_cookie` of
 //! an upstream ([`sticky`]).
 //!
-//! May import: the ground floor ([`crate::error`]) and nothing else of the crate: a snapshot
-//! knows no worker, connection or request.
+//! May import: `policy` (the compiled traffic policies routes hold) and the ground floor
+//! ([`crate::error`]): a snapshot knows no worker, connection or request.
 
 pub(crate) mod route;
 pub(crate) mod sticky;
@@ -239,10 +239,14 @@ impl Snapshot {
                     https_port: site.listen[0].port(),
                 }
             });
-            sites.push(CompiledSite {
-                routes: RouteTable::new(routes),
-                tls,
-            });
+            let mut routes = RouteTable::new(routes);
+            routes.set_policies(
+                site.routes
+                    .iter()
+                    .map(|r| crate::policy::RoutePolicy::compile(&r.policy))
+                    .collect(),
+            );
+            sites.push(CompiledSite { routes, tls });
             for addr in &site.listen {
                 let l = listener_at(&mut listeners, *addr);
                 l.hosts.add_site(site_index, &site.hosts);

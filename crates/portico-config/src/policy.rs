@@ -1,0 +1,140 @@
+//! Traffic policy keys, read on a site (the default of its routes) and on a route (which
+//! replaces the site's value key by key): `access`.
+
+use std::net::IpAddr;
+
+use crate::keys::Tbl;
+use crate::model::{AccessRule, IpNet, Policy};
+use crate::walk::Ctx;
+
+/// The policy keys, asked for on every site and every route whatever its action (a route
+/// test checks the route reader asks for these and its own keys only).
+#[cfg(test)]
+pub(crate) const POLICY_KEYS: &[&str] = &["access"];
+
+/// The policy keys of one site or route table.
+pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
+    Policy {
+        access: access(ctx, t),
+    }
+}
+
+/// `access = ["allow 10.0.0.0/8", "deny all"]`.
+fn access(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<Vec<AccessRule>> {
+    let (items, _) = ctx.str_list(t, "access")?;
+    let mut rules = Vec::with_capacity(items.len());
+    for (text, span) in items {
+        match parse_access_rule(&text) {
+            Ok(rule) => rules.push(rule),
+            Err(msg) => ctx.err(
+                &span,
+                format!("bad `access` rule `{text}`: {msg}"),
+                Some(
+                    "write \"allow ADDRESS\" or \"deny ADDRESS\", ADDRESS an IP, a CIDR \
+                     (\"10.0.0.0/8\", \"2001:db8::/32\") or `all`"
+                        .into(),
+                ),
+            ),
+        }
+    }
+    Some(rules)
+}
+
+/// `allow 10.0.0.0/8`, `deny all`, `allow ::1`.
+pub(crate) fn parse_access_rule(s: &str) -> Result<AccessRule, String> {
+    let mut words = s.split_whitespace();
+    let allow = match words.next() {
+        Some("allow") => true,
+        Some("deny") => false,
+        Some(other) => return Err(format!("`{other}` is neither `allow` nor `deny`")),
+        None => return Err("empty rule".into()),
+    };
+    let Some(what) = words.next() else {
+        return Err("no address".into());
+    };
+    if words.next().is_some() {
+        return Err("one address per rule".into());
+    }
+    let net = if what == "all" {
+        None
+    } else {
+        Some(parse_cidr(what)?)
+    };
+    Ok(AccessRule { allow, net })
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or one address (`10.1.2.3`, `::1`).
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("`/{p}`: the prefix length is 0-{max}")),
+        },
+    };
+    let net = IpNet { addr, prefix };
+    if net.network() != addr {
+        return Err(format!(
+            "`{s}` has bits set past its prefix; write `{}/{prefix}`",
+            net.network()
+        ));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_nets() {
+        let r = parse_access_rule("allow 10.0.0.0/8").unwrap();
+        assert!(r.allow);
+        let net = r.net.unwrap();
+        assert!(net.contains("10.200.3.4".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.1.1.1".parse().unwrap()),
+            "v4-mapped"
+        );
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let r = parse_access_rule("deny   all").unwrap();
+        assert!(!r.allow && r.net.is_none());
+        let one = parse_cidr("127.0.0.2").unwrap();
+        assert!(one.contains("127.0.0.2".parse().unwrap()));
+        assert!(!one.contains("127.0.0.3".parse().unwrap()));
+        let v6 = parse_cidr("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(parse_cidr("::/0").unwrap().contains("::1".parse().unwrap()));
+        assert!(
+            parse_cidr("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+        for bad in [
+            "",
+            "allow",
+            "permit all",
+            "allow all now",
+            "allow 10.0.0.1/8",
+            "allow 10/8",
+            "allow 10.0.0.0/33",
+            "deny ::1/129",
+            "allow host.example",
+        ] {
+            assert!(parse_access_rule(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_cidr("10.0.0.1/8").unwrap_err(),
+            "`10.0.0.1/8` has bits set past its prefix; write `10.0.0.0/8`"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! Traffic policy keys: parsed on sites and routes, a route's own value replaces its site's,
+//! and bad values are reported at their `FILE:LINE:COL`.
+
+use std::path::Path;
+
+use portico_config::AccessRule;
+
+use crate::support::one;
+
+const SITE_HEAD: &str = "[[sites]]\nlisten = [\"127.0.0.1:8080\"]\n";
+
+fn parse(text: &str) -> portico_config::Config {
+    portico_config::parse(text, Path::new("t.toml")).unwrap()
+}
+
+#[test]
+fn access_is_inherited_from_the_site_and_replaced_by_a_route() {
+    let c = parse(&format!(
+        "{SITE_HEAD}access = [\"allow 10.0.0.0/8\", \"deny all\"]\n\
+         [[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n\
+         [[sites.routes]]\nexact = \"/open\"\nrespond = \"x\"\naccess = []\n\
+         [[sites.routes]]\nexact = \"/one\"\nrespond = \"x\"\naccess = \"deny 127.0.0.2\"\n"
+    ));
+    let routes = &c.sites[0].routes;
+    let site = routes[0].policy.access.as_deref().unwrap();
+    assert_eq!(site.len(), 2);
+    assert!(site[0].allow && site[0].net.unwrap().contains("10.9.9.9".parse().unwrap()));
+    assert_eq!(
+        site[1],
+        AccessRule {
+            allow: false,
+            net: None
+        }
+    );
+    assert_eq!(routes[1].policy.access.as_deref(), Some(&[][..]));
+    let one_rule = routes[2].policy.access.as_deref().unwrap();
+    assert!(
+        !one_rule[0].allow
+            && one_rule[0]
+                .net
+                .unwrap()
+                .contains("127.0.0.2".parse().unwrap())
+    );
+    let none = parse(&format!(
+        "{SITE_HEAD}[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n"
+    ));
+    assert!(none.sites[0].routes[0].policy.is_empty());
+}
+
+#[test]
+fn bad_access_rules_name_their_position() {
+    let d = one(&format!(
+        "{SITE_HEAD}access = [\"allow 10.0.0.0/8\", \"permit 10.0.0.1/8\"]\n\
+         [[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n"
+    ));
+    assert!(
+        d.starts_with("t.toml:3:31: bad `access` rule `permit 10.0.0.1/8`: `permit` is neither"),
+        "{d}"
+    );
+    let d = one(&format!(
+        "{SITE_HEAD}[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\naccess = [\"allow 10.0.0.1/8\"]\n"
+    ));
+    assert!(
+        d.starts_with("t.toml:6:11: bad `access` rule `allow 10.0.0.1/8`: `10.0.0.1/8` has bits set past its prefix; write `10.0.0.0/8`"),
+        "{d}"
+    );
+}
