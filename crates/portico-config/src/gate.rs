@@ -21,6 +21,7 @@ pub(crate) enum Scope {
     Headers,
     Site,
     Route,
+    LimitRate,
     Vrrp,
     Track,
     Stream,

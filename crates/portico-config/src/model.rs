@@ -258,6 +258,10 @@ pub struct Policy {
     /// `access`: rules in file order, the first match decides; no match allows (nginx). An
     /// empty list allows everyone (and replaces the site's list on a route).
     pub access: Option<Vec<AccessRule>>,
+    /// `limit_rate = { rate = "10r/s", burst = 20 }`: requests per client IP.
+    pub limit_rate: Option<LimitRate>,
+    /// `limit_conn = N`: requests in progress (WebSockets while open) per client IP.
+    pub limit_conn: Option<u32>,
 }
 
 impl Policy {
@@ -266,12 +270,29 @@ impl Policy {
         if self.access.is_none() {
             self.access.clone_from(&site.access);
         }
+        if self.limit_rate.is_none() {
+            self.limit_rate = site.limit_rate;
+        }
+        if self.limit_conn.is_none() {
+            self.limit_conn = site.limit_conn;
+        }
     }
 
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
-        self.access.is_none()
+        self.access.is_none() && self.limit_rate.is_none() && self.limit_conn.is_none()
     }
+}
+
+/// `{ rate = "10r/s", burst = 20 }`: `requests` per `per` (1 s or 1 min), `burst` more
+/// at once (nginx `limit_req ... burst=N nodelay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LimitRate {
+    /// >= 1.
+    pub requests: u32,
+    /// One second (`r/s`) or one minute (`r/m`).
+    pub per: Duration,
+    pub burst: u32,
 }
 
 /// `allow NET` / `deny NET` (`net: None` is `all`).

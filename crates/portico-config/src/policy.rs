@@ -1,21 +1,88 @@
 //! Traffic policy keys, read on a site (the default of its routes) and on a route (which
-//! replaces the site's value key by key): `access`.
+//! replaces the site's value key by key): `access`, `limit_rate`, `limit_conn`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
+use toml::de::DeValue;
+
+use crate::gate::Scope;
 use crate::keys::Tbl;
-use crate::model::{AccessRule, IpNet, Policy};
+use crate::model::{AccessRule, IpNet, LimitRate, Policy};
 use crate::walk::Ctx;
 
 /// The policy keys, asked for on every site and every route whatever its action (a route
 /// test checks the route reader asks for these and its own keys only).
 #[cfg(test)]
-pub(crate) const POLICY_KEYS: &[&str] = &["access"];
+pub(crate) const POLICY_KEYS: &[&str] = &["access", "limit_rate", "limit_conn"];
 
 /// The policy keys of one site or route table.
 pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
+    let limit_conn = ctx
+        .get(t, "limit_conn")
+        .and_then(|v| ctx.int_value("limit_conn", v, 1, i64::from(u32::MAX)))
+        .map(|n| n as u32);
     Policy {
         access: access(ctx, t),
+        limit_rate: limit_rate(ctx, t),
+        limit_conn,
+    }
+}
+
+/// `limit_rate = { rate = "10r/s", burst = 20 }`.
+fn limit_rate(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<LimitRate> {
+    let v = ctx.get(t, "limit_rate")?;
+    let DeValue::Table(lt) = v.get_ref() else {
+        ctx.wrong_type(
+            "limit_rate",
+            v,
+            "a table",
+            "{ rate = \"10r/s\", burst = 20 }",
+        );
+        return None;
+    };
+    let span = v.span();
+    let lt = ctx.open(lt, Scope::LimitRate, "`limit_rate`");
+    let burst = ctx.int(lt, "burst", 0, 0, 1_000_000) as u32;
+    let Some((rate, rate_span)) = ctx.str(lt, "rate") else {
+        if !ctx.has(lt, "rate") {
+            ctx.err(
+                &span,
+                "`limit_rate` has no `rate`",
+                Some("write { rate = \"10r/s\", burst = 20 }".into()),
+            );
+        }
+        return None;
+    };
+    match parse_rate(rate) {
+        Ok((requests, per)) => Some(LimitRate {
+            requests,
+            per,
+            burst,
+        }),
+        Err(msg) => {
+            ctx.err(
+                &rate_span,
+                format!("bad `rate` `{rate}`: {msg}"),
+                Some("write requests per second or per minute, e.g. \"10r/s\" or \"30r/m\"".into()),
+            );
+            None
+        }
+    }
+}
+
+/// `"10r/s"` -> (10, 1 s); `"30r/m"` -> (30, 60 s).
+pub(crate) fn parse_rate(s: &str) -> Result<(u32, Duration), String> {
+    let (n, per) = if let Some(n) = s.strip_suffix("r/s") {
+        (n, Duration::from_secs(1))
+    } else if let Some(n) = s.strip_suffix("r/m") {
+        (n, Duration::from_secs(60))
+    } else {
+        return Err("the unit is `r/s` or `r/m`".into());
+    };
+    match n.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok((n, per)),
+        _ => Err(format!("`{n}` is not a whole number of requests >= 1")),
     }
 }
 
@@ -93,6 +160,15 @@ pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("10r/s"), Ok((10, Duration::from_secs(1))));
+        assert_eq!(parse_rate("30r/m"), Ok((30, Duration::from_secs(60))));
+        for bad in ["", "10", "0r/s", "1.5r/s", "-1r/s", "10r/h", "r/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn rules_and_nets() {

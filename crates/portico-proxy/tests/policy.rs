@@ -77,3 +77,124 @@ routes = [
     // The backend saw only the allowed proxied requests.
     assert_eq!(backend.connections_accepted(), 1);
 }
+
+fn upgrade_from(from: &str, to: SocketAddr, path: &str) -> (Conn, u16, Resp) {
+    let mut c = conn_from(from, to);
+    c.send(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response(false);
+    (c, r.status, r)
+}
+
+#[test]
+fn limit_rate_refuses_past_rate_and_burst_with_429_and_passes_again_after_the_window() {
+    let backend = echo("b1");
+    let proxy = TestProxy::start(&format!(
+        r#"
+[upstreams.app]
+servers = ["{}"]
+
+[[sites]]
+listen = ["127.0.0.1:0"]
+limit_rate = {{ rate = "5r/s", burst = 4 }}
+routes = [
+  {{ path = "/", proxy = "app" }},
+  {{ path = "/free", respond = "free\n", limit_rate = {{ rate = "1000r/s", burst = 1000 }} }},
+]
+"#,
+        backend.addr
+    ))
+    .unwrap();
+    let addr = proxy.addr();
+    // 20 requests at once from 127.0.0.2 on one connection: burst + 1 = 5 pass at once, plus
+    // one per 200 ms that the loop takes (it takes far less on loopback; allow two).
+    let mut c = conn_from("127.0.0.2", addr);
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let r = c.get("example.com", &format!("/r{i}"));
+        match r.status {
+            200 => ok += 1,
+            429 => refused.push(r),
+            s => panic!("unexpected {s}"),
+        }
+    }
+    let took = started.elapsed();
+    let extra = (took.as_millis() / 200) as usize;
+    assert!(
+        (5..=5 + extra).contains(&ok),
+        "{ok} passed in {took:?}: burst 4 + 1, then 5 r/s"
+    );
+    assert_eq!(ok + refused.len(), 20);
+    for r in &refused {
+        assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+        assert_eq!(r.text(), "429 Too Many Requests\n");
+    }
+    // Another client has its own count; a route with its own (high) limit is not counted
+    // in the site's.
+    assert_eq!(status_from("127.0.0.3", addr, "/x").0, 200);
+    assert_eq!(c.get("example.com", "/free").status, 200);
+    // A WebSocket upgrade counts as a request: refused too.
+    let (_ws, status, r) = upgrade_from("127.0.0.2", addr, "/ws");
+    assert_eq!(status, 429, "{:?}", r.headers);
+    // After the window (Retry-After), the client passes again: the full burst drains in
+    // (burst + 1) / rate = 1 s.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut again = 0;
+    for _ in 0..5 {
+        if c.get("example.com", "/later").status == 200 {
+            again += 1;
+        }
+    }
+    assert_eq!(again, 5, "the burst is back after the window");
+    let (_ws, status, _) = upgrade_from("127.0.0.4", addr, "/ws");
+    assert_eq!(status, 101, "a WebSocket of a fresh client passes");
+}
+
+#[test]
+fn limit_conn_refuses_the_n_plus_first_websocket_of_a_client() {
+    let backend = echo("b1");
+    let proxy = TestProxy::start(&format!(
+        r#"
+[upstreams.app]
+servers = ["{}"]
+
+[[sites]]
+listen = ["127.0.0.1:0"]
+routes = [{{ path = "/", proxy = "app", limit_conn = 2 }}]
+"#,
+        backend.addr
+    ))
+    .unwrap();
+    let addr = proxy.addr();
+    let (ws1, s1, _) = upgrade_from("127.0.0.2", addr, "/ws");
+    let (_ws2, s2, _) = upgrade_from("127.0.0.2", addr, "/ws");
+    assert_eq!((s1, s2), (101, 101));
+    let (_ws3, s3, r3) = upgrade_from("127.0.0.2", addr, "/ws");
+    assert_eq!(s3, 429, "the third WebSocket of 127.0.0.2");
+    assert_eq!(r3.header("retry-after"), Some("1"));
+    // Plain requests of that client count too while its two WebSockets are open.
+    assert_eq!(status_from("127.0.0.2", addr, "/x").0, 429);
+    // Another client is not affected.
+    let (_other, s, _) = upgrade_from("127.0.0.3", addr, "/ws");
+    assert_eq!(s, 101);
+    // One WebSocket closes: its slot comes back.
+    drop(ws1);
+    portico_testkit::eventually::assert_eventually(
+        std::time::Duration::from_secs(5),
+        "a slot freed by a closed WebSocket",
+        || status_from("127.0.0.2", addr, "/x").0 == 200,
+    );
+    // Finished plain requests do not hold a slot: many in a row on one connection pass.
+    let mut c = conn_from("127.0.0.3", addr);
+    for _ in 0..10 {
+        assert_eq!(c.get("example.com", "/x").status, 200);
+    }
+}

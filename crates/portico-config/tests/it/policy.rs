@@ -65,3 +65,44 @@ fn bad_access_rules_name_their_position() {
         "{d}"
     );
 }
+
+#[test]
+fn limits_parse_inherit_and_report_bad_values() {
+    let c = parse(&format!(
+        "{SITE_HEAD}limit_rate = {{ rate = \"10r/s\", burst = 20 }}\nlimit_conn = 5\n\
+         [[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n\
+         [[sites.routes]]\npath = \"/ws\"\nrespond = \"x\"\nlimit_rate = {{ rate = \"30r/m\" }}\n"
+    ));
+    let r = &c.sites[0].routes;
+    let site = r[0].policy.limit_rate.unwrap();
+    assert_eq!((site.requests, site.per.as_secs(), site.burst), (10, 1, 20));
+    assert_eq!(r[0].policy.limit_conn, Some(5));
+    let own = r[1].policy.limit_rate.unwrap();
+    assert_eq!((own.requests, own.per.as_secs(), own.burst), (30, 60, 0));
+    assert_eq!(r[1].policy.limit_conn, Some(5), "inherited key by key");
+
+    let route = "[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n";
+    let d = one(&format!(
+        "{SITE_HEAD}limit_rate = {{ rate = \"10/s\" }}\n{route}"
+    ));
+    assert!(
+        d.starts_with("t.toml:3:23: bad `rate` `10/s`: the unit is `r/s` or `r/m`"),
+        "{d}"
+    );
+    let d = one(&format!("{SITE_HEAD}limit_rate = {{ burst = 2 }}\n{route}"));
+    assert!(
+        d.starts_with("t.toml:3:14: `limit_rate` has no `rate`"),
+        "{d}"
+    );
+    let d = one(&format!(
+        "{SITE_HEAD}limit_rate = {{ rate = \"1r/s\", brust = 2 }}\n{route}"
+    ));
+    assert!(
+        d.starts_with(
+            "t.toml:3:31: unknown key `brust` in `limit_rate`\n  hint: did you mean `burst`?"
+        ),
+        "{d}"
+    );
+    let d = one(&format!("{SITE_HEAD}limit_conn = 0\n{route}"));
+    assert!(d.starts_with("t.toml:3:14: "), "{d}");
+}

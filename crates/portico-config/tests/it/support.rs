@@ -136,6 +136,14 @@ const SOURCES: &[(&str, Source)] = &[
         },
     ),
     (
+        "limit rate",
+        Source::InlineKeys {
+            heading: "### [[sites.routes]]",
+            table: 2,
+            row: Some("limit_rate"),
+        },
+    ),
+    (
         "headers",
         Source::InlineKeys {
             heading: "### [[sites.routes]]",

@@ -1,51 +1,133 @@
-//! Traffic policy, compiled for the hot path: who may use a route (`access`), and the
-//! answer a refused request gets.
+//! Traffic policy, compiled for the hot path: who may use a route (`access`), how much
+//! (`limit_rate`, `limit_conn`), and the answer a refused request gets.
 //!
 //! A [`RoutePolicy`] is built with the snapshot, one per route that has a policy key (its
 //! own or its site's); a route without one has `None` and pays one branch. The checks are
 //! pure decisions on the client address and the request head: no worker, connection or
 //! snapshot is known here.
 //!
-//! Lives here: this file (the policy of a route and its check) and the `allow`/`deny` list
-//! ([`access`]).
+//! Lives here: this file (the policy of a route and its check), the `allow`/`deny` list
+//! ([`access`]) and the per-client tables of fixed size ([`limit`]).
 //!
 //! May import: `proto` and the ground floor. `snapshot` holds the compiled policies and
 //! `request` applies them.
 
 pub(crate) mod access;
+pub(crate) mod limit;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
+use portico_config::LimitRate;
 
 use crate::body::Body;
 use crate::error::error_response;
 use crate::policy::access::AccessList;
+use crate::policy::limit::{ConnSlot, ConnTable, RateTable};
 
 /// The compiled policy of one route.
 #[derive(Debug)]
 pub(crate) struct RoutePolicy {
     access: Option<AccessList>,
+    rate: Option<Arc<RateTable>>,
+    conn: Option<Arc<ConnTable>>,
+}
+
+/// The limit tables of one site: routes with the same `limit_rate` (or `limit_conn`),
+/// such as all those that inherit the site's, count a client in one table.
+#[derive(Debug, Default)]
+pub(crate) struct SiteTables {
+    rate: Vec<(LimitRate, Arc<RateTable>)>,
+    conn: Vec<(u32, Arc<ConnTable>)>,
 }
 
 impl RoutePolicy {
     /// The policy of a route, or `None` when it has no policy key.
-    pub fn compile(policy: &portico_config::Policy) -> Option<Box<RoutePolicy>> {
+    pub fn compile(
+        policy: &portico_config::Policy,
+        tables: &mut SiteTables,
+    ) -> Option<Box<RoutePolicy>> {
         if policy.is_empty() {
             return None;
         }
+        let rate =
+            policy.limit_rate.map(
+                |limit| match tables.rate.iter().find(|(l, _)| *l == limit) {
+                    Some((_, t)) => Arc::clone(t),
+                    None => {
+                        let t = RateTable::new(&limit);
+                        tables.rate.push((limit, Arc::clone(&t)));
+                        t
+                    }
+                },
+            );
+        let conn = policy
+            .limit_conn
+            .map(|max| match tables.conn.iter().find(|(m, _)| *m == max) {
+                Some((_, t)) => Arc::clone(t),
+                None => {
+                    let t = ConnTable::new(max);
+                    tables.conn.push((max, Arc::clone(&t)));
+                    t
+                }
+            });
         Some(Box::new(RoutePolicy {
             access: policy.access.as_deref().map(AccessList::new),
+            rate,
+            conn,
         }))
     }
 
-    /// The refusal for a request from `client`, or `None` to let it through.
-    pub fn check(&self, client: IpAddr) -> Option<Response<Body>> {
+    /// Let a request from `client` through (with its `limit_conn` slot, to hold until the
+    /// response, or the WebSocket, is done), or say why not.
+    pub fn check(&self, client: IpAddr) -> Result<Option<ConnSlot>, Refusal> {
         if let Some(access) = &self.access
             && !access.allows(client)
         {
-            return Some(error_response(StatusCode::FORBIDDEN));
+            return Err(Refusal::Forbidden);
         }
-        None
+        let slot = match &self.conn {
+            Some(table) => Some(
+                table
+                    .acquire(client)
+                    .ok_or(Refusal::TooMany(Duration::from_secs(1)))?,
+            ),
+            None => None,
+        };
+        if let Some(rate) = &self.rate {
+            rate.check(client).map_err(Refusal::TooMany)?;
+        }
+        Ok(slot)
     }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `access`: 403.
+    Forbidden,
+    /// `limit_rate` or `limit_conn`: 429, `Retry-After` from the wait.
+    TooMany(Duration),
+}
+
+impl Refusal {
+    /// The answer: `403`, or `429` with `Retry-After`.
+    pub fn response(self) -> Response<Body> {
+        match self {
+            Refusal::Forbidden => error_response(StatusCode::FORBIDDEN),
+            Refusal::TooMany(wait) => too_many(wait),
+        }
+    }
+}
+
+/// `429 Too Many Requests` with `Retry-After` in whole seconds (at least 1).
+fn too_many(wait: Duration) -> Response<Body> {
+    let mut resp = error_response(StatusCode::TOO_MANY_REQUESTS);
+    let secs = wait.as_millis().div_ceil(1000).max(1);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    resp
 }

@@ -5,7 +5,7 @@
 //!     snapshot      (worker's cached Arc, one pointer compare)
 //!     route         site by Host, route by path            [snapshot/route.rs]
 //!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
-//!     policy        the route's access rules, if any         [policy/]
+//!     policy        the route's access and limits, if any    [policy/]
 //!     action:
 //!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
@@ -38,6 +38,7 @@ use crate::actions::{redirect, respond, static_files};
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
+use crate::policy::limit::ConnSlot;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::upstream::{self, forward};
 use crate::websocket;
@@ -80,7 +81,12 @@ pub(crate) fn handle(
             if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
                 early.map(RespBody::new)
             } else {
-                route(&ctx, &snap, site, req, &mut log).await
+                let mut limit = None;
+                let mut resp = route(&ctx, &snap, site, req, &mut log, &mut limit).await;
+                if limit.is_some() {
+                    resp.body_mut().set_limit(limit);
+                }
+                resp
             };
         https::add_hsts(&ctx, site, resp.headers_mut());
         attach_log(&mut resp, log);
@@ -102,6 +108,7 @@ fn route<'a>(
     site: &'a CompiledSite,
     req: Request<Incoming>,
     log: &'a mut Option<Box<LogCtx>>,
+    limit: &mut Option<Box<ConnSlot>>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
     fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
         Either::Right(Either::Left(std::future::ready(resp)))
@@ -110,10 +117,11 @@ fn route<'a>(
         Either::Right(Either::Right(fut))
     }
     let (action, policy) = site.routes.select_with_policy(req.uri().path());
-    if let Some(policy) = policy
-        && let Some(refused) = policy.check(ctx.peer.ip())
-    {
-        return ready(refused.map(RespBody::new));
+    if let Some(policy) = policy {
+        match policy.check(ctx.peer.ip()) {
+            Ok(slot) => *limit = slot.map(Box::new),
+            Err(refused) => return ready(refused.response().map(RespBody::new)),
+        }
     }
     match action {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
@@ -125,6 +133,7 @@ fn route<'a>(
                     route,
                     req,
                     log.take(),
+                    limit.take(),
                 )))
             } else {
                 Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))

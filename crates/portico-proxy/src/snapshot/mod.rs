@@ -240,10 +240,11 @@ impl Snapshot {
                 }
             });
             let mut routes = RouteTable::new(routes);
+            let mut tables = crate::policy::SiteTables::default();
             routes.set_policies(
                 site.routes
                     .iter()
-                    .map(|r| crate::policy::RoutePolicy::compile(&r.policy))
+                    .map(|r| crate::policy::RoutePolicy::compile(&r.policy, &mut tables))
                     .collect(),
             );
             sites.push(CompiledSite { routes, tls });

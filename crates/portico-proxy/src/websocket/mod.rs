@@ -30,6 +30,7 @@ use crate::body::request::ReqBody;
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
+use crate::policy::limit::ConnSlot;
 use crate::snapshot::{ProxyRoute, Snapshot};
 use crate::upstream;
 use crate::upstream::forward;
@@ -44,8 +45,9 @@ pub(crate) async fn proxy(
     route: &ProxyRoute,
     req: Request<Incoming>,
     mut log: Option<Box<LogCtx>>,
+    limit: Option<Box<ConnSlot>>,
 ) -> Response<RespBody> {
-    match try_proxy(ctx, snap, route, req, &mut log).await {
+    match try_proxy(ctx, snap, route, req, &mut log, limit).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "websocket proxy error");
@@ -62,6 +64,7 @@ async fn try_proxy(
     route: &ProxyRoute,
     mut req: Request<Incoming>,
     log: &mut Option<Box<LogCtx>>,
+    limit: Option<Box<ConnSlot>>,
 ) -> Result<Response<RespBody>, ProxyError> {
     let entry = &snap.upstreams[route.upstream];
     let cfg = &entry.config;
@@ -144,6 +147,7 @@ async fn try_proxy(
         let (mut parts, body) = resp.into_parts();
         forward::response(&mut parts, route);
         let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
+        out.body_mut().set_limit(limit);
         attach_log(&mut out, log.take());
         return Ok(out);
     }
@@ -154,7 +158,8 @@ async fn try_proxy(
         log.status = 101;
     }
     let server = entry.pool.members()[picked.index].id.clone();
-    let ticket = WsTicket::new(&ctx.worker, snap, from, server);
+    let mut ticket = WsTicket::new(&ctx.worker, snap, from, server);
+    ticket.hold(limit);
     tokio::task::spawn_local(pipe::run(
         ctx.clone(),
         on_client,
