@@ -50,6 +50,8 @@ pub struct ServerConfig {
     /// `secret_file`: the key that signs sticky cookies (resolved against the config
     /// folder; read, and checked to hold at least 32 bytes, when the proxy loads the config).
     pub secret_file: Option<PathBuf>,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,3 +106,19 @@ fn limits_parse_inherit_and_report_bad_values() {
     let d = one(&format!("{SITE_HEAD}limit_conn = 0\n{route}"));
     assert!(d.starts_with("t.toml:3:14: "), "{d}");
 }
+
+#[test]
+fn trusted_proxies_parse_and_report_bad_entries() {
+    let c = parse("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+    let t = &c.server.trusted_proxies;
+    assert_eq!(t.len(), 2);
+    assert!(t[0].contains("10.2.3.4".parse().unwrap()) && t[1].contains("::1".parse().unwrap()));
+    assert!(parse("").server.trusted_proxies.is_empty());
+    let d = one("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n");
+    assert!(
+        d.starts_with(
+            "t.toml:2:34: bad `trusted_proxies` entry `proxy.local`: `proxy.local` is not an IP address"
+        ),
+        "{d}"
+    );
+}

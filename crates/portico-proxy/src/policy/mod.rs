@@ -7,13 +7,15 @@
 //! snapshot is known here.
 //!
 //! Lives here: this file (the policy of a route and its check), the `allow`/`deny` list
-//! ([`access`]) and the per-client tables of fixed size ([`limit`]).
+//! ([`access`]), the per-client tables of fixed size ([`limit`]) and the client address
+//! behind trusted proxies ([`real_ip`]).
 //!
 //! May import: `proto` and the ground floor. `snapshot` holds the compiled policies and
 //! `request` applies them.
 
 pub(crate) mod access;
 pub(crate) mod limit;
+pub(crate) mod real_ip;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -27,6 +27,7 @@
 pub(crate) mod https;
 
 use std::future::{Future, Ready};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -39,6 +40,7 @@ use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
 use crate::policy::limit::ConnSlot;
+use crate::policy::real_ip;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::upstream::{self, forward};
 use crate::websocket;
@@ -52,12 +54,19 @@ use crate::worker::conn::{ActiveGuard, ConnCtx};
 #[allow(clippy::manual_async_fn)] // on purpose, see above
 pub(crate) fn handle(
     ctx: Rc<ConnCtx>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> impl Future<Output = Response<RespBody>> {
     async move {
         let active = ActiveGuard::new(&ctx);
         let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
-        let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
+        let mut client = ctx.peer;
+        if ctx.trusted
+            && let Some(c) = real_ip::resolve(&snap.server.trusted_proxies, req.headers())
+        {
+            client = SocketAddr::new(c.ip, 0);
+            req.extensions_mut().insert(c);
+        }
+        let mut log = LogCtx::start(&ctx.worker.shared.access_log, client, &req);
         let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
             // Only a connection whose listener a reload removed, after the hard cap.
             let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
@@ -118,7 +127,7 @@ fn route<'a>(
     }
     let (action, policy) = site.routes.select_with_policy(req.uri().path());
     if let Some(policy) = policy {
-        match policy.check(ctx.peer.ip()) {
+        match policy.check(ctx.client(req.extensions()).0) {
             Ok(slot) => *limit = slot.map(Box::new),
             Err(refused) => return ready(refused.response().map(RespBody::new)),
         }

@@ -176,6 +176,8 @@ struct Prepared<'a> {
     hash: Option<Vec<u8>>,
     /// The member the request's `sticky_cookie` names (verified), if any.
     pinned: Option<usize>,
+    /// The client (behind trusted proxies: the one they name), for `ip_hash` and `hash`.
+    client_ip: std::net::IpAddr,
 }
 
 /// The forward phase of a request: `max_body` by its declared length, headers rewritten,
@@ -192,10 +194,14 @@ fn prepare<'a>(
     let hash = hash_key(entry, &parts);
     let pinned = entry.pinned(&parts.headers);
     let upstream_name = &entry.config.name;
+    let named = ctx.take_client(&mut parts.extensions);
+    let (client_ip, real_ip) = match &named {
+        Some(c) => (c.ip, &c.header),
+        None => (ctx.peer.ip(), &ctx.real_ip),
+    };
     if http_body::Body::is_end_stream(&body) {
         // No body: Portico's own client; the head is rewritten straight into its bytes.
-        let head =
-            forward_head::request_head(&parts, route, &ctx.real_ip, ctx.https, upstream_name);
+        let head = forward_head::request_head(&parts, route, real_ip, ctx.https, upstream_name);
         return Ok(Prepared {
             entry,
             outgoing: Outgoing::Own(OwnRequest {
@@ -205,16 +211,10 @@ fn prepare<'a>(
             }),
             hash,
             pinned,
+            client_ip,
         });
     }
-    forward::request(
-        &mut parts,
-        route,
-        &ctx.real_ip,
-        false,
-        ctx.https,
-        upstream_name,
-    );
+    forward::request(&mut parts, route, real_ip, false, ctx.https, upstream_name);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let progress = BodyProgress::new(undeclared);
     let req_body = ReqBody::Stream {
@@ -231,6 +231,7 @@ fn prepare<'a>(
         outgoing,
         hash,
         pinned,
+        client_ip,
     })
 }
 
@@ -246,10 +247,11 @@ async fn send(
         mut outgoing,
         hash,
         pinned,
+        client_ip,
     } = prepared;
     let mut first_pin = pinned;
     let key = PickKey {
-        client_ip: ctx.peer.ip(),
+        client_ip,
         hash: hash.as_deref(),
     };
     let mut tried = [0usize; MAX_TRIES];

@@ -75,16 +75,21 @@ async fn try_proxy(
     let hash = upstream::hash_key(entry, &parts);
     let pinned = entry.pinned(&parts.headers);
     let mut first_pin = pinned;
+    let named = ctx.take_client(&mut parts.extensions);
+    let (client_ip, real_ip) = match &named {
+        Some(c) => (c.ip, &c.header),
+        None => (ctx.peer.ip(), &ctx.real_ip),
+    };
     forward::request(
         &mut parts,
         route,
-        &ctx.real_ip,
+        real_ip,
         true,
         ctx.https,
         &entry.config.name,
     );
     let key = PickKey {
-        client_ip: ctx.peer.ip(),
+        client_ip,
         hash: hash.as_deref(),
     };
     let mut tried = Vec::new();
