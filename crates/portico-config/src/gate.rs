@@ -22,6 +22,7 @@ pub(crate) enum Scope {
     Site,
     Route,
     LimitRate,
+    AuthBasic,
     Vrrp,
     Track,
     Stream,

@@ -264,6 +264,32 @@ pub struct Policy {
     pub limit_rate: Option<LimitRate>,
     /// `limit_conn = N`: requests in progress (WebSockets while open) per client IP.
     pub limit_conn: Option<u32>,
+    /// `auth_basic = { realm, users_file, forward_auth }`.
+    pub auth_basic: Option<AuthBasic>,
+}
+
+/// `auth_basic`: HTTP Basic authentication against an htpasswd file of bcrypt hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthBasic {
+    pub realm: String,
+    /// Resolved against the config folder.
+    pub users_file: PathBuf,
+    /// `(user, bcrypt hash)` from the file, read when the config is loaded (reload re-reads).
+    pub users: Vec<(String, String)>,
+    /// Pass the client's `Authorization` header to the servers (default: removed).
+    pub forward_auth: bool,
+}
+
+impl fmt::Debug for AuthBasic {
+    /// Without the hashes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthBasic")
+            .field("realm", &self.realm)
+            .field("users_file", &self.users_file)
+            .field("users", &self.users.len())
+            .field("forward_auth", &self.forward_auth)
+            .finish()
+    }
 }
 
 impl Policy {
@@ -278,11 +304,17 @@ impl Policy {
         if self.limit_conn.is_none() {
             self.limit_conn = site.limit_conn;
         }
+        if self.auth_basic.is_none() {
+            self.auth_basic.clone_from(&site.auth_basic);
+        }
     }
 
     /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
-        self.access.is_none() && self.limit_rate.is_none() && self.limit_conn.is_none()
+        self.access.is_none()
+            && self.limit_rate.is_none()
+            && self.limit_conn.is_none()
+            && self.auth_basic.is_none()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Traffic policy keys, read on a site (the default of its routes) and on a route (which
-//! replaces the site's value key by key): `access`, `limit_rate`, `limit_conn`.
+//! replaces the site's value key by key): `access`, `limit_rate`, `limit_conn`,
+//! `auth_basic`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -8,13 +9,13 @@ use toml::de::DeValue;
 
 use crate::gate::Scope;
 use crate::keys::Tbl;
-use crate::model::{AccessRule, IpNet, LimitRate, Policy};
+use crate::model::{AccessRule, AuthBasic, IpNet, LimitRate, Policy};
 use crate::walk::Ctx;
 
 /// The policy keys, asked for on every site and every route whatever its action (a route
 /// test checks the route reader asks for these and its own keys only).
 #[cfg(test)]
-pub(crate) const POLICY_KEYS: &[&str] = &["access", "limit_rate", "limit_conn"];
+pub(crate) const POLICY_KEYS: &[&str] = &["access", "limit_rate", "limit_conn", "auth_basic"];
 
 /// The policy keys of one site or route table.
 pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
@@ -26,7 +27,124 @@ pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
         access: access(ctx, t),
         limit_rate: limit_rate(ctx, t),
         limit_conn,
+        auth_basic: auth_basic(ctx, t),
     }
+}
+
+/// `auth_basic = { realm = "...", users_file = "htpasswd", forward_auth = false }`.
+fn auth_basic(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<AuthBasic> {
+    let v = ctx.get(t, "auth_basic")?;
+    let example = "{ realm = \"staff\", users_file = \"htpasswd\" }";
+    let DeValue::Table(at) = v.get_ref() else {
+        ctx.wrong_type("auth_basic", v, "a table", example);
+        return None;
+    };
+    let span = v.span();
+    let at = ctx.open(at, Scope::AuthBasic, "`auth_basic`");
+    let forward_auth = ctx.bool(at, "forward_auth", false);
+    let realm = match ctx.str(at, "realm") {
+        Some((r, rspan)) => {
+            if r.is_empty() || r.contains(['"', '\\']) || r.bytes().any(|b| b.is_ascii_control()) {
+                ctx.err(
+                    &rspan,
+                    format!("bad `realm` `{r}`"),
+                    Some("a non-empty name without quotes or backslashes, e.g. \"staff\"".into()),
+                );
+            }
+            r.to_string()
+        }
+        None => "Restricted".to_string(),
+    };
+    let file_span = ctx.get(at, "users_file").map(|f| f.span());
+    let Some(users_file) = ctx.path(at, "users_file") else {
+        if file_span.is_none() {
+            ctx.err(
+                &span,
+                "`auth_basic` has no `users_file`",
+                Some(format!(
+                    "write {example}; create it with `htpasswd -B -c htpasswd USER`"
+                )),
+            );
+        }
+        return None;
+    };
+    let file_span = file_span.unwrap_or(span);
+    let users = match std::fs::read_to_string(&users_file) {
+        Ok(text) => {
+            match parse_htpasswd(&text) {
+                Ok(users) => users,
+                Err((line, msg)) => {
+                    ctx.err(
+                    &file_span,
+                    format!("{}:{line}: {msg}", users_file.display()),
+                    Some("only bcrypt hashes are read: create entries with `htpasswd -B FILE USER`".into()),
+                );
+                    return None;
+                }
+            }
+        }
+        Err(e) => {
+            ctx.err(
+                &file_span,
+                format!("cannot read `users_file` {}: {e}", users_file.display()),
+                Some("create it with `htpasswd -B -c FILE USER`".into()),
+            );
+            return None;
+        }
+    };
+    Some(AuthBasic {
+        realm,
+        users_file,
+        users,
+        forward_auth,
+    })
+}
+
+/// An htpasswd file of bcrypt entries (`user:$2y$05$...`, as `htpasswd -B` writes);
+/// blank lines and `#` comments are skipped. `Err((line, message))` at the first bad line.
+pub(crate) fn parse_htpasswd(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut users: Vec<(String, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err((n, "not `user:hash`".into()));
+        };
+        if user.is_empty() {
+            return Err((n, "empty user name".into()));
+        }
+        let scheme = if hash.starts_with("$apr1$") {
+            Some("MD5 ($apr1$)")
+        } else if hash.starts_with("{SHA}") {
+            Some("SHA-1 ({SHA})")
+        } else if hash.starts_with("$5$") || hash.starts_with("$6$") {
+            Some("SHA-crypt ($5$/$6$)")
+        } else if !(hash.starts_with("$2y$")
+            || hash.starts_with("$2b$")
+            || hash.starts_with("$2a$"))
+        {
+            Some("crypt or plain text")
+        } else {
+            None
+        };
+        if let Some(scheme) = scheme {
+            return Err((
+                n,
+                format!("user `{user}` has a {scheme} hash; only bcrypt ($2y$) is supported"),
+            ));
+        }
+        if hash.len() != 60 {
+            return Err((n, format!("user `{user}` has a malformed bcrypt hash")));
+        }
+        if users.iter().any(|(u, _)| u == user) {
+            return Err((n, format!("user `{user}` is listed twice")));
+        }
+        users.push((user.to_string(), hash.to_string()));
+    }
+    Ok(users)
 }
 
 /// `limit_rate = { rate = "10r/s", burst = 20 }`.
@@ -160,6 +278,37 @@ pub(crate) fn parse_cidr(s: &str) -> Result<IpNet, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn htpasswd_files() {
+        let hash = "$2y$05$abcdefghijklmnopqrstuu5QyVvXaEYJBzX1RFRu2iABHO2lxDjVW";
+        assert_eq!(hash.len(), 60);
+        let users = parse_htpasswd(&format!("# staff\nalice:{hash}\n\nbob:{hash}\r\n")).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[1].0, "bob");
+        let err = |t: &str| parse_htpasswd(t).unwrap_err();
+        assert_eq!(
+            err(&format!("alice:{hash}\ncarol:$apr1$x$y\n")),
+            (
+                2,
+                "user `carol` has a MD5 ($apr1$) hash; only bcrypt ($2y$) is supported".into()
+            )
+        );
+        assert_eq!(err("dave:{SHA}abc").0, 1);
+        assert_eq!(
+            err("erin:plain").1,
+            "user `erin` has a crypt or plain text hash; only bcrypt ($2y$) is supported"
+        );
+        assert_eq!(err("nocolon").1, "not `user:hash`");
+        assert_eq!(
+            err("f:$2y$05$short").1,
+            "user `f` has a malformed bcrypt hash"
+        );
+        assert_eq!(
+            err(&format!("a:{hash}\na:{hash}")).1,
+            "user `a` is listed twice"
+        );
+    }
 
     #[test]
     fn rates() {

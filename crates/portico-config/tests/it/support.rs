@@ -144,6 +144,14 @@ const SOURCES: &[(&str, Source)] = &[
         },
     ),
     (
+        "auth basic",
+        Source::InlineKeys {
+            heading: "### [[sites.routes]]",
+            table: 2,
+            row: Some("auth_basic"),
+        },
+    ),
+    (
         "headers",
         Source::InlineKeys {
             heading: "### [[sites.routes]]",

@@ -1,5 +1,6 @@
-//! Traffic policy, compiled for the hot path: who may use a route (`access`), how much
-//! (`limit_rate`, `limit_conn`), and the answer a refused request gets.
+//! Traffic policy, compiled for the hot path: who may use a route (`access`,
+//! `auth_basic`), how much (`limit_rate`, `limit_conn`), and the answer a refused request
+//! gets. Checked in that order: `access`, the limits, then the credentials.
 //!
 //! A [`RoutePolicy`] is built with the snapshot, one per route that has a policy key (its
 //! own or its site's); a route without one has `None` and pays one branch. The checks are
@@ -7,13 +8,14 @@
 //! snapshot is known here.
 //!
 //! Lives here: this file (the policy of a route and its check), the `allow`/`deny` list
-//! ([`access`]), the per-client tables of fixed size ([`limit`]) and the client address
+//! ([`access`]), Basic authentication ([`auth`]), the per-client tables of fixed size ([`limit`]) and the client address
 //! behind trusted proxies ([`real_ip`]).
 //!
 //! May import: `proto` and the ground floor. `snapshot` holds the compiled policies and
 //! `request` applies them.
 
 pub(crate) mod access;
+pub(crate) mod auth;
 pub(crate) mod limit;
 pub(crate) mod real_ip;
 
@@ -21,12 +23,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use portico_config::LimitRate;
 
 use crate::body::Body;
 use crate::error::error_response;
 use crate::policy::access::AccessList;
+use crate::policy::auth::BasicAuth;
 use crate::policy::limit::{ConnSlot, ConnTable, RateTable};
 
 /// The compiled policy of one route.
@@ -35,6 +38,7 @@ pub(crate) struct RoutePolicy {
     access: Option<AccessList>,
     rate: Option<Arc<RateTable>>,
     conn: Option<Arc<ConnTable>>,
+    auth: Option<BasicAuth>,
 }
 
 /// The limit tables of one site: routes with the same `limit_rate` (or `limit_conn`),
@@ -79,12 +83,17 @@ impl RoutePolicy {
             access: policy.access.as_deref().map(AccessList::new),
             rate,
             conn,
+            auth: policy.auth_basic.as_ref().map(BasicAuth::new),
         }))
     }
 
     /// Let a request from `client` through (with its `limit_conn` slot, to hold until the
     /// response, or the WebSocket, is done), or say why not.
-    pub fn check(&self, client: IpAddr) -> Result<Option<ConnSlot>, Refusal> {
+    pub fn check(
+        &self,
+        client: IpAddr,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<ConnSlot>, Refusal> {
         if let Some(access) = &self.access
             && !access.allows(client)
         {
@@ -101,15 +110,22 @@ impl RoutePolicy {
         if let Some(rate) = &self.rate {
             rate.check(client).map_err(Refusal::TooMany)?;
         }
+        if let Some(auth) = &self.auth
+            && !auth.admit(headers)
+        {
+            return Err(Refusal::Unauthorized(auth.challenge().clone()));
+        }
         Ok(slot)
     }
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// `access`: 403.
     Forbidden,
+    /// `auth_basic`: 401 with this `WWW-Authenticate`.
+    Unauthorized(HeaderValue),
     /// `limit_rate` or `limit_conn`: 429, `Retry-After` from the wait.
     TooMany(Duration),
 }
@@ -119,6 +135,12 @@ impl Refusal {
     pub fn response(self) -> Response<Body> {
         match self {
             Refusal::Forbidden => error_response(StatusCode::FORBIDDEN),
+            Refusal::Unauthorized(challenge) => {
+                let mut resp = error_response(StatusCode::UNAUTHORIZED);
+                resp.headers_mut()
+                    .insert(http::header::WWW_AUTHENTICATE, challenge);
+                resp
+            }
             Refusal::TooMany(wait) => too_many(wait),
         }
     }

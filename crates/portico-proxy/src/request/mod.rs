@@ -115,7 +115,7 @@ fn route<'a>(
     ctx: &'a Rc<ConnCtx>,
     snap: &'a Snapshot,
     site: &'a CompiledSite,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     log: &'a mut Option<Box<LogCtx>>,
     limit: &mut Option<Box<ConnSlot>>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
@@ -127,7 +127,8 @@ fn route<'a>(
     }
     let (action, policy) = site.routes.select_with_policy(req.uri().path());
     if let Some(policy) = policy {
-        match policy.check(ctx.client(req.extensions()).0) {
+        let client = ctx.client(req.extensions()).0;
+        match policy.check(client, req.headers_mut()) {
             Ok(slot) => *limit = slot.map(Box::new),
             Err(refused) => return ready(refused.response().map(RespBody::new)),
         }
