@@ -213,6 +213,30 @@ pub struct Site {
     /// Routes in file order. Matching order (exact, regex in order, longest prefix) is the
     /// proxy's job.
     pub routes: Vec<Route>,
+    /// `error_pages = { 502 = "errors/502.html" }`: bodies of Portico's own error
+    /// responses, read when the config is loaded.
+    pub error_pages: Vec<ErrorPage>,
+}
+
+/// One `error_pages` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// 400-599.
+    pub status: u16,
+    /// Resolved against the config folder.
+    pub file: PathBuf,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for ErrorPage {
+    /// Without the body.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorPage")
+            .field("status", &self.status)
+            .field("file", &self.file)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

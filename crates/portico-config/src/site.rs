@@ -6,7 +6,7 @@ use toml::de::DeValue;
 
 use crate::gate::Scope;
 use crate::keys::Tbl;
-use crate::model::{HostPattern, Matcher, Route, Site, SiteTls};
+use crate::model::{ErrorPage, HostPattern, Matcher, Route, Site, SiteTls};
 use crate::route::route;
 use crate::walk::{Ctx, Span, Value};
 
@@ -92,6 +92,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         .map(|(a, _)| a)
         .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    let error_pages = error_pages(ctx, t);
     if tls.is_none() && !ctx.has(t, "tls") {
         for key in ["hsts", "http_listen"] {
             if let Some(span) = ctx.key_span(t, key) {
@@ -166,8 +167,45 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         http_listen,
         hsts,
         routes,
+        error_pages,
     };
     Some((site, spans))
+}
+
+/// `error_pages = { 502 = "errors/502.html", 404 = "errors/404.html" }`: each file read now.
+fn error_pages(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Vec<ErrorPage> {
+    let Some((pages, _)) = ctx.table(t, "error_pages") else {
+        return Vec::new();
+    };
+    let mut out: Vec<ErrorPage> = Vec::new();
+    for (k, v) in pages.iter() {
+        let code: &str = k.get_ref();
+        let status = match code.parse::<u16>() {
+            Ok(n) if (400..=599).contains(&n) => n,
+            _ => {
+                ctx.err(
+                    &k.span(),
+                    format!("bad `error_pages` status `{code}`"),
+                    Some("an error status 400-599, e.g. 502 = \"errors/502.html\"".into()),
+                );
+                continue;
+            }
+        };
+        let DeValue::String(path) = v.get_ref() else {
+            ctx.wrong_type(code, v, "a file path", "\"errors/502.html\"");
+            continue;
+        };
+        let file = ctx.resolve(path);
+        match std::fs::read(&file) {
+            Ok(body) => out.push(ErrorPage { status, file, body }),
+            Err(e) => ctx.err(
+                &v.span(),
+                format!("cannot read error page {}: {e}", file.display()),
+                None,
+            ),
+        }
+    }
+    out
 }
 
 fn listen_hint() -> String {

@@ -166,6 +166,11 @@ impl ProxyError {
     }
 }
 
+/// Marks a response as one of Portico's own errors (a site's `error_pages` may replace
+/// its body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnError;
+
 /// A short plain-text response with `status`: "502 Bad Gateway\n" and so on.
 pub fn error_response(status: StatusCode) -> Response<Body> {
     let text: &'static str = match status.as_u16() {
@@ -184,6 +189,7 @@ pub fn error_response(status: StatusCode) -> Response<Body> {
     };
     let mut resp = Response::new(Body::full(text));
     *resp.status_mut() = status;
+    resp.extensions_mut().insert(OwnError);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -122,3 +122,35 @@ fn trusted_proxies_parse_and_report_bad_entries() {
         "{d}"
     );
 }
+
+#[test]
+fn error_pages_are_read_and_bad_entries_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("502.html"), "<h1>down</h1>").unwrap();
+    let cfg = dir.path().join("t.toml");
+    let route = "[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n";
+    let text = format!("{SITE_HEAD}error_pages = {{ 502 = \"502.html\" }}\n{route}");
+    let c = portico_config::parse(&text, &cfg).unwrap();
+    let page = &c.sites[0].error_pages[0];
+    assert_eq!(
+        (page.status, page.body.as_slice()),
+        (502, &b"<h1>down</h1>"[..])
+    );
+    let text =
+        format!("{SITE_HEAD}error_pages = {{ 200 = \"502.html\", 503 = \"none.html\" }}\n{route}");
+    let d: Vec<String> = match portico_config::parse(&text, &cfg) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert!(
+        d[0].contains("t.toml:3:17: bad `error_pages` status `200`"),
+        "{}",
+        d[0]
+    );
+    assert!(
+        d[1].contains("t.toml:3:41: cannot read error page"),
+        "{}",
+        d[1]
+    );
+}

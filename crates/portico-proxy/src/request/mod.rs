@@ -14,6 +14,7 @@
 //!       redirect    actions::redirect
 //!       respond     actions::respond
 //!     errors        one status mapping                     [error.rs]
+//!                   a site's error_pages replace the body  [snapshot/error_pages.rs]
 //!     response body carries: pool return, read timeout, request-in-service guard, log line
 //!                                                          [exchange/response.rs, log_line.rs]
 //! ```
@@ -36,11 +37,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
+use crate::body::Body;
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
 use crate::policy::limit::ConnSlot;
 use crate::policy::real_ip;
+use crate::snapshot::error_pages;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::upstream::{self, forward};
 use crate::websocket;
@@ -97,6 +100,12 @@ pub(crate) fn handle(
                 }
                 resp
             };
+        if let Some(pages) = &site.error_pages
+            && let Some((body, ct)) = pages.page_for(&resp)
+        {
+            error_pages::set_content_type(resp.headers_mut(), ct, body.len());
+            *resp.body_mut() = RespBody::new(Body::full(body));
+        }
         https::add_hsts(&ctx, site, resp.headers_mut());
         attach_log(&mut resp, log);
         resp.body_mut().set_active(active);

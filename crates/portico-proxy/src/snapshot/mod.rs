@@ -14,6 +14,7 @@
 //! May import: `policy` (the compiled traffic policies routes hold) and the ground floor
 //! ([`crate::error`]): a snapshot knows no worker, connection or request.
 
+pub(crate) mod error_pages;
 pub(crate) mod route;
 pub(crate) mod sticky;
 pub(crate) mod tls;
@@ -72,6 +73,8 @@ impl ListenerSites {
 #[derive(Debug)]
 pub(crate) struct CompiledSite {
     pub routes: RouteTable,
+    /// `error_pages` (`None`: Portico's short texts).
+    pub error_pages: Option<Box<error_pages::ErrorPages>>,
     /// The TLS side of the site, when it has `tls`.
     pub tls: Option<SiteTlsInfo>,
 }
@@ -247,7 +250,11 @@ impl Snapshot {
                     .map(|r| crate::policy::RoutePolicy::compile(&r.policy, &mut tables))
                     .collect(),
             );
-            sites.push(CompiledSite { routes, tls });
+            sites.push(CompiledSite {
+                routes,
+                tls,
+                error_pages: error_pages::ErrorPages::compile(&site.error_pages),
+            });
             for addr in &site.listen {
                 let l = listener_at(&mut listeners, *addr);
                 l.hosts.add_site(site_index, &site.hosts);
