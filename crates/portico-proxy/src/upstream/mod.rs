@@ -48,8 +48,9 @@ use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::worker::conn::ConnCtx;
 use crate::worker::pool::{PoolConn, PoolKey};
 
-/// Most servers one request tries.
-const MAX_TRIES: usize = 16;
+/// Servers a request's failed tries are remembered for without allocating; past them (more
+/// than 16 tries, as `retries` up to 1000 allows on large upstreams) a vector takes over.
+const INLINE_TRIES: usize = 16;
 
 /// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
 ///
@@ -254,13 +255,19 @@ async fn send(
         client_ip,
         hash: hash.as_deref(),
     };
-    let mut tried = [0usize; MAX_TRIES];
+    let mut tried = [0usize; INLINE_TRIES];
     let mut n_tried = 0;
+    let mut tried_more: Vec<usize> = Vec::new();
     let mut retries_left = entry.config.retries;
     let mut last_error = None;
     loop {
         let sticky = entry.pick_pinned(first_pin.take());
-        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, &tried[..n_tried]), Ok) {
+        let tried_now = if tried_more.is_empty() {
+            &tried[..n_tried]
+        } else {
+            tried_more.as_slice()
+        };
+        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, tried_now), Ok) {
             Ok(p) => p,
             // Nothing left to retry on: the client gets what the last try got.
             Err(_) => {
@@ -313,13 +320,20 @@ async fn send(
                     Outgoing::Own(own) => own.idempotent,
                     Outgoing::Hyper(hyper) => hyper.request.is_some(),
                 };
-                if retries_left == 0 || n_tried >= MAX_TRIES || !(e.retry_safe() || resend) {
+                if retries_left == 0 || !(e.retry_safe() || resend) {
                     return Err(e);
                 }
                 tracing::debug!(error = %e, "retrying on another server");
                 retries_left -= 1;
-                tried[n_tried] = index;
-                n_tried += 1;
+                if n_tried < INLINE_TRIES {
+                    tried[n_tried] = index;
+                    n_tried += 1;
+                } else {
+                    if tried_more.is_empty() {
+                        tried_more.extend_from_slice(&tried);
+                    }
+                    tried_more.push(index);
+                }
                 last_error = Some(e);
             }
         }
