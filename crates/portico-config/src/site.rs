@@ -91,6 +91,21 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         .listen_list(t, "http_listen")
         .map(|(a, _)| a)
         .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
+    if tls.is_some()
+        && !http_redirect
+        && let Some(span) = ctx.key_span(t, "http_listen")
+    {
+        ctx.err(
+            &span,
+            "`http_listen` has no effect with `http_redirect = false`",
+            Some(
+                "the plain-HTTP side only redirects to https (and answers ACME HTTP-01); \
+                 remove `http_listen`, or set `http_redirect = true`. To serve plain HTTP too, \
+                 add a site without `tls`"
+                    .into(),
+            ),
+        );
+    }
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
     let error_pages = error_pages(ctx, t);
     if tls.is_none() && !ctx.has(t, "tls") {

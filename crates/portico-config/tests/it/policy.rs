@@ -154,3 +154,36 @@ fn error_pages_are_read_and_bad_entries_named() {
         d[1]
     );
 }
+
+#[test]
+fn options_that_would_do_nothing_are_refused_with_a_reason() {
+    // slow_start cannot ramp a server up under a hash.
+    for balance in ["hash", "ip_hash"] {
+        let d = one(&format!(
+            "[upstreams.a]\nservers = [\"127.0.0.1:1\"]\nbalance = \"{balance}\"\nslow_start = \"30s\"\n"
+        ));
+        assert!(
+            d.starts_with(
+                "t.toml:4:1: `slow_start` has no effect with `balance = \"hash\"` or `\"ip_hash\"`"
+            ),
+            "{d}"
+        );
+    }
+    parse(
+        "[upstreams.a]\nservers = [\"127.0.0.1:1\"]\nbalance = \"least_conn\"\nslow_start = \"30s\"\n",
+    );
+    parse("[upstreams.a]\nservers = [\"127.0.0.1:1\"]\nbalance = \"hash\"\nslow_start = \"0s\"\n");
+    // http_listen only serves http_redirect.
+    let tls =
+        "[[sites]]\nlisten = [\"127.0.0.1:8443\"]\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n";
+    let route = "[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n";
+    let d = one(&format!(
+        "{tls}http_redirect = false\nhttp_listen = [\"127.0.0.1:8080\"]\n{route}"
+    ));
+    assert!(
+        d.starts_with("t.toml:5:1: `http_listen` has no effect with `http_redirect = false`"),
+        "{d}"
+    );
+    parse(&format!("{tls}http_redirect = false\n{route}"));
+    parse(&format!("{tls}http_listen = [\"127.0.0.1:8080\"]\n{route}"));
+}
