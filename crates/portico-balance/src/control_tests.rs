@@ -57,6 +57,25 @@ fn any_usable_follows_admin_state() {
 }
 
 #[test]
+fn any_serving_also_follows_passive_health() {
+    let mut up = weighted(Balance::RoundRobin, &[1, 1]);
+    up.max_fails = 1;
+    up.fail_timeout = Duration::from_secs(10);
+    let pool = Pool::new(&up, &Registry::new());
+    let t0 = Instant::now();
+    assert!(pool.any_serving_at(t0));
+    pool.report_failure_at(0, t0);
+    assert!(pool.any_serving_at(t0), "one server left");
+    pool.report_failure_at(1, t0);
+    assert!(!pool.any_serving_at(t0), "every server failed passively");
+    assert!(pool.any_usable(), "any_usable ignores passive health");
+    assert!(
+        pool.any_serving_at(t0 + Duration::from_secs(11)),
+        "after fail_timeout"
+    );
+}
+
+#[test]
 fn pick_member_pins_unless_the_server_cannot_serve() {
     let mut up = weighted(Balance::RoundRobin, &[1, 1, 1]);
     up.servers[2].down = true;

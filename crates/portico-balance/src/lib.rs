@@ -17,7 +17,7 @@
 //!   `[upstreams.NAME.health]` on its own thread and records verdicts with
 //!   [`ServerState::set_healthy`]; the binary starts it next to the proxy with the same
 //!   [`Registry`] and calls [`HealthChecks::replace`] on reload.
-//! - VRRP upstream tracking asks [`Pool::any_usable`]; the admin API reads
+//! - VRRP upstream tracking asks [`Pool::any_serving`] (passive health included); the admin API reads
 //!   [`Pool::member_stats`] and sets [`ServerState::set_admin_state`] (drain / disable /
 //!   enable); sticky cookies and stream persistence use [`Pool::pick_member`].
 //!

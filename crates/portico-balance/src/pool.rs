@@ -111,6 +111,24 @@ impl Pool {
         })
     }
 
+    /// Whether some server can serve now: as [`Pool::any_usable`], and not taken out by
+    /// passive health (`max_fails` failures within `fail_timeout`). What a VRRP
+    /// `track = [{ upstream = "NAME" }]` asks: an upstream whose every server just failed
+    /// is not serving, even without active health checks.
+    pub fn any_serving(&self) -> bool {
+        self.any_serving_at(Instant::now())
+    }
+
+    /// [`Pool::any_serving`] with an explicit clock.
+    pub fn any_serving_at(&self, now: Instant) -> bool {
+        self.members.iter().any(|m| {
+            !m.spec.down
+                && m.state.is_healthy()
+                && m.state.admin_state() == AdminState::Enabled
+                && !m.state.is_failed_at(now)
+        })
+    }
+
     /// Take member `index` itself (sticky cookie, stream persistence) if it can serve: not
     /// `down`, healthy, not failed by passive health, below `max_conns`, and not disabled
     /// (a draining server still serves the clients pinned to it). `None` otherwise: the

@@ -235,9 +235,12 @@ mod tests {
         let other: Vec<_> = ctx
             .diags
             .iter()
+            // `/etc/p` is made up: files the config reads (an `auth_basic` users file) are
+            // not there, which is not what these tests are about.
             .filter(|d| {
                 !d.message
                     .ends_with("is not supported yet in this version of Portico")
+                    && !d.message.starts_with("cannot read `users_file`")
             })
             .collect();
         assert!(other.is_empty(), "{other:?}");

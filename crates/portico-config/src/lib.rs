@@ -19,6 +19,7 @@ mod error;
 mod gate;
 mod keys;
 pub mod model;
+mod policy;
 mod route;
 mod server;
 mod site;

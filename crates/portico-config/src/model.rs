@@ -52,6 +52,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Worker threads; 0 in the file means one per core and is kept as 0 here.
     pub threads: usize,
+    /// `secret_file`: the key that signs sticky cookies (resolved against the config
+    /// folder; read, and checked to hold at least 32 bytes, when the proxy loads the config).
+    pub secret_file: Option<PathBuf>,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` / `X-Real-IP` are believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +218,30 @@ pub struct Site {
     /// Routes in file order. Matching order (exact, regex in order, longest prefix) is the
     /// proxy's job.
     pub routes: Vec<Route>,
+    /// `error_pages = { 502 = "errors/502.html" }`: bodies of Portico's own error
+    /// responses, read when the config is loaded.
+    pub error_pages: Vec<ErrorPage>,
+}
+
+/// One `error_pages` entry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ErrorPage {
+    /// 400-599.
+    pub status: u16,
+    /// Resolved against the config folder.
+    pub file: PathBuf,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for ErrorPage {
+    /// Without the body.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErrorPage")
+            .field("status", &self.status)
+            .field("file", &self.file)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -249,6 +278,128 @@ pub struct Route {
     pub index: usize,
     pub matcher: Matcher,
     pub action: Action,
+    /// The route's traffic policy: its own keys, else its site's.
+    pub policy: Policy,
+}
+
+/// Traffic policy of a route (`None`: the key is not set, neither on the route nor on its
+/// site).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// `access`: rules in file order, the first match decides; no match allows (nginx). An
+    /// empty list allows everyone (and replaces the site's list on a route).
+    pub access: Option<Vec<AccessRule>>,
+    /// `limit_rate = { rate = "10r/s", burst = 20 }`: requests per client IP.
+    pub limit_rate: Option<LimitRate>,
+    /// `limit_conn = N`: requests in progress (WebSockets while open) per client IP.
+    pub limit_conn: Option<u32>,
+    /// `auth_basic = { realm, users_file, forward_auth }`.
+    pub auth_basic: Option<AuthBasic>,
+}
+
+/// `auth_basic`: HTTP Basic authentication against an htpasswd file of bcrypt hashes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthBasic {
+    pub realm: String,
+    /// Resolved against the config folder.
+    pub users_file: PathBuf,
+    /// `(user, bcrypt hash)` from the file, read when the config is loaded (reload re-reads).
+    pub users: Vec<(String, String)>,
+    /// Pass the client's `Authorization` header to the servers (default: removed).
+    pub forward_auth: bool,
+}
+
+impl fmt::Debug for AuthBasic {
+    /// Without the hashes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthBasic")
+            .field("realm", &self.realm)
+            .field("users_file", &self.users_file)
+            .field("users", &self.users.len())
+            .field("forward_auth", &self.forward_auth)
+            .finish()
+    }
+}
+
+impl Policy {
+    /// Take each key not set here from `site`.
+    pub fn inherit(&mut self, site: &Policy) {
+        if self.access.is_none() {
+            self.access.clone_from(&site.access);
+        }
+        if self.limit_rate.is_none() {
+            self.limit_rate = site.limit_rate;
+        }
+        if self.limit_conn.is_none() {
+            self.limit_conn = site.limit_conn;
+        }
+        if self.auth_basic.is_none() {
+            self.auth_basic.clone_from(&site.auth_basic);
+        }
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.access.is_none()
+            && self.limit_rate.is_none()
+            && self.limit_conn.is_none()
+            && self.auth_basic.is_none()
+    }
+}
+
+/// `{ rate = "10r/s", burst = 20 }`: `requests` per `per` (1 s or 1 min), `burst` more
+/// at once (nginx `limit_req ... burst=N nodelay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LimitRate {
+    /// >= 1.
+    pub requests: u32,
+    /// One second (`r/s`) or one minute (`r/m`).
+    pub per: Duration,
+    pub burst: u32,
+}
+
+/// `allow NET` / `deny NET` (`net: None` is `all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessRule {
+    pub allow: bool,
+    pub net: Option<IpNet>,
+}
+
+/// An IP network (`10.0.0.0/8`; one address is `/32` or `/128`). No bits past the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// `addr` with the bits past the prefix cleared.
+    pub fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+
+    /// Whether `ip` is in this network; an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, as
+    /// a dual-stack listener sees IPv4 clients) counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let net = IpNet {
+            addr: ip.to_canonical(),
+            prefix: self.prefix,
+        };
+        net.addr.is_ipv4() == self.addr.is_ipv4() && net.network() == self.addr
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -45,6 +45,7 @@ pub(crate) fn route(
     };
     let what = format!("route #{} of {site}", index + 1);
     let t = ctx.open(t, Scope::Route, format!("[[sites.routes]] ({what})"));
+    let policy = crate::policy::policy(ctx, t);
     let matcher_key = one_of(ctx, t, MATCHERS, "matchers", &v.span(), &what);
     let action_key = one_of(ctx, t, ACTIONS, "actions", &v.span(), &what);
     // Options that belong to another action. Every option is asked for, whatever the action.
@@ -181,6 +182,7 @@ pub(crate) fn route(
             index,
             matcher,
             action,
+            policy,
         },
         matcher_span,
     ))
@@ -373,7 +375,7 @@ mod tests {
 
     /// A key a route reader asks for only in its action's branch would be unknown on a route
     /// of another action, instead of "does not apply": every key it asks for must be a
-    /// matcher, an action or an option. Asks come from a file with every kind of route.
+    /// matcher, an action, an option or a traffic-policy key (those apply to every action). Asks come from a file with every kind of route.
     #[test]
     fn route_keys_are_the_matchers_actions_and_options() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/everything.toml");
@@ -386,6 +388,7 @@ mod tests {
             .iter()
             .chain(ACTIONS)
             .chain(OPTIONS.iter().map(|(k, _)| k))
+            .chain(crate::policy::POLICY_KEYS)
             .copied()
             .collect();
         assert_eq!(asked, declared);

@@ -55,7 +55,28 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         keepalive_requests: u64::try_from(keepalive_requests).unwrap_or(1000),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),
+        secret_file: ctx.path(t, "secret_file"),
+        trusted_proxies: trusted_proxies(ctx, t),
     }
+}
+
+/// `trusted_proxies = ["10.0.0.0/8", "::1"]`.
+fn trusted_proxies(ctx: &mut Ctx<'_>, t: crate::keys::Tbl<'_, '_>) -> Vec<crate::model::IpNet> {
+    let Some((items, _)) = ctx.str_list(t, "trusted_proxies") else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (text, span) in items {
+        match crate::policy::parse_cidr(&text) {
+            Ok(net) => out.push(net),
+            Err(msg) => ctx.err(
+                &span,
+                format!("bad `trusted_proxies` entry `{text}`: {msg}"),
+                Some("write addresses or CIDRs, e.g. [\"10.0.0.0/8\", \"::1\"]".into()),
+            ),
+        }
+    }
+    out
 }
 
 /// `[admin]`; `t` is `None` when the section is absent.

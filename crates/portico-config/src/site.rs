@@ -6,7 +6,7 @@ use toml::de::DeValue;
 
 use crate::gate::Scope;
 use crate::keys::Tbl;
-use crate::model::{HostPattern, Matcher, Route, Site, SiteTls};
+use crate::model::{ErrorPage, HostPattern, Matcher, Route, Site, SiteTls};
 use crate::route::route;
 use crate::walk::{Ctx, Span, Value};
 
@@ -85,12 +85,29 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         }
     };
     let tls = site_tls(ctx, t);
+    let policy = crate::policy::policy(ctx, t);
     let http_redirect = ctx.bool(t, "http_redirect", tls.is_some());
     let http_listen = ctx
         .listen_list(t, "http_listen")
         .map(|(a, _)| a)
         .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
+    if tls.is_some()
+        && !http_redirect
+        && let Some(span) = ctx.key_span(t, "http_listen")
+    {
+        ctx.err(
+            &span,
+            "`http_listen` has no effect with `http_redirect = false`",
+            Some(
+                "the plain-HTTP side only redirects to https (and answers ACME HTTP-01); \
+                 remove `http_listen`, or set `http_redirect = true`. To serve plain HTTP too, \
+                 add a site without `tls`"
+                    .into(),
+            ),
+        );
+    }
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    let error_pages = error_pages(ctx, t);
     if tls.is_none() && !ctx.has(t, "tls") {
         for key in ["hsts", "http_listen"] {
             if let Some(span) = ctx.key_span(t, key) {
@@ -152,6 +169,10 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
             }
         },
     };
+    let mut routes = routes;
+    for r in &mut routes {
+        r.policy.inherit(&policy);
+    }
     let site = Site {
         index,
         listen,
@@ -161,8 +182,45 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         http_listen,
         hsts,
         routes,
+        error_pages,
     };
     Some((site, spans))
+}
+
+/// `error_pages = { 502 = "errors/502.html", 404 = "errors/404.html" }`: each file read now.
+fn error_pages(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Vec<ErrorPage> {
+    let Some((pages, _)) = ctx.table(t, "error_pages") else {
+        return Vec::new();
+    };
+    let mut out: Vec<ErrorPage> = Vec::new();
+    for (k, v) in pages.iter() {
+        let code: &str = k.get_ref();
+        let status = match code.parse::<u16>() {
+            Ok(n) if (400..=599).contains(&n) => n,
+            _ => {
+                ctx.err(
+                    &k.span(),
+                    format!("bad `error_pages` status `{code}`"),
+                    Some("an error status 400-599, e.g. 502 = \"errors/502.html\"".into()),
+                );
+                continue;
+            }
+        };
+        let DeValue::String(path) = v.get_ref() else {
+            ctx.wrong_type(code, v, "a file path", "\"errors/502.html\"");
+            continue;
+        };
+        let file = ctx.resolve(path);
+        match std::fs::read(&file) {
+            Ok(body) => out.push(ErrorPage { status, file, body }),
+            Err(e) => ctx.err(
+                &v.span(),
+                format!("cannot read error page {}: {e}", file.display()),
+                None,
+            ),
+        }
+    }
+    out
 }
 
 fn listen_hint() -> String {

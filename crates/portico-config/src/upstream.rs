@@ -69,6 +69,22 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
             None
         }
     });
+    let slow_start = ctx.duration(t, "slow_start", Duration::ZERO);
+    if !slow_start.is_zero()
+        && matches!(balance, Balance::Hash | Balance::IpHash)
+        && let Some(span) = ctx.key_span(t, "slow_start")
+    {
+        ctx.err(
+            &span,
+            "`slow_start` has no effect with `balance = \"hash\"` or `\"ip_hash\"`",
+            Some(
+                "a hash sends each key to its server whatever the weights, so a recovered \
+                 server cannot ramp up; remove `slow_start`, or use round_robin, least_conn \
+                 or random_two"
+                    .into(),
+            ),
+        );
+    }
     let tls = ctx
         .table(t, "tls")
         .map(|(tt, _)| upstream_tls(ctx, tt, &what));
@@ -86,7 +102,7 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
         max_fails: ctx.int(t, "max_fails", 1, 0, i64::from(u32::MAX)) as u32,
         fail_timeout: ctx.positive_duration(t, "fail_timeout", Duration::from_secs(10)),
         retries: ctx.int(t, "retries", 1, 0, 1000) as u32,
-        slow_start: ctx.duration(t, "slow_start", Duration::ZERO),
+        slow_start,
         tls,
         health,
     }

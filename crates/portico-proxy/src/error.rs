@@ -99,6 +99,10 @@ pub enum ProxyError {
     /// No route matches the request.
     #[error("no route")]
     NoRoute,
+
+    /// A traffic-policy setting could not be loaded (start-up, reload).
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl ProxyError {
@@ -122,7 +126,8 @@ impl ProxyError {
             | ProxyError::Resolve { .. }
             | ProxyError::AccessLog(_)
             | ProxyError::Worker(_)
-            | ProxyError::Tls(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | ProxyError::Tls(_)
+            | ProxyError::Policy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -145,7 +150,8 @@ impl ProxyError {
             | ProxyError::AccessLog(_)
             | ProxyError::Worker(_)
             | ProxyError::LocalResources { .. }
-            | ProxyError::Tls(_) => Side::Internal,
+            | ProxyError::Tls(_)
+            | ProxyError::Policy(_) => Side::Internal,
         }
     }
 
@@ -186,13 +192,21 @@ impl ProxyError {
     }
 }
 
+/// Marks a response as one of Portico's own errors (a site's `error_pages` may replace
+/// its body).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnError;
+
 /// A short plain-text response with `status`: "502 Bad Gateway\n" and so on.
 pub fn error_response(status: StatusCode) -> Response<Body> {
     let text: &'static str = match status.as_u16() {
         400 => "400 Bad Request\n",
+        401 => "401 Unauthorized\n",
+        403 => "403 Forbidden\n",
         404 => "404 Not Found\n",
         413 => "413 Payload Too Large\n",
         421 => "421 Misdirected Request\n",
+        429 => "429 Too Many Requests\n",
         500 => "500 Internal Server Error\n",
         502 => "502 Bad Gateway\n",
         503 => "503 Service Unavailable\n",
@@ -201,6 +215,7 @@ pub fn error_response(status: StatusCode) -> Response<Body> {
     };
     let mut resp = Response::new(Body::full(text));
     *resp.status_mut() = status;
+    resp.extensions_mut().insert(OwnError);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -28,6 +28,7 @@
 //! worker/     per-worker state: Worker, Shared, stop primitives, connection context,
 //!             keep-alive pool, WebSocket registry
 //! snapshot/   the compiled config: sites, host and route tables, upstreams, TLS contexts
+//! policy/     traffic policy of a route: access lists (and the refusals they answer)
 //! proto/      wire formats: request-head scan, own HTTP/1.1 client, WebSocket frames
 //! ground      body/, error, actions/, access_log
 //! ```
@@ -38,6 +39,7 @@ pub mod body;
 mod client;
 pub mod error;
 mod exchange;
+mod policy;
 mod proto;
 mod request;
 mod server;

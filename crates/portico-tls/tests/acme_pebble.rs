@@ -314,6 +314,7 @@ fn site(index: usize, hosts: &[&str], tls: portico_config::SiteTls) -> portico_c
         http_listen: vec![],
         hsts: None,
         routes: vec![],
+        error_pages: vec![],
     }
 }
 

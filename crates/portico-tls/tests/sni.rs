@@ -167,6 +167,7 @@ fn site(
         http_listen: vec![],
         hsts: None,
         routes: vec![],
+        error_pages: vec![],
     }
 }
 

@@ -132,8 +132,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME is usable. The pools
-/// built here share live state with the data plane through the registry.
+/// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME can serve (not down,
+/// not failed by active or passive health, enabled). The pools built here share live state
+/// with the data plane through the registry.
 fn upstream_usable(
     config: &Config,
     registry: &Registry,
@@ -143,7 +144,7 @@ fn upstream_usable(
         .values()
         .map(|u| (u.name.clone(), Pool::new(u, registry)))
         .collect();
-    Arc::new(move |name| pools.get(name).is_some_and(Pool::any_usable))
+    Arc::new(move |name| pools.get(name).is_some_and(Pool::any_serving))
 }
 
 fn pid_file(config: &Config) -> std::path::PathBuf {

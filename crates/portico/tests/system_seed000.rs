@@ -70,6 +70,11 @@ fn seed_000_wss_lb_acme() {
         std::fs::read(&src).expect("read example"),
         "the scenario must run unchanged"
     );
+    std::fs::copy(
+        repo_root().join("examples/bts_tools.htpasswd"),
+        dir.path().join("bts_tools.htpasswd"),
+    )
+    .expect("copy bts_tools.htpasswd");
     let www = dir.path().join("www/bts_tools");
     std::fs::create_dir_all(&www).expect("www dir");
     let index = std::fs::read_to_string(repo_root().join("examples/www/bts_tools/index.html"))
@@ -218,6 +223,8 @@ fn seed_000_wss_lb_acme() {
             &[("tools.example.test", HTTPS)],
             &[
                 version,
+                "-u",
+                "bts:change-me",
                 "--cacert",
                 root_arg,
                 "-w",
@@ -236,6 +243,46 @@ fn seed_000_wss_lb_acme() {
         assert_eq!(tail, expected, "curl {version}");
         assert_eq!(body, index, "static page");
     }
+
+    // 4b. The original's protections: bts_tools wants the password (401 and the realm
+    //     without it, or with a wrong one) ...
+    for user in [None, Some("bts:wrong")] {
+        let mut args = vec!["--cacert", root_arg, "-s", "-o", "/dev/null", "-D", "-"];
+        if let Some(u) = user {
+            args.extend(["-u", u]);
+        }
+        args.push("https://tools.example.test:8443/");
+        let out = curl(&[("tools.example.test", HTTPS)], &args, dir.path());
+        assert!(
+            out.stdout.starts_with("HTTP/1.1 401") || out.stdout.starts_with("HTTP/2 401"),
+            "{out:?}"
+        );
+        assert!(
+            out.stdout
+                .to_ascii_lowercase()
+                .contains("www-authenticate: basic realm=\"bts_tools\""),
+            "{out:?}"
+        );
+    }
+    // ... and WebSocket upgrades past 1r/s with a burst of 5 get 429 with Retry-After
+    // (this client already opened five on ws.example.test above).
+    let mut refused = None;
+    for _ in 0..10 {
+        match wss(HTTPS, "ws.example.test", &h1) {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a burst of upgrades past the limit is refused");
+    assert!(refused.contains("429"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after"),
+        "{refused}"
+    );
+    report(&format!("{TEST}: upgrade past the rate limit: {refused}"));
 
     // 5. Plain side: 301 to https (port kept), except challenge paths.
     for name in ["ws.example.test", "tools.example.test", "any.example.test"] {

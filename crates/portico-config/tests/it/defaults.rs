@@ -58,6 +58,7 @@ fn server_and_admin_defaults() {
     assert_eq!(s.keepalive_timeout, Duration::from_secs(65));
     assert_eq!(s.shutdown_grace, Duration::from_secs(30));
     assert_eq!(s.threads, 0);
+    assert_eq!(s.secret_file, None);
     assert_eq!(c.admin.listen, Some("127.0.0.1:9900".parse().unwrap()));
     assert_eq!(c.admin.token_file, None);
 }

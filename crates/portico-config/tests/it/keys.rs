@@ -35,6 +35,8 @@ const KINDS: &[(&str, &str)] = &[
     ("stream tls", "[[streams]]\n[streams.tls]\nBODY\n"),
     ("vrrp", "[[vrrp]]\nBODY\n"),
     ("track", "[[vrrp]]\ntrack = [{ BODY }]\n"),
+    ("limit rate", "[[sites]]\nlimit_rate = { BODY }\n"),
+    ("auth basic", "[[sites]]\nauth_basic = { BODY }\n"),
 ];
 
 fn file(template: &str, body: &str) -> String {
@@ -149,8 +151,20 @@ fn everything_keys() -> DocKeys {
         table(site.get("tls"))
             .into_iter()
             .for_each(|t| add("site tls", t));
+        table(site.get("limit_rate"))
+            .into_iter()
+            .for_each(|t| add("limit rate", t));
+        table(site.get("auth_basic"))
+            .into_iter()
+            .for_each(|t| add("auth basic", t));
         for route in items(site.get("routes")).filter_map(|r| table(Some(r))) {
             add("route", route);
+            table(route.get("limit_rate"))
+                .into_iter()
+                .for_each(|t| add("limit rate", t));
+            table(route.get("auth_basic"))
+                .into_iter()
+                .for_each(|t| add("auth basic", t));
             for key in ["request_headers", "response_headers"] {
                 table(route.get(key))
                     .into_iter()

@@ -7,4 +7,5 @@ mod errors;
 mod examples;
 mod keys;
 mod mutations;
+mod policy;
 mod support;

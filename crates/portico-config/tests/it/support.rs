@@ -132,7 +132,23 @@ const SOURCES: &[(&str, Source)] = &[
         "route",
         Source::AllCells {
             heading: "### [[sites.routes]]",
-            tables: &[0, 1],
+            tables: &[0, 1, 2],
+        },
+    ),
+    (
+        "limit rate",
+        Source::InlineKeys {
+            heading: "### [[sites.routes]]",
+            table: 2,
+            row: Some("limit_rate"),
+        },
+    ),
+    (
+        "auth basic",
+        Source::InlineKeys {
+            heading: "### [[sites.routes]]",
+            table: 2,
+            row: Some("auth_basic"),
         },
     ),
     (

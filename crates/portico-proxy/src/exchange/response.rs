@@ -22,6 +22,7 @@ use portico_balance::Picked;
 use crate::body::request::ReqBody;
 use crate::body::{Body, BodyError};
 use crate::exchange::log_line::LogCtx;
+use crate::policy::limit::ConnSlot;
 use crate::proto::h1::UpConn;
 use crate::proto::h1::recv::RecvBody;
 use crate::worker::conn::ActiveGuard;
@@ -99,6 +100,8 @@ pub(crate) struct RespBody {
     timer: Option<ReadTimer>,
     ended: bool,
     _active: Option<ActiveGuard>,
+    /// The route's `limit_conn` count of this client, released when the body is done.
+    _limit: Option<Box<ConnSlot>>,
     log: Option<Box<LogCtx>>,
 }
 
@@ -119,6 +122,7 @@ impl RespBody {
             timer: None,
             ended: false,
             _active: None,
+            _limit: None,
             log: None,
         }
     }
@@ -154,6 +158,11 @@ impl RespBody {
 
     pub fn set_active(&mut self, guard: ActiveGuard) {
         self._active = Some(guard);
+    }
+
+    /// Hold the client's `limit_conn` slot until the body is done.
+    pub fn set_limit(&mut self, slot: Option<Box<ConnSlot>>) {
+        self._limit = slot;
     }
 
     pub fn set_log(&mut self, log: Box<LogCtx>) {

@@ -5,6 +5,7 @@
 //!     snapshot      (worker's cached Arc, one pointer compare)
 //!     route         site by Host, route by path            [snapshot/route.rs]
 //!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
+//!     policy        the route's access and limits, if any    [policy/]
 //!     action:
 //!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
@@ -13,6 +14,7 @@
 //!       redirect    actions::redirect
 //!       respond     actions::respond
 //!     errors        one status mapping                     [error.rs]
+//!                   a site's error_pages replace the body  [snapshot/error_pages.rs]
 //!     response body carries: pool return, read timeout, request-in-service guard, log line
 //!                                                          [exchange/response.rs, log_line.rs]
 //! ```
@@ -21,12 +23,13 @@
 //! Lives here: this file (the composition), the checks and path normalisation before
 //! routing ([`sanitize`]) and the https answers decided before routing ([`https`]).
 //!
-//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
-//! ground floor.
+//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot`,
+//! `policy` and the ground floor.
 pub(crate) mod https;
 pub(crate) mod sanitize;
 
 use std::future::{Future, Ready};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -35,9 +38,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
+use crate::body::Body;
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
+use crate::policy::limit::ConnSlot;
+use crate::policy::real_ip;
+use crate::snapshot::error_pages;
 use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
 use crate::upstream::{self, forward};
 use crate::websocket;
@@ -56,7 +63,14 @@ pub(crate) fn handle(
     async move {
         let active = ActiveGuard::new(&ctx);
         let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
-        let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
+        let mut client = ctx.peer;
+        if ctx.trusted
+            && let Some(c) = real_ip::resolve(&snap.server.trusted_proxies, req.headers())
+        {
+            client = SocketAddr::new(c.ip, 0);
+            req.extensions_mut().insert(c);
+        }
+        let mut log = LogCtx::start(&ctx.worker.shared.access_log, client, &req);
         let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
             // Only a connection whose listener a reload removed, after the hard cap.
             let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
@@ -87,8 +101,19 @@ pub(crate) fn handle(
             if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
                 early.map(RespBody::new)
             } else {
-                route(&ctx, &snap, site, req, &mut log).await
+                let mut limit = None;
+                let mut resp = route(&ctx, &snap, site, req, &mut log, &mut limit).await;
+                if limit.is_some() {
+                    resp.body_mut().set_limit(limit);
+                }
+                resp
             };
+        if let Some(pages) = &site.error_pages
+            && let Some((body, ct)) = pages.page_for(&resp)
+        {
+            error_pages::set_content_type(resp.headers_mut(), ct, body.len());
+            *resp.body_mut() = RespBody::new(Body::full(body));
+        }
         https::add_hsts(&ctx, site, resp.headers_mut());
         attach_log(&mut resp, log);
         resp.body_mut().set_active(active);
@@ -107,8 +132,9 @@ fn route<'a>(
     ctx: &'a Rc<ConnCtx>,
     snap: &'a Snapshot,
     site: &'a CompiledSite,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     log: &'a mut Option<Box<LogCtx>>,
+    limit: &mut Option<Box<ConnSlot>>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
     fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
         Either::Right(Either::Left(std::future::ready(resp)))
@@ -117,10 +143,17 @@ fn route<'a>(
         Either::Right(Either::Right(fut))
     }
     // Routes match the normalised path with `;` parameters dropped (`sanitize`).
-    let action = match sanitize::match_form(req.uri().path()) {
-        Ok(path) => site.routes.select(&path),
+    let (action, policy) = match sanitize::match_form(req.uri().path()) {
+        Ok(path) => site.routes.select_with_policy(&path),
         Err(e) => return ready(e.to_response().map(RespBody::new)),
     };
+    if let Some(policy) = policy {
+        let client = ctx.client(req.extensions()).0;
+        match policy.check(client, req.headers_mut()) {
+            Ok(slot) => *limit = slot.map(Box::new),
+            Err(refused) => return ready(refused.response().map(RespBody::new)),
+        }
+    }
     match action {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
@@ -131,6 +164,7 @@ fn route<'a>(
                     route,
                     req,
                     log.take(),
+                    limit.take(),
                 )))
             } else {
                 Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))

@@ -7,13 +7,16 @@
 //! values so the hot path never parses or formats them.
 //!
 //! Lives here: the [`Snapshot`] and its parts (this file), the host and route tables
-//! ([`route`]) and the TLS contexts built with it ([`tls`]: listener acceptors, upstream
-//! connectors, and the server's [`tls::TlsContext`]).
+//! ([`route`]), the TLS contexts built with it ([`tls`]: listener acceptors, upstream
+//! connectors, and the server's [`tls::TlsContext`]) and the compiled `sticky_cookie` of
+//! an upstream ([`sticky`]).
 //!
-//! May import: the ground floor ([`crate::error`]) and nothing else of the crate: a snapshot
-//! knows no worker, connection or request.
+//! May import: `policy` (the compiled traffic policies routes hold) and the ground floor
+//! ([`crate::error`]): a snapshot knows no worker, connection or request.
 
+pub(crate) mod error_pages;
 pub(crate) mod route;
+pub(crate) mod sticky;
 pub(crate) mod tls;
 
 pub(crate) use route::{CompiledRules, ProxyRoute, RouteAction};
@@ -70,6 +73,8 @@ impl ListenerSites {
 #[derive(Debug)]
 pub(crate) struct CompiledSite {
     pub routes: RouteTable,
+    /// `error_pages` (`None`: Portico's short texts).
+    pub error_pages: Option<Box<error_pages::ErrorPages>>,
     /// The TLS side of the site, when it has `tls`.
     pub tls: Option<SiteTlsInfo>,
 }
@@ -101,6 +106,46 @@ pub(crate) struct UpstreamEntry {
     pub config: Upstream,
     /// `tls = {..}`: how to talk TLS to the servers.
     pub tls: Option<crate::snapshot::tls::UpstreamTlsCtx>,
+    /// `sticky_cookie`, compiled (`None`: the request path never looks at cookies).
+    pub sticky: Option<sticky::Sticky>,
+}
+
+impl UpstreamEntry {
+    /// The member the request's `sticky_cookie` pins it to (the cookie verified), if the
+    /// upstream has one. One branch when it has none.
+    #[inline]
+    pub fn pinned(&self, headers: &http::HeaderMap) -> Option<usize> {
+        self.sticky.as_ref()?.member(headers)
+    }
+
+    /// Take the pinned member if it can serve: not `down`, healthy, not failed by passive
+    /// health, below `max_conns`, and enabled (a draining or disabled server gets no
+    /// pinned clients: they are re-picked and re-pinned).
+    pub fn pick_pinned(&self, pinned: Option<usize>) -> Option<portico_balance::Picked> {
+        let index = pinned?;
+        let member = self.pool.members().get(index)?;
+        if member.state.admin_state() != portico_balance::AdminState::Enabled {
+            return None;
+        }
+        self.pool.pick_member(index)
+    }
+
+    /// After member `index` answered: a `Set-Cookie` pinning the client to it, unless the
+    /// request's cookie already named it.
+    pub fn pin(
+        &self,
+        pinned: Option<usize>,
+        index: usize,
+        https: bool,
+        headers: &mut http::HeaderMap,
+    ) {
+        if let Some(sticky) = &self.sticky
+            && pinned != Some(index)
+            && let Some(value) = sticky.set_cookie(index, https)
+        {
+            headers.append(http::header::SET_COOKIE, value.clone());
+        }
+    }
 }
 
 impl Snapshot {
@@ -126,6 +171,10 @@ impl Snapshot {
     ) -> Result<Snapshot, ProxyError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut upstream_index = HashMap::new();
+        let secret = match &config.server.secret_file {
+            Some(path) => Some(sticky::read_secret(path)?),
+            None => None,
+        };
         for (name, upstream) in &config.upstreams {
             let pool = Pool::new(upstream, registry);
             let resolved = pool
@@ -144,6 +193,15 @@ impl Snapshot {
                 )?),
                 None => None,
             };
+            let sticky = match &upstream.sticky_cookie {
+                Some(cookie) => Some(sticky::Sticky::build(
+                    cookie,
+                    name,
+                    pool.members().iter().map(|m| &*m.id.addr),
+                    secret.clone(),
+                )?),
+                None => None,
+            };
             upstream_index.insert(name.as_str(), upstreams.len());
             upstreams.push(UpstreamEntry {
                 pool,
@@ -151,6 +209,7 @@ impl Snapshot {
                 fallbacks,
                 config: upstream.clone(),
                 tls,
+                sticky,
             });
         }
 
@@ -195,9 +254,18 @@ impl Snapshot {
                     https_port: site.listen[0].port(),
                 }
             });
+            let mut routes = RouteTable::new(routes);
+            let mut tables = crate::policy::SiteTables::default();
+            routes.set_policies(
+                site.routes
+                    .iter()
+                    .map(|r| crate::policy::RoutePolicy::compile(&r.policy, &mut tables))
+                    .collect(),
+            );
             sites.push(CompiledSite {
-                routes: RouteTable::new(routes),
+                routes,
                 tls,
+                error_pages: error_pages::ErrorPages::compile(&site.error_pages),
             });
             for addr in &site.listen {
                 let l = listener_at(&mut listeners, *addr);

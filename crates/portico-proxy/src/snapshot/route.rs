@@ -17,6 +17,8 @@ use portico_config::{
 };
 use regex::Regex;
 
+use crate::policy::RoutePolicy;
+
 /// What a matched route does.
 #[derive(Debug)]
 pub(crate) enum RouteAction {
@@ -183,6 +185,9 @@ pub(crate) struct RouteTable {
     regexes: Vec<(Regex, usize)>,
     /// Longest first; file order among equal lengths.
     prefixes: Vec<(String, usize)>,
+    /// The traffic policy of each route (same order as `actions`; empty when no route of
+    /// the site has one).
+    policies: Vec<Option<Box<RoutePolicy>>>,
 }
 
 impl RouteTable {
@@ -193,6 +198,7 @@ impl RouteTable {
             exact: HashMap::new(),
             regexes: Vec::new(),
             prefixes: Vec::new(),
+            policies: Vec::new(),
         };
         for (i, (matcher, action)) in routes.into_iter().enumerate() {
             table.actions.push(action);
@@ -208,22 +214,44 @@ impl RouteTable {
         table
     }
 
-    /// The route for `path` (the URI path, not decoded) and the matched prefix, if any.
+    /// Give the routes (file order) their traffic policies.
+    pub fn set_policies(&mut self, policies: Vec<Option<Box<RoutePolicy>>>) {
+        self.policies = if policies.iter().any(Option::is_some) {
+            policies
+        } else {
+            Vec::new()
+        };
+    }
+
+    /// The route for `path` (the URI path, not decoded), if any.
     pub fn select(&self, path: &str) -> Option<&RouteAction> {
+        self.select_index(path).and_then(|i| self.actions.get(i))
+    }
+
+    /// The route for `path` and its traffic policy, if it has one.
+    pub fn select_with_policy(&self, path: &str) -> (Option<&RouteAction>, Option<&RoutePolicy>) {
+        let Some(i) = self.select_index(path) else {
+            return (None, None);
+        };
+        let policy = self.policies.get(i).and_then(Option::as_deref);
+        (self.actions.get(i), policy)
+    }
+
+    fn select_index(&self, path: &str) -> Option<usize> {
         if !self.exact.is_empty()
             && let Some(&i) = self.exact.get(path)
         {
-            return self.actions.get(i);
+            return Some(i);
         }
         for (re, i) in &self.regexes {
             if re.is_match(path) {
-                return self.actions.get(*i);
+                return Some(*i);
             }
         }
         self.prefixes
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .and_then(|(_, i)| self.actions.get(*i))
+            .map(|(_, i)| *i)
     }
 }
 

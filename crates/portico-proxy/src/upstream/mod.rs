@@ -48,8 +48,9 @@ use crate::snapshot::{ProxyRoute, Snapshot, UpstreamEntry};
 use crate::worker::conn::ConnCtx;
 use crate::worker::pool::{PoolConn, PoolKey};
 
-/// Most servers one request tries.
-const MAX_TRIES: usize = 16;
+/// Servers a request's failed tries are remembered for without allocating; past them (more
+/// than 16 tries, as `retries` up to 1000 allows on large upstreams) a vector takes over.
+const INLINE_TRIES: usize = 16;
 
 /// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
 ///
@@ -174,6 +175,10 @@ struct Prepared<'a> {
     entry: &'a UpstreamEntry,
     outgoing: Outgoing,
     hash: Option<Vec<u8>>,
+    /// The member the request's `sticky_cookie` names (verified), if any.
+    pinned: Option<usize>,
+    /// The client (behind trusted proxies: the one they name), for `ip_hash` and `hash`.
+    client_ip: std::net::IpAddr,
 }
 
 /// The forward phase of a request: `max_body` by its declared length, headers rewritten,
@@ -188,11 +193,16 @@ fn prepare<'a>(
     check_declared_length(req.headers(), route.max_body)?;
     let (mut parts, body) = req.into_parts();
     let hash = hash_key(entry, &parts);
+    let pinned = entry.pinned(&parts.headers);
     let upstream_name = &entry.config.name;
+    let named = ctx.take_client(&mut parts.extensions);
+    let (client_ip, real_ip) = match &named {
+        Some(c) => (c.ip, &c.header),
+        None => (ctx.peer.ip(), &ctx.real_ip),
+    };
     if http_body::Body::is_end_stream(&body) {
         // No body: Portico's own client; the head is rewritten straight into its bytes.
-        let head =
-            forward_head::request_head(&parts, route, &ctx.real_ip, ctx.https, upstream_name);
+        let head = forward_head::request_head(&parts, route, real_ip, ctx.https, upstream_name);
         return Ok(Prepared {
             entry,
             outgoing: Outgoing::Own(OwnRequest {
@@ -201,16 +211,11 @@ fn prepare<'a>(
                 idempotent: is_idempotent(&parts.method),
             }),
             hash,
+            pinned,
+            client_ip,
         });
     }
-    forward::request(
-        &mut parts,
-        route,
-        &ctx.real_ip,
-        false,
-        ctx.https,
-        upstream_name,
-    );
+    forward::request(&mut parts, route, real_ip, false, ctx.https, upstream_name);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let progress = BodyProgress::new(undeclared);
     let req_body = ReqBody::Stream {
@@ -226,6 +231,8 @@ fn prepare<'a>(
         entry,
         outgoing,
         hash,
+        pinned,
+        client_ip,
     })
 }
 
@@ -240,17 +247,27 @@ async fn send(
         entry,
         mut outgoing,
         hash,
+        pinned,
+        client_ip,
     } = prepared;
+    let mut first_pin = pinned;
     let key = PickKey {
-        client_ip: ctx.peer.ip(),
+        client_ip,
         hash: hash.as_deref(),
     };
-    let mut tried = [0usize; MAX_TRIES];
+    let mut tried = [0usize; INLINE_TRIES];
     let mut n_tried = 0;
+    let mut tried_more: Vec<usize> = Vec::new();
     let mut retries_left = entry.config.retries;
     let mut last_error = None;
     loop {
-        let picked = match entry.pool.pick(&key, &tried[..n_tried]) {
+        let sticky = entry.pick_pinned(first_pin.take());
+        let tried_now = if tried_more.is_empty() {
+            &tried[..n_tried]
+        } else {
+            tried_more.as_slice()
+        };
+        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, tried_now), Ok) {
             Ok(p) => p,
             // Nothing left to retry on: the client gets what the last try got.
             Err(_) => {
@@ -278,8 +295,9 @@ async fn send(
             }
         };
         match outcome {
-            Ok((resp, upstream_time)) => {
+            Ok((mut resp, upstream_time)) => {
                 entry.pool.report_success(index);
+                entry.pin(pinned, index, ctx.https, resp.headers_mut());
                 if let Some(log) = log.as_deref_mut() {
                     log.upstream_addr = Some(addr);
                     log.upstream_time = upstream_time;
@@ -307,13 +325,20 @@ async fn send(
                     Outgoing::Own(own) => own.idempotent,
                     Outgoing::Hyper(hyper) => hyper.request.is_some(),
                 };
-                if retries_left == 0 || n_tried >= MAX_TRIES || !(e.retry_safe() || resend) {
+                if retries_left == 0 || !(e.retry_safe() || resend) {
                     return Err(e);
                 }
                 tracing::debug!(error = %e, "retrying on another server");
                 retries_left -= 1;
-                tried[n_tried] = index;
-                n_tried += 1;
+                if n_tried < INLINE_TRIES {
+                    tried[n_tried] = index;
+                    n_tried += 1;
+                } else {
+                    if tried_more.is_empty() {
+                        tried_more.extend_from_slice(&tried);
+                    }
+                    tried_more.push(index);
+                }
                 last_error = Some(e);
             }
         }

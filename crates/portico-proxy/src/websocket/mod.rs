@@ -30,6 +30,7 @@ use crate::body::request::ReqBody;
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
+use crate::policy::limit::ConnSlot;
 use crate::snapshot::{ProxyRoute, Snapshot};
 use crate::upstream;
 use crate::upstream::forward;
@@ -44,8 +45,9 @@ pub(crate) async fn proxy(
     route: &ProxyRoute,
     req: Request<Incoming>,
     mut log: Option<Box<LogCtx>>,
+    limit: Option<Box<ConnSlot>>,
 ) -> Response<RespBody> {
-    match try_proxy(ctx, snap, route, req, &mut log).await {
+    match try_proxy(ctx, snap, route, req, &mut log, limit).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(error = %e, "websocket proxy error");
@@ -62,6 +64,7 @@ async fn try_proxy(
     route: &ProxyRoute,
     mut req: Request<Incoming>,
     log: &mut Option<Box<LogCtx>>,
+    limit: Option<Box<ConnSlot>>,
 ) -> Result<Response<RespBody>, ProxyError> {
     let entry = &snap.upstreams[route.upstream];
     let cfg = &entry.config;
@@ -70,23 +73,31 @@ async fn try_proxy(
     // Before `forward::request` rewrites it: a reload routes the upgrade again (worker::websockets).
     let from = UpgradeFrom::new(ctx.listener, ctx.sni_site.get(), &parts);
     let hash = upstream::hash_key(entry, &parts);
+    let pinned = entry.pinned(&parts.headers);
+    let mut first_pin = pinned;
+    let named = ctx.take_client(&mut parts.extensions);
+    let (client_ip, real_ip) = match &named {
+        Some(c) => (c.ip, &c.header),
+        None => (ctx.peer.ip(), &ctx.real_ip),
+    };
     forward::request(
         &mut parts,
         route,
-        &ctx.real_ip,
+        real_ip,
         true,
         ctx.https,
         &entry.config.name,
     );
     let key = PickKey {
-        client_ip: ctx.peer.ip(),
+        client_ip,
         hash: hash.as_deref(),
     };
     let mut tried = Vec::new();
     let mut retries_left = cfg.retries;
     let mut last_error = None;
     let (picked, addr, mut sender) = loop {
-        let picked = match entry.pool.pick(&key, &tried) {
+        let sticky = entry.pick_pinned(first_pin.take());
+        let picked = match sticky.map_or_else(|| entry.pool.pick(&key, &tried), Ok) {
             Ok(p) => p,
             Err(_) => {
                 return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(cfg.name.clone())));
@@ -134,6 +145,7 @@ async fn try_proxy(
         }
     };
     entry.pool.report_success(picked.index);
+    entry.pin(pinned, picked.index, ctx.https, resp.headers_mut());
     if let Some(log) = log.as_deref_mut() {
         log.upstream_addr = Some(addr);
         log.upstream_time = Some(started.elapsed());
@@ -142,6 +154,7 @@ async fn try_proxy(
         let (mut parts, body) = resp.into_parts();
         forward::response(&mut parts, route);
         let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
+        out.body_mut().set_limit(limit);
         attach_log(&mut out, log.take());
         return Ok(out);
     }
@@ -152,7 +165,8 @@ async fn try_proxy(
         log.status = 101;
     }
     let server = entry.pool.members()[picked.index].id.clone();
-    let ticket = WsTicket::new(&ctx.worker, snap, from, server);
+    let mut ticket = WsTicket::new(&ctx.worker, snap, from, server);
+    ticket.hold(limit);
     tokio::task::spawn_local(pipe::run(
         ctx.clone(),
         on_client,

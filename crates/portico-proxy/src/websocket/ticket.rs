@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use portico_balance::ServerId;
 
+use crate::policy::limit::ConnSlot;
 use crate::snapshot::Snapshot;
 use crate::worker::state::{StopWatch, Worker};
 use crate::worker::stop::{RunState, Trigger};
@@ -20,6 +21,8 @@ pub(crate) struct WsTicket {
     origin: Rc<WsOrigin>,
     id: u64,
     trigger: Rc<Trigger>,
+    /// The route's `limit_conn` count of this client, held while the WebSocket is open.
+    limit: Option<Box<ConnSlot>>,
 }
 
 impl WsTicket {
@@ -46,7 +49,13 @@ impl WsTicket {
             origin,
             id,
             trigger,
+            limit: None,
         }
+    }
+
+    /// Hold the client's `limit_conn` slot until the WebSocket ends.
+    pub fn hold(&mut self, slot: Option<Box<ConnSlot>>) {
+        self.limit = slot;
     }
 
     /// A stop watch over the worker's run state, the connection's listener and this

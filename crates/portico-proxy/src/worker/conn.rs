@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use http::HeaderValue;
 use tokio::net::TcpStream;
 
+use crate::policy::real_ip::{ClientAddr, is_trusted};
 use crate::proto::framing::HeadScan;
 use crate::worker::state::Worker;
 
@@ -36,6 +37,9 @@ pub(crate) struct ConnCtx {
     pub listener: SocketAddr,
     /// The client's IP as a header value, built once per connection.
     pub real_ip: HeaderValue,
+    /// The peer is in `[server] trusted_proxies`: its requests' `X-Forwarded-For` /
+    /// `X-Real-IP` name the client (see [`ConnCtx::client`]).
+    pub trusted: bool,
     /// The client came over TLS (a TLS listener).
     pub https: bool,
     /// On TLS: the site the handshake's SNI selects on this listener (`None`: no SNI).
@@ -66,6 +70,27 @@ impl ConnCtx {
         }
     }
 
+    /// The client of a request: the address its trusted proxy named
+    /// ([`ClientAddr`] in the request's extensions, set by the request path), else the peer.
+    pub fn client<'a>(&'a self, ext: &'a http::Extensions) -> (IpAddr, &'a HeaderValue) {
+        if self.trusted
+            && let Some(c) = ext.get::<ClientAddr>()
+        {
+            return (c.ip, &c.header);
+        }
+        (self.peer.ip(), &self.real_ip)
+    }
+
+    /// The [`ClientAddr`] a trusted proxy named for a request, taken out of its extensions
+    /// (`None` for every request of an untrusted peer, at the cost of one branch).
+    pub fn take_client(&self, ext: &mut http::Extensions) -> Option<ClientAddr> {
+        if self.trusted {
+            ext.remove::<ClientAddr>()
+        } else {
+            None
+        }
+    }
+
     /// Keep `timer` for the connection's next request.
     pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
         *self.head_timer.borrow_mut() = Some(timer);
@@ -78,11 +103,16 @@ impl ConnCtx {
         let now = Instant::now();
         let real_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let trusted = {
+            let nets = &worker.snapshot().server.trusted_proxies;
+            !nets.is_empty() && is_trusted(nets, peer.ip())
+        };
         ConnCtx {
             worker,
             peer,
             listener,
             real_ip,
+            trusted,
             https,
             sni_site: Cell::new(None),
             accepted: now,

@@ -4,7 +4,7 @@
 //! per-connection context ([`conn`]), the upstream keep-alive pool ([`pool`]) and the
 //! registry of live WebSockets ([`websockets`]).
 //!
-//! May import: the floors below (`snapshot`, `proto`, the ground floor). The event loop
+//! May import: the floors below (`snapshot`, `policy`, `proto`, the ground floor). The event loop
 //! that drives a worker is not here: it belongs to the server (`server::worker_loop`).
 
 pub(crate) mod conn;
