@@ -8,6 +8,11 @@
 //! `SO_REUSEPORT` must be able to bind it ([`ensure_free`]). A port of 0 asks the kernel for a
 //! free port: the first socket gets one and the others of the group bind to it.
 //!
+//! After a binary upgrade the new process adopts the old one's sockets instead of binding
+//! ([`crate::inherit`]): same sockets, so nothing is refused while both processes run; the
+//! group is made as large as this process's worker count (new sockets join it with
+//! `SO_REUSEPORT`), or inherited sockets past that count are closed.
+//!
 //! Data in: the configured address and how many workers; out: `std` listeners (non-blocking,
 //! backlog 4096) that each worker hands to its own runtime.
 
@@ -23,6 +28,9 @@ pub const BACKLOG: i32 = 4096;
 /// socket listens there. Returns the sockets and the address they are bound to (the real
 /// port when `addr` has port 0).
 pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    if let Some(group) = crate::inherit::take(addr) {
+        return adopt(group, count);
+    }
     if addr.port() != 0 {
         ensure_free(addr)?;
     }
@@ -34,6 +42,30 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<(Vec<TcpListener
         sockets.push(bind_one(bound)?);
     }
     Ok((sockets, bound))
+}
+
+/// An inherited group as `count` sockets: extra ones bound beside them (`SO_REUSEPORT`), or
+/// those past `count` closed (connections queued on them when the old process closes its
+/// copies are reset: keep `threads` unchanged across an upgrade to avoid that).
+fn adopt(group: crate::inherit::Group, count: usize) -> io::Result<(Vec<TcpListener>, SocketAddr)> {
+    let count = count.max(1);
+    let mut sockets = group.sockets;
+    if sockets.len() > count {
+        tracing::warn!(
+            listen = %group.bound,
+            inherited = sockets.len(),
+            workers = count,
+            "fewer workers than inherited sockets: closing the extra ones"
+        );
+        sockets.truncate(count);
+    }
+    while sockets.len() < count {
+        sockets.push(bind_one(group.bound)?);
+    }
+    for s in &sockets {
+        s.set_nonblocking(true)?;
+    }
+    Ok((sockets, group.bound))
 }
 
 /// Fail with `AddrInUse` when some socket already listens on `addr` (another process, or

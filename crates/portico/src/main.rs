@@ -9,7 +9,9 @@ mod cli;
 mod demo;
 mod echo;
 mod exit;
+mod fds;
 mod ha;
+mod handover;
 mod import;
 mod logging;
 mod manual;
@@ -18,6 +20,7 @@ mod plane;
 mod reload;
 mod run;
 mod signals;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -29,11 +32,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => {
+            // Before any thread starts: descriptors handed over by a binary upgrade.
+            let handover = handover::Handover::take_from_env();
             allocator::start_housekeeping();
-            run::run(&cli::config_path(config))
+            run::run(&cli::config_path(config), handover)
         }
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
+        Command::Upgrade { config } => upgrade::request(&cli::config_path(config)),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Import(args) => import::import(args),
