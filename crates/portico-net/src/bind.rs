@@ -101,3 +101,47 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     }
     Ok(socket)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::inherit::{self, Group};
+    use std::io::ErrorKind;
+    use std::time::{Duration, Instant};
+
+    /// A group handed over (as after an upgrade) is adopted where binding is refused, sized
+    /// to the worker count, and is the same socket: a connection made before the old copies
+    /// close is accepted through the adopted ones after.
+    #[test]
+    fn an_inherited_group_is_adopted_instead_of_bound() {
+        let (old, bound) = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let refused = bind_group(bound, 2).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::AddrInUse);
+        let copies = old.iter().map(|s| s.try_clone().unwrap()).collect();
+        inherit::provide(vec![Group {
+            configured: bound,
+            bound,
+            sockets: copies,
+        }]);
+        let (adopted, at) = bind_group(bound, 3).unwrap();
+        assert_eq!(at, bound);
+        assert_eq!(
+            adopted.len(),
+            3,
+            "one socket bound beside the two inherited"
+        );
+        // Queued before the old process's copies close, accepted after.
+        let client = std::net::TcpStream::connect(bound).unwrap();
+        drop(old);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let accepted = loop {
+            if let Some(peer) = adopted.iter().find_map(|l| l.accept().ok()) {
+                break peer.1;
+            }
+            assert!(Instant::now() < deadline, "no adopted socket accepted");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(accepted, client.local_addr().unwrap());
+    }
+}

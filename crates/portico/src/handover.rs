@@ -43,7 +43,7 @@ impl Handover {
     /// `main`, before any thread starts or any file is opened.
     pub fn take_from_env() -> Handover {
         let mut handover = Handover::default();
-        if let Some(fd) = std::env::var(UPGRADE_FD_ENV).ok() {
+        if let Ok(fd) = std::env::var(UPGRADE_FD_ENV) {
             match fd
                 .trim()
                 .parse()
