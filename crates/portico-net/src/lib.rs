@@ -4,6 +4,8 @@
 //!
 //! - [`bind`]: listener sockets (`SO_REUSEPORT` groups, one socket per worker, refused when
 //!   another process already listens on the address).
+//! - [`inherit`]: listening sockets handed over by the previous process of a binary upgrade
+//!   (adopted by `bind` instead of binding anew) and the variable that names them.
 //! - [`workers`]: the `[server] threads` worker threads, each a single-threaded tokio runtime,
 //!   that both planes run on.
 //! - [`gate`]: the accept gate, one connection count for the process behind
@@ -14,13 +16,14 @@
 //! - [`access_log`]: the access-log writer (one thread per target for the whole process).
 //! - [`Plumbing`]: one of each of the above, built from `[server]` and handed to both planes.
 //!
-//! Floors: `plumbing` sits on top and imports the others; the others import nothing of this
-//! crate. This crate imports only `portico-config` of Portico's crates: the planes import it,
+//! Floors: `plumbing` sits on top and imports the others; `bind` imports `inherit`; the
+//! others import nothing of this crate. This crate imports only `portico-config` of Portico's crates: the planes import it,
 //! never the other way round.
 
 pub mod access_log;
 pub mod bind;
 pub mod gate;
+pub mod inherit;
 mod plumbing;
 pub mod resolve;
 pub mod run_state;

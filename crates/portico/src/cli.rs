@@ -30,6 +30,12 @@ pub enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Replace the running binary without dropping connections: the running instance starts
+    /// the binary now at its path on the same listening sockets, then drains (as SIGUSR2).
+    Upgrade {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Self-contained tour: two echo backends and the proxy on 127.0.0.1.
     Demo {
         /// Where the demo proxy listens.

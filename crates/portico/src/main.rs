@@ -10,7 +10,9 @@ mod demo;
 mod echo;
 mod exit;
 mod fdlimit;
+mod fds;
 mod ha;
+mod handover;
 mod import;
 mod logging;
 mod manual;
@@ -20,6 +22,7 @@ mod reload;
 mod run;
 mod signals;
 mod statefile;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -31,11 +34,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => {
+            // Before any thread starts: descriptors handed over by a binary upgrade.
+            let handover = handover::Handover::take_from_env();
             allocator::start_housekeeping();
-            run::run(&cli::config_path(config))
+            run::run(&cli::config_path(config), handover)
         }
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
+        Command::Upgrade { config } => upgrade::request(&cli::config_path(config)),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Import(args) => import::import(args),

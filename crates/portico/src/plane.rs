@@ -172,6 +172,14 @@ impl DataPlane {
             .collect()
     }
 
+    /// `(configured, bound)` address of every listener, sites first, then streams (what a
+    /// binary upgrade hands over).
+    pub fn listeners(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let mut all = self.http.bound_addrs();
+        all.extend(self.streams.bound_addrs());
+        all
+    }
+
     /// Bound addresses of every listener, sites first, then streams.
     pub fn all_addrs(&self) -> Vec<SocketAddr> {
         let mut all = self.site_addrs();

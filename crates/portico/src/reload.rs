@@ -97,13 +97,26 @@ impl Status {
 
     /// Read the status file of `state_dir` (`None`: absent or unreadable).
     pub fn read(state_dir: &Path) -> Option<Status> {
-        let text = std::fs::read_to_string(state_dir.join(STATUS_FILE)).ok()?;
-        Status::parse(&text)
+        Status::read_file(&state_dir.join(STATUS_FILE))
     }
 
     /// Write it atomically and privately ([`crate::statefile`]).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        crate::statefile::write(state_dir, STATUS_FILE, self.render().as_bytes())
+        self.write_file(&state_dir.join(STATUS_FILE))
+    }
+
+    /// Read a status file at `path` (also `upgrade.status`, see `crate::upgrade`).
+    pub fn read_file(path: &Path) -> Option<Status> {
+        Status::parse(&std::fs::read_to_string(path).ok()?)
+    }
+
+    /// Write a status file at `path` atomically and privately ([`crate::statefile`]).
+    pub fn write_file(&self, path: &Path) -> std::io::Result<()> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "status".into(), |n| n.to_string_lossy().into_owned());
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        crate::statefile::write(dir, &name, self.render().as_bytes())
     }
 }
 
@@ -228,23 +241,7 @@ fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
 pub fn request(path: &Path) -> Result<(), Failure> {
     let config = check::load(path)?;
     let state_dir = &config.server.state_dir;
-    let pid_path = state_dir.join("portico.pid");
-    let pid: u32 = std::fs::read_to_string(&pid_path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no running instance: cannot read a pid from {}",
-                pid_path.display()
-            )
-        })?;
-    if !is_portico(pid) {
-        return Err(anyhow::anyhow!(
-            "no running instance: process {pid} (from {}) is not portico",
-            pid_path.display()
-        )
-        .into());
-    }
+    let pid = running_pid(state_dir)?;
     let before = Status::read(state_dir);
     if let Some(s) = &before
         && !same_file(&s.config, path)
@@ -255,7 +252,7 @@ pub fn request(path: &Path) -> Result<(), Failure> {
         );
     }
     let before = before.map_or(0, |s| s.generation);
-    send_hup(pid)?;
+    send_signal(pid, "HUP")?;
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         if let Some(s) = Status::read(state_dir)
@@ -283,6 +280,26 @@ pub fn request(path: &Path) -> Result<(), Failure> {
     .into())
 }
 
+/// The running instance's pid, from `state_dir/portico.pid`, checked to be portico's.
+pub fn running_pid(state_dir: &Path) -> anyhow::Result<u32> {
+    let pid_path = state_dir.join("portico.pid");
+    let pid: u32 = std::fs::read_to_string(&pid_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no running instance: cannot read a pid from {}",
+                pid_path.display()
+            )
+        })?;
+    anyhow::ensure!(
+        is_portico(pid),
+        "no running instance: process {pid} (from {}) is not portico",
+        pid_path.display()
+    );
+    Ok(pid)
+}
+
 /// Whether `pid` runs the portico binary (a stale pid file may name another process).
 fn is_portico(pid: u32) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
@@ -302,12 +319,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn send_hup(pid: u32) -> anyhow::Result<()> {
+/// Send SIG`name` (e.g. "HUP") to `pid` through kill(1).
+pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
     let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
+        .args([format!("-{name}"), pid.to_string()])
         .status()
-        .context("cannot run kill(1) to send SIGHUP")?;
-    anyhow::ensure!(status.success(), "cannot send SIGHUP to process {pid}");
+        .with_context(|| format!("cannot run kill(1) to send SIG{name}"))?;
+    anyhow::ensure!(status.success(), "cannot send SIG{name} to process {pid}");
     Ok(())
 }
 

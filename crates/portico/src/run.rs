@@ -1,6 +1,8 @@
 //! `portico run` (and the serving loop `portico demo` reuses): load the config, start the
 //! data plane and VRRP, then follow signals until a stop: SIGHUP reloads, SIGUSR1 reopens
-//! the access log files (log rotation), SIGTERM/SIGINT stop.
+//! the access log files (log rotation), SIGUSR2 hands over to a new binary and drains
+//! (`crate::upgrade`), SIGTERM/SIGINT stop. The pid file is written once serving and
+//! removed at exit only while it still names this process.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,16 +13,35 @@ use portico_balance::{HealthChecks, Pool, Registry};
 use portico_config::Config;
 
 use crate::exit::Failure;
+use crate::handover::Handover;
 use crate::plane::DataPlane;
 use crate::reload::Running;
 use crate::signals::{Event, Signals};
 use crate::{check, ha, logging};
 
-/// `portico run -c FILE`.
-pub fn run(path: &Path) -> Result<(), Failure> {
-    let config = check::load(path)?;
-    logging::init();
-    serve(config, |_| {})
+/// `portico run -c FILE` (`handover`: what an upgrading old process handed over, if any).
+pub fn run(path: &Path, mut handover: Handover) -> Result<(), Failure> {
+    let result = check::load(path).and_then(|config| {
+        logging::init();
+        if handover.is_upgrade() {
+            tracing::info!("started by a binary upgrade: adopting the old process's listeners");
+        }
+        handover.provide()?;
+        serve(config, |_| handover.ready())
+    });
+    if let Err(failure) = &result {
+        // Started by an upgrade and not serving: the old process says why and serves on.
+        handover.fail(failure);
+    }
+    result
+}
+
+/// How the control loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Stopped,
+    /// A new binary serves on the same sockets: this process drained.
+    HandedOver,
 }
 
 /// `portico reload [-c FILE]`: validate FILE, SIGHUP the running instance, wait for its
@@ -37,7 +58,6 @@ pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failu
     let registry = Registry::default();
     let server = DataPlane::start(&config, &registry)?;
     let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
-    write_pid_file(&config).context("cannot write the pid file")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -47,8 +67,10 @@ pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failu
     server.stop_now();
     server.wait();
     health.stop();
-    remove_pid_file(&config);
-    outcome.map_err(Failure::Runtime)
+    if outcome.as_ref().ok() != Some(&Ended::HandedOver) {
+        remove_pid_file(&config);
+    }
+    outcome.map(|_| ()).map_err(Failure::Runtime)
 }
 
 /// The control loop: VRRP and signals, while workers serve on their own threads.
@@ -58,9 +80,10 @@ async fn control(
     server: &DataPlane,
     health: &HealthChecks,
     ready: impl FnOnce(&DataPlane),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let mut signals = Signals::new()?;
     let ha = ha::start(config, track_env(config, registry, server)).await?;
+    write_pid_file(config).context("cannot write the pid file")?;
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
         plane: server,
@@ -74,7 +97,8 @@ async fn control(
     ready(server);
     let notify = crate::notify::Notifier::from_env();
     notify.ready(&format!("serving {}", config.source.display()));
-    let _watchdog = notify.spawn_watchdog().map(AbortOnDrop);
+    let mut watchdog = notify.spawn_watchdog().map(AbortOnDrop);
+    let mut ended = Ended::Stopped;
     // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
     // (they share one writer per target).
     let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -89,6 +113,14 @@ async fn control(
                     running.apply();
                     notify.ready(&reload_status(&running));
                 }
+                Event::Upgrade => {
+                    if crate::upgrade::hand_over(&running.config, server, &notify).await {
+                        ended = Ended::HandedOver;
+                        // Not the main process any more: the new one keeps the watchdog.
+                        watchdog = None;
+                        break;
+                    }
+                }
             },
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
@@ -96,15 +128,22 @@ async fn control(
             }
         }
     }
-    notify.stopping();
-    tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
+    drop(watchdog);
+    if ended == Ended::Stopped {
+        notify.stopping();
+        tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
+    } else {
+        tracing::info!(
+            "upgraded: draining, finishing requests in flight (a stop signal stops at once)"
+        );
+    }
     server.shutdown();
     ha.shutdown().await;
     tokio::select! {
         _ = server.closed() => {}
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
-    Ok(())
+    Ok(ended)
 }
 
 /// What VRRP's tracks look at: every bound listener, sites and streams (a stream-only node's
@@ -151,6 +190,8 @@ fn pid_file(config: &Config) -> std::path::PathBuf {
     config.server.state_dir.join("portico.pid")
 }
 
+/// Write the pid file atomically (temporary file + rename): after an upgrade it names the
+/// new process, never a half-written number.
 fn write_pid_file(config: &Config) -> anyhow::Result<()> {
     let dir = &config.server.state_dir;
     let path = pid_file(config);
@@ -162,9 +203,16 @@ fn write_pid_file(config: &Config) -> anyhow::Result<()> {
     .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Remove the pid file and the reload status, if the pid file still names this process (a
+/// new binary that failed to start must not remove the old one's).
 fn remove_pid_file(config: &Config) {
-    let _ = std::fs::remove_file(pid_file(config));
-    crate::reload::remove_status(&config.server.state_dir);
+    let path = pid_file(config);
+    let ours =
+        std::fs::read_to_string(&path).is_ok_and(|s| s.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(path);
+        crate::reload::remove_status(&config.server.state_dir);
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Unix signals: SIGTERM/SIGINT stop (a second one stops at once), SIGHUP reload.
+//! Unix signals: SIGTERM/SIGINT stop (a second one stops at once), SIGHUP reload, SIGUSR2
+//! binary upgrade.
 
 use anyhow::Context as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -8,6 +9,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 pub enum Event {
     Stop,
     Reload,
+    Upgrade,
 }
 
 /// The signals Portico listens to, registered once.
@@ -15,6 +17,7 @@ pub struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr2: Signal,
 }
 
 impl Signals {
@@ -24,6 +27,7 @@ impl Signals {
             term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
             hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            usr2: signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?,
         })
     }
 
@@ -33,10 +37,11 @@ impl Signals {
             _ = self.term.recv() => Event::Stop,
             _ = self.int.recv() => Event::Stop,
             _ = self.hup.recv() => Event::Reload,
+            _ = self.usr2.recv() => Event::Upgrade,
         }
     }
 
-    /// Wait for the next stop signal, ignoring reloads.
+    /// Wait for the next stop signal, ignoring reloads and upgrades.
     pub async fn next_stop(&mut self) {
         while self.next().await != Event::Stop {}
     }
