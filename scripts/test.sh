@@ -8,7 +8,8 @@
 #                                        # PORTICO_PEERS=tests/peers cargo test ...)
 #
 # Installs, when missing: Debian packages (nodejs npm python3-venv curl iproute2 keepalived
-# nginx haproxy wrk tcpdump jq openssl ca-certificates pebble util-linux slowhttptest), node
+# nginx haproxy wrk tcpdump jq openssl ca-certificates pebble util-linux slowhttptest systemd
+# (for systemd-analyze)), node
 # modules in tests/peers (`npm ci`, from package-lock.json), and a Python venv at .peers/venv with
 # tests/peers/requirements.txt. Exports PORTICO_PEERS and PORTICO_VENV for the tests.
 # Under CI=true, a peer that cannot be installed is an error (tests would fail anyway).
@@ -64,7 +65,7 @@ APT_WANT=(
   "nodejs:node" "npm:npm" "python3-venv:venv" "curl:curl" "iproute2:ip"
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
-  "slowhttptest:slowhttptest"
+  "slowhttptest:slowhttptest" "systemd:systemd-analyze"
 )
 have() { # have CHECK
   case $1 in

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 
 /// One binary for L7/L4 load balancing, WebSockets, TLS/ACME and VRRP failover.
 #[derive(Debug, Parser)]
@@ -45,8 +45,55 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
     },
+    /// Convert an nginx or keepalived configuration into a Portico one, then check it. What
+    /// is not carried over is listed on stderr as FILE:LINE: kind: `directive`: why.
+    Import(ImportArgs),
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `portico man | man -l -`.
+    Man,
     /// Print the version.
     Version,
+}
+
+/// `portico import` (see `import.rs`).
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The kind of configuration FILE is.
+    #[arg(value_enum)]
+    pub kind: ImportKind,
+    /// The configuration to convert (nginx: the main file; includes are followed).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write the Portico configuration here (default: stdout).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// nginx: give certbot/getssl sites `tls = "acme"` (Portico obtains and renews their
+    /// certificates) with this ACME account contact.
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// nginx: the prefix relative `root` and log paths resolve against (`nginx -p`;
+    /// default: the parent of FILE's folder, as in PREFIX/conf/nginx.conf).
+    #[arg(long, value_name = "DIR")]
+    pub nginx_prefix: Option<PathBuf>,
+}
+
+/// What `portico import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportKind {
+    Nginx,
+    Keepalived,
+}
+
+/// The clap definition, for completions and the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The config file to use: `-c FILE`, else `$PORTICO_CONFIG`, else `./portico.toml`.

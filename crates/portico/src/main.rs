@@ -1,6 +1,7 @@
 //! The `portico` binary: command line, wiring and signals. The work happens in the library
 //! crates: `portico-config` (file -> typed config), `portico-proxy` (data plane),
-//! `portico-balance` (pools), `portico-vrrp` (failover), `portico-testkit` (echo backend).
+//! `portico-balance` (pools), `portico-vrrp` (failover), `portico-testkit` (echo backend),
+//! `portico-import` (nginx / keepalived configurations -> Portico's).
 
 mod allocator;
 mod check;
@@ -9,7 +10,10 @@ mod demo;
 mod echo;
 mod exit;
 mod ha;
+mod import;
 mod logging;
+mod manual;
+mod notify;
 mod plane;
 mod reload;
 mod run;
@@ -32,6 +36,9 @@ fn main() -> ExitCode {
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
+        Command::Import(args) => import::import(args),
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Man => manual::man(),
         Command::Version => {
             println!("portico {}", env!("CARGO_PKG_VERSION"));
             Ok(())

@@ -59,11 +59,7 @@ async fn control(
     ready: impl FnOnce(&DataPlane),
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
-    let env = ha::TrackEnv {
-        listener_addrs: server.site_addrs(),
-        upstream_usable: upstream_usable(config, registry),
-    };
-    let ha = ha::start(config, env).await?;
+    let ha = ha::start(config, track_env(config, registry, server)).await?;
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
         plane: server,
@@ -75,6 +71,9 @@ async fn control(
     };
     running.publish_start();
     ready(server);
+    let notify = crate::notify::Notifier::from_env();
+    notify.ready(&format!("serving {}", config.source.display()));
+    let _watchdog = notify.spawn_watchdog().map(AbortOnDrop);
     // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
     // (they share one writer per target).
     let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -84,7 +83,11 @@ async fn control(
             event = signals.next() => match event {
                 Event::Stop => break,
                 // Blocking (name resolution, binds) on the control thread; workers keep serving.
-                Event::Reload => running.apply(),
+                Event::Reload => {
+                    notify.reloading();
+                    running.apply();
+                    notify.ready(&reload_status(&running));
+                }
             },
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
@@ -92,6 +95,7 @@ async fn control(
             }
         }
     }
+    notify.stopping();
     tracing::info!("stopping: finishing requests in flight (a second signal stops at once)");
     server.shutdown();
     ha.shutdown().await;
@@ -100,6 +104,31 @@ async fn control(
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
     Ok(())
+}
+
+/// What VRRP's tracks look at: every bound listener, sites and streams (a stream-only node's
+/// `listeners` track must be able to fail too), and the upstreams' live health.
+fn track_env(config: &Config, registry: &Registry, server: &DataPlane) -> ha::TrackEnv {
+    ha::TrackEnv {
+        listener_addrs: server.site_addrs(),
+        stream_addrs: server.stream_addrs(),
+        upstream_usable: upstream_usable(config, registry),
+    }
+}
+
+/// The `STATUS=` line after a reload: the outcome it published.
+fn reload_status(running: &Running<'_>) -> String {
+    crate::reload::Status::read(&running.state_dir)
+        .map_or_else(|| "reload done".to_string(), |s| s.text)
+}
+
+/// Stops the watchdog task with the control loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME is usable. The pools
@@ -131,4 +160,33 @@ fn write_pid_file(config: &Config) -> anyhow::Result<()> {
 fn remove_pid_file(config: &Config) {
     let _ = std::fs::remove_file(pid_file(config));
     crate::reload::remove_status(&config.server.state_dir);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// On a node with streams only, the `listeners` track probes the stream listeners (it
+    /// probed site listeners only: nothing, so it could never fail).
+    #[test]
+    fn the_listeners_track_covers_stream_listeners() {
+        let dir = std::env::temp_dir().join(format!("portico-track-{}", std::process::id()));
+        let text = "[server]\naccess_log = \"off\"\nthreads = 1\n[admin]\nlisten = \"off\"\n\
+                    [upstreams.app]\nservers = [\"127.0.0.1:9\"]\n\
+                    [[streams]]\nlisten = [\"127.0.0.1:0\"]\nupstream = \"app\"\n";
+        let config = Arc::new(portico_config::parse(text, &dir.join("p.toml")).unwrap());
+        let registry = Registry::default();
+        let plane = DataPlane::start(&config, &registry).unwrap();
+        let stream = plane.all_addrs();
+        let env = track_env(&config, &registry, &plane);
+        assert_eq!(stream.len(), 1, "{stream:?}");
+        assert_eq!(env.stream_addrs, stream);
+        assert!(env.listener_addrs.is_empty(), "{:?}", env.listener_addrs);
+        // The check passes while the stream listens and fails once it is gone.
+        assert!(portico_vrrp::track::is_listening(stream[0]));
+        plane.stop_now();
+        plane.wait();
+        assert!(!portico_vrrp::track::is_listening(stream[0]));
+    }
 }
