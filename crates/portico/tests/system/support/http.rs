@@ -56,6 +56,13 @@ impl Conn {
         self.read_response(false)
     }
 
+    /// Send a raw request head (must end with `\r\n\r\n`) and `body`, then read the answer.
+    pub fn request_raw(&mut self, head: &str, body: &[u8]) -> IoResult<Resp> {
+        self.writer.write_all(head.as_bytes())?;
+        self.writer.write_all(body)?;
+        self.read_response(head.starts_with("HEAD "))
+    }
+
     /// A second handle on the socket for writing (e.g. streaming a body from a thread
     /// while this one reads the response).
     pub fn writer(&self) -> IoResult<TcpStream> {

@@ -4,17 +4,14 @@
 //! it builds a release binary) the Debian package unpacked into a temporary root and
 //! installed with `dpkg -i` in a throwaway overlay root.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::net::{free_port, is_listening, local};
-use support::peers::skip_or_fail;
-use support::process::{ChildGuard, portico, run_bounded};
-use support::{TempDir, repo_root};
+use crate::support::net::{free_port, is_listening, local};
+use crate::support::process::{ChildGuard, portico, run_bounded};
+use crate::support::{TempDir, repo_root};
 
 const T20: Duration = Duration::from_secs(20);
 
@@ -181,15 +178,8 @@ fn sd_notify_abstract_socket() {
 /// test build; any warning fails. `scripts/test.sh` installs systemd under CI.
 #[test]
 fn unit_file_passes_systemd_analyze_verify() {
-    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-    else {
-        return skip_or_fail(
-            "service",
-            "systemd-analyze is not installed (Debian package systemd)",
-        );
+    let Some(analyze) = portico_testkit::require_peer("systemd-analyze") else {
+        return;
     };
     let dir = TempDir::new("unit");
     let unit = std::fs::read_to_string(repo_root().join("dist/portico.service")).expect("unit");
@@ -204,7 +194,7 @@ fn unit_file_passes_systemd_analyze_verify() {
     ] {
         assert!(unit.contains(want), "dist/portico.service lacks {want:?}");
     }
-    let bin = support::portico_bin();
+    let bin = crate::support::portico_bin();
     let local_unit = dir.write(
         "portico.service",
         unit.replace("/usr/bin/portico", bin.to_str().expect("utf-8")),
@@ -298,7 +288,7 @@ fn completions_and_man_page_generate() {
 }
 
 /// The Debian package: built by `scripts/deb.sh` (a release build: several minutes, hence
-/// ignored by default; run `cargo test -p portico --test service -- --ignored`, or set
+/// ignored by default; run `cargo test -p portico --test system service:: -- --ignored`, or set
 /// PORTICO_DEB to a built .deb). Checks its control data, unpacks it with `dpkg --unpack`
 /// into an empty dpkg root (the package is then registered there, half-installed), and runs
 /// the unpacked binary's `check` on the unpacked default configuration; then installs it for

@@ -11,9 +11,7 @@
 //! the temp folder, nginx Plus parameters (`slow_start=`, `sticky`) go, and nginx runs one
 //! worker (each nginx worker keeps its own round-robin position; one worker makes the
 //! sequence of chosen backends comparable). nginx runs in the foreground (`daemon off`) with
-//! `-p TEMP` and is stopped by its PID. Under `CI=true` a missing nginx fails the test.
-
-mod support;
+//! `-p TEMP` and is stopped by its PID. Under CI a missing nginx fails the test.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read as _, Write as _};
@@ -22,13 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::http::Conn;
+use crate::support::net::{free_port, local, wait_closed};
+use crate::support::process::{ChildGuard, portico, run_bounded};
+use crate::support::{TempDir, report};
 use portico_testkit::echo::EchoServer;
 use regex::{Captures, Regex};
-use support::http::Conn;
-use support::net::{free_port, local, wait_closed};
-use support::peers::skip_or_fail;
-use support::process::{ChildGuard, portico, run_bounded};
-use support::{TempDir, report};
 
 const TEST: &str = "import";
 const T20: Duration = Duration::from_secs(20);
@@ -37,13 +34,6 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../portico-import/tests/data")
         .join(name)
-}
-
-fn nginx_bin() -> Option<PathBuf> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
 }
 
 /// How a request's answers are compared.
@@ -406,8 +396,8 @@ fn wait_listening(child: &mut ChildGuard, addrs: &[SocketAddr]) {
 /// Run `file` under nginx, then its conversion under Portico, and compare the answers.
 /// `requests` name the original listen port of each request.
 fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req)]) {
-    let Some(nginx) = nginx_bin() else {
-        return skip_or_fail(TEST, "nginx is not installed");
+    let Some(nginx) = portico_testkit::require_peer("nginx") else {
+        return;
     };
     let p = prepare(file, extra_files);
     let reqs: Vec<(u16, Req)> = requests

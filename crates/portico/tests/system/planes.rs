@@ -2,17 +2,15 @@
 //! streams share one `max_connections` count ("over all listeners") and one pool of
 //! `threads` worker threads.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::net::{free_port, local};
-use support::process::start_portico;
-use support::{TempDir, eventually};
+use crate::support::net::{free_port, local};
+use crate::support::process::start_portico;
+use crate::support::{TempDir, eventually};
 
 const T10: Duration = Duration::from_secs(10);
 
