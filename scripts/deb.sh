@@ -9,7 +9,7 @@
 # crates/portico/Cargo.toml (binary, dist/portico.service, /etc/portico/portico.toml as a
 # conffile, postinst creating the `portico` system user and /var/lib/portico). cargo-deb is
 # installed from crates.io when missing. Check the result with
-#   PORTICO_DEB=target/debian/portico_*.deb cargo test -p portico --test service -- --ignored
+#   PORTICO_DEB=target/debian/portico_*.deb cargo test -p portico --test system service:: -- --ignored
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"

@@ -220,10 +220,18 @@ fuzz_all() {
     echo "cargo install cargo-fuzz"
     cargo install --locked --quiet cargo-fuzz || { missing_peer "cannot install cargo-fuzz"; return 0; }
   fi
-  local t secs=${FUZZ_SECONDS:-10}
+  local t targets secs=${FUZZ_SECONDS:-10}
   mkdir -p fuzz/corpus/config_parse
   cp examples/*.toml fuzz/corpus/config_parse/
-  for t in config_parse vrrp_decode proxy_protocol ws_frame framing; do
+  # Every target of fuzz/Cargo.toml (a new one is fuzzed without editing this script), all
+  # built by one cargo run (shared dependencies, links in parallel); `fuzz run` then finds
+  # each binary fresh (same flags) and only runs it.
+  targets=$(cd fuzz && cargo +nightly fuzz list) || return 1
+  [ -n "$targets" ] || { echo "error: no fuzz targets" >&2; return 1; }
+  echo "fuzz: building $(echo $targets)"
+  (cd fuzz && cargo +nightly fuzz build >../.peers/fuzz-build.log 2>&1) ||
+    { tail -30 .peers/fuzz-build.log >&2; return 1; }
+  for t in $targets; do
     echo "fuzz $t for ${secs}s"
     (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
       >"../.peers/fuzz-$t.log" 2>&1) || { tail -30 ".peers/fuzz-$t.log" >&2; return 1; }

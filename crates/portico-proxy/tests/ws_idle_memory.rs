@@ -13,6 +13,9 @@
 //! One test in this binary: the measure is the whole process.
 #![allow(clippy::unwrap_used)]
 
+// Shared with the `it` binary, which uses all of it; this one only starts a proxy.
+#[allow(dead_code)]
+#[path = "it/reload_support.rs"]
 mod reload_support;
 
 use std::io::{Read, Write};
@@ -48,8 +51,10 @@ fn rss() -> isize {
 /// open-files limit is lower.
 const N_MAX: usize = 1000;
 /// Process memory per idle plain WebSocket in this (debug) test build: measured 3.3-3.4 KiB
-/// with the fix, 5.0-5.2 KiB with the stale waker (November 2026, 1,000 WebSockets).
-const BUDGET: isize = 4096;
+/// with the fix, 5.0-5.2 KiB with the stale waker (November 2026, 1,000 WebSockets). The
+/// budget sits halfway (4.25 KiB), so either side has ~0.8 KiB of margin for allocator and
+/// build-profile noise.
+const BUDGET: isize = 4352;
 const T: Duration = Duration::from_secs(10);
 
 /// A WebSocket backend that answers every upgrade with 101 and then keeps the connection

@@ -1,5 +1,6 @@
-//! A parsed HTTP/1.1 response, as the raw-socket test clients read it (status, headers in
-//! order, body bytes), so tests see exactly what went over the wire.
+//! The one HTTP response type of the tests: a parsed HTTP/1.1 response, as the raw-socket
+//! test clients read it (status, headers in order, body bytes), so tests see exactly what
+//! went over the wire.
 
 /// A parsed response.
 #[derive(Debug, Clone)]
@@ -21,5 +22,10 @@ impl Resp {
     /// The body as text (lossy UTF-8).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The first line of the body (e.g. the echo backend's server name).
+    pub fn first_line(&self) -> String {
+        self.text().lines().next().unwrap_or("").to_string()
     }
 }

@@ -4,7 +4,11 @@
 //! - [`certs`]: a test CA and leaf certificates (rcgen), shared by the TLS tests.
 //! - [`echo`]: the HTTP + WebSocket echo backend behind `portico echo` and `portico demo`.
 //! - [`http`]: a parsed HTTP/1.1 response ([`http::Resp`]) for raw-socket test clients.
-//! - [`pebble`]: the shared part of the pebble (ACME test CA) harnesses.
+//! - [`pebble`]: the pebble (ACME test CA) harness, [`pebble::Pebble`].
+//! - [`peers`]: the one rule for missing third-party peers, [`require_peer`]: a failure
+//!   under CI (`CI=true` or `CI=1`), a visible skip elsewhere.
+//! - [`process`]: the one process helper: spawn with logs, wait ready, stop by PID
+//!   (SIGTERM, then SIGKILL), bounded runs.
 //! - [`proxy`]: start the real proxy in-process on `127.0.0.1:0` from TOML text.
 //! - [`eventually`]: poll-until-true assertions with a deadline (no sleeps in tests).
 
@@ -13,4 +17,8 @@ pub mod echo;
 pub mod eventually;
 pub mod http;
 pub mod pebble;
+pub mod peers;
+pub mod process;
 pub mod proxy;
+
+pub use peers::{is_ci, report, require, require_peer, require_peers, skip_or_fail};

@@ -142,7 +142,7 @@ impl Pipe {
             // `readable()`: the slot still holds the waker of the task that used the socket
             // before the upgrade (hyper's connection task), and a waker keeps that task's
             // memory (7 KiB for a client connection) alive until it is replaced
-            // (tests/ws_idle_memory.rs fails with `readable()` here).
+            // (crates/portico-proxy/tests/ws_idle_memory.rs fails with `readable()` here).
             let step = tokio::select! {
                 r = poll_fn(|cx| self.client.poll_read_ready(cx)), if read_c => r.map(|_| Step::Read(Way::C2S)),
                 r = poll_fn(|cx| self.server.poll_read_ready(cx)), if read_s => r.map(|_| Step::Read(Way::S2C)),

@@ -1,0 +1,24 @@
+//! System tests of the real `portico` binary next to real third-party peers (pebble, node
+//! `ws`/`wscat`, Python `websockets`/kosoku, curl, slowhttptest, nginx, systemd-analyze), one
+//! module per scenario.
+//! Shared helpers in [`support`]. Run one scenario with
+//! `cargo test -p portico --test system seed000`.
+
+mod access_log;
+mod autobahn;
+mod cli;
+mod examples_check;
+mod import;
+mod planes;
+mod reload;
+mod reload_streams;
+mod seed000;
+mod seed001;
+mod seed002;
+mod seed003;
+mod service;
+mod slowloris;
+mod stream_seed003;
+mod support;
+mod tls;
+mod ws_ping;
