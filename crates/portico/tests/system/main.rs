@@ -5,11 +5,13 @@
 //! `cargo test -p portico --test system seed000`.
 
 mod access_log;
+mod attacks;
 mod autobahn;
 mod cli;
 mod examples_check;
 mod import;
 mod planes;
+mod policy_system;
 mod reload;
 mod reload_streams;
 mod seed000;
@@ -21,4 +23,5 @@ mod slowloris;
 mod stream_seed003;
 mod support;
 mod tls;
+mod upgrade;
 mod ws_ping;

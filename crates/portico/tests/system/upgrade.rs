@@ -7,7 +7,7 @@
 //! (`MAINPID=` on a test `NOTIFY_SOCKET`) name the new process. A broken binary (exits 1, or
 //! not executable) and a broken config leave the old process serving and say why.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! with the request line it received, so the tests see what the server behind would see.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use portico_testkit::proxy::TestProxy;

@@ -10,7 +10,7 @@
 //! log names the limit and warns that it is below what `max_connections` needs.
 //! Bounded: at most 200 idle clients, each probe 3 s.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

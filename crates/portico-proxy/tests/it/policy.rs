@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::io::BufReader;
 use std::net::{IpAddr, SocketAddr, TcpStream};

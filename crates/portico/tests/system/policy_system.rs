@@ -6,7 +6,7 @@
 //! tampered cookie is ignored (balanced as usual and re-set); a cookie naming a server that
 //! died is re-picked and re-set.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::TempDir;
-use support::http::{Conn, Response};
+use support::http::{Conn, Resp as Response};
 use support::net::{free_port, local};
 use support::process::{ChildGuard, start_portico, start_portico_echo};
 
