@@ -2,6 +2,7 @@
 //! crates: `portico-config` (file -> typed config), `portico-proxy` (data plane),
 //! `portico-balance` (pools), `portico-vrrp` (failover), `portico-testkit` (echo backend).
 
+mod admin;
 mod allocator;
 mod check;
 mod cli;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
+        Command::Status { config, json } => admin::status(&cli::config_path(config), json),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Version => {

@@ -3,6 +3,7 @@
 //! the access log files (log rotation), SIGTERM/SIGINT stop.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::{check, ha, logging};
 pub fn run(path: &Path) -> Result<(), Failure> {
     let config = check::load(path)?;
     logging::init();
-    serve(config, |_| {})
+    serve(config, |_, _| {})
 }
 
 /// `portico reload [-c FILE]`: validate FILE, SIGHUP the running instance, wait for its
@@ -29,13 +30,17 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
     crate::reload::request(path)
 }
 
-/// Start everything `config` asks for, call `ready` with the running server, then serve until
-/// SIGTERM/SIGINT (graceful; a second one stops at once).
-pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failure> {
+/// Start everything `config` asks for, call `ready` with the running server and the admin
+/// API's address, then serve until SIGTERM/SIGINT (graceful; a second one stops at once).
+pub fn serve(
+    config: Config,
+    ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
+) -> Result<(), Failure> {
     let config = Arc::new(config);
     let registry = Registry::default();
     let server = DataPlane::start(&config, &registry)?;
-    let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
+    let health =
+        Arc::new(HealthChecks::start(&config, &registry).context("cannot start health checks")?);
     write_pid_file(&config).context("cannot write the pid file")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -45,7 +50,10 @@ pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failu
     // Whatever happened, the data plane must stop before the process exits.
     server.stop_now();
     server.wait();
-    health.stop();
+    // The admin API (the only other holder) has stopped with the control loop.
+    if let Ok(health) = Arc::try_unwrap(health) {
+        health.stop();
+    }
     remove_pid_file(&config);
     outcome.map_err(Failure::Runtime)
 }
@@ -55,8 +63,8 @@ async fn control(
     config: &Arc<Config>,
     registry: &Registry,
     server: &DataPlane,
-    health: &HealthChecks,
-    ready: impl FnOnce(&DataPlane),
+    health: &Arc<HealthChecks>,
+    ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
     let env = ha::TrackEnv {
@@ -64,6 +72,14 @@ async fn control(
         upstream_usable: upstream_usable(config, registry),
     };
     let ha = ha::start(config, env).await?;
+    let (admin, mut api_reloads) =
+        match crate::admin::start(config, registry, health, server, ha.watchers()) {
+            Ok(a) => a,
+            Err(e) => {
+                ha.shutdown().await;
+                return Err(e);
+            }
+        };
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
         plane: server,
@@ -74,7 +90,7 @@ async fn control(
         generation: 0,
     };
     running.publish_start();
-    ready(server);
+    ready(server, admin.addr());
     // SIGUSR1: reopen the access log files (log rotation), for sites and streams at once
     // (they share one writer per target).
     let mut reopen = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -84,8 +100,11 @@ async fn control(
             event = signals.next() => match event {
                 Event::Stop => break,
                 // Blocking (name resolution, binds) on the control thread; workers keep serving.
-                Event::Reload => running.apply(),
+                Event::Reload => {
+                    admin.reload(&mut running, server);
+                }
             },
+            request = api_reloads.next() => request.answer(admin.reload(&mut running, server)),
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
                 portico_proxy::access_log::reopen_all();
@@ -99,6 +118,7 @@ async fn control(
         _ = server.closed() => {}
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
+    admin.stop();
     Ok(())
 }
 

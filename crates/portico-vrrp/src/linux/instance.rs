@@ -53,6 +53,11 @@ impl InstanceHandle {
         self.tracks.borrow().clone()
     }
 
+    /// A receiver that sees every change of the tracked checks' verdicts.
+    pub fn watch_tracks(&self) -> watch::Receiver<Vec<TrackState>> {
+        self.tracks.clone()
+    }
+
     /// A receiver that sees every status change.
     pub fn watch(&self) -> watch::Receiver<Status> {
         self.status.clone()
