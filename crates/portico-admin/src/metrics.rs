@@ -11,7 +11,9 @@ use std::fmt;
 use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -51,11 +53,11 @@ impl fmt::Debug for Scrape {
     }
 }
 
-fn gauges(
+fn gauges<N: EncodeGaugeValue + Copy>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    rows: &[(Labels, f64)],
+    rows: &[(Labels, N)],
 ) -> fmt::Result {
     if rows.is_empty() {
         return Ok(());
@@ -67,11 +69,11 @@ fn gauges(
     Ok(())
 }
 
-fn counters(
+fn counters<N: EncodeCounterValue + Copy>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
-    rows: &[(Labels, f64)],
+    rows: &[(Labels, N)],
 ) -> fmt::Result {
     if rows.is_empty() {
         return Ok(());
@@ -83,7 +85,7 @@ fn counters(
     Ok(())
 }
 
-fn one(v: f64) -> Vec<(Labels, f64)> {
+fn one<N>(v: N) -> Vec<(Labels, N)> {
     vec![(Vec::new(), v)]
 }
 
@@ -113,16 +115,16 @@ fn build_info(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
         enc,
         "portico_config_generation",
         "Reload attempts since start (0 = the start-up config).",
-        &one(admin.generation() as f64),
+        &one(admin.generation()),
     )
 }
 
 fn reloads(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
     let (counts, last_good) = admin.reload_counts();
-    let rows: Vec<(Labels, f64)> = ["applied", "invalid", "failed"]
+    let rows: Vec<(Labels, u64)> = ["applied", "invalid", "failed"]
         .iter()
         .zip(counts)
-        .map(|(r, n)| (vec![("result", (*r).to_string())], n as f64))
+        .map(|(r, n)| (vec![("result", (*r).to_string())], n))
         .collect();
     counters(
         enc,
@@ -157,25 +159,25 @@ fn servers(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
             for s in SERVER_STATES {
                 let mut l = labels.clone();
                 l.push(("state", s.to_string()));
-                state.push((l, f64::from(u8::from(s == current))));
+                state.push((l, u64::from(s == current)));
             }
             let w = f64::from(row.spec.weight.max(1));
-            weight.push((labels.clone(), w));
+            weight.push((labels.clone(), row.spec.weight.max(1)));
             let permille = row.state.slow_start_permille(u.slow_start) as f64;
             effective.push((labels.clone(), w * permille / 1000.0));
-            active.push((labels.clone(), f64::from(row.state.active())));
-            picks.push((labels.clone(), row.state.picks() as f64));
-            passive.push((labels.clone(), row.state.fails() as f64));
+            active.push((labels.clone(), row.state.active()));
+            picks.push((labels.clone(), row.state.picks()));
+            passive.push((labels.clone(), row.state.fails()));
             if let Some(c) = checks
                 .iter()
                 .find(|c| *c.id.upstream == *u.name && *c.id.addr == *row.addr)
             {
-                healthy.push((labels.clone(), f64::from(u8::from(c.healthy))));
+                healthy.push((labels.clone(), u64::from(c.healthy)));
                 let ok = c.probes.saturating_sub(c.failed_probes);
                 for (result, n) in [("success", ok), ("failure", c.failed_probes)] {
                     let mut l = labels.clone();
                     l.push(("result", result.to_string()));
-                    probes.push((l, n as f64));
+                    probes.push((l, n));
                 }
             }
         }
@@ -264,8 +266,8 @@ fn certificates(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
         "portico_acme_orders",
         "ACME orders by result (success, failure) since start.",
         &[
-            (vec![("result", "success".to_string())], ok as f64),
-            (vec![("result", "failure".to_string())], failed as f64),
+            (vec![("result", "success".to_string())], ok),
+            (vec![("result", "failure".to_string())], failed),
         ],
     )
 }
@@ -281,11 +283,11 @@ fn vrrp(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
         for s in VRRP_STATES {
             let mut l = labels.clone();
             l.push(("state", s.to_string()));
-            state.push((l, f64::from(u8::from(s == v.state))));
+            state.push((l, u64::from(s == v.state)));
         }
-        effective.push((labels.clone(), f64::from(v.effective_priority)));
-        base.push((labels.clone(), f64::from(v.base_priority)));
-        transitions.push((labels, v.transitions as f64));
+        effective.push((labels.clone(), u64::from(v.effective_priority)));
+        base.push((labels.clone(), u64::from(v.base_priority)));
+        transitions.push((labels, v.transitions));
     }
     gauges(
         enc,
@@ -315,47 +317,43 @@ fn vrrp(enc: &mut DescriptorEncoder<'_>, admin: &Admin) -> fmt::Result {
 
 fn process_figures(enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let p = process::read();
-    let opt = |v: Option<f64>| v.map(one).unwrap_or_default();
+    let opt = |v: Option<u64>| v.map(one).unwrap_or_default();
+    let optf = |v: Option<f64>| v.map(one).unwrap_or_default();
     counters(
         enc,
         "process_cpu_seconds",
         "User and system CPU time spent, in seconds.",
-        &opt(p.cpu_seconds),
+        &optf(p.cpu_seconds),
     )?;
     gauges(
         enc,
         "process_resident_memory_bytes",
         "Resident memory size in bytes.",
-        &opt(p.resident_bytes.map(|v| v as f64)),
+        &opt(p.resident_bytes),
     )?;
     gauges(
         enc,
         "process_virtual_memory_bytes",
         "Virtual memory size in bytes.",
-        &opt(p.virtual_bytes.map(|v| v as f64)),
+        &opt(p.virtual_bytes),
     )?;
     gauges(
         enc,
         "process_open_fds",
         "Open file descriptors.",
-        &opt(p.open_fds.map(|v| v as f64)),
+        &opt(p.open_fds),
     )?;
     gauges(
         enc,
         "process_max_fds",
         "Limit of open file descriptors.",
-        &opt(p.max_fds.map(|v| v as f64)),
+        &opt(p.max_fds),
     )?;
-    gauges(
-        enc,
-        "process_threads",
-        "OS threads.",
-        &opt(p.threads.map(|v| v as f64)),
-    )?;
+    gauges(enc, "process_threads", "OS threads.", &opt(p.threads))?;
     gauges(
         enc,
         "process_start_time_seconds",
         "Start time of the process, Unix time.",
-        &opt(p.start_time_unix),
+        &optf(p.start_time_unix),
     )
 }

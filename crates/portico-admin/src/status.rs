@@ -232,7 +232,10 @@ pub fn build(admin: &Admin) -> Status {
         started_unix: unix(admin.started()),
         uptime_seconds: admin.uptime().as_secs_f64(),
         config: ConfigInfo {
-            file: config.source.display().to_string(),
+            file: std::path::absolute(&config.source)
+                .unwrap_or_else(|_| config.source.clone())
+                .display()
+                .to_string(),
             generation: admin.generation(),
         },
         admin: AdminInfo {
