@@ -64,7 +64,7 @@ APT_WANT=(
   "nodejs:node" "npm:npm" "python3-venv:venv" "curl:curl" "iproute2:ip"
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
-  "slowhttptest:slowhttptest"
+  "slowhttptest:slowhttptest" "chromium:chromium"
 )
 have() { # have CHECK
   case $1 in
