@@ -9,15 +9,6 @@ use crate::gate::Scope;
 use crate::model::{Acme, AcmeChallenge, AcmeDirectory, AcmeKeyType};
 use crate::walk::{Ctx, Span, Table, list, suggest};
 
-const ACME_KEYS: &[&str] = &[
-    "email",
-    "directory",
-    "directory_ca",
-    "challenge",
-    "renew_before",
-    "key_type",
-];
-
 /// SPEC default of `renew_before`.
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
@@ -25,11 +16,11 @@ const DIRECTORY_NAMES: &[&str] = &["letsencrypt", "letsencrypt-staging"];
 
 /// `[acme]`; `None` when the section is absent or too broken to use (problems reported).
 pub(crate) fn acme(ctx: &mut Ctx<'_>, t: &Table<'_>, header: &Span) -> Option<Acme> {
-    ctx.check_keys(t, Scope::Acme, "[acme]", ACME_KEYS);
+    let t = ctx.open(t, Scope::Acme, "[acme]");
     let email = match ctx.str(t, "email") {
         Some((s, span)) => check_email(ctx, s, &span),
         None => {
-            if !t.contains_key("email") {
+            if !ctx.has(t, "email") {
                 ctx.err(
                     header,
                     "[acme] has no `email`",

@@ -1,12 +1,13 @@
 //! The "not supported yet" gate: keys of `SPEC.md` that later work implements.
 //!
-//! A gated key is accepted by the grammar (so it is never an "unknown key") but produces a
-//! diagnostic at its position. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
+//! A gated key is known (never an "unknown key", and offered as a "did you mean" hint) but
+//! produces a diagnostic at its position, whether or not a reader asks for it. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
 //! the parsers already read `tls` into the model. For the section
 //! `cluster`, enabling also needs a section parser in `lib.rs`.
 
-/// Where a key appears. Also names the key set in "unknown key" messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A kind of table: where a key appears. The keys known in a kind are those its reader asks
+/// for (see `keys.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Scope {
     Root,
     Server,

@@ -4,15 +4,19 @@
 use toml::de::DeValue;
 
 use crate::gate::Scope;
+use crate::keys::Tbl;
 use crate::model::{
     Action, HeaderRules, Matcher, ProxyAction, RedirectAction, RespondAction, Route, StaticAction,
 };
 use crate::upstream::is_token;
-use crate::walk::{Ctx, Span, Table, Value, list};
+use crate::walk::{Ctx, Span, Value, list};
 
 const MATCHERS: &[&str] = &["path", "exact", "regex"];
 const ACTIONS: &[&str] = &["proxy", "root", "redirect", "respond"];
-/// Options and the actions they belong to.
+/// Options and the actions they belong to. The reader asks for every option of every route
+/// (to say which do not apply), so each is a known key even where its action's branch is not
+/// taken; a test checks that the route keys the reader asks for are exactly these, the
+/// matchers and the actions.
 const OPTIONS: &[(&str, &[&str])] = &[
     ("websocket", &["proxy"]),
     ("read_timeout", &["proxy"]),
@@ -25,26 +29,6 @@ const OPTIONS: &[(&str, &[&str])] = &[
     ("status", &["redirect", "respond"]),
     ("content_type", &["respond"]),
 ];
-const ROUTE_KEYS: &[&str] = &[
-    "path",
-    "exact",
-    "regex",
-    "proxy",
-    "root",
-    "redirect",
-    "respond",
-    "websocket",
-    "read_timeout",
-    "max_body",
-    "strip_prefix",
-    "request_headers",
-    "response_headers",
-    "ws_ping",
-    "index",
-    "status",
-    "content_type",
-];
-const HEADER_KEYS: &[&str] = &["set", "remove"];
 /// Placeholders allowed in a redirect template.
 pub(crate) const PLACEHOLDERS: &[&str] = &["scheme", "host", "uri", "path", "query"];
 
@@ -59,24 +43,20 @@ pub(crate) fn route(
         return None;
     };
     let what = format!("route #{} of {site}", index + 1);
-    ctx.check_keys(
-        t,
-        Scope::Route,
-        &format!("[[sites.routes]] ({what})"),
-        ROUTE_KEYS,
-    );
+    let t = ctx.open(t, Scope::Route, format!("[[sites.routes]] ({what})"));
     let matcher_key = one_of(ctx, t, MATCHERS, "matchers", &v.span(), &what);
     let action_key = one_of(ctx, t, ACTIONS, "actions", &v.span(), &what);
-    // Options that belong to another action.
-    if let Some(action) = action_key {
-        for (key, owners) in OPTIONS {
-            if let (Some((k, _)), false) = (t.get_key_value(*key), owners.contains(&action)) {
-                ctx.err(
-                    &k.span(),
-                    format!("`{key}` does not apply to a `{action}` route"),
-                    Some(format!("`{key}` goes with {}", list(owners))),
-                );
-            }
+    // Options that belong to another action. Every option is asked for, whatever the action.
+    for (key, owners) in OPTIONS {
+        if let Some(span) = ctx.key_span(t, key)
+            && let Some(action) = action_key
+            && !owners.contains(&action)
+        {
+            ctx.err(
+                &span,
+                format!("`{key}` does not apply to a `{action}` route"),
+                Some(format!("`{key}` goes with {}", list(owners))),
+            );
         }
     }
     if action_key == Some("proxy")
@@ -87,17 +67,17 @@ pub(crate) fn route(
     let matcher_key = matcher_key?;
     let matcher = matcher(ctx, t, matcher_key)?;
     if matcher_key != "path"
-        && let Some((k, _)) = t.get_key_value("strip_prefix")
+        && let Some(span) = ctx.key_span(t, "strip_prefix")
     {
         ctx.err(
-            &k.span(),
+            &span,
             "`strip_prefix` needs a `path` matcher",
             Some("it removes the matched `path` prefix before proxying".into()),
         );
     }
     let action = match action_key? {
         "proxy" => {
-            let name = t.get("proxy")?.get_ref().as_str()?;
+            let name = ctx.get(t, "proxy")?.get_ref().as_str()?;
             let proxy = ProxyAction {
                 upstream: name.to_string(),
                 websocket: ctx.bool(t, "websocket", true),
@@ -109,10 +89,10 @@ pub(crate) fn route(
                 ws_ping: ctx.opt_positive_duration(t, "ws_ping"),
             };
             if !proxy.websocket
-                && let Some((k, _)) = t.get_key_value("ws_ping")
+                && let Some(span) = ctx.key_span(t, "ws_ping")
             {
                 ctx.err(
-                    &k.span(),
+                    &span,
                     "`ws_ping` needs `websocket = true` on the route",
                     Some("it pings the two sides of a proxied WebSocket".into()),
                 );
@@ -189,7 +169,7 @@ pub(crate) fn route(
             })
         }
     };
-    let matcher_span = t.get(matcher_key).map_or(v.span(), |m| m.span());
+    let matcher_span = ctx.get(t, matcher_key).map_or(v.span(), |m| m.span());
     Some((
         Route {
             index,
@@ -203,7 +183,7 @@ pub(crate) fn route(
 /// The one key of `keys` present in `t`; reports none or several.
 fn one_of(
     ctx: &mut Ctx<'_>,
-    t: &Table<'_>,
+    t: Tbl<'_, '_>,
     keys: &'static [&'static str],
     kind: &str,
     span: &Span,
@@ -211,7 +191,7 @@ fn one_of(
 ) -> Option<&'static str> {
     let mut present: Vec<(&'static str, Span)> = keys
         .iter()
-        .filter_map(|k| t.get_key_value(*k).map(|(key, _)| (*k, key.span())))
+        .filter_map(|k| ctx.key_span(t, k).map(|span| (*k, span)))
         .collect();
     present.sort_by_key(|(_, span)| span.start);
     match present.as_slice() {
@@ -238,7 +218,7 @@ fn one_of(
     }
 }
 
-fn matcher(ctx: &mut Ctx<'_>, t: &Table<'_>, key: &str) -> Option<Matcher> {
+fn matcher(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, key: &'static str) -> Option<Matcher> {
     let (s, span) = ctx.str(t, key)?;
     match key {
         "regex" => match regex::Regex::new(s) {
@@ -273,8 +253,8 @@ fn matcher(ctx: &mut Ctx<'_>, t: &Table<'_>, key: &str) -> Option<Matcher> {
     }
 }
 
-fn status(ctx: &mut Ctx<'_>, t: &Table<'_>, default: u16, allowed: &[u16], action: &str) -> u16 {
-    let Some(v) = t.get("status") else {
+fn status(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, default: u16, allowed: &[u16], action: &str) -> u16 {
+    let Some(v) = ctx.get(t, "status") else {
         return default;
     };
     let Some(n) = ctx.int_value("status", v, 100, 599) else {
@@ -293,12 +273,12 @@ fn status(ctx: &mut Ctx<'_>, t: &Table<'_>, default: u16, allowed: &[u16], actio
     n
 }
 
-fn headers(ctx: &mut Ctx<'_>, t: &Table<'_>, key: &str) -> HeaderRules {
+fn headers(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, key: &'static str) -> HeaderRules {
     let mut rules = HeaderRules::default();
     let Some((ht, _)) = ctx.table(t, key) else {
         return rules;
     };
-    ctx.check_keys(ht, Scope::Headers, &format!("`{key}`"), HEADER_KEYS);
+    let ht = ctx.open(ht, Scope::Headers, format!("`{key}`"));
     if let Some((set, _)) = ctx.table(ht, "set") {
         for (name, value) in set.iter() {
             let n: &str = name.get_ref();
@@ -378,12 +358,30 @@ mod tests {
     }
 
     #[test]
-    fn every_option_belongs_to_a_known_action_and_is_a_route_key() {
+    fn every_option_belongs_to_a_known_action() {
         for (key, owners) in OPTIONS {
-            assert!(ROUTE_KEYS.contains(key), "{key}");
+            assert!(!MATCHERS.contains(key) && !ACTIONS.contains(key), "{key}");
             assert!(owners.iter().all(|o| ACTIONS.contains(o)), "{key}");
         }
-        let counted = MATCHERS.len() + ACTIONS.len() + OPTIONS.len();
-        assert_eq!(counted, ROUTE_KEYS.len());
+    }
+
+    /// A key a route reader asks for only in its action's branch would be unknown on a route
+    /// of another action, instead of "does not apply": every key it asks for must be a
+    /// matcher, an action or an option. Asks come from a file with every kind of route.
+    #[test]
+    fn route_keys_are_the_matchers_actions_and_options() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/everything.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut ctx = crate::walk::Ctx::new(&text, std::path::Path::new(path));
+        let root = toml::de::DeTable::parse(&text).unwrap();
+        crate::walk_root(&mut ctx, root.get_ref());
+        let asked = ctx.keys.asked(Scope::Route);
+        let declared: std::collections::BTreeSet<&str> = MATCHERS
+            .iter()
+            .chain(ACTIONS)
+            .chain(OPTIONS.iter().map(|(k, _)| k))
+            .copied()
+            .collect();
+        assert_eq!(asked, declared);
     }
 }

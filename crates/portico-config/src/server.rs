@@ -7,27 +7,13 @@ use crate::gate::Scope;
 use crate::model::{AccessLogFormat, AccessLogTarget, AdminConfig, ServerConfig};
 use crate::walk::{Ctx, Table, parse_listen};
 
-const SERVER_KEYS: &[&str] = &[
-    "state_dir",
-    "access_log",
-    "access_log_format",
-    "max_connections",
-    "header_timeout",
-    "keepalive_timeout",
-    "shutdown_grace",
-    "threads",
-];
-
-const ADMIN_KEYS: &[&str] = &["listen", "token_file"];
-
 /// The default admin listener.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9900);
 
 /// `[server]`; `t` is `None` when the section is absent (all defaults).
 pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
     let empty = Table::new();
-    let t = t.unwrap_or(&empty);
-    ctx.check_keys(t, Scope::Server, "[server]", SERVER_KEYS);
+    let t = ctx.open(t.unwrap_or(&empty), Scope::Server, "[server]");
     let state_dir = ctx
         .path(t, "state_dir")
         .unwrap_or_else(|| ctx.resolve("portico-data"));
@@ -72,8 +58,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
 /// `[admin]`; `t` is `None` when the section is absent.
 pub(crate) fn admin(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> AdminConfig {
     let empty = Table::new();
-    let t = t.unwrap_or(&empty);
-    ctx.check_keys(t, Scope::Admin, "[admin]", ADMIN_KEYS);
+    let t = ctx.open(t.unwrap_or(&empty), Scope::Admin, "[admin]");
     let token_file = ctx.path(t, "token_file");
     let listen = match ctx.str(t, "listen") {
         None => Some(DEFAULT_ADMIN_LISTEN),

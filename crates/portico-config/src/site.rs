@@ -5,20 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use toml::de::DeValue;
 
 use crate::gate::Scope;
+use crate::keys::Tbl;
 use crate::model::{HostPattern, Matcher, Route, Site, SiteTls};
 use crate::route::route;
-use crate::walk::{Ctx, Span, Table, Value};
-
-const SITE_KEYS: &[&str] = &[
-    "listen",
-    "hosts",
-    "tls",
-    "http_redirect",
-    "http_listen",
-    "hsts",
-    "routes",
-];
-const TLS_KEYS: &[&str] = &["cert", "key"];
+use crate::walk::{Ctx, Span, Value};
 
 /// Where each site's pieces are, for cross-checks after the walk.
 #[derive(Debug, Default)]
@@ -36,10 +26,10 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
     };
     let what = format!("site #{}", index + 1);
     let header = v.span();
-    ctx.check_keys(t, Scope::Site, &format!("[[sites]] ({what})"), SITE_KEYS);
+    let t = ctx.open(t, Scope::Site, format!("[[sites]] ({what})"));
     let listen = match ctx.listen_list(t, "listen") {
         Some((addrs, span)) => {
-            if matches!(t.get("listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
+            if matches!(ctx.get(t, "listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
             {
                 ctx.err(
                     &span,
@@ -50,7 +40,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
             addrs
         }
         None => {
-            if !t.contains_key("listen") {
+            if !ctx.has(t, "listen") {
                 ctx.err(
                     &header,
                     format!("{what} has no `listen`"),
@@ -101,25 +91,25 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         .map(|(a, _)| a)
         .unwrap_or_else(|| vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 80)]);
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
-    if tls.is_none() && !t.contains_key("tls") {
+    if tls.is_none() && !ctx.has(t, "tls") {
         for key in ["hsts", "http_listen"] {
-            if let Some((k, _)) = t.get_key_value(key) {
+            if let Some(span) = ctx.key_span(t, key) {
                 ctx.err(
-                    &k.span(),
+                    &span,
                     format!("`{key}` needs `tls` on the site"),
                     Some("add tls = \"acme\" or tls = { cert = \"...\", key = \"...\" }".into()),
                 );
             }
         }
-        if http_redirect && let Some((k, _)) = t.get_key_value("http_redirect") {
+        if http_redirect && let Some(span) = ctx.key_span(t, "http_redirect") {
             ctx.err(
-                &k.span(),
+                &span,
                 "`http_redirect` needs `tls` on the site",
                 Some("it redirects plain HTTP to the site's https side".into()),
             );
         }
     }
-    let routes = match t.get("routes") {
+    let routes = match ctx.get(t, "routes") {
         None => {
             ctx.err(
                 &header,
@@ -179,12 +169,13 @@ fn listen_hint() -> String {
     "add listen = [\"0.0.0.0:80\"] (an IP address and a port)".into()
 }
 
-pub(crate) fn site_tls(ctx: &mut Ctx<'_>, t: &Table<'_>) -> Option<SiteTls> {
-    let v = t.get("tls")?;
+/// `tls` of a site or a stream (`t`).
+pub(crate) fn site_tls(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Option<SiteTls> {
+    let v = ctx.get(t, "tls")?;
     match v.get_ref() {
         DeValue::String(s) if s == "acme" => Some(SiteTls::Acme),
         DeValue::Table(tt) => {
-            ctx.check_keys(tt, Scope::SiteTls, "a site's `tls`", TLS_KEYS);
+            let tt = ctx.open(tt, Scope::SiteTls, "a site's `tls`");
             let cert = ctx.path(tt, "cert");
             let key = ctx.path(tt, "key");
             match (cert, key) {

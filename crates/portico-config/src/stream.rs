@@ -7,20 +7,10 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use crate::gate::Scope;
+use crate::keys::Tbl;
 use crate::model::{HostPattern, ProxyProtocolVersion, Stream};
 use crate::site::{parse_host, site_tls};
 use crate::walk::{Ctx, Span, Value};
-
-const STREAM_KEYS: &[&str] = &[
-    "listen",
-    "upstream",
-    "persistence",
-    "proxy_protocol",
-    "accept_proxy_protocol",
-    "idle_timeout",
-    "tls",
-    "sni_routes",
-];
 
 /// Default `idle_timeout`.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -43,18 +33,13 @@ pub(crate) fn stream(
     };
     let what = format!("stream #{}", index + 1);
     let header = v.span();
-    ctx.check_keys(
-        t,
-        Scope::Stream,
-        &format!("[[streams]] ({what})"),
-        STREAM_KEYS,
-    );
+    let t = ctx.open(t, Scope::Stream, format!("[[streams]] ({what})"));
     let mut spans = StreamSpans {
         listen: header.clone(),
     };
     let listen = match ctx.listen_list(t, "listen") {
         Some((addrs, span)) => {
-            if matches!(t.get("listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
+            if matches!(ctx.get(t, "listen").map(|v| v.get_ref()), Some(DeValue::Array(a)) if a.is_empty())
             {
                 ctx.err(&span, format!("{what} has an empty `listen` list"), None);
             }
@@ -62,7 +47,7 @@ pub(crate) fn stream(
             addrs
         }
         None => {
-            if !t.contains_key("listen") {
+            if !ctx.has(t, "listen") {
                 ctx.err(
                     &header,
                     format!("{what} has no `listen`"),
@@ -91,33 +76,29 @@ pub(crate) fn stream(
     let idle_timeout = ctx.positive_duration(t, "idle_timeout", DEFAULT_STREAM_IDLE_TIMEOUT);
     let tls = stream_tls(ctx, t, &what);
     let sni_routes = sni_routes(ctx, t, &what);
-    if let (Some((k, _)), Some((s, _))) = (t.get_key_value("tls"), t.get_key_value("sni_routes")) {
-        let (first, second) = if k.span().start < s.span().start {
-            (k, s)
-        } else {
-            (s, k)
-        };
+    if let (Some(k), Some(s)) = (ctx.key_span(t, "tls"), ctx.key_span(t, "sni_routes")) {
+        let (first, second) = if k.start < s.start { (k, s) } else { (s, k) };
         ctx.err(
-            &second.span(),
+            &second,
             format!("{what} has both `tls` and `sni_routes`"),
             Some(format!(
-                "`{}` terminates TLS, `{}` passes it through by SNI; keep one (first at {})",
-                k.get_ref(),
-                s.get_ref(),
-                ctx.location(first.span().start)
+                "`tls` terminates TLS, `sni_routes` passes it through by SNI; keep one (first at {})",
+                ctx.location(first.start)
             )),
         );
     }
-    match (&upstream, t.contains_key("sni_routes")) {
-        (None, false) if !t.contains_key("upstream") => ctx.err(
+    let has_sni_routes = ctx.has(t, "sni_routes");
+    let has_upstream = ctx.has(t, "upstream");
+    match (&upstream, has_sni_routes) {
+        (None, false) if !has_upstream => ctx.err(
             &header,
             format!("{what} has no `upstream`"),
             Some("add upstream = \"NAME\" naming an [upstreams.NAME]".into()),
         ),
         (Some(_), true) => {
-            if let Some((k, _)) = t.get_key_value("upstream") {
+            if let Some(span) = ctx.key_span(t, "upstream") {
                 ctx.err(
-                    &k.span(),
+                    &span,
                     format!("{what} has both `upstream` and `sni_routes`"),
                     Some(
                         "with `sni_routes`, route the default with \"*\" = \"UPSTREAM\" instead"
@@ -198,14 +179,10 @@ fn table_at<'t, 'i>(
 /// `tls` on a stream: certificate files only. ACME issues a certificate for names, and a
 /// stream has no `hosts` to take them from, so `tls = "acme"` is refused here (a deviation
 /// from SPEC's "as for sites", documented in docs/configuration.md).
-fn stream_tls(
-    ctx: &mut Ctx<'_>,
-    t: &crate::walk::Table<'_>,
-    what: &str,
-) -> Option<crate::model::SiteTls> {
+fn stream_tls(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, what: &str) -> Option<crate::model::SiteTls> {
     let tls = site_tls(ctx, t)?;
     if tls == crate::model::SiteTls::Acme {
-        if let Some(v) = t.get("tls") {
+        if let Some(v) = ctx.get(t, "tls") {
             ctx.err(
                 &v.span(),
                 format!("{what} has tls = \"acme\", but ACME on streams needs names (a stream has no `hosts`)"),
@@ -222,11 +199,7 @@ fn stream_tls(
 }
 
 /// `sni_routes = { "a.example.com" = "UPSTREAM", "*" = "UPSTREAM" }`.
-fn sni_routes(
-    ctx: &mut Ctx<'_>,
-    t: &crate::walk::Table<'_>,
-    what: &str,
-) -> Vec<(HostPattern, String)> {
+fn sni_routes(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, what: &str) -> Vec<(HostPattern, String)> {
     let Some((routes, span)) = ctx.table(t, "sni_routes") else {
         return Vec::new();
     };

@@ -7,46 +7,11 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use crate::gate::Scope;
+use crate::keys::Tbl;
 use crate::model::{
     Balance, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream, UpstreamTls,
 };
 use crate::walk::{Ctx, Span, Table, Value};
-
-const UPSTREAM_KEYS: &[&str] = &[
-    "servers",
-    "balance",
-    "hash_key",
-    "sticky_cookie",
-    "connect_timeout",
-    "read_timeout",
-    "send_timeout",
-    "keepalive",
-    "max_fails",
-    "fail_timeout",
-    "retries",
-    "slow_start",
-    "tls",
-    "health",
-];
-const SERVER_KEYS: &[&str] = &["addr", "weight", "backup", "down", "max_conns"];
-const TLS_KEYS: &[&str] = &[
-    "server_name",
-    "verify",
-    "ca_file",
-    "client_cert",
-    "client_key",
-];
-const HEALTH_KEYS: &[&str] = &[
-    "type",
-    "path",
-    "host",
-    "interval",
-    "timeout",
-    "rise",
-    "fall",
-    "expect_status",
-    "expect_body",
-];
 
 /// One upstream; `span` is where its table starts (for "missing key" messages).
 pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Table<'_>) -> Upstream {
@@ -67,7 +32,7 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
             ),
         );
     }
-    ctx.check_keys(t, Scope::Upstream, &what, UPSTREAM_KEYS);
+    let t = ctx.open(t, Scope::Upstream, what.as_str());
     let servers = servers(ctx, t, &what, name_span);
     let balance = ctx.choice(
         t,
@@ -127,8 +92,8 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
     }
 }
 
-fn servers(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str, name_span: &Span) -> Vec<ServerSpec> {
-    let Some(v) = t.get("servers") else {
+fn servers(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, what: &str, name_span: &Span) -> Vec<ServerSpec> {
+    let Some(v) = ctx.get(t, "servers") else {
         ctx.err(
             name_span,
             format!("{what} has no `servers`"),
@@ -167,17 +132,27 @@ fn servers(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str, name_span: &Span) -> Ve
 }
 
 fn server_entry(ctx: &mut Ctx<'_>, item: &Value<'_>, what: &str) -> Option<ServerSpec> {
-    let (addr_text, addr_span, table) = match item.get_ref() {
-        DeValue::String(s) => (s.to_string(), item.span(), None),
+    let mut spec = ServerSpec {
+        addr: ServerAddr {
+            host: String::new(),
+            port: 0,
+        },
+        weight: 1,
+        backup: false,
+        down: false,
+        max_conns: 0,
+    };
+    let (addr_text, addr_span) = match item.get_ref() {
+        DeValue::String(s) => (s.to_string(), item.span()),
         DeValue::Table(st) => {
-            ctx.check_keys(
-                st,
-                Scope::ServerEntry,
-                &format!("a server of {what}"),
-                SERVER_KEYS,
-            );
+            let st = ctx.open(st, Scope::ServerEntry, format!("a server of {what}"));
+            // Every key is asked for before a missing or bad `addr` ends the entry.
+            spec.weight = ctx.int(st, "weight", 1, 1, 1_000_000) as u32;
+            spec.backup = ctx.bool(st, "backup", false);
+            spec.down = ctx.bool(st, "down", false);
+            spec.max_conns = ctx.int(st, "max_conns", 0, 0, i64::from(u32::MAX)) as u32;
             let Some((s, span)) = ctx.str(st, "addr") else {
-                if !st.contains_key("addr") {
+                if !ctx.has(st, "addr") {
                     ctx.err(
                         &item.span(),
                         "server entry has no `addr`",
@@ -186,7 +161,7 @@ fn server_entry(ctx: &mut Ctx<'_>, item: &Value<'_>, what: &str) -> Option<Serve
                 }
                 return None;
             };
-            (s.to_string(), span, Some(st))
+            (s.to_string(), span)
         }
         _ => {
             ctx.wrong_type(
@@ -198,8 +173,8 @@ fn server_entry(ctx: &mut Ctx<'_>, item: &Value<'_>, what: &str) -> Option<Serve
             return None;
         }
     };
-    let addr = match parse_server_addr(&addr_text) {
-        Ok(a) => a,
+    match parse_server_addr(&addr_text) {
+        Ok(a) => spec.addr = a,
         Err((msg, hint)) => {
             ctx.err(
                 &addr_span,
@@ -208,19 +183,6 @@ fn server_entry(ctx: &mut Ctx<'_>, item: &Value<'_>, what: &str) -> Option<Serve
             );
             return None;
         }
-    };
-    let mut spec = ServerSpec {
-        addr,
-        weight: 1,
-        backup: false,
-        down: false,
-        max_conns: 0,
-    };
-    if let Some(st) = table {
-        spec.weight = ctx.int(st, "weight", 1, 1, 1_000_000) as u32;
-        spec.backup = ctx.bool(st, "backup", false);
-        spec.down = ctx.bool(st, "down", false);
-        spec.max_conns = ctx.int(st, "max_conns", 0, 0, i64::from(u32::MAX)) as u32;
     }
     Some(spec)
 }
@@ -297,12 +259,7 @@ pub(crate) fn is_token(s: &str) -> bool {
 }
 
 fn upstream_tls(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> UpstreamTls {
-    ctx.check_keys(
-        t,
-        Scope::UpstreamTls,
-        &format!("the `tls` of {what}"),
-        TLS_KEYS,
-    );
+    let t = ctx.open(t, Scope::UpstreamTls, format!("the `tls` of {what}"));
     let tls = UpstreamTls {
         server_name: ctx.str(t, "server_name").map(|(s, _)| s.to_string()),
         verify: ctx.bool(t, "verify", true),
@@ -316,7 +273,7 @@ fn upstream_tls(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> UpstreamTls {
         } else {
             "client_key"
         };
-        if let Some(v) = t.get(key) {
+        if let Some(v) = ctx.get(t, key) {
             ctx.err(
                 &v.span(),
                 "`client_cert` and `client_key` go together",
@@ -328,12 +285,7 @@ fn upstream_tls(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> UpstreamTls {
 }
 
 fn health(ctx: &mut Ctx<'_>, t: &Table<'_>, what: &str) -> HealthCheck {
-    ctx.check_keys(
-        t,
-        Scope::Health,
-        &format!("the `health` of {what}"),
-        HEALTH_KEYS,
-    );
+    let t = ctx.open(t, Scope::Health, format!("the `health` of {what}"));
     let kind = ctx.choice(
         t,
         "type",

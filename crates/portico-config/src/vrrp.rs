@@ -6,25 +6,10 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use crate::gate::Scope;
+use crate::keys::Tbl;
 use crate::model::{IpPrefix, VrrpInstance, VrrpTrack, VrrpTrackKind, VrrpVersion};
-use crate::walk::{Ctx, Span, Table, Value, list};
+use crate::walk::{Ctx, Span, Value, list};
 
-const VRRP_KEYS: &[&str] = &[
-    "name",
-    "interface",
-    "vrid",
-    "priority",
-    "advert_interval",
-    "virtual_ips",
-    "version",
-    "auth_pass",
-    "preempt",
-    "preempt_delay",
-    "unicast_peers",
-    "track",
-    "notify",
-];
-const TRACK_KEYS: &[&str] = &["listeners", "upstream", "script", "interval", "weight"];
 const TRACK_KINDS: &[&str] = &["listeners", "upstream", "script"];
 
 /// Where an instance's pieces are, for cross-checks after the walk.
@@ -45,7 +30,7 @@ pub(crate) fn instance(
     };
     let header = v.span();
     let what = format!("vrrp instance #{}", index + 1);
-    ctx.check_keys(t, Scope::Vrrp, &format!("[[vrrp]] ({what})"), VRRP_KEYS);
+    let t = ctx.open(t, Scope::Vrrp, format!("[[vrrp]] ({what})"));
     let mut spans = VrrpSpans {
         name: header.clone(),
         vrid: header.clone(),
@@ -57,7 +42,7 @@ pub(crate) fn instance(
     });
     let interface =
         required_str(ctx, t, "interface", &header, &what, "interface = \"eth0\"").map(|(s, _)| s);
-    let vrid = match t.get("vrid") {
+    let vrid = match ctx.get(t, "vrid") {
         None => {
             ctx.err(
                 &header,
@@ -72,7 +57,7 @@ pub(crate) fn instance(
         }
     };
     let priority = ctx.int(t, "priority", 100, 1, 255) as u8;
-    let version = match t.get("version") {
+    let version = match ctx.get(t, "version") {
         None => VrrpVersion::V3,
         Some(vv) => match vv.get_ref() {
             DeValue::Integer(i) if i.as_str() == "2" && i.radix() == 10 => VrrpVersion::V2,
@@ -111,7 +96,7 @@ pub(crate) fn instance(
         }
     });
     let unicast_peers = unicast_peers(ctx, t, &virtual_ips);
-    let track = match t.get("track") {
+    let track = match ctx.get(t, "track") {
         None => Vec::new(),
         Some(tv) => match tv.get_ref() {
             DeValue::Array(items) => items.iter().filter_map(|item| track(ctx, item)).collect(),
@@ -126,6 +111,9 @@ pub(crate) fn instance(
             }
         },
     };
+    let preempt = ctx.bool(t, "preempt", true);
+    let preempt_delay = ctx.duration(t, "preempt_delay", Duration::ZERO);
+    let notify = ctx.path(t, "notify");
     let inst = VrrpInstance {
         name: name?,
         interface: interface?,
@@ -135,24 +123,24 @@ pub(crate) fn instance(
         virtual_ips,
         version,
         auth_pass,
-        preempt: ctx.bool(t, "preempt", true),
-        preempt_delay: ctx.duration(t, "preempt_delay", Duration::ZERO),
+        preempt,
+        preempt_delay,
         unicast_peers,
         track,
-        notify: ctx.path(t, "notify"),
+        notify,
     };
     Some((inst, spans))
 }
 
 fn required_str(
     ctx: &mut Ctx<'_>,
-    t: &Table<'_>,
-    key: &str,
+    t: Tbl<'_, '_>,
+    key: &'static str,
     header: &Span,
     what: &str,
     example: &str,
 ) -> Option<(String, Span)> {
-    if !t.contains_key(key) {
+    if !ctx.has(t, key) {
         ctx.err(
             header,
             format!("{what} has no `{key}`"),
@@ -172,7 +160,7 @@ fn required_str(
     Some((s.to_string(), span))
 }
 
-fn advert_interval(ctx: &mut Ctx<'_>, t: &Table<'_>, version: VrrpVersion) -> Duration {
+fn advert_interval(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, version: VrrpVersion) -> Duration {
     let default = Duration::from_secs(1);
     let Some((d, span)) = ctx.opt_duration(t, "advert_interval") else {
         return default;
@@ -201,13 +189,13 @@ fn advert_interval(ctx: &mut Ctx<'_>, t: &Table<'_>, version: VrrpVersion) -> Du
 
 fn virtual_ips(
     ctx: &mut Ctx<'_>,
-    t: &Table<'_>,
+    t: Tbl<'_, '_>,
     header: &Span,
     what: &str,
     version: VrrpVersion,
 ) -> Vec<IpPrefix> {
     let Some((items, span)) = ctx.str_list(t, "virtual_ips") else {
-        if !t.contains_key("virtual_ips") {
+        if !ctx.has(t, "virtual_ips") {
             ctx.err(
                 header,
                 format!("{what} has no `virtual_ips`"),
@@ -277,7 +265,7 @@ pub(crate) fn parse_prefix(s: &str) -> Result<IpPrefix, String> {
     Ok(IpPrefix { addr, prefix_len })
 }
 
-fn unicast_peers(ctx: &mut Ctx<'_>, t: &Table<'_>, vips: &[IpPrefix]) -> Vec<IpAddr> {
+fn unicast_peers(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, vips: &[IpPrefix]) -> Vec<IpAddr> {
     let Some((items, _)) = ctx.str_list(t, "unicast_peers") else {
         return Vec::new();
     };
@@ -317,12 +305,15 @@ fn track(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<VrrpTrack> {
         );
         return None;
     };
-    ctx.check_keys(t, Scope::Track, "a `track` entry", TRACK_KEYS);
+    let t = ctx.open(t, Scope::Track, "a `track` entry");
+    // Every key is asked for before a wrong number of kinds ends the entry.
     let present: Vec<&str> = TRACK_KINDS
         .iter()
         .copied()
-        .filter(|k| t.contains_key(*k))
+        .filter(|k| ctx.has(t, k))
         .collect();
+    let weight = ctx.int(t, "weight", 0, -253, 253) as i32;
+    let interval_key = ctx.key_span(t, "interval");
     if present.len() != 1 {
         let msg = if present.is_empty() {
             "a `track` entry needs one of".to_string()
@@ -338,20 +329,15 @@ fn track(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<VrrpTrack> {
         );
         return None;
     }
-    let weight = ctx.int(t, "weight", 0, -253, 253) as i32;
-    if let Some((k, _)) = t.get_key_value("interval")
+    if let Some(span) = interval_key
         && present[0] != "script"
     {
-        ctx.err(
-            &k.span(),
-            "`interval` applies only to a `script` track",
-            None,
-        );
+        ctx.err(&span, "`interval` applies only to a `script` track", None);
     }
     let kind = match present[0] {
         "listeners" => {
             if !ctx.bool(t, "listeners", true)
-                && let Some(v) = t.get("listeners")
+                && let Some(v) = ctx.get(t, "listeners")
             {
                 ctx.err(
                     &v.span(),
@@ -370,7 +356,7 @@ fn track(ctx: &mut Ctx<'_>, item: &Value<'_>) -> Option<VrrpTrack> {
             let path = ctx.path(t, "script")?;
             let interval = ctx.duration(t, "interval", Duration::from_secs(2));
             if interval.is_zero()
-                && let Some(v) = t.get("interval")
+                && let Some(v) = ctx.get(t, "interval")
             {
                 ctx.err(
                     &v.span(),

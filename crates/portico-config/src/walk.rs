@@ -1,8 +1,10 @@
 //! Walking the spanned TOML tree: the [`Ctx`] collects diagnostics and offers typed getters
-//! that report a wrong type, an unknown key or a bad value at its exact position.
+//! that report a wrong type or a bad value at its exact position.
 //!
 //! Getters never stop at the first problem: they record it and return a default (or `None`) so
-//! that the walk goes on and every problem of the file is reported at once.
+//! that the walk goes on and every problem of the file is reported at once. Every getter also
+//! records the key it asks for (see `keys.rs`): the keys nobody asked for are the unknown ones,
+//! reported by [`Ctx::report_keys`] after the walk.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -13,7 +15,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::{Diagnostic, LineIndex};
-use crate::gate::{Scope, gated};
+use crate::gate::Scope;
+use crate::keys::{KeyLog, Stray, Tbl};
 use crate::units::{parse_duration, parse_size};
 
 pub(crate) type Span = Range<usize>;
@@ -29,6 +32,8 @@ pub(crate) struct Ctx<'s> {
     pub diags: Vec<Diagnostic>,
     /// Every `proxy = "NAME"` and `track = [{ upstream = "NAME" }]`, checked after the walk.
     pub upstream_refs: Vec<(String, Span)>,
+    /// The keys the readers asked for, and the tables they opened.
+    pub keys: KeyLog,
 }
 
 impl<'s> Ctx<'s> {
@@ -44,6 +49,7 @@ impl<'s> Ctx<'s> {
             lines: LineIndex::new(src),
             diags: Vec::new(),
             upstream_refs: Vec::new(),
+            keys: KeyLog::default(),
         }
     }
 
@@ -74,30 +80,53 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    /// Reports unknown keys (with the closest known one) and gated keys of `table`.
-    pub(crate) fn check_keys(
+    /// Starts reading `table` as a table of kind `scope`; `what` names it in "unknown key"
+    /// messages. Its keys that no reader of that kind asks for are reported after the walk.
+    pub(crate) fn open<'t, 'i>(
         &mut self,
-        table: &Table<'_>,
+        table: &'t Table<'i>,
         scope: Scope,
-        what: &str,
-        allowed: &[&str],
-    ) {
-        for (key, _) in table.iter() {
-            let name: &str = key.get_ref();
-            let span = key.span();
-            if allowed.contains(&name) {
-                if let Some(g) = gated(scope, name) {
-                    self.err(
-                        &span,
-                        format!("`{name}` is not supported yet in this version of Portico"),
-                        Some(g.hint.to_string()),
-                    );
+        what: impl Into<String>,
+    ) -> Tbl<'t, 'i> {
+        self.keys.open(table, scope, what.into())
+    }
+
+    /// The value of `key` (recorded as a known key of `t`'s kind).
+    pub(crate) fn get<'t, 'i>(
+        &mut self,
+        t: Tbl<'t, 'i>,
+        key: &'static str,
+    ) -> Option<&'t Value<'i>> {
+        self.keys.ask(t, key).map(|(_, v)| v)
+    }
+
+    /// Whether `t` has `key` (recorded as a known key of `t`'s kind).
+    pub(crate) fn has(&mut self, t: Tbl<'_, '_>, key: &'static str) -> bool {
+        self.keys.ask(t, key).is_some()
+    }
+
+    /// Where `key` is written in `t`, for messages about the key itself (recorded as a known
+    /// key of `t`'s kind).
+    pub(crate) fn key_span(&mut self, t: Tbl<'_, '_>, key: &'static str) -> Option<Span> {
+        self.keys.ask(t, key).map(|(k, _)| k.span())
+    }
+
+    /// Reports the keys of every opened table that are not supported yet, and those no
+    /// reader asked for (with the closest known key of that kind as hint).
+    pub(crate) fn report_keys(&mut self) {
+        for (name, span, stray) in self.keys.take_strays() {
+            match stray {
+                Stray::Gated { hint } => self.err(
+                    &span,
+                    format!("`{name}` is not supported yet in this version of Portico"),
+                    Some(hint.to_string()),
+                ),
+                Stray::Unknown { what, known } => {
+                    let hint = suggest(&name, known.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("allowed keys here: {}", list(&known)));
+                    self.err(&span, format!("unknown key `{name}` in {what}"), Some(hint));
                 }
-            } else {
-                let hint = suggest(name, allowed.iter().copied())
-                    .map(|s| format!("did you mean `{s}`?"))
-                    .unwrap_or_else(|| format!("allowed keys here: {}", list(allowed)));
-                self.err(&span, format!("unknown key `{name}` in {what}"), Some(hint));
             }
         }
     }
@@ -114,8 +143,8 @@ impl<'s> Ctx<'s> {
         );
     }
 
-    pub(crate) fn str<'t>(&mut self, t: &'t Table<'_>, key: &str) -> Option<(&'t str, Span)> {
-        let v = t.get(key)?;
+    pub(crate) fn str<'t>(&mut self, t: Tbl<'t, '_>, key: &'static str) -> Option<(&'t str, Span)> {
+        let v = self.get(t, key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((s.as_ref(), v.span())),
             _ => {
@@ -125,8 +154,10 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    pub(crate) fn bool(&mut self, t: &Table<'_>, key: &str, default: bool) -> bool {
-        let Some(v) = t.get(key) else { return default };
+    pub(crate) fn bool(&mut self, t: Tbl<'_, '_>, key: &'static str, default: bool) -> bool {
+        let Some(v) = self.get(t, key) else {
+            return default;
+        };
         match v.get_ref() {
             DeValue::Boolean(b) => *b,
             _ => {
@@ -139,13 +170,15 @@ impl<'s> Ctx<'s> {
     /// An integer within `min..=max`, or `default` when absent or invalid.
     pub(crate) fn int(
         &mut self,
-        t: &Table<'_>,
-        key: &str,
+        t: Tbl<'_, '_>,
+        key: &'static str,
         default: i64,
         min: i64,
         max: i64,
     ) -> i64 {
-        let Some(v) = t.get(key) else { return default };
+        let Some(v) = self.get(t, key) else {
+            return default;
+        };
         self.int_value(key, v, min, max).unwrap_or(default)
     }
 
@@ -177,15 +210,20 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    pub(crate) fn duration(&mut self, t: &Table<'_>, key: &str, default: Duration) -> Duration {
+    pub(crate) fn duration(
+        &mut self,
+        t: Tbl<'_, '_>,
+        key: &'static str,
+        default: Duration,
+    ) -> Duration {
         self.opt_duration(t, key).map_or(default, |(d, _)| d)
     }
 
     /// A duration that must be more than zero (timeouts that would otherwise fire at once).
     pub(crate) fn positive_duration(
         &mut self,
-        t: &Table<'_>,
-        key: &str,
+        t: Tbl<'_, '_>,
+        key: &'static str,
         default: Duration,
     ) -> Duration {
         match self.opt_positive_duration(t, key) {
@@ -194,7 +232,11 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    pub(crate) fn opt_positive_duration(&mut self, t: &Table<'_>, key: &str) -> Option<Duration> {
+    pub(crate) fn opt_positive_duration(
+        &mut self,
+        t: Tbl<'_, '_>,
+        key: &'static str,
+    ) -> Option<Duration> {
         let (d, span) = self.opt_duration(t, key)?;
         if d.is_zero() {
             self.err(
@@ -207,8 +249,12 @@ impl<'s> Ctx<'s> {
         Some(d)
     }
 
-    pub(crate) fn opt_duration(&mut self, t: &Table<'_>, key: &str) -> Option<(Duration, Span)> {
-        let v = t.get(key)?;
+    pub(crate) fn opt_duration(
+        &mut self,
+        t: Tbl<'_, '_>,
+        key: &'static str,
+    ) -> Option<(Duration, Span)> {
+        let v = self.get(t, key)?;
         let DeValue::String(s) = v.get_ref() else {
             let hint = match v.get_ref() {
                 DeValue::Integer(i) => format!("write a unit: {key} = \"{}s\"", i.as_str()),
@@ -237,8 +283,10 @@ impl<'s> Ctx<'s> {
         }
     }
 
-    pub(crate) fn size(&mut self, t: &Table<'_>, key: &str, default: u64) -> u64 {
-        let Some(v) = t.get(key) else { return default };
+    pub(crate) fn size(&mut self, t: Tbl<'_, '_>, key: &'static str, default: u64) -> u64 {
+        let Some(v) = self.get(t, key) else {
+            return default;
+        };
         let text = match v.get_ref() {
             DeValue::String(s) => s.to_string(),
             DeValue::Integer(i) => i.as_str().to_string(),
@@ -261,7 +309,7 @@ impl<'s> Ctx<'s> {
     }
 
     /// A path, resolved against the config folder.
-    pub(crate) fn path(&mut self, t: &Table<'_>, key: &str) -> Option<PathBuf> {
+    pub(crate) fn path(&mut self, t: Tbl<'_, '_>, key: &'static str) -> Option<PathBuf> {
         let (s, span) = self.str(t, key)?;
         if s.is_empty() {
             self.err(&span, format!("`{key}` must not be empty"), None);
@@ -270,13 +318,14 @@ impl<'s> Ctx<'s> {
         Some(self.resolve(s))
     }
 
-    /// A table-valued key.
+    /// A table-valued key, as a plain table: the caller opens it as a kind of table
+    /// ([`Ctx::open`]) or walks it as a map of names (`[upstreams]`, `sni_routes`).
     pub(crate) fn table<'t, 'i>(
         &mut self,
-        t: &'t Table<'i>,
-        key: &str,
+        t: Tbl<'t, 'i>,
+        key: &'static str,
     ) -> Option<(&'t Table<'i>, Span)> {
-        let v = t.get(key)?;
+        let v = self.get(t, key)?;
         match v.get_ref() {
             DeValue::Table(inner) => Some((inner, v.span())),
             _ => {
@@ -289,10 +338,10 @@ impl<'s> Ctx<'s> {
     /// An array of strings; a single string is accepted as a list of one.
     pub(crate) fn str_list(
         &mut self,
-        t: &Table<'_>,
-        key: &str,
+        t: Tbl<'_, '_>,
+        key: &'static str,
     ) -> Option<(Vec<(String, Span)>, Span)> {
-        let v = t.get(key)?;
+        let v = self.get(t, key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((vec![(s.to_string(), v.span())], v.span())),
             DeValue::Array(items) => {
@@ -315,8 +364,8 @@ impl<'s> Ctx<'s> {
     /// One of a fixed set of string values.
     pub(crate) fn choice<T: Copy>(
         &mut self,
-        t: &Table<'_>,
-        key: &str,
+        t: Tbl<'_, '_>,
+        key: &'static str,
         choices: &[(&str, T)],
         default: T,
     ) -> T {
@@ -338,8 +387,8 @@ impl<'s> Ctx<'s> {
     /// A list of IP socket addresses to listen on.
     pub(crate) fn listen_list(
         &mut self,
-        t: &Table<'_>,
-        key: &str,
+        t: Tbl<'_, '_>,
+        key: &'static str,
     ) -> Option<(Vec<SocketAddr>, Span)> {
         let (items, span) = self.str_list(t, key)?;
         let mut out = Vec::new();

@@ -2,63 +2,57 @@
 //! TLS), routing, the HTTP and WebSocket reverse proxy (plain or TLS to the servers), static
 //! files and the access log.
 //!
-//! TLS: [`Server::start_with_tls`] takes a [`TlsContext`] from a running
-//! `portico_tls::TlsRuntime` (certificates by SNI, HTTP-01 answers); see [`tls_conn`]
-//! (handshake, ALPN), [`https`] (421, `http_redirect`, ACME HTTP-01, `hsts`), [`tls`]
-//! (upstream TLS) and [`ws_tls_pipe`] (WebSockets with a TLS side).
-//!
 //! Data comes in as a validated [`portico_config::Config`] and the balance
 //! [`portico_balance::Registry`] (live per-server state); [`Server::start`] compiles them
-//! into a snapshot, binds the listeners and runs one worker thread per core. The request
-//! path is composed in [`handler`]; each phase has its own module:
-//! [`accept`] -> [`conn`] -> [`route`] -> [`forward`] / [`upstream`] / [`websocket`] ->
-//! [`bodies`] -> [`log`].
+//! into a snapshot, binds the listeners and runs one worker thread per core.
+//! [`Server::start_with_tls`] takes a [`TlsContext`] from a running
+//! `portico_tls::TlsRuntime` (certificates by SNI, HTTP-01 answers).
+//! [`RunningServer::reload`] applies a new config to the running server: the new snapshot is
+//! published through the same `ArcSwap`, listeners are diffed by address (kept ones never
+//! re-bound), and only what disappeared is drained (a removed listener's connections, the
+//! WebSockets of a removed server).
 //!
-//! [`RunningServer::reload`] ([`reload`]) applies a new config to the running server: the
-//! new snapshot is published through the same `ArcSwap`, listeners are diffed by address
-//! (kept ones never re-bound), and only what disappeared is drained ([`drain`]: a removed
-//! listener's connections, the WebSockets of a removed server).
+//! The source is laid out in floors, one folder per phase or protocol; a module imports
+//! only from its own floor's lower files or from lower floors (the import graph has no
+//! cycle), and each folder's `mod.rs` says what lives there and what it may import:
+//!
+//! ```text
+//! server/     the event loop's owner: start, worker loop, reload, drain policy
+//! client/     accept + max_connections gate, hyper HTTP/1.1 driver, TLS handshake + h2
+//! request/    the request path composed: route -> https answers -> action
+//! websocket/  upgrade, pipes (plain, TLS), frame-aware directions, pings, tickets
+//! upstream/   pick a server, pooled connection, send, retry; header rewriting
+//! exchange/   what a request carries to its last byte: response body, log line
+//! worker/     per-worker state: Worker, Shared, stop primitives, connection context,
+//!             keep-alive pool, WebSocket registry
+//! snapshot/   the compiled config: sites, host and route tables, upstreams, TLS contexts
+//! proto/      wire formats: request-head scan, own HTTP/1.1 client, WebSocket frames
+//! ground      body/, error, actions/, access_log
+//! ```
 
-mod accept;
 pub mod access_log;
 pub mod actions;
-mod bodies;
 pub mod body;
-mod conn;
-mod drain;
+mod client;
 pub mod error;
-mod forward;
-mod forward_head;
-mod framing;
-mod h1;
-mod handler;
-mod https;
-mod log;
-mod pool;
-mod reload;
-mod route;
+mod exchange;
+mod proto;
+mod request;
 mod server;
 mod snapshot;
-mod tls;
-mod tls_conn;
 mod upstream;
 mod websocket;
 mod worker;
-mod ws_dir;
-pub mod ws_frame;
-mod ws_ping;
-mod ws_pipe;
-mod ws_tls_pipe;
-mod ws_tls_stream;
 
 /// Internal parsers reachable by the fuzz targets (`fuzz/`) only; not an API.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing {
-    pub use crate::framing::HeadScan;
+    pub use crate::proto::framing::HeadScan;
 }
 
 pub use error::{ProxyError, Side};
-pub use reload::{ReloadError, ReloadOutcome};
-pub use server::{RunningServer, Server};
-pub use tls::TlsContext;
+pub use proto::ws_frame;
+pub use server::reload::{ReloadError, ReloadOutcome};
+pub use server::start::{RunningServer, Server};
+pub use snapshot::tls::TlsContext;

@@ -1,0 +1,198 @@
+//! Accept phase: listener sockets and the accept loop with the `max_connections` gate.
+//!
+//! Every worker has its own `SO_REUSEPORT` socket per listen address (backlog 4096), so the
+//! kernel spreads connections over workers without a shared accept lock. For port 0 the
+//! first socket picks the port and the others bind to the same one. Past
+//! `max_connections` (counted over all listeners and workers) accepting pauses: connections
+//! wait in the kernel backlog and are served once the count drops.
+//!
+//! The count never passes `max_connections`, without a lock: an accept loop accepts only
+//! while the count is below the limit, then takes its slot with a compare-and-swap that
+//! fails at the limit. Several loops (workers, listeners) may see the last free slot and
+//! each accept one connection; the first takes the slot, the others hold their accepted
+//! connection unserved (as if still in the backlog) until a slot frees. So at most one
+//! connection per accept loop waits in user space, and none is served past the limit.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::client::http::{Timeouts, serve_h1};
+use crate::client::tls;
+use crate::error::ProxyError;
+use crate::worker::conn::ConnCtx;
+use crate::worker::state::Worker;
+use crate::worker::stop::RunState;
+
+/// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
+/// also refuses an address another process already listens on). Returns them and the bound
+/// address.
+pub(crate) fn bind_group(
+    addr: SocketAddr,
+    threads: usize,
+) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
+    portico_net::bind_group(addr, threads).map_err(|source| ProxyError::Bind { addr, source })
+}
+
+/// Accept connections on one listener (`id`: its configured address) until the server
+/// stops accepting or a reload removes the listener (its trigger fires).
+pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: SocketAddr) {
+    let mut state = worker.shared.state.subscribe();
+    let mut stop = worker.stop_watch_with(Some(id), None).await;
+    loop {
+        if *state.borrow_and_update() != RunState::Running || stop.state() != RunState::Running {
+            return;
+        }
+        // The max_connections gate: wait for a free slot before accepting.
+        if !wait_for_slot(&worker, &mut state, Slot::Free).await {
+            return;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = state.changed() => continue,
+            _ = stop.changed() => continue,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Another loop may have taken the last slot since the check: then this
+                // connection waits for one (closed if the server stops meanwhile).
+                if !wait_for_slot(&worker, &mut state, Slot::Take).await {
+                    return;
+                }
+                let _ = stream.set_nodelay(true);
+                let w = worker.clone();
+                tokio::task::spawn_local(serve(w, stream, peer, id));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// What [`wait_for_slot`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A slot is free (nothing taken: before accepting).
+    Free,
+    /// A slot was taken for an accepted connection (counted in `connections`; the
+    /// connection gives it back when it closes, see `conn::ConnCtx`).
+    Take,
+}
+
+/// Serve one accepted client connection until it closes: TLS listeners go through the
+/// handshake first ([`tls`]).
+pub(crate) async fn serve(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: SocketAddr,
+) {
+    let (timeouts, tls) = {
+        let (snap, index) = worker.snapshot_for(listener);
+        let tls = index.is_some_and(|i| snap.listeners[i].tls);
+        (
+            Timeouts {
+                header: snap.server.header_timeout,
+                keepalive: snap.server.keepalive_timeout,
+            },
+            tls,
+        )
+    };
+    let stop = worker.stop_watch_with(Some(listener), None).await;
+    let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
+    if tls {
+        // Boxed: the TLS state machine (handshake, h2) would otherwise size every plain
+        // connection's task too (~7 KiB each).
+        Box::pin(tls::serve(ctx, stream, stop, timeouts)).await;
+    } else {
+        serve_h1(ctx, stream, stop, timeouts).await;
+    }
+}
+
+/// Wait until a slot is free (or taken, see [`Slot`]); false when the server stops while
+/// waiting.
+async fn wait_for_slot(
+    worker: &Worker,
+    state: &mut tokio::sync::watch::Receiver<RunState>,
+    slot: Slot,
+) -> bool {
+    let shared = &worker.shared;
+    loop {
+        let notified = shared.slot_freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let got = match slot {
+            Slot::Free => shared.connections.load(Ordering::Relaxed) < shared.max_connections,
+            Slot::Take => take_slot(&shared.connections, shared.max_connections),
+        };
+        if got {
+            return true;
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = state.changed() => {
+                if *state.borrow_and_update() != RunState::Running {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Count one more connection unless `max` are counted already: one compare-and-swap, no
+/// lock.
+fn take_slot(connections: &AtomicUsize, max: usize) -> bool {
+    connections
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_taken_only_below_the_limit() {
+        let count = AtomicUsize::new(0);
+        assert!(take_slot(&count, 2));
+        assert!(take_slot(&count, 2));
+        assert!(!take_slot(&count, 2), "the limit is never passed");
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+        count.fetch_sub(1, Ordering::Relaxed);
+        assert!(take_slot(&count, 2), "a freed slot is taken again");
+        assert!(!take_slot(&AtomicUsize::new(0), 0));
+    }
+
+    #[test]
+    fn threads_racing_for_the_last_slots_never_pass_the_limit() {
+        let count = std::sync::Arc::new(AtomicUsize::new(0));
+        let taken = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (count, taken) = (count.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        if take_slot(&count, 3) {
+                            taken.fetch_add(1, Ordering::Relaxed);
+                            assert!(count.load(Ordering::Relaxed) <= 3);
+                            count.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert!(taken.load(Ordering::Relaxed) > 0);
+    }
+}

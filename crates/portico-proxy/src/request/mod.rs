@@ -1,0 +1,137 @@
+//! The request path, composed in one place: route -> action -> response.
+//!
+//! ```text
+//! client (hyper h1/h2) ->  handle():
+//!     snapshot      (worker's cached Arc, one pointer compare)
+//!     route         site by Host, route by path            [snapshot/route.rs]
+//!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
+//!     action:
+//!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
+//!                   else max_body, forward, pick + pool + retries, response
+//!                                                          [upstream/mod.rs, forward.rs]
+//!       static      actions::static_files
+//!       redirect    actions::redirect
+//!       respond     actions::respond
+//!     errors        one status mapping                     [error.rs]
+//!     response body carries: pool return, read timeout, request-in-service guard, log line
+//!                                                          [exchange/response.rs, log_line.rs]
+//! ```
+
+//!
+//! Lives here: this file (the composition) and the https answers decided before routing
+//! ([`https`]).
+//!
+//! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
+//! ground floor.
+pub(crate) mod https;
+
+use std::future::{Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_util::future::Either;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::actions::{redirect, respond, static_files};
+use crate::error::ProxyError;
+use crate::exchange::log_line::LogCtx;
+use crate::exchange::response::{RespBody, attach_log};
+use crate::snapshot::{CompiledSite, RouteAction, Snapshot};
+use crate::upstream::{self, forward};
+use crate::websocket;
+use crate::worker::conn::{ActiveGuard, ConnCtx};
+
+/// Serve one request of a client connection.
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps its arguments (the
+/// 264-byte request) next to its locals, and this future is moved several times per
+/// request; see also [`route`] and [`upstream::proxy`].
+#[allow(clippy::manual_async_fn)] // on purpose, see above
+pub(crate) fn handle(
+    ctx: Rc<ConnCtx>,
+    req: Request<Incoming>,
+) -> impl Future<Output = Response<RespBody>> {
+    async move {
+        let active = ActiveGuard::new(&ctx);
+        let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
+        let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
+        let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
+            // Only a connection whose listener a reload removed, after the hard cap.
+            let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
+            resp.body_mut().set_active(active);
+            return resp;
+        };
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .map(|h| h.as_bytes())
+            .or_else(|| req.uri().host().map(str::as_bytes));
+        // Without Host (HTTP/1.0) a TLS request belongs to its SNI's site.
+        let site_index = match (host, ctx.sni_site.get()) {
+            (None, Some(sni_site)) => sni_site,
+            _ => listener.hosts.select(host),
+        };
+        let site = &snap.sites[site_index];
+        // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an
+        // empty check). Taken before the await, so that it is not kept in the future.
+        let mut resp =
+            if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
+                early.map(RespBody::new)
+            } else {
+                route(&ctx, &snap, site, req, &mut log).await
+            };
+        https::add_hsts(&ctx, site, resp.headers_mut());
+        attach_log(&mut resp, log);
+        resp.body_mut().set_active(active);
+        resp
+    }
+}
+
+/// The future of a routed request: the plain proxy path inline, generated responses ready,
+/// the other actions boxed (rare, or large: a future is as large as its largest variant).
+type Routed<'a, P> = Either<P, Either<Ready<Response<RespBody>>, BoxedResponse<'a>>>;
+type BoxedResponse<'a> = Pin<Box<dyn Future<Output = Response<RespBody>> + 'a>>;
+
+/// The site's route for the request, and its action. Routing happens now; the returned
+/// future only runs the action.
+fn route<'a>(
+    ctx: &'a Rc<ConnCtx>,
+    snap: &'a Snapshot,
+    site: &'a CompiledSite,
+    req: Request<Incoming>,
+    log: &'a mut Option<Box<LogCtx>>,
+) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
+    fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
+        Either::Right(Either::Left(std::future::ready(resp)))
+    }
+    fn boxed<'a, P>(fut: BoxedResponse<'a>) -> Routed<'a, P> {
+        Either::Right(Either::Right(fut))
+    }
+    match site.routes.select(req.uri().path()) {
+        None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
+        Some(RouteAction::Proxy(route)) => {
+            if route.websocket && forward::is_websocket_upgrade(req.headers()) {
+                boxed(Box::pin(websocket::proxy(
+                    ctx,
+                    snap,
+                    route,
+                    req,
+                    log.take(),
+                )))
+            } else {
+                Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))
+            }
+        }
+        Some(RouteAction::Static(action)) => boxed(Box::pin(async move {
+            let (parts, _body) = req.into_parts();
+            static_files::serve(&parts, action).await.map(RespBody::new)
+        })),
+        Some(RouteAction::Redirect(action)) => {
+            let (parts, _body) = req.into_parts();
+            let scheme = if ctx.https { "https" } else { "http" };
+            ready(redirect::redirect(&parts, scheme, action).map(RespBody::new))
+        }
+        Some(RouteAction::Respond(action)) => ready(respond::respond(action).map(RespBody::new)),
+    }
+}

@@ -1,0 +1,347 @@
+//! The compiled, immutable view of a [`Config`] that requests run against.
+//!
+//! Built once per config (start-up, later reload) and published through an
+//! `arc_swap::ArcSwap`: listeners with their sites (compiled host tables and route tables,
+//! see [`route`]), upstream pools (live state stays in the balance registry) with
+//! their servers' resolved addresses, and header rules turned into typed header names and
+//! values so the hot path never parses or formats them.
+//!
+//! Lives here: the [`Snapshot`] and its parts (this file), the host and route tables
+//! ([`route`]) and the TLS contexts built with it ([`tls`]: listener acceptors, upstream
+//! connectors, and the server's [`tls::TlsContext`]).
+//!
+//! May import: the ground floor ([`crate::error`]) and nothing else of the crate: a snapshot
+//! knows no worker, connection or request.
+
+pub(crate) mod route;
+pub(crate) mod tls;
+
+pub(crate) use route::{CompiledRules, ProxyRoute, RouteAction};
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use http::HeaderValue;
+use portico_balance::{Pool, Registry};
+use portico_config::{Action, Config, ProxyAction, ServerConfig, Upstream};
+
+use crate::error::ProxyError;
+use crate::snapshot::route::{HostTable, RouteTable};
+
+/// Everything a request needs, compiled from one config.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    /// One entry per distinct listen address, in first-seen order.
+    pub listeners: Vec<ListenerSites>,
+    /// Sites in file order; [`HostTable`] lookups return indexes into this.
+    pub sites: Vec<CompiledSite>,
+    /// Upstreams, indexed by [`ProxyRoute::upstream`].
+    pub upstreams: Vec<UpstreamEntry>,
+    pub server: ServerConfig,
+}
+
+/// The sites sharing one listen address.
+#[derive(Debug)]
+pub(crate) struct ListenerSites {
+    pub addr: SocketAddr,
+    pub hosts: HostTable,
+    /// A TLS listener: a site with `tls` listens here.
+    pub tls: bool,
+    /// The certificate entries (`portico_tls::site_resolver_id`) of the TLS sites here, in
+    /// file order, without repeats: the first is the certificate of handshakes without SNI
+    /// or with a name no site here serves.
+    pub cert_ids: Vec<String>,
+    /// This listener's TLS acceptor (set by [`Snapshot::attach_tls`]).
+    pub acceptor: Option<crate::snapshot::tls::ListenerAcceptor>,
+    /// Sites (global indexes) that only answer 301 to https here: this address is their
+    /// `http_listen`. Few per listener; a linear scan is cheaper than a set.
+    pub redirect: Vec<usize>,
+}
+
+impl ListenerSites {
+    /// Whether `site` only redirects to https on this listener.
+    pub fn redirects(&self, site: usize) -> bool {
+        !self.redirect.is_empty() && self.redirect.contains(&site)
+    }
+}
+
+/// One site, compiled.
+#[derive(Debug)]
+pub(crate) struct CompiledSite {
+    pub routes: RouteTable,
+    /// The TLS side of the site, when it has `tls`.
+    pub tls: Option<SiteTlsInfo>,
+}
+
+/// What the data path needs to know about a TLS site.
+#[derive(Debug)]
+pub(crate) struct SiteTlsInfo {
+    /// Certificate identity: two sites with the same value serve the same certificate (a
+    /// request may move between them on one TLS connection; otherwise 421).
+    pub cert: usize,
+    /// `Strict-Transport-Security` value for https responses.
+    pub hsts: Option<HeaderValue>,
+    /// The site's first `listen` address as configured, and the port of its https side as
+    /// bound (for the `http_redirect` Location; fixed up by [`Snapshot::set_bound`]).
+    pub listen: SocketAddr,
+    pub https_port: u16,
+}
+
+/// One upstream: its pool and its servers' resolved addresses.
+#[derive(Debug)]
+pub(crate) struct UpstreamEntry {
+    pub pool: Pool,
+    /// Resolved address per pool member, same order as [`Pool::members`] (the first address
+    /// of a name; it also keys the keep-alive pool).
+    pub addrs: Vec<SocketAddr>,
+    /// Further addresses of each member's name (e.g. `localhost` -> `::1` and `127.0.0.1`),
+    /// tried in order when connecting to the first fails.
+    pub fallbacks: Vec<Vec<SocketAddr>>,
+    pub config: Upstream,
+    /// `tls = {..}`: how to talk TLS to the servers.
+    pub tls: Option<crate::snapshot::tls::UpstreamTlsCtx>,
+}
+
+impl Snapshot {
+    /// Index of the listener whose configured address is `id` (a listener's identity
+    /// across reloads; a connection keeps it, not an index that a reload may shift).
+    pub fn listener_index(&self, id: SocketAddr) -> Option<usize> {
+        self.listeners.iter().position(|l| l.addr == id)
+    }
+
+    /// Compile `config`; resolves server names (blocking, start-up/reload only).
+    pub fn build(config: &Arc<Config>, registry: &Registry) -> Result<Snapshot, ProxyError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        let mut upstream_index = HashMap::new();
+        for (name, upstream) in &config.upstreams {
+            let pool = Pool::new(upstream, registry);
+            let resolved = pool
+                .members()
+                .iter()
+                .map(|m| resolve(&upstream.name, &m.spec.addr))
+                .collect::<Result<Vec<_>, _>>()?;
+            let addrs = resolved.iter().map(|all| all[0]).collect();
+            let fallbacks = resolved.into_iter().map(|all| all[1..].to_vec()).collect();
+            let tls = match &upstream.tls {
+                Some(tls) => Some(crate::snapshot::tls::UpstreamTlsCtx::build(
+                    name,
+                    tls,
+                    &pool,
+                    &config.base_dir,
+                )?),
+                None => None,
+            };
+            upstream_index.insert(name.as_str(), upstreams.len());
+            upstreams.push(UpstreamEntry {
+                pool,
+                addrs,
+                fallbacks,
+                config: upstream.clone(),
+                tls,
+            });
+        }
+
+        let mut listeners: Vec<ListenerSites> = Vec::new();
+        let mut sites = Vec::with_capacity(config.sites.len());
+        let mut certs: Vec<&portico_config::SiteTls> = Vec::new();
+        for (site_index, site) in config.sites.iter().enumerate() {
+            let mut routes = Vec::with_capacity(site.routes.len());
+            for route in &site.routes {
+                let action = match &route.action {
+                    Action::Proxy(p) => {
+                        RouteAction::Proxy(compile_proxy(p, route, &upstream_index, &upstreams)?)
+                    }
+                    Action::Static(s) => RouteAction::Static(s.clone()),
+                    Action::Redirect(r) => RouteAction::Redirect(r.clone()),
+                    Action::Respond(r) => RouteAction::Respond(r.clone()),
+                };
+                routes.push((route.matcher.clone(), action));
+            }
+            let tls = site.tls.as_ref().map(|tls| {
+                let cert = match certs.iter().position(|c| *c == tls) {
+                    Some(i) => i,
+                    None => {
+                        certs.push(tls);
+                        certs.len() - 1
+                    }
+                };
+                let hsts = site.hsts.as_deref().and_then(|v| {
+                    HeaderValue::from_str(v)
+                        .map_err(|_| {
+                            tracing::warn!(
+                                site = site_index + 1,
+                                "hsts value is not a valid header value; not sent"
+                            )
+                        })
+                        .ok()
+                });
+                SiteTlsInfo {
+                    cert,
+                    hsts,
+                    listen: site.listen[0],
+                    https_port: site.listen[0].port(),
+                }
+            });
+            sites.push(CompiledSite {
+                routes: RouteTable::new(routes),
+                tls,
+            });
+            for addr in &site.listen {
+                let l = listener_at(&mut listeners, *addr);
+                l.hosts.add_site(site_index, &site.hosts);
+                l.tls |= site.tls.is_some();
+                if let Some(id) = portico_tls::site_resolver_id(site)
+                    && !l.cert_ids.contains(&id)
+                {
+                    l.cert_ids.push(id);
+                }
+            }
+            if site.tls.is_some() && site.http_redirect {
+                for addr in &site.http_listen {
+                    let l = listener_at(&mut listeners, *addr);
+                    l.hosts.add_site(site_index, &site.hosts);
+                    l.redirect.push(site_index);
+                }
+            }
+        }
+        for l in &listeners {
+            if l.tls && !l.redirect.is_empty() {
+                return Err(ProxyError::Tls(format!(
+                    "{} is both a TLS `listen` address and an `http_listen` address",
+                    l.addr
+                )));
+            }
+        }
+        Ok(Snapshot {
+            listeners,
+            sites,
+            upstreams,
+            server: config.server.clone(),
+        })
+    }
+}
+
+/// The listener of `addr`, created (plain, no sites) on first use.
+fn listener_at(listeners: &mut Vec<ListenerSites>, addr: SocketAddr) -> &mut ListenerSites {
+    let idx = match listeners.iter().position(|l| l.addr == addr) {
+        Some(i) => i,
+        None => {
+            listeners.push(ListenerSites {
+                addr,
+                hosts: HostTable::default(),
+                tls: false,
+                cert_ids: Vec::new(),
+                acceptor: None,
+                redirect: Vec::new(),
+            });
+            listeners.len() - 1
+        }
+    };
+    &mut listeners[idx]
+}
+
+impl Snapshot {
+    /// After binding: `bound` pairs (configured, actual) address; a site's https port for
+    /// its redirects is the port its first `listen` address actually got (port 0 in tests).
+    pub fn set_bound(&mut self, bound: &[(SocketAddr, SocketAddr)]) {
+        for site in &mut self.sites {
+            if let Some(tls) = &mut site.tls
+                && let Some((_, actual)) = bound.iter().find(|(want, _)| *want == tls.listen)
+            {
+                tls.https_port = actual.port();
+            }
+        }
+    }
+
+    /// Give every TLS listener its acceptor (its own default certificate); before the
+    /// snapshot is published.
+    pub fn attach_tls(&mut self, tls: &crate::snapshot::tls::TlsShared) {
+        for l in &mut self.listeners {
+            if l.tls {
+                l.acceptor = tls.listener_acceptor(&l.cert_ids);
+            }
+        }
+    }
+
+    /// The upstream a WebSocket upgrade for `host` and `path` on the listener `id` is
+    /// proxied to, as the request handler routes it: `None` when the listener is gone, the
+    /// site only redirects to https there, or the route is not a WebSocket proxy route.
+    pub fn websocket_upstream(
+        &self,
+        id: SocketAddr,
+        host: Option<&[u8]>,
+        path: &str,
+    ) -> Option<&UpstreamEntry> {
+        let listener = &self.listeners[self.listener_index(id)?];
+        let site = listener.hosts.select(host);
+        if listener.redirects(site) {
+            return None;
+        }
+        match self.sites.get(site)?.routes.select(path)? {
+            RouteAction::Proxy(route) if route.websocket => self.upstreams.get(route.upstream),
+            _ => None,
+        }
+    }
+
+    /// Whether any listener or upstream needs TLS.
+    pub fn needs_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.tls)
+    }
+}
+
+fn compile_proxy(
+    p: &ProxyAction,
+    route: &portico_config::Route,
+    upstream_index: &HashMap<&str, usize>,
+    upstreams: &[UpstreamEntry],
+) -> Result<ProxyRoute, ProxyError> {
+    let upstream = *upstream_index
+        .get(p.upstream.as_str())
+        .ok_or_else(|| ProxyError::NoServer(p.upstream.clone()))?;
+    let strip = match (&route.matcher, p.strip_prefix) {
+        (portico_config::Matcher::Prefix(prefix), true) => {
+            Some(prefix.trim_end_matches('/').to_string())
+        }
+        _ => None,
+    };
+    Ok(ProxyRoute {
+        upstream,
+        strip,
+        websocket: p.websocket,
+        read_timeout: p
+            .read_timeout
+            .unwrap_or(upstreams[upstream].config.read_timeout),
+        max_body: p.max_body,
+        request_headers: CompiledRules::compile(&p.request_headers),
+        response_headers: CompiledRules::compile(&p.response_headers),
+        ws_ping: p.ws_ping,
+    })
+}
+
+/// Resolve `host:port` once (names like `localhost` too): every address, IPv4 first, never
+/// empty.
+fn resolve(
+    upstream: &str,
+    addr: &portico_config::ServerAddr,
+) -> Result<Vec<SocketAddr>, ProxyError> {
+    if let Some(ip) = addr.ip_socket_addr() {
+        return Ok(vec![ip]);
+    }
+    let err = |reason: String| ProxyError::Resolve {
+        upstream: upstream.to_string(),
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut found: Vec<SocketAddr> = (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .collect();
+    found.dedup();
+    // Stable: keeps the resolver's order within each family.
+    found.sort_by_key(|a| a.is_ipv6());
+    if found.is_empty() {
+        return Err(err("the name has no address".to_string()));
+    }
+    Ok(found)
+}

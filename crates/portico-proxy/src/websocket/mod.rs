@@ -1,0 +1,165 @@
+//! WebSocket phase: forward the upgrade, pass the server's answer through, then pipe.
+//!
+//! The upgrade request goes to a fresh upstream connection (connect failures are retried on
+//! other servers like any request). A `101 Switching Protocols` from the server is passed
+//! to the client and both raw TCP streams are handed to [`crate::websocket::pipe`]; any other
+//! answer is passed through as a normal response.
+
+//!
+//! Lives here: this file (the upgrade), the pipe between the two sockets ([`pipe`]; with a
+//! TLS side [`tls_pipe`] over [`tls_stream`]), one direction of a pipe with its frame
+//! tracking and injected closes ([`dir`]), keep-alive pings ([`ping`]).
+//!
+//! May import: `upstream` (connecting, rewriting), `exchange`, `worker`, `proto`,
+//! `snapshot` and the ground floor.
+pub(crate) mod dir;
+pub(crate) mod ping;
+pub(crate) mod pipe;
+pub(crate) mod ticket;
+pub(crate) mod tls_pipe;
+pub(crate) mod tls_stream;
+
+use std::rc::Rc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use portico_balance::PickKey;
+
+use crate::body::Body;
+use crate::body::request::ReqBody;
+use crate::error::ProxyError;
+use crate::exchange::log_line::LogCtx;
+use crate::exchange::response::{RespBody, attach_log};
+use crate::snapshot::{ProxyRoute, Snapshot};
+use crate::upstream;
+use crate::upstream::forward;
+use crate::websocket::ticket::WsTicket;
+use crate::worker::conn::ConnCtx;
+use crate::worker::websockets::UpgradeFrom;
+
+/// Proxy a WebSocket upgrade request.
+pub(crate) async fn proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    req: Request<Incoming>,
+    mut log: Option<Box<LogCtx>>,
+) -> Response<RespBody> {
+    match try_proxy(ctx, snap, route, req, &mut log).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket proxy error");
+            let mut resp = e.to_response().map(RespBody::new);
+            attach_log(&mut resp, log);
+            resp
+        }
+    }
+}
+
+async fn try_proxy(
+    ctx: &Rc<ConnCtx>,
+    snap: &Snapshot,
+    route: &ProxyRoute,
+    mut req: Request<Incoming>,
+    log: &mut Option<Box<LogCtx>>,
+) -> Result<Response<RespBody>, ProxyError> {
+    let entry = &snap.upstreams[route.upstream];
+    let cfg = &entry.config;
+    let on_client = hyper::upgrade::on(&mut req);
+    let (mut parts, _body) = req.into_parts();
+    // Before `forward::request` rewrites it: a reload routes the upgrade again (worker::websockets).
+    let from = UpgradeFrom::new(ctx.listener, ctx.sni_site.get(), &parts);
+    let hash = upstream::hash_key(entry, &parts);
+    forward::request(
+        &mut parts,
+        route,
+        &ctx.real_ip,
+        true,
+        ctx.https,
+        &entry.config.name,
+    );
+    let key = PickKey {
+        client_ip: ctx.peer.ip(),
+        hash: hash.as_deref(),
+    };
+    let mut tried = Vec::new();
+    let mut retries_left = cfg.retries;
+    let mut last_error = None;
+    let (picked, addr, mut sender) = loop {
+        let picked = match entry.pool.pick(&key, &tried) {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(last_error.unwrap_or_else(|| ProxyError::NoServer(cfg.name.clone())));
+            }
+        };
+        let addr = entry.addrs[picked.index];
+        // TCP, TLS when the upstream has `tls`, HTTP/1.1 handshake with upgrades.
+        match upstream::open(
+            entry,
+            picked.index,
+            (addr, &entry.fallbacks[picked.index]),
+            true,
+        )
+        .await
+        {
+            Ok(s) => break (picked, addr, s),
+            Err(e) => {
+                entry.pool.report_failure(picked.index);
+                if retries_left == 0 {
+                    return Err(e);
+                }
+                retries_left -= 1;
+                tried.push(picked.index);
+                last_error = Some(e);
+            }
+        }
+    };
+    let broken = |e: hyper::Error| ProxyError::UpstreamBroken {
+        addr,
+        reason: e.to_string(),
+    };
+    let started = std::time::Instant::now();
+    let sent = sender.send_request(Request::from_parts(parts, ReqBody::Empty));
+    let mut resp = match tokio::time::timeout(route.read_timeout, sent).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            entry.pool.report_failure(picked.index);
+            return Err(broken(e));
+        }
+        Err(_) => {
+            entry.pool.report_failure(picked.index);
+            return Err(ProxyError::UpstreamTimeout { addr });
+        }
+    };
+    entry.pool.report_success(picked.index);
+    if let Some(log) = log.as_deref_mut() {
+        log.upstream_addr = Some(addr);
+        log.upstream_time = Some(started.elapsed());
+    }
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = resp.into_parts();
+        forward::response(&mut parts, route);
+        let mut out = Response::from_parts(parts, RespBody::new(Body::Incoming(body)));
+        attach_log(&mut out, log.take());
+        return Ok(out);
+    }
+    let on_upstream = hyper::upgrade::on(&mut resp);
+    let (mut parts, _body) = resp.into_parts();
+    forward::response(&mut parts, route);
+    if let Some(log) = log.as_deref_mut() {
+        log.status = 101;
+    }
+    let server = entry.pool.members()[picked.index].id.clone();
+    let ticket = WsTicket::new(&ctx.worker, snap, from, server);
+    tokio::task::spawn_local(pipe::run(
+        ctx.clone(),
+        on_client,
+        on_upstream,
+        route.read_timeout,
+        route.ws_ping,
+        picked,
+        ticket,
+        log.take(),
+    ));
+    Ok(Response::from_parts(parts, RespBody::new(Body::Empty)))
+}

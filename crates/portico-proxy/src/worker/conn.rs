@@ -1,0 +1,253 @@
+//! The context of one client connection, shared by its requests: [`ConnCtx`] (the worker,
+//! peer, listener, TLS facts, timers), [`ActiveGuard`] (one request in service) and the
+//! client stream as hyper reads it, [`ClientIo`], which notes when a new request head starts
+//! (the connection's `header_timeout` counts from there; see `client::http`) and
+//! feeds the head to the double-framing scan ([`HeadScan`]).
+//!
+//! The serving code is generic over the client stream: plain TCP is served as
+//! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
+//! `ClientIo<TlsStream<TcpStream>>`.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use http::HeaderValue;
+use tokio::net::TcpStream;
+
+use crate::proto::framing::HeadScan;
+use crate::worker::state::Worker;
+
+/// What every request of one client connection shares.
+pub(crate) struct ConnCtx {
+    pub worker: Rc<Worker>,
+    pub peer: SocketAddr,
+    /// The listener's identity: its configured address (stable across reloads; see
+    /// `Worker::snapshot_for`).
+    pub listener: SocketAddr,
+    /// The client's IP as a header value, built once per connection.
+    pub real_ip: HeaderValue,
+    /// The client came over TLS (a TLS listener).
+    pub https: bool,
+    /// On TLS: the site the handshake's SNI selects on this listener (`None`: no SNI).
+    pub sni_site: Cell<Option<usize>>,
+    accepted: Instant,
+    /// Requests in service, and when the next head started (shared with [`ClientIo`]).
+    clock: Arc<HeadClock>,
+    served: Cell<u64>,
+    idle_since: Cell<Instant>,
+    /// The upstream response-head timer, reused by the connection's requests (one at a
+    /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
+    head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+impl ConnCtx {
+    /// A timer that fires `timeout` from now: the connection's reusable one when free (its
+    /// deadline only moves later, which tokio does without touching the timer wheel; the
+    /// old deadline, if ever reached, finds the new one and is rescheduled without a
+    /// wake-up), else a new one. Give it back with [`ConnCtx::put_head_timer`].
+    pub fn take_head_timer(&self, timeout: Duration) -> Pin<Box<tokio::time::Sleep>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.head_timer.borrow_mut().take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Keep `timer` for the connection's next request.
+    pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
+        *self.head_timer.borrow_mut() = Some(timer);
+    }
+
+    /// The context of a connection just accepted on `listener` (counted live on the worker
+    /// until dropped).
+    pub fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr, https: bool) -> ConnCtx {
+        worker.live.set(worker.live.get() + 1);
+        let now = Instant::now();
+        let real_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnCtx {
+            worker,
+            peer,
+            listener,
+            real_ip,
+            https,
+            sni_site: Cell::new(None),
+            accepted: now,
+            clock: Arc::new(HeadClock {
+                active: AtomicU32::new(0),
+                head_started: AtomicU64::new(0),
+                base: now,
+                ambiguous: AtomicBool::new(false),
+            }),
+            served: Cell::new(0),
+            idle_since: Cell::new(now),
+            head_timer: RefCell::new(None),
+        }
+    }
+
+    /// When the connection should be closed for idleness, or `None` while busy.
+    pub fn idle_deadline(&self, header_timeout: Duration, keepalive: Duration) -> Option<Instant> {
+        if self.clock.active.load(Ordering::Relaxed) > 0 {
+            None
+        } else if self.served.get() == 0 {
+            Some(self.accepted + header_timeout)
+        } else {
+            match self.clock.head_started.load(Ordering::Relaxed) {
+                0 => Some(self.idle_since.get() + keepalive),
+                nanos => Some(self.clock.base + Duration::from_nanos(nanos) + header_timeout),
+            }
+        }
+    }
+}
+
+impl ConnCtx {
+    /// Whether the request head just read framed its body twice ([`HeadScan`]); clears it.
+    #[inline]
+    pub fn take_ambiguous(&self) -> bool {
+        self.clock.ambiguous.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnCtx {
+    fn drop(&mut self) {
+        let live = self.worker.live.get().saturating_sub(1);
+        self.worker.live.set(live);
+        if live == 0 {
+            self.worker.all_closed.notify_waiters();
+        }
+        let shared = &self.worker.shared;
+        let before = shared.connections.fetch_sub(1, Ordering::Relaxed);
+        if before >= shared.max_connections {
+            shared.slot_freed.notify_waiters();
+        }
+    }
+}
+
+/// Marks one request as in service from its head until its response body is done.
+pub(crate) struct ActiveGuard(Rc<ConnCtx>);
+
+impl ActiveGuard {
+    pub fn new(ctx: &Rc<ConnCtx>) -> ActiveGuard {
+        ctx.clock.active.fetch_add(1, Ordering::Relaxed);
+        ctx.clock.head_started.store(0, Ordering::Relaxed);
+        ActiveGuard(ctx.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let ctx = &self.0;
+        ctx.clock.active.fetch_sub(1, Ordering::Relaxed);
+        ctx.served.set(ctx.served.get() + 1);
+        ctx.idle_since.set(Instant::now());
+    }
+}
+
+/// Requests in service and the start of the next request head, shared by the connection's
+/// timer and its [`ClientIo`] (atomics because hyper's upgrade wants a `Send` stream; only
+/// this worker's thread touches them).
+#[derive(Debug)]
+pub(crate) struct HeadClock {
+    active: AtomicU32,
+    /// Nanoseconds after `base` (plus one) when the first byte of a head arrived while no
+    /// request was in service; 0 = none.
+    head_started: AtomicU64,
+    base: Instant,
+    /// The head being read has both `Content-Length` and `Transfer-Encoding`
+    /// ([`crate::proto::framing`]); taken by the service, which answers 400.
+    ambiguous: AtomicBool,
+}
+
+/// The client's stream (TCP, or TLS over TCP) as hyper sees it: notes when a new request
+/// head starts.
+#[derive(Debug)]
+pub(crate) struct ClientIo<S = TcpStream> {
+    pub stream: S,
+    clock: Arc<HeadClock>,
+    /// HTTP/1.1 only: watches request heads for a double framing ([`crate::proto::framing`]).
+    scan: Option<HeadScan>,
+}
+
+impl<S> ClientIo<S> {
+    /// `stream` of `ctx`'s connection, for HTTP/1.1 (its heads are scanned).
+    pub fn new(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
+        ClientIo {
+            stream,
+            clock: ctx.clock.clone(),
+            scan: Some(HeadScan::default()),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let this = &mut *self;
+            let clock = &this.clock;
+            let idle = clock.active.load(Ordering::Relaxed) == 0;
+            if idle && clock.head_started.load(Ordering::Relaxed) == 0 {
+                let nanos = u64::try_from(clock.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+                clock.head_started.store(nanos + 1, Ordering::Relaxed);
+                if let Some(scan) = &mut this.scan {
+                    scan.reset();
+                }
+            }
+            if idle
+                && let Some(scan) = &mut this.scan
+                && !scan.done()
+                && scan.feed(&buf.filled()[before..])
+            {
+                clock.ambiguous.store(true, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
