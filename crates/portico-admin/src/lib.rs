@@ -18,6 +18,7 @@
 mod api;
 mod auth;
 pub mod client;
+mod dataplane;
 pub mod metrics;
 mod process;
 mod server;

@@ -31,7 +31,7 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 const SERVER_STATES: [&str; 5] = ["up", "down", "draining", "disabled", "backup"];
 const VRRP_STATES: [&str; 4] = ["MASTER", "BACKUP", "FAULT", "INIT"];
 
-type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// Encode every metric now.
 pub fn render(admin: &Admin) -> String {
@@ -53,7 +53,7 @@ impl fmt::Debug for Scrape {
     }
 }
 
-fn gauges<N: EncodeGaugeValue + Copy>(
+pub(crate) fn gauges<N: EncodeGaugeValue + Copy>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -69,7 +69,7 @@ fn gauges<N: EncodeGaugeValue + Copy>(
     Ok(())
 }
 
-fn counters<N: EncodeCounterValue + Copy>(
+pub(crate) fn counters<N: EncodeCounterValue + Copy>(
     enc: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
@@ -95,6 +95,7 @@ impl Collector for Scrape {
         build_info(&mut enc, admin)?;
         reloads(&mut enc, admin)?;
         servers(&mut enc, admin)?;
+        crate::dataplane::encode(&mut enc)?;
         certificates(&mut enc, admin)?;
         vrrp(&mut enc, admin)?;
         process_figures(&mut enc)

@@ -24,6 +24,7 @@
 //! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot` and the
 //! ground floor.
 pub(crate) mod https;
+pub(crate) mod id;
 
 use std::future::{Future, Ready};
 use std::pin::Pin;
@@ -53,8 +54,13 @@ pub(crate) fn handle(
     req: Request<Incoming>,
 ) -> impl Future<Output = Response<RespBody>> {
     async move {
+        let mut req = req;
         let active = ActiveGuard::new(&ctx);
         let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
+        let rid = id::ensure_here(ctx.peer.ip().is_loopback(), req.headers_mut());
+        // Metrics: the time to the response head, counted under the route's series.
+        let started = snap.metrics.then(std::time::Instant::now);
+        let mut series = None;
         let mut log = LogCtx::start(&ctx.worker.shared.access_log, ctx.peer, &req);
         let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
             // Only a connection whose listener a reload removed, after the hard cap.
@@ -79,9 +85,21 @@ pub(crate) fn handle(
             if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
                 early.map(RespBody::new)
             } else {
-                route(&ctx, &snap, site, req, &mut log).await
+                route(&ctx, &snap, site, req, &mut log, &mut series).await
             };
+        if let Some(t0) = started
+            && let Some(id) = series.or(site.unrouted)
+        {
+            ctx.worker
+                .metrics
+                .request(id, resp.status().as_u16(), t0.elapsed());
+        }
         https::add_hsts(&ctx, site, resp.headers_mut());
+        // Error answers carry the ID, so a user's report can be found in the logs.
+        if resp.status().as_u16() >= 400 && !resp.headers().contains_key(&id::X_REQUEST_ID) {
+            resp.headers_mut()
+                .insert(id::X_REQUEST_ID.clone(), rid.value());
+        }
         attach_log(&mut resp, log);
         resp.body_mut().set_active(active);
         resp
@@ -101,6 +119,7 @@ fn route<'a>(
     site: &'a CompiledSite,
     req: Request<Incoming>,
     log: &'a mut Option<Box<LogCtx>>,
+    series: &mut Option<portico_metrics::SeriesId>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
     fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
         Either::Right(Either::Left(std::future::ready(resp)))
@@ -108,7 +127,14 @@ fn route<'a>(
     fn boxed<'a, P>(fut: BoxedResponse<'a>) -> Routed<'a, P> {
         Either::Right(Either::Right(fut))
     }
-    match site.routes.select(req.uri().path()) {
+    let selected = site
+        .routes
+        .select_with_series(req.uri().path())
+        .map(|(action, id)| {
+            *series = id;
+            action
+        });
+    match selected {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {

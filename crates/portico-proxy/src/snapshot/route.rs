@@ -42,6 +42,8 @@ pub(crate) struct ProxyRoute {
     pub response_headers: CompiledRules,
     /// `ws_ping`: keep-alive pings on a WebSocket (see `websocket::ping`).
     pub ws_ping: Option<Duration>,
+    /// The route's metrics series (`None` when metrics are off).
+    pub series: Option<portico_metrics::SeriesId>,
 }
 
 /// Header set/remove rules as typed names and values.
@@ -175,6 +177,8 @@ fn strip_port(host: &[u8]) -> &[u8] {
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     actions: Vec<RouteAction>,
+    /// Metrics series of each route (same order as `actions`); empty in unit tests.
+    series: Vec<portico_metrics::SeriesId>,
     exact: HashMap<String, usize>,
     regexes: Vec<(Regex, usize)>,
     /// Longest first; file order among equal lengths.
@@ -186,6 +190,7 @@ impl RouteTable {
     pub fn new(routes: Vec<(Matcher, RouteAction)>) -> RouteTable {
         let mut table = RouteTable {
             actions: Vec::with_capacity(routes.len()),
+            series: Vec::new(),
             exact: HashMap::new(),
             regexes: Vec::new(),
             prefixes: Vec::new(),
@@ -204,22 +209,41 @@ impl RouteTable {
         table
     }
 
-    /// The route for `path` (the URI path, not decoded) and the matched prefix, if any.
-    pub fn select(&self, path: &str) -> Option<&RouteAction> {
+    /// The index of the route for `path` (the URI path, not decoded).
+    fn select_index(&self, path: &str) -> Option<usize> {
         if !self.exact.is_empty()
             && let Some(&i) = self.exact.get(path)
         {
-            return self.actions.get(i);
+            return Some(i);
         }
         for (re, i) in &self.regexes {
             if re.is_match(path) {
-                return self.actions.get(*i);
+                return Some(*i);
             }
         }
         self.prefixes
             .iter()
             .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .and_then(|(_, i)| self.actions.get(*i))
+            .map(|(_, i)| *i)
+    }
+
+    /// The route for `path` (the URI path, not decoded).
+    pub fn select(&self, path: &str) -> Option<&RouteAction> {
+        self.actions.get(self.select_index(path)?)
+    }
+
+    /// The route for `path` and its metrics series.
+    pub fn select_with_series(
+        &self,
+        path: &str,
+    ) -> Option<(&RouteAction, Option<portico_metrics::SeriesId>)> {
+        let i = self.select_index(path)?;
+        Some((self.actions.get(i)?, self.series.get(i).copied()))
+    }
+
+    /// Set each route's metrics series (file order).
+    pub fn set_series(&mut self, series: Vec<portico_metrics::SeriesId>) {
+        self.series = series;
     }
 }
 
