@@ -202,12 +202,15 @@ fn start_in(dir: TempDir, admin_extra: &str, extra: &str) -> Instance {
         .map(|b| format!("\"{}\"", b.url().trim_start_matches("http://")))
         .collect();
     let text = format!(
-        "[server]\nstate_dir = \"state\"\naccess_log = \"off\"\nshutdown_grace = \"2s\"\nthreads = 2\n\n\
+        "[server]\nstate_dir = \"state\"\naccess_log = \"access.log\"\naccess_log_format = \"json\"\n\
+         shutdown_grace = \"2s\"\nthreads = 2\n\n\
          [admin]\nlisten = \"{admin}\"\n{admin_extra}\n\
          [upstreams.app]\nservers = [{}]\nslow_start = \"10s\"\n\
          [upstreams.app.health]\ntype = \"http\"\ninterval = \"300ms\"\n\n\
          [[sites]]\nlisten = [\"{proxy_addr}\"]\nroutes = [\n\
-         {{ path = \"/\", proxy = \"app\", websocket = true }},\n]\n{extra}",
+         {{ path = \"/\", proxy = \"app\", websocket = true }},\n\
+         {{ exact = \"/hello\", respond = \"hi\" }},\n\
+         {{ exact = \"/gone\", respond = \"gone\", status = 410 }},\n]\n{extra}",
         servers.join(", ")
     );
     let config = dir.write("portico.toml", text);
@@ -476,4 +479,154 @@ fn status_says_clearly_when_nothing_runs_or_the_api_is_off() {
     let out = run(&off);
     assert_eq!(out.code(), 2, "{out:?}");
     assert!(out.stderr.contains("admin API is off"), "{out:?}");
+}
+
+/// The value of the series `name{labels}` (labels as they appear, in order).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_count_a_known_mix_of_requests_and_websockets_exactly() {
+    let inst = Instance::start("admin-exact", "", "");
+    let p = inst.proxy_addr.to_string();
+    // One keep-alive connection: 30 proxied GETs, 5 answered by `respond`, 4 answered 410.
+    let mut conn = http::Conn::connect(inst.proxy_addr).unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..30 {
+        assert_eq!(conn.get("/x").map(|r| r.status).ok(), Some(200));
+    }
+    for _ in 0..5 {
+        assert_eq!(conn.get("/hello").map(|r| r.status).ok(), Some(200));
+    }
+    for _ in 0..4 {
+        let r = conn.get("/gone").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 410);
+        let id = r.header("x-request-id").unwrap_or_default();
+        assert_eq!(
+            id.len(),
+            32,
+            "Portico's own error answer carries the request id"
+        );
+    }
+    drop(conn);
+    // Three WebSocket sessions, two messages each, closed by the client.
+    for i in 0..3 {
+        let tcp = TcpStream::connect(inst.proxy_addr).unwrap_or_else(|e| panic!("{e}"));
+        tcp.set_read_timeout(Some(T10)).ok();
+        let mut ws = Ws::handshake(tcp, &p).unwrap_or_else(|e| panic!("{e}"));
+        for m in 0..2 {
+            let text = format!("session {i} message {m}");
+            assert_eq!(ws.roundtrip(&text).unwrap_or_else(|e| panic!("{e}")), text);
+        }
+    }
+    let labels = |route: &str, upstream: &str, code: &str| {
+        format!(
+            "portico_http_requests_total{{site=\"*\",route=\"{route}\",upstream=\"{upstream}\",code=\"{code}\"}}"
+        )
+    };
+    let m = eventually(
+        T10,
+        "the WebSockets and connections to be counted as closed",
+        || {
+            let m = inst.call("GET", "/metrics", None).body;
+            let closed = sample(
+                &m,
+                "portico_websocket_sessions_closed_total{upstream=\"app\",closed_by=\"client\"}",
+            );
+            let open = sample(
+                &m,
+                &format!("portico_connections_open{{listener=\"{p}\",protocol=\"http\"}}"),
+            );
+            (closed == Some(3.0) && open == Some(0.0)).then_some(m)
+        },
+    );
+    assert_eq!(sample(&m, &labels("/", "app", "200")), Some(30.0), "{m}");
+    assert_eq!(sample(&m, &labels("/", "app", "101")), Some(3.0), "{m}");
+    assert_eq!(sample(&m, &labels("= /hello", "", "200")), Some(5.0), "{m}");
+    assert_eq!(sample(&m, &labels("= /gone", "", "410")), Some(4.0), "{m}");
+    let route_app = "site=\"*\",route=\"/\",upstream=\"app\"";
+    assert_eq!(
+        sample(
+            &m,
+            &format!("portico_http_request_duration_seconds_count{{{route_app}}}")
+        ),
+        Some(33.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("portico_http_upstream_response_duration_seconds_count{{{route_app}}}")
+        ),
+        Some(33.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "portico_websocket_sessions_opened_total{upstream=\"app\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&m, "portico_websocket_sessions_open{upstream=\"app\"}"),
+        Some(0.0)
+    );
+    // Six text frames each way (client frames are masked: 4 bytes more), plus the closes.
+    let c2s = sample(
+        &m,
+        "portico_websocket_bytes_total{upstream=\"app\",direction=\"client_to_server\"}",
+    );
+    assert!(c2s.is_some_and(|b| b >= 6.0 * 20.0), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("portico_connections_accepted_total{{listener=\"{p}\",protocol=\"http\"}}")
+        ),
+        Some(5.0),
+        "the start-up port probe, one keep-alive connection and three WebSockets\n{m}"
+    );
+    report("admin: 39 requests, 3 WebSockets, 5 connections: counted exactly");
+}
+
+#[test]
+fn request_ids_go_upstream_into_the_log_and_onto_errors() {
+    let inst = Instance::start("admin-request-id", "", "");
+    let echo = |extra: &str| -> String {
+        let mut c = http::Conn::connect(inst.proxy_addr).unwrap_or_else(|e| panic!("{e}"));
+        let head = format!(
+            "GET /_echo/headers HTTP/1.1\r\nHost: app.test\r\n{extra}Connection: close\r\n\r\n"
+        );
+        let r = c.request_raw(&head, b"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 200);
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-id: ").map(str::to_string))
+            .unwrap_or_default()
+    };
+    let made = echo("");
+    assert_eq!(made.len(), 32, "{made:?}");
+    assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(echo(""), made, "every request gets its own");
+    // The test client is on loopback: a well-formed incoming id is kept.
+    assert_eq!(echo("X-Request-Id: trace-42\r\n"), "trace-42");
+    assert_eq!(
+        echo("X-Request-Id: two words\r\n").len(),
+        32,
+        "a malformed one is replaced"
+    );
+    let log = inst.dir.path().join("access.log");
+    let line = eventually(T10, "the access log line with the id", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .lines()
+            .find(|l| l.contains(&made))
+            .map(str::to_string)
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["request_id"], made.as_str());
 }
