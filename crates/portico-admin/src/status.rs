@@ -55,6 +55,12 @@ pub struct UpstreamStatus {
     pub name: String,
     pub balance: String,
     pub slow_start_seconds: f64,
+    /// HTTP requests answered through this upstream (data-plane metrics).
+    #[serde(default)]
+    pub requests: u64,
+    /// WebSocket sessions open through this upstream now.
+    #[serde(default)]
+    pub websockets_open: u64,
     pub servers: Vec<ServerStatus>,
 }
 
@@ -226,6 +232,17 @@ pub fn build(admin: &Admin) -> Status {
         .collect();
     let now = Instant::now();
     let now_wall = SystemTime::now();
+    let mut traffic: HashMap<String, (u64, u64)> = HashMap::new();
+    for series in portico_metrics::global().collect().series {
+        if series.key.upstream.is_empty() {
+            continue;
+        }
+        let t = traffic.entry(series.key.upstream.clone()).or_default();
+        t.0 += series.requests();
+        t.1 += series
+            .ws_opened
+            .saturating_sub(series.ws_closed.iter().sum::<u64>());
+    }
     Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
@@ -253,7 +270,12 @@ pub fn build(admin: &Admin) -> Status {
         upstreams: config
             .upstreams
             .values()
-            .map(|u| upstream(admin, u, &checks, now))
+            .map(|u| {
+                let mut s = upstream(admin, u, &checks, now);
+                (s.requests, s.websockets_open) =
+                    traffic.get(&u.name).copied().unwrap_or_default();
+                s
+            })
             .collect(),
         streams: streams(&config),
         certificates: admin
@@ -366,6 +388,8 @@ fn upstream(
         name: u.name.clone(),
         balance: balance_str(u.balance).to_string(),
         slow_start_seconds: u.slow_start.as_secs_f64(),
+        requests: 0,
+        websockets_open: 0,
         servers,
     }
 }
