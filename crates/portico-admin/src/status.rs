@@ -272,8 +272,7 @@ pub fn build(admin: &Admin) -> Status {
             .values()
             .map(|u| {
                 let mut s = upstream(admin, u, &checks, now);
-                (s.requests, s.websockets_open) =
-                    traffic.get(&u.name).copied().unwrap_or_default();
+                (s.requests, s.websockets_open) = traffic.get(&u.name).copied().unwrap_or_default();
                 s
             })
             .collect(),

@@ -4,7 +4,9 @@
 //!
 //! Data comes in as a validated [`portico_config::Config`] and the balance
 //! [`portico_balance::Registry`] (live per-server state); [`Server::start`] compiles them
-//! into a snapshot, binds the listeners and runs one worker thread per core.
+//! into a snapshot, binds the listeners and runs one worker loop per worker thread
+//! ([`Server::start_on`]: on the process's `portico_net::Plumbing`, shared with the stream
+//! plane: its workers, `max_connections` gate, access log and resolver).
 //! [`Server::start_with_tls`] takes a [`TlsContext`] from a running
 //! `portico_tls::TlsRuntime` (certificates by SNI, HTTP-01 answers).
 //! [`RunningServer::reload`] applies a new config to the running server: the new snapshot is

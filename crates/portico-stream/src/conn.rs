@@ -5,11 +5,19 @@
 //!    `[server] header_timeout`. Bytes read past them are kept and forwarded. With `tls`,
 //!    the TLS handshake instead (`tls.rs`, also within `header_timeout`; a failure closes
 //!    this connection only, before any server is contacted).
-//! 2. **connect**: persistence first, else the balancer; `connect_timeout` per attempt,
-//!    `retries` other servers on failure (each failure reported to passive health).
-//! 3. **hello**: the PROXY header to the server if `proxy_protocol`, then the kept bytes.
-//! 4. **pipe** (see `pipe.rs`; after TLS termination `tls_pipe.rs`), then one access-log
-//!    line.
+//! 2. **connect**: persistence first, else the balancer; every address of the server's name
+//!    in order (`portico_net::resolve::connect`), `connect_timeout` per address, `retries`
+//!    other servers on failure (each failure reported to passive health). To an upstream
+//!    with `tls`: the PROXY header if `proxy_protocol` (in the clear, before the handshake,
+//!    as HAProxy's `send-proxy` with `ssl`), then the TLS handshake (`portico_tls::
+//!    UpstreamConnector`, within `connect_timeout`; a failure counts as a failed connect).
+//! 3. **hello**: the PROXY header to the server if `proxy_protocol` (plain servers), then the
+//!    kept bytes.
+//! 4. **pipe**: plain on both sides `pipe.rs` (splice); TLS on either side `tls_pipe.rs`;
+//!    then one access-log line.
+//!
+//! Floor: above `shared`, `snapshot` and the leaves (pipes, PROXY protocol, SNI, TLS, log);
+//! below `listeners`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +31,7 @@ use tokio::net::TcpStream;
 use crate::log::{End, Record};
 use crate::pipe::pipe;
 use crate::proxy_protocol::{self, ProxyAddrs};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{StreamRt, Target};
 use crate::sni::{self, Peek};
 use crate::tls::{self, ClientTls};
@@ -35,6 +43,16 @@ enum ClientIo {
     /// Boxed: the rustls state is large, and plain connections should not carry its room.
     Tls(Box<ClientTls>),
 }
+
+/// The server connection once connected (and, for a `tls` upstream, after the handshake).
+enum ServerIo {
+    Plain(TcpStream),
+    /// Boxed, as [`ClientIo::Tls`].
+    Tls(Box<ServerTls>),
+}
+
+/// The server side of a `tls` upstream.
+type ServerTls = tokio_rustls::client::TlsStream<TcpStream>;
 
 /// Serve one accepted connection to its end and log it.
 pub(crate) async fn serve(
@@ -70,7 +88,7 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
         rec.listen
     };
     let mut kept: Vec<u8> = Vec::new();
-    let header_deadline = tokio::time::Instant::now() + shared.header_timeout;
+    let header_deadline = tokio::time::Instant::now() + shared.header_timeout();
 
     // 1. preamble
     if stream.accept_proxy_protocol {
@@ -117,25 +135,27 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
     let up = &target.upstream;
     rec.upstream = Some(up.name.clone());
 
-    // 2. connect
-    let (server, picked) = match connect(target, rec.client, &mut rec.server).await {
+    // 2. connect (for a TLS upstream, the PROXY header goes first, in the clear)
+    let header = proxy_header(stream.proxy_protocol, rec.client, dst);
+    let (server, picked) = match connect(target, rec.client, &header, &mut rec.server).await {
         Ok(ok) => ok,
         Err(end) => return end,
     };
-    let server_addr = up.addrs.get(picked.index).copied();
-    rec.server = server_addr;
     let client_ip = rec.client.ip();
     if let Some(p) = &target.persistence {
         p.open(client_ip, picked.index, Instant::now());
     }
 
-    // 3. hello
-    let end = match client {
-        ClientIo::Plain(client) => {
-            hello_and_pipe(shared, stream, &client, server, rec, dst, &kept).await
+    // 3. hello, 4. pipe
+    let end = match (client, server) {
+        (ClientIo::Plain(client), ServerIo::Plain(server)) => {
+            hello_and_pipe(shared, stream, &client, server, rec, &header, &kept).await
         }
-        ClientIo::Tls(client) => {
-            Box::pin(hello_and_tls_pipe(shared, stream, client, server, rec, dst)).await
+        (client, server) => {
+            Box::pin(hello_and_tls_pipe(
+                shared, stream, client, server, rec, &header, &kept,
+            ))
+            .await
         }
     };
     if let Some(p) = &target.persistence {
@@ -151,11 +171,10 @@ async fn hello_and_pipe(
     client: &TcpStream,
     mut server: TcpStream,
     rec: &mut Record,
-    dst: SocketAddr,
+    header: &[u8],
     kept: &[u8],
 ) -> End {
-    let header = proxy_header(stream.proxy_protocol, rec.client, dst);
-    let mut first = header;
+    let mut first = header.to_vec();
     first.extend_from_slice(kept);
     if !first.is_empty() {
         if let Err(e) = server.write_all(&first).await {
@@ -177,32 +196,70 @@ async fn hello_and_pipe(
     result.end
 }
 
-/// The PROXY header (if configured), then the pipe of decrypted bytes.
+/// TLS on either side: the PROXY header to a plain server (a TLS server got it before its
+/// handshake) and the kept bytes, then the buffered pipe (decrypted bytes).
 async fn hello_and_tls_pipe(
     shared: &Shared,
     stream: &StreamRt,
-    mut client: Box<ClientTls>,
-    mut server: TcpStream,
+    client: ClientIo,
+    server: ServerIo,
     rec: &mut Record,
-    dst: SocketAddr,
+    header: &[u8],
+    kept: &[u8],
 ) -> End {
-    let header = proxy_header(stream.proxy_protocol, rec.client, dst);
-    if !header.is_empty()
-        && let Err(e) = server.write_all(&header).await
-    {
-        tracing::debug!(error = %e, "stream: writing the PROXY header to the server failed");
-        return End::ServerClosed;
-    }
-    let result = tls_pipe(
-        &mut client,
-        &mut server,
-        stream.idle_timeout,
-        shared.kill.subscribe(),
-    )
-    .await;
-    rec.sent = result.sent;
+    let (idle, kill) = (stream.idle_timeout, shared.kill.subscribe());
+    let result = match (client, server) {
+        (ClientIo::Tls(mut client), ServerIo::Plain(mut server)) => {
+            if let Err(end) = first_bytes(&mut server, header, kept, rec).await {
+                return end;
+            }
+            tls_pipe(&mut *client, &mut server, idle, kill).await
+        }
+        (ClientIo::Plain(mut client), ServerIo::Tls(mut server)) => {
+            if let Err(end) = first_bytes(&mut *server, &[], kept, rec).await {
+                return end;
+            }
+            tls_pipe(&mut client, &mut *server, idle, kill).await
+        }
+        (ClientIo::Tls(mut client), ServerIo::Tls(mut server)) => {
+            if let Err(end) = first_bytes(&mut *server, &[], kept, rec).await {
+                return end;
+            }
+            tls_pipe(&mut *client, &mut *server, idle, kill).await
+        }
+        (ClientIo::Plain(_), ServerIo::Plain(_)) => return End::Error,
+    };
+    rec.sent += result.sent;
     rec.received = result.received;
     result.end
+}
+
+/// Write `header` then `kept` to the server and flush (TLS: into one record).
+async fn first_bytes<S>(
+    server: &mut S,
+    header: &[u8],
+    kept: &[u8],
+    rec: &mut Record,
+) -> Result<(), End>
+where
+    S: tokio::io::AsyncWrite + Unpin,
+{
+    if header.is_empty() && kept.is_empty() {
+        return Ok(());
+    }
+    let mut first = header.to_vec();
+    first.extend_from_slice(kept);
+    if let Err(e) = async {
+        server.write_all(&first).await?;
+        server.flush().await
+    }
+    .await
+    {
+        tracing::debug!(error = %e, "stream: writing the first bytes to the server failed");
+        return Err(End::ServerClosed);
+    }
+    rec.sent += kept.len() as u64;
+    Ok(())
 }
 
 /// The PROXY header `version` asks for, telling the server `client` connected to `dst`;
@@ -220,12 +277,14 @@ fn proxy_header(
 }
 
 /// Pick (persistence first) and connect, trying up to `retries` other servers. `last` is
-/// the server tried last (for the log).
+/// the server address tried last (for the log). For a TLS upstream `header` (the PROXY
+/// header, maybe empty) is written before the handshake.
 async fn connect(
     target: &Target,
     client: SocketAddr,
+    header: &[u8],
     last: &mut Option<SocketAddr>,
-) -> Result<(TcpStream, Picked), End> {
+) -> Result<(ServerIo, Picked), End> {
     let up = &target.upstream;
     let key = PickKey {
         client_ip: client.ip(),
@@ -251,23 +310,57 @@ async fn connect(
                 Err(_) => return Err(End::ConnectFailed),
             },
         };
-        let Some(&addr) = up.addrs.get(picked.index) else {
+        let Some(addrs) = up.addrs.get(picked.index) else {
             return Err(End::Error);
         };
-        *last = Some(addr);
-        match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                up.pool.report_success(picked.index);
-                return Ok((s, picked));
+        *last = addrs.first().copied();
+        match portico_net::resolve::connect(addrs, up.connect_timeout).await {
+            Ok((tcp, reached)) => {
+                *last = Some(reached);
+                match &up.tls {
+                    None => {
+                        up.pool.report_success(picked.index);
+                        return Ok((ServerIo::Plain(tcp), picked));
+                    }
+                    Some(tls) => {
+                        match tls_connect(tls, picked.index, tcp, header, up.connect_timeout).await
+                        {
+                            Ok(s) => {
+                                up.pool.report_success(picked.index);
+                                return Ok((ServerIo::Tls(Box::new(s)), picked));
+                            }
+                            Err(reason) => tracing::warn!(
+                                upstream = %up.name, server = %reached, %reason,
+                                "stream: TLS handshake with the server failed"
+                            ),
+                        }
+                    }
+                }
             }
-            Ok(Err(e)) => tracing::debug!(server = %addr, error = %e, "stream connect failed"),
-            Err(_) => tracing::debug!(server = %addr, "stream connect timed out"),
+            Err(e) => tracing::debug!(server = ?last, error = %e, "stream connect failed"),
         }
         up.pool.report_failure(picked.index);
         tried.push(picked.index);
     }
     Err(End::ConnectFailed)
+}
+
+/// The PROXY header (if any) in the clear, then the TLS handshake with member `index`.
+async fn tls_connect(
+    tls: &portico_tls::UpstreamConnector,
+    index: usize,
+    mut tcp: TcpStream,
+    header: &[u8],
+    timeout: std::time::Duration,
+) -> Result<ServerTls, String> {
+    if !header.is_empty() {
+        tcp.write_all(header)
+            .await
+            .map_err(|e| format!("writing the PROXY header: {e}"))?;
+    }
+    tls.connect(index, tcp, timeout)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Read until a complete PROXY header; bytes after it stay in `kept`.

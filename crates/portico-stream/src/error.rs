@@ -31,10 +31,16 @@ pub enum StreamError {
         "stream #{stream}: tls = \"acme\" is not available on streams (no names to order a certificate for); use certificate files"
     )]
     TlsAcme { stream: usize },
-    #[error("cannot open the access log: {0}")]
-    AccessLog(std::io::Error),
-    #[error("cannot start the stream worker: {0}")]
-    Worker(std::io::Error),
+    /// The TLS client side of an upstream with `tls` cannot be built (a `ca_file` or client
+    /// certificate cannot be used, a bad `server_name`).
+    #[error("upstream {upstream}: tls: {source}")]
+    UpstreamTls {
+        upstream: String,
+        source: portico_tls::TlsError,
+    },
+    /// The worker threads or the access log of a stream plane started alone.
+    #[error(transparent)]
+    Plumbing(#[from] portico_net::PlumbingError),
 }
 
 /// Why a received PROXY header is refused (the connection is closed).

@@ -10,23 +10,35 @@
 //! per-connection buffer while idle; bulk bursts go through splice(2), `splice.rs`; after
 //! TLS termination a buffered copy, `tls_pipe.rs`; the loop both share, `duplex.rs`), one access-log line ([`log`]).
 //!
-//! The binary calls [`StreamServer::start`] and controls the returned [`RunningStreams`]
-//! like `portico_proxy::RunningServer` (also [`RunningStreams::reload`]: listeners diffed by
-//! address, see `reload.rs`); [`StreamServer::start_with`] takes
-//! [`StreamOptions`] (knobs that are not config keys, e.g. the certificate-file poll interval
-//! for tests).
+//! The binary calls [`StreamServer::start_on`] with the process's `portico_net::Plumbing`
+//! (the worker threads, the `max_connections` gate, the access log and the resolver, shared
+//! with the HTTP plane) and controls the returned [`RunningStreams`] like the HTTP plane's
+//! handle (also [`RunningStreams::reload`]: listeners diffed by address, see `reload.rs`);
+//! [`StreamServer::start`] / [`StreamServer::start_with`] start the plane alone, on plumbing
+//! of its own; [`StreamOptions`] are knobs that are not config keys (e.g. the
+//! certificate-file poll interval for tests).
+//!
+//! Floors, imports only downward: `shared` (options, per-plane state) < `snapshot` (compiled
+//! streams) < `conn` (one connection) < `listeners` (accept loops, the plane's main task) <
+//! `running` (the control handle) < `reload` (prepare/commit) < `server` (start). The byte
+//! pipes, PROXY protocol, SNI, TLS, persistence and log modules are leaves below `conn`.
+//! This crate imports `portico-net`, `portico-tls`, `portico-balance` and `portico-config`,
+//! never `portico-proxy`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod conn;
 mod duplex;
 mod error;
+mod listeners;
 pub mod log;
 pub mod persist;
 mod pipe;
 pub mod proxy_protocol;
 mod reload;
+mod running;
 mod server;
+mod shared;
 mod snapshot;
 pub mod sni;
 mod splice;
@@ -35,4 +47,6 @@ mod tls_pipe;
 
 pub use error::{ProxyHeaderError, SniError, StreamError};
 pub use reload::{PreparedStreams, StreamReload};
-pub use server::{RunningStreams, StreamOptions, StreamServer};
+pub use running::RunningStreams;
+pub use server::StreamServer;
+pub use shared::StreamOptions;

@@ -1,10 +1,10 @@
 //! The stream access log: one line per connection, written when it ends, to
 //! `[server] access_log` in `access_log_format` (text for `combined`, or JSON).
 //!
-//! Lines go through the HTTP plane's writer (`portico_proxy::access_log::AccessLog`): one
-//! writer thread per target in the process, so HTTP and stream lines share one file handle,
-//! are never interleaved mid-line, never block a connection task, and follow a reopen (log
-//! rotation) together.
+//! Lines go through the process's shared writer (`portico_net::access_log::AccessLog`, the
+//! HTTP plane's too): one writer thread per target in the process, so HTTP and stream lines
+//! share one file handle, are never interleaved mid-line, never block a connection task, and
+//! follow a reopen (log rotation) together.
 //!
 //! Text: `CLIENT [TIME] stream#N LISTEN -> UPSTREAM SERVER sent=N received=N duration=S end=REASON`
 //! (`-` for an unknown upstream or server). JSON keys: `time client stream listen upstream
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use portico_config::AccessLogFormat;
-use portico_proxy::access_log::format::Civil;
+use portico_net::access_log::Civil;
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Record {
     pub end: End,
 }
 
-pub use portico_proxy::access_log::AccessLog;
+pub use portico_net::access_log::AccessLog;
 
 /// Queue `r`'s line on `log` (timestamped now); never blocks.
 pub fn write(log: &AccessLog, r: &Record) {

@@ -1,55 +1,25 @@
 //! Stream reloads: [`RunningStreams::reload`] = [`RunningStreams::prepare`] (compile the
 //! streams, bind new listen addresses: fallible, changes nothing) + [`RunningStreams::commit`]
 //! (apply: infallible). Listeners are identified by their configured address; a kept one whose
-//! stream and upstreams are unchanged is not touched at all.
+//! stream and upstreams are unchanged is not touched at all. `[server] header_timeout` and
+//! `shutdown_grace` apply at commit (new connections, the next drain), as on the HTTP plane;
+//! `threads`, `max_connections` and the access log belong to the process's plumbing and need
+//! a restart (the HTTP plane's reload reports them).
+//!
+//! Floor: above `running`, `listeners` and `snapshot`; below `server`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use portico_balance::Registry;
-use portico_config::Config;
-use tokio::sync::watch;
+use portico_config::{Config, ServerConfig};
+use portico_net::{Plumbing, RunState};
 
 use crate::error::StreamError;
-use crate::server::{Pending, RunState, RunningStreams, bind_one, lock};
+use crate::listeners::{Bound, Inputs, Slot, bind, stream_inputs};
+use crate::running::{Pending, RunningStreams};
+use crate::shared::lock;
 use crate::snapshot::{Snapshot, StreamRt};
-
-/// What a stream's compiled form depends on: its own config and the upstreams it uses.
-pub(crate) type Inputs = (portico_config::Stream, Vec<portico_config::Upstream>);
-
-/// One stream listener as the runtime serves it.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    /// Configured address (the listener's identity across reloads) and bound address.
-    pub listen: SocketAddr,
-    pub bound: SocketAddr,
-    /// The config its stream was compiled from (what a reload compares).
-    pub inputs: Inputs,
-    /// The compiled stream new connections get; connections keep the one they started on.
-    pub rt: watch::Sender<Arc<StreamRt>>,
-    pub accept: tokio::task::AbortHandle,
-    /// Turns true `shutdown_grace` after a reload removed the listener: its connections
-    /// still open then are closed.
-    pub cut: watch::Sender<bool>,
-}
-
-/// A stream's config and the upstreams it uses (by name order).
-pub(crate) fn stream_inputs(config: &Config, s: &portico_config::Stream) -> Inputs {
-    let mut names: Vec<&str> = s
-        .upstream
-        .as_deref()
-        .into_iter()
-        .chain(s.sni_routes.iter().map(|(_, u)| u.as_str()))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let upstreams = names
-        .into_iter()
-        .filter_map(|n| config.upstreams.get(n).cloned())
-        .collect();
-    (s.clone(), upstreams)
-}
 
 /// A compiled, bound, not yet applied stream reload (see [`RunningStreams::prepare`]).
 #[derive(Debug)]
@@ -63,11 +33,11 @@ struct Prepared {
     layout: Vec<(Inputs, Vec<SocketAddr>)>,
     streams: Vec<Arc<StreamRt>>,
     cert_files: Vec<Option<portico_tls::FileCerts>>,
-    /// Sockets bound for addresses that are new: (configured, socket, bound).
-    fresh: Vec<(SocketAddr, std::net::TcpListener, SocketAddr)>,
-    /// `server.shutdown_grace`: how long a removed listener's connections may run on.
-    grace: Duration,
-    /// The runtime, built when none runs yet (the first streams of the process).
+    /// Sockets bound for addresses that are new (one per worker).
+    fresh: Vec<Bound>,
+    /// `[server]` of the new config (`header_timeout`, `shutdown_grace` apply at commit).
+    server: ServerConfig,
+    /// The plane, built when none runs yet (the first streams).
     pending: Option<Pending>,
 }
 
@@ -94,8 +64,10 @@ impl RunningStreams {
     /// connections run on, closed if still open at `shutdown_grace`. Connections never move.
     /// On `Err` (a name does not resolve, certificates unusable, a bind fails) nothing
     /// changed. Without streams at start, the first reload that adds some starts the stream
-    /// runtime (with the start-up `[server]` settings: threads, `max_connections`, access
-    /// log); removing every stream leaves it running idle, ready for the next ones.
+    /// plane (on the process's plumbing; started alone, on plumbing of its own built from the
+    /// start-up `[server]`: threads, `max_connections`, access log); removing every stream
+    /// leaves it running idle, ready for the next ones. `header_timeout` and
+    /// `shutdown_grace` of the new config apply to new connections and the next drain.
     /// [`prepare`](RunningStreams::prepare) then [`commit`](RunningStreams::commit).
     pub fn reload(
         &self,
@@ -118,7 +90,25 @@ impl RunningStreams {
         if running.is_none() && config.streams.is_empty() {
             return Ok(PreparedStreams { inner: None });
         }
-        let mut snapshot = Snapshot::build(config, registry, &self.options)?;
+        // The plumbing: the running plane's, the process's, or (started alone) a new one.
+        let pending = match running {
+            Some(_) => None,
+            None => Some(match &self.plumbing {
+                Some(p) => Pending::launch(p.clone(), false, &self.server),
+                None => Pending::launch(Plumbing::start(&self.server)?, true, &self.server),
+            }),
+        };
+        let Some(workers) = running
+            .or_else(|| pending.as_ref().and_then(Pending::plane))
+            .map(|p| p.workers().clone())
+        else {
+            return Ok(PreparedStreams { inner: None });
+        };
+        let resolver = self
+            .plumbing
+            .as_ref()
+            .map_or_else(portico_net::Resolver::system, |p| p.resolver().clone());
+        let mut snapshot = Snapshot::build(config, registry, &self.options, &resolver)?;
         let mut cert_files: Vec<Option<portico_tls::FileCerts>> =
             (0..snapshot.streams.len()).map(|_| None).collect();
         for (i, f) in std::mem::take(&mut snapshot.cert_files) {
@@ -132,8 +122,7 @@ impl RunningStreams {
         for s in &config.streams {
             for &addr in &s.listen {
                 if !kept.contains(&addr) {
-                    let (l, actual) = bind_one(addr)?;
-                    fresh.push((addr, l, actual));
+                    fresh.push(bind(addr, workers.len())?);
                 }
             }
         }
@@ -142,22 +131,13 @@ impl RunningStreams {
             .iter()
             .map(|s| (stream_inputs(config, s), s.listen.clone()))
             .collect();
-        // Last, once everything else worked: the runtime, when none runs yet.
-        let pending = match running {
-            Some(_) => None,
-            None => Some(Pending::launch(
-                &self.server,
-                &self.state_rx,
-                self.server.shutdown_grace,
-            )?),
-        };
         Ok(PreparedStreams {
             inner: Some(Prepared {
                 layout,
                 streams: snapshot.streams,
                 cert_files,
                 fresh,
-                grace: config.server.shutdown_grace,
+                server: config.server.clone(),
                 pending,
             }),
         })
@@ -173,19 +153,19 @@ impl RunningStreams {
             // Stopping: dropping `p` closes what it bound and ends a pending runtime.
             return out;
         }
-        if let Some(pending) = p.pending.take() {
-            pending.go();
-            let Pending { plane, thread, .. } = pending;
-            // Reloads are serialized by the caller: the plane cannot be set already (were
-            // it, this runtime is dropped and the one running serves the new listeners).
-            if self.plane.set(plane).is_ok() {
-                *lock(&self.thread) = Some(thread);
-            }
+        if let Some(pending) = p.pending.take()
+            && let Some(plane) = pending.go(&self.state_rx)
+        {
+            // Reloads are serialized by the caller: the plane cannot be set already.
+            let _ = self.plane.set(plane);
         }
         let Some(plane) = self.plane.get() else {
             return out;
         };
         let shared = &plane.shared;
+        shared.apply(&p.server);
+        *lock(&self.grace) = p.server.shutdown_grace;
+        let grace = p.server.shutdown_grace;
         let mut c = lock(&plane.control);
         if *self.state_rx.borrow() != RunState::Running {
             return out;
@@ -219,13 +199,8 @@ impl RunningStreams {
             }
         }
         for slot in old {
-            slot.accept.abort();
             out.listeners_removed.push(slot.listen);
-            let (cut, grace) = (slot.cut, p.grace);
-            c.handle.spawn(async move {
-                tokio::time::sleep(grace).await;
-                cut.send_replace(true);
-            });
+            c.retire(slot, grace);
         }
         // Certificate pollers: one per compiled TLS stream still in use.
         let in_use = c.current();

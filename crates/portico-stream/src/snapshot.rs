@@ -1,28 +1,38 @@
 //! The compiled form of `[[streams]]`: per stream its targets (an upstream pool with its
 //! servers' resolved addresses, plus that stream's persistence table for it) and the SNI
-//! routes, and the TLS acceptor of a stream that terminates TLS. Built once at start-up;
-//! names are resolved and certificate files loaded here (blocking), never per connection.
+//! routes, the TLS acceptor of a stream that terminates TLS, and the TLS connector of an
+//! upstream with `tls`. Built at start-up and by each reload; names are resolved
+//! (`portico_net::Resolver`: every address of a name, as the HTTP plane) and certificate
+//! files loaded here (blocking), never per connection.
+//!
+//! Floor: above `shared` (options), `tls` and `persist`; below `conn` and `listeners`.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use portico_balance::{Pool, Registry};
-use portico_config::{Config, HostPattern, ProxyProtocolVersion, ServerAddr, Stream};
+use portico_config::{Config, HostPattern, ProxyProtocolVersion, Stream};
+use portico_net::Resolver;
+use portico_tls::{Alpn, UpstreamConnector};
 
 use crate::error::StreamError;
 use crate::persist::Persistence;
+use crate::shared::StreamOptions;
 
 /// One upstream as the streams use it (shared by every stream that names it).
 #[derive(Debug)]
 pub(crate) struct UpstreamRt {
     pub name: String,
     pub pool: Pool,
-    /// Resolved address of each pool member, by member index.
-    pub addrs: Vec<SocketAddr>,
+    /// Every resolved address of each pool member, by member index: the first is the
+    /// member's address, the others are tried in order when connecting to it fails.
+    pub addrs: Vec<Vec<SocketAddr>>,
     pub connect_timeout: Duration,
     pub retries: u32,
+    /// `tls = {..}`: the servers speak TLS (no ALPN offered: the stream is raw bytes).
+    pub tls: Option<UpstreamConnector>,
 }
 
 /// Where a stream's connections can go: an upstream and this stream's persistence table
@@ -63,7 +73,7 @@ impl StreamRt {
 pub(crate) struct Snapshot {
     pub streams: Vec<Arc<StreamRt>>,
     /// Certificate-file pollers of the TLS streams (with their index in `streams`), to
-    /// spawn on the stream runtime.
+    /// spawn on the workers.
     pub cert_files: Vec<(usize, portico_tls::FileCerts)>,
 }
 
@@ -71,7 +81,8 @@ impl Snapshot {
     pub(crate) fn build(
         config: &Config,
         registry: &Registry,
-        options: &crate::server::StreamOptions,
+        options: &StreamOptions,
+        resolver: &Resolver,
     ) -> Result<Snapshot, StreamError> {
         let mut upstreams: BTreeMap<String, Arc<UpstreamRt>> = BTreeMap::new();
         let mut streams = Vec::with_capacity(config.streams.len());
@@ -93,7 +104,7 @@ impl Snapshot {
                 let up = match upstreams.get(name) {
                     Some(up) => Arc::clone(up),
                     None => {
-                        let up = Arc::new(upstream(config, s, name, registry)?);
+                        let up = Arc::new(upstream(config, s, name, registry, resolver)?);
                         upstreams.insert(name.to_string(), Arc::clone(&up));
                         up
                     }
@@ -135,6 +146,7 @@ fn upstream(
     stream: &Stream,
     name: &str,
     registry: &Registry,
+    resolver: &Resolver,
 ) -> Result<UpstreamRt, StreamError> {
     let Some(up) = config.upstreams.get(name) else {
         return Err(StreamError::UnknownUpstream {
@@ -146,29 +158,37 @@ fn upstream(
     let addrs = pool
         .members()
         .iter()
-        .map(|m| resolve(name, &m.spec.addr))
+        .map(|m| {
+            resolver
+                .resolve(&m.spec.addr)
+                .map_err(|e| StreamError::Resolve {
+                    upstream: name.to_string(),
+                    addr: m.spec.addr.to_string(),
+                    reason: e.to_string(),
+                })
+        })
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = match &up.tls {
+        Some(tls) => Some(
+            UpstreamConnector::build(
+                tls,
+                pool.members().iter().map(|m| m.spec.addr.host.as_str()),
+                &config.base_dir,
+                Alpn::None,
+            )
+            .map_err(|source| StreamError::UpstreamTls {
+                upstream: name.to_string(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     Ok(UpstreamRt {
         name: name.to_string(),
         pool,
         addrs,
         connect_timeout: up.connect_timeout,
         retries: up.retries,
+        tls,
     })
-}
-
-fn resolve(upstream: &str, addr: &ServerAddr) -> Result<SocketAddr, StreamError> {
-    if let Some(a) = addr.ip_socket_addr() {
-        return Ok(a);
-    }
-    let err = |reason: String| StreamError::Resolve {
-        upstream: upstream.to_string(),
-        addr: addr.to_string(),
-        reason,
-    };
-    (addr.host.as_str(), addr.port)
-        .to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no address".into()))
 }

@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 use crate::error::StreamError;
 
 /// The rustls config of a TLS stream and the poller of its certificate files (spawned on
-/// the stream runtime by the server).
+/// the workers by the plane).
 pub(crate) fn build(
     stream: &Stream,
     base: &Path,

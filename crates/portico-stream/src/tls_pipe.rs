@@ -1,5 +1,6 @@
-//! The byte pipe after TLS termination: decrypted client bytes to the server and back, with
-//! half-close, the stream's idle timeout and the stop signal (same ends as `pipe.rs`).
+//! The byte pipe when either side speaks TLS (TLS termination, a `tls` upstream, or both):
+//! decrypted bytes from one side to the other and back, with half-close, the stream's idle
+//! timeout and the stop signal (same ends as `pipe.rs`).
 //!
 //! The loop (ends, idle timeout, stop) is `duplex.rs`', shared with `pipe.rs`; only the step
 //! differs. `pipe.rs`' step waits for socket readiness and reads the sockets itself (or
@@ -29,11 +30,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::duplex::{self, PipeResult, Sides};
-use crate::tls::ClientTls;
 
 /// The largest TLS record's plaintext: one read from rustls never returns more.
 const BUF_SIZE: usize = 16 * 1024;
@@ -54,13 +53,17 @@ struct Records {
     needs_flush: bool,
 }
 
-/// The TLS client and the plain server.
-struct Tls<'a> {
-    client: &'a mut ClientTls,
-    server: &'a mut TcpStream,
+/// The two sides, at least one of them TLS (each a TLS stream or a plain socket).
+struct Tls<'a, C, S> {
+    client: &'a mut C,
+    server: &'a mut S,
 }
 
-impl Sides for Tls<'_> {
+impl<C, S> Sides for Tls<'_, C, S>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     type Extra = Records;
     const KIND: &'static str = "tls";
 
@@ -82,12 +85,16 @@ impl Sides for Tls<'_> {
 
 /// Copy both ways until both sides closed, one side failed, `idle` passed with no byte
 /// moved, or `stop` turns true.
-pub(crate) async fn tls_pipe(
-    client: &mut ClientTls,
-    server: &mut TcpStream,
+pub(crate) async fn tls_pipe<C, S>(
+    client: &mut C,
+    server: &mut S,
     idle: Duration,
     stop: watch::Receiver<bool>,
-) -> PipeResult {
+) -> PipeResult
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     duplex::run(&mut Tls { client, server }, idle, stop).await
 }
 

@@ -8,7 +8,8 @@
 //! - [`FileCerts`]: `tls = { cert, key }` pairs loaded into the resolver and reloaded when the
 //!   files change, keeping the old pair when the new one is broken.
 //! - [`client_config`]: rustls client configs for TLS upstreams, and [`failure_reason`] for
-//!   the one-line log of a failed upstream handshake.
+//!   the one-line log of a failed upstream handshake; [`UpstreamConnector`]: the connector
+//!   of one TLS upstream (names, identity tags, handshake) both planes use.
 //! - [`TlsRuntime`]: all of the above for a configuration's sites in one value, with reload.
 //! - [`acme`]: the ACME manager (instant-acme + rcgen): accounts, orders, HTTP-01 and
 //!   TLS-ALPN-01 challenges, renewal with backoff, live swaps into the resolver.
@@ -28,6 +29,7 @@ mod resolver;
 mod runtime;
 mod server;
 mod sites;
+mod upstream;
 
 pub use client::{
     NoVerification, client_config, client_config_with, failure_reason, roots, server_name,
@@ -39,6 +41,7 @@ pub use resolver::{ACME_TLS_ALPN, CertResolver, ListenerCerts, ListenerResolver,
 pub use runtime::TlsRuntime;
 pub use server::{ServerOptions, acceptor, is_acme_validation, listener_config, server_config};
 pub use sites::{install_sites, site_id, site_resolver_id};
+pub use upstream::{Alpn, UpstreamConnector, UpstreamTlsError};
 
 /// Re-exports for callers that build their own connections.
 pub use rustls;

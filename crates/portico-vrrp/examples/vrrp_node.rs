@@ -32,6 +32,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let listeners: Vec<_> = config.sites.iter().flat_map(|s| s.listen.clone()).collect();
+    let streams: Vec<_> = config
+        .streams
+        .iter()
+        .flat_map(|s| s.listen.clone())
+        .collect();
     let mut handles = Vec::new();
     for inst in &config.vrrp {
         let tracked = inst
@@ -39,7 +44,10 @@ async fn main() -> std::process::ExitCode {
             .iter()
             .filter_map(|t| {
                 let check = match &t.kind {
-                    VrrpTrackKind::Listeners => Check::Listeners(listeners.clone()),
+                    VrrpTrackKind::Listeners => Check::Listeners {
+                        http: listeners.clone(),
+                        tcp: streams.clone(),
+                    },
                     VrrpTrackKind::Script { path, interval } => Check::Script {
                         path: path.clone(),
                         interval: *interval,

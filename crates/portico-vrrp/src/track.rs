@@ -1,8 +1,11 @@
 //! Tracked checks that lower an instance's priority while they fail.
 //!
-//! - listeners: connect to each of the node's own listeners (a wildcard address is probed on
-//!   loopback), send `HEAD / HTTP/1.0`, and expect an HTTP status line back (a TLS alert
-//!   record also counts: the listener is alive and speaks TLS);
+//! - listeners: connect to each of the node's own HTTP listeners (a wildcard address is
+//!   probed on loopback), send `HEAD / HTTP/1.0`, and expect an HTTP status line back (a TLS
+//!   alert record also counts: the listener is alive and speaks TLS); each TCP stream
+//!   listener must be bound and listening (checked without connecting: a connection would
+//!   reach a server and write an access-log line every interval, and a stream has no
+//!   protocol of its own to answer with);
 //! - upstream: asks a callback whether the named upstream has a usable server;
 //! - script: keepalived semantics: run it every `interval`, exit status 0 = ok, killed and
 //!   failed when it takes longer than the interval.
@@ -31,7 +34,12 @@ pub type UpstreamUsable = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// What a tracked check looks at.
 #[derive(Clone)]
 pub enum Check {
-    Listeners(Vec<SocketAddr>),
+    /// The node's own listeners: `http` ones answer an HTTP probe, `tcp` (stream) ones are
+    /// bound and listening.
+    Listeners {
+        http: Vec<SocketAddr>,
+        tcp: Vec<SocketAddr>,
+    },
     Upstream {
         name: String,
         usable: UpstreamUsable,
@@ -51,7 +59,8 @@ impl fmt::Debug for Check {
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Check::Listeners(a) => write!(f, "listeners {a:?}"),
+            Check::Listeners { http, tcp } if tcp.is_empty() => write!(f, "listeners {http:?}"),
+            Check::Listeners { http, tcp } => write!(f, "listeners {http:?} streams {tcp:?}"),
             Check::Upstream { name, .. } => write!(f, "upstream {name}"),
             Check::Script { path, .. } => write!(f, "script {}", path.display()),
         }
@@ -166,14 +175,14 @@ fn verdicts(names: &[String], state: &[(i32, bool)]) -> Vec<TrackState> {
 
 async fn run_check(check: &Check, period: Duration) -> bool {
     match check {
-        Check::Listeners(addrs) => {
+        Check::Listeners { http, tcp } => {
             let timeout = period.clamp(Duration::from_millis(500), Duration::from_secs(2));
-            for a in addrs {
+            for a in http {
                 if !probe_listener(*a, timeout).await {
                     return false;
                 }
             }
-            true
+            tcp.iter().all(|a| is_listening(*a))
         }
         Check::Upstream { name, usable } => usable(name),
         Check::Script { path, interval } => run_script(path, *interval).await,
@@ -213,6 +222,27 @@ pub async fn probe_listener(addr: SocketAddr, timeout: Duration) -> bool {
         Some(buf[..n].starts_with(b"HTTP/") || (n > 0 && buf[0] == 0x15))
     };
     matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(true)))
+}
+
+/// Whether a socket listens on `addr` (a TCP stream listener), without connecting: a probe
+/// socket (`SO_REUSEADDR`, no `SO_REUSEPORT`) cannot bind an address a listener holds.
+/// An address that is not (or no longer) local fails too. (A socket bound there without
+/// `SO_REUSEADDR`, listening or not, counts as a listener: no Portico listener is such.)
+pub fn is_listening(addr: SocketAddr) -> bool {
+    let Ok(probe) = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    ) else {
+        return false;
+    };
+    if addr.is_ipv6() && probe.set_only_v6(true).is_err() {
+        return false;
+    }
+    if probe.set_reuse_address(true).is_err() {
+        return false;
+    }
+    matches!(probe.bind(&addr.into()), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
 }
 
 /// keepalived's `vrrp_script`: exit 0 within `timeout` = ok.

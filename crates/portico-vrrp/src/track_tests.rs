@@ -50,6 +50,15 @@ async fn listener_probe_wants_an_http_answer() {
 }
 
 #[test]
+fn a_stream_listener_is_checked_bound_and_listening() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    assert!(is_listening(addr));
+    drop(l);
+    assert!(!is_listening(addr));
+}
+
+#[test]
 fn wildcards_are_probed_on_loopback() {
     assert_eq!(
         probe_target("0.0.0.0:88".parse().unwrap()),

@@ -1,7 +1,8 @@
 //! High availability: the glue between `portico run` and `portico-vrrp`.
 //!
 //! Turns each `[[vrrp]]` instance of the config into a running VRRP instance, with its
-//! tracked checks bound to what the binary knows: the bound site listeners (`listeners`)
+//! tracked checks bound to what the binary knows: the bound site and stream listeners
+//! (`listeners`)
 //! and the upstream pools' live health (`upstream`). Without `[[vrrp]]` nothing starts.
 //! Without CAP_NET_RAW / CAP_NET_ADMIN, [`start`] fails with an error naming the capability
 //! (the binary then exits 2).
@@ -27,8 +28,10 @@ pub struct InstanceWatch {
 
 /// What tracked checks need from the running binary.
 pub struct TrackEnv {
-    /// Bound site listeners; 0.0.0.0 / :: are probed on 127.0.0.1 / ::1.
+    /// Bound site listeners (an HTTP probe); 0.0.0.0 / :: are probed on 127.0.0.1 / ::1.
     pub listener_addrs: Vec<SocketAddr>,
+    /// Bound stream listeners (checked bound and listening, without a connection).
+    pub stream_addrs: Vec<SocketAddr>,
     /// Whether the named upstream has a usable server.
     pub upstream_usable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
 }
@@ -48,7 +51,10 @@ pub async fn start(config: &Config, env: TrackEnv) -> anyhow::Result<HaHandle> {
             .iter()
             .map(|t| Tracked {
                 check: match &t.kind {
-                    VrrpTrackKind::Listeners => Check::Listeners(env.listener_addrs.clone()),
+                    VrrpTrackKind::Listeners => Check::Listeners {
+                        http: env.listener_addrs.clone(),
+                        tcp: env.stream_addrs.clone(),
+                    },
                     VrrpTrackKind::Upstream(name) => Check::Upstream {
                         name: name.clone(),
                         usable: env.upstream_usable.clone(),

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use portico_balance::Registry;
 use portico_config::Config;
+use portico_net::Plumbing;
 use portico_proxy::{RunningServer, Server, TlsContext};
-use portico_stream::{RunningStreams, StreamServer};
+use portico_stream::{RunningStreams, StreamOptions, StreamServer};
 use portico_tls::TlsRuntime;
 use portico_tls::acme::{AcmeSettings, Http01Challenges};
 
@@ -27,11 +28,13 @@ pub struct ReloadSummary {
     pub needs_restart: Vec<String>,
 }
 
-/// Both data planes, running on their own worker threads.
+/// Both data planes, on the process's plumbing (`portico_net::Plumbing`: the `threads`
+/// workers, the `max_connections` gate, the access log, the resolver).
 pub struct DataPlane {
     http: RunningServer,
     streams: RunningStreams,
     tls: TlsPlane,
+    plumbing: Plumbing,
 }
 
 /// The TLS runtime of the sites and the tokio runtime its tasks run on.
@@ -116,17 +119,39 @@ impl DataPlane {
         acme: Option<AcmeSettings>,
     ) -> anyhow::Result<DataPlane> {
         let tls = TlsPlane::start(config, acme)?;
-        let http = Server::start_with_tls(config.clone(), registry.clone(), Some(tls.context()))
-            .context("cannot start")?;
-        let streams = match StreamServer::start(config.clone(), registry.clone()) {
+        let plumbing = Plumbing::start(&config.server).context("cannot start")?;
+        let http = match Server::start_on(
+            config.clone(),
+            registry.clone(),
+            Some(tls.context()),
+            &plumbing,
+        ) {
+            Ok(http) => http,
+            Err(err) => {
+                plumbing.shutdown_and_join();
+                return Err(err).context("cannot start");
+            }
+        };
+        let streams = match StreamServer::start_on(
+            config.clone(),
+            registry.clone(),
+            &StreamOptions::default(),
+            &plumbing,
+        ) {
             Ok(streams) => streams,
             Err(err) => {
                 http.stop_now();
                 http.wait();
+                plumbing.shutdown_and_join();
                 return Err(err).context("cannot start streams");
             }
         };
-        Ok(DataPlane { http, streams, tls })
+        Ok(DataPlane {
+            http,
+            streams,
+            tls,
+            plumbing,
+        })
     }
 
     /// Bound addresses of the HTTP site listeners (what the VRRP `listeners` track probes).
@@ -165,10 +190,21 @@ impl DataPlane {
         Arc::clone(&self.tls.tls)
     }
 
+    /// Bound addresses of the stream listeners (what the VRRP `listeners` track checks
+    /// besides the sites').
+    pub fn stream_addrs(&self) -> Vec<SocketAddr> {
+        self.streams
+            .bound_addrs()
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect()
+    }
+
     /// Bound addresses of every listener, sites first, then streams.
     pub fn all_addrs(&self) -> Vec<SocketAddr> {
-        let streams = self.streams.bound_addrs().into_iter().map(|(_, b)| b);
-        self.site_addrs().into_iter().chain(streams).collect()
+        let mut all = self.site_addrs();
+        all.extend(self.stream_addrs());
+        all
     }
 
     /// Apply a reloaded config (validated) to both planes: the HTTP plane swaps its
@@ -262,10 +298,12 @@ impl DataPlane {
         tokio::join!(self.http.closed(), self.streams.closed());
     }
 
-    /// Block until every worker thread has exited.
+    /// Block until both planes have stopped, then end the worker threads (what still runs
+    /// on them is dropped: the hard close).
     pub fn wait(self) {
         self.http.wait();
         self.streams.wait();
+        self.plumbing.shutdown_and_join();
         drop(self.tls);
     }
 }

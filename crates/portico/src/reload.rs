@@ -213,11 +213,12 @@ fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
         c.sites
             .iter()
             .flat_map(|s| s.listen.iter().copied())
+            .chain(c.streams.iter().flat_map(|s| s.listen.iter().copied()))
             .collect()
     };
     if tracks(|k| matches!(k, VrrpTrackKind::Listeners)) && listens(old) != listens(new) {
         notes.push(
-            "site listeners changed: VRRP `listeners` tracks probe the listeners bound at start until a restart"
+            "listeners changed: VRRP `listeners` tracks probe the site and stream listeners bound at start until a restart"
                 .to_string(),
         );
     }

@@ -67,11 +67,7 @@ async fn control(
     ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
-    let env = ha::TrackEnv {
-        listener_addrs: server.site_addrs(),
-        upstream_usable: upstream_usable(config, registry),
-    };
-    let ha = ha::start(config, env).await?;
+    let ha = ha::start(config, track_env(config, registry, server)).await?;
     let (admin, mut api_reloads) =
         match crate::admin::start(config, registry, health, server, ha.watchers()) {
             Ok(a) => a,
@@ -122,6 +118,16 @@ async fn control(
     Ok(())
 }
 
+/// What VRRP's tracks look at: every bound listener, sites and streams (a stream-only node's
+/// `listeners` track must be able to fail too), and the upstreams' live health.
+fn track_env(config: &Config, registry: &Registry, server: &DataPlane) -> ha::TrackEnv {
+    ha::TrackEnv {
+        listener_addrs: server.site_addrs(),
+        stream_addrs: server.stream_addrs(),
+        upstream_usable: upstream_usable(config, registry),
+    }
+}
+
 /// VRRP's `track = [{ upstream = "NAME" }]`: whether any server of NAME is usable. The pools
 /// built here share live state with the data plane through the registry.
 fn upstream_usable(
@@ -151,4 +157,33 @@ fn write_pid_file(config: &Config) -> anyhow::Result<()> {
 fn remove_pid_file(config: &Config) {
     let _ = std::fs::remove_file(pid_file(config));
     crate::reload::remove_status(&config.server.state_dir);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// On a node with streams only, the `listeners` track probes the stream listeners (it
+    /// probed site listeners only: nothing, so it could never fail).
+    #[test]
+    fn the_listeners_track_covers_stream_listeners() {
+        let dir = std::env::temp_dir().join(format!("portico-track-{}", std::process::id()));
+        let text = "[server]\naccess_log = \"off\"\nthreads = 1\n[admin]\nlisten = \"off\"\n\
+                    [upstreams.app]\nservers = [\"127.0.0.1:9\"]\n\
+                    [[streams]]\nlisten = [\"127.0.0.1:0\"]\nupstream = \"app\"\n";
+        let config = Arc::new(portico_config::parse(text, &dir.join("p.toml")).unwrap());
+        let registry = Registry::default();
+        let plane = DataPlane::start(&config, &registry).unwrap();
+        let stream = plane.all_addrs();
+        let env = track_env(&config, &registry, &plane);
+        assert_eq!(stream.len(), 1, "{stream:?}");
+        assert_eq!(env.stream_addrs, stream);
+        assert!(env.listener_addrs.is_empty(), "{:?}", env.listener_addrs);
+        // The check passes while the stream listens and fails once it is gone.
+        assert!(portico_vrrp::track::is_listening(stream[0]));
+        plane.stop_now();
+        plane.wait();
+        assert!(!portico_vrrp::track::is_listening(stream[0]));
+    }
 }

@@ -6,16 +6,16 @@
 //! `max_connections` (counted over all listeners and workers) accepting pauses: connections
 //! wait in the kernel backlog and are served once the count drops.
 //!
-//! The count never passes `max_connections`, without a lock: an accept loop accepts only
-//! while the count is below the limit, then takes its slot with a compare-and-swap that
-//! fails at the limit. Several loops (workers, listeners) may see the last free slot and
-//! each accept one connection; the first takes the slot, the others hold their accepted
+//! The count is the process's (`portico_net::Gate`, shared with the stream plane's
+//! listeners) and never passes `max_connections`, without a lock: an accept loop accepts
+//! only while the count is below the limit, then takes its slot with a compare-and-swap that
+//! fails at the limit. Several loops (workers, listeners, planes) may see the last free slot
+//! and each accept one connection; the first takes the slot, the others hold their accepted
 //! connection unserved (as if still in the backlog) until a slot frees. So at most one
 //! connection per accept loop waits in user space, and none is served past the limit.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -117,85 +117,29 @@ pub(crate) async fn serve(
     }
 }
 
-/// Wait until a slot is free (or taken, see [`Slot`]); false when the server stops while
+/// Wait until a slot is free (or taken, see [`Slot`]) at the process's gate
+/// (`portico_net::Gate`, shared with the stream plane); false when the server stops while
 /// waiting.
 async fn wait_for_slot(
     worker: &Worker,
     state: &mut tokio::sync::watch::Receiver<RunState>,
     slot: Slot,
 ) -> bool {
-    let shared = &worker.shared;
+    let gate = &worker.shared.gate;
     loop {
-        let notified = shared.slot_freed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let got = match slot {
-            Slot::Free => shared.connections.load(Ordering::Relaxed) < shared.max_connections,
-            Slot::Take => take_slot(&shared.connections, shared.max_connections),
+        let got = async {
+            match slot {
+                Slot::Free => gate.wait_room().await,
+                Slot::Take => gate.wait_take_counted().await,
+            }
         };
-        if got {
-            return true;
-        }
         tokio::select! {
-            _ = notified => {}
+            () = got => return true,
             _ = state.changed() => {
                 if *state.borrow_and_update() != RunState::Running {
                     return false;
                 }
             }
         }
-    }
-}
-
-/// Count one more connection unless `max` are counted already: one compare-and-swap, no
-/// lock.
-fn take_slot(connections: &AtomicUsize, max: usize) -> bool {
-    connections
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .is_ok()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_slot_is_taken_only_below_the_limit() {
-        let count = AtomicUsize::new(0);
-        assert!(take_slot(&count, 2));
-        assert!(take_slot(&count, 2));
-        assert!(!take_slot(&count, 2), "the limit is never passed");
-        assert_eq!(count.load(Ordering::Relaxed), 2);
-        count.fetch_sub(1, Ordering::Relaxed);
-        assert!(take_slot(&count, 2), "a freed slot is taken again");
-        assert!(!take_slot(&AtomicUsize::new(0), 0));
-    }
-
-    #[test]
-    fn threads_racing_for_the_last_slots_never_pass_the_limit() {
-        let count = std::sync::Arc::new(AtomicUsize::new(0));
-        let taken = std::sync::Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (count, taken) = (count.clone(), taken.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        if take_slot(&count, 3) {
-                            taken.fetch_add(1, Ordering::Relaxed);
-                            assert!(count.load(Ordering::Relaxed) <= 3);
-                            count.fetch_sub(1, Ordering::Relaxed);
-                        }
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(count.load(Ordering::Relaxed), 0);
-        assert!(taken.load(Ordering::Relaxed) > 0);
     }
 }

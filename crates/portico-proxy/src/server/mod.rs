@@ -1,5 +1,5 @@
 //! The owner of the event loop, on top of the crate: [`start::Server::start`] and
-//! [`start::RunningServer`] (bind, start the worker threads, stop), and
+//! [`start::RunningServer`] (bind, start the worker loops on the process's workers, stop), and
 //! [`RunningServer::reload`](start::RunningServer::reload) ([`reload`]).
 //!
 //! May import every floor below; nothing imports this one (the crate root re-exports its

@@ -71,7 +71,7 @@ impl RunningServer {
         if *self.shared.state.borrow() != RunState::Running {
             return Err(ReloadError::Stopping);
         }
-        let mut snapshot = Snapshot::build(&config, registry)?;
+        let mut snapshot = Snapshot::build_with(&config, registry, self.plumbing.resolver())?;
         if snapshot.needs_tls() && self.shared.tls.is_none() {
             return Err(crate::error::ProxyError::Tls(
                 "a site has `tls` but the data plane was started without a TLS runtime".into(),

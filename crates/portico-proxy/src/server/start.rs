@@ -1,24 +1,27 @@
 //! The public face of the data plane: [`Server::start`] and [`RunningServer`].
 //!
 //! `start` is synchronous: it compiles the config into a snapshot (resolving server
-//! names), binds every listener (one `SO_REUSEPORT` socket per worker), builds one
-//! current-thread runtime per worker and starts the worker threads. Any failure is returned
-//! before anything serves. Stopping: [`RunningServer::shutdown`] (graceful, bounded by
-//! `server.shutdown_grace`) or [`RunningServer::stop_now`]; [`RunningServer::wait`] or
-//! [`RunningServer::closed`] wait for the workers. [`RunningServer::reload`] (in
-//! [`crate::server::reload`]) applies a new config to the running server.
+//! names), binds every listener (one `SO_REUSEPORT` socket per worker) and starts each
+//! worker's loop on the process's worker threads (`portico_net::Plumbing`: the binary hands
+//! the same plumbing to the stream plane, so both share `threads` workers, one
+//! `max_connections` count and the access log; [`Server::start`] alone builds plumbing of
+//! its own). Any failure is returned before anything serves. Stopping:
+//! [`RunningServer::shutdown`] (graceful, bounded by `server.shutdown_grace`) or
+//! [`RunningServer::stop_now`]; [`RunningServer::wait`] or [`RunningServer::closed`] wait
+//! for the workers' loops. [`RunningServer::reload`] (in [`crate::server::reload`]) applies a
+//! new config to the running server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use portico_balance::Registry;
 use portico_config::Config;
-use tokio::sync::{Notify, mpsc, watch};
+use portico_net::{Exited, Plumbing, PlumbingError};
+use tokio::sync::{mpsc, watch};
 
 use crate::access_log::AccessLog;
 use crate::client::accept::bind_group;
@@ -39,14 +42,26 @@ pub struct RunningServer {
     pub(crate) shared: Arc<Shared>,
     /// `(configured, bound)` per listener, in the current snapshot's order.
     pub(crate) bound: Mutex<Vec<(SocketAddr, SocketAddr)>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    alive: watch::Receiver<usize>,
+    /// Raised once every worker's loop has ended.
+    exited: Arc<Exited>,
+    pub(crate) plumbing: Plumbing,
+    /// The plumbing is this server's own ([`Server::start`]): ended with it.
+    own: bool,
     /// `server.shutdown_grace` of the current config.
     pub(crate) grace: Mutex<Duration>,
     /// One command channel per worker (reloads).
     pub(crate) commands: Vec<mpsc::UnboundedSender<Command>>,
     /// The config the running snapshot was built from; also serializes reloads.
     pub(crate) config: Mutex<Arc<Config>>,
+}
+
+impl From<PlumbingError> for ProxyError {
+    fn from(e: PlumbingError) -> ProxyError {
+        match e {
+            PlumbingError::Workers(e) => ProxyError::Worker(e),
+            PlumbingError::AccessLog(e) => ProxyError::AccessLog(e),
+        }
+    }
 }
 
 impl Server {
@@ -65,8 +80,30 @@ impl Server {
         registry: Registry,
         tls: Option<TlsContext>,
     ) -> Result<RunningServer, ProxyError> {
+        Server::start_inner(config, registry, tls, None)
+    }
+
+    /// [`Server::start_with_tls`] on the process's `plumbing` (its workers, connection gate,
+    /// access log and resolver, shared with the stream plane). The caller shuts the
+    /// plumbing down once every plane on it has stopped.
+    pub fn start_on(
+        config: Arc<Config>,
+        registry: Registry,
+        tls: Option<TlsContext>,
+        plumbing: &Plumbing,
+    ) -> Result<RunningServer, ProxyError> {
+        Server::start_inner(config, registry, tls, Some(plumbing))
+    }
+
+    fn start_inner(
+        config: Arc<Config>,
+        registry: Registry,
+        tls: Option<TlsContext>,
+        given: Option<&Plumbing>,
+    ) -> Result<RunningServer, ProxyError> {
         let tls = tls.map(TlsShared::new).transpose()?;
-        let mut snapshot = Snapshot::build(&config, &registry)?;
+        let resolver = given.map_or_else(portico_net::Resolver::system, |p| p.resolver().clone());
+        let mut snapshot = Snapshot::build_with(&config, &registry, &resolver)?;
         if snapshot.needs_tls() && tls.is_none() {
             return Err(ProxyError::Tls(
                 "a site has `tls` but the data plane was started without a TLS runtime".into(),
@@ -75,10 +112,10 @@ impl Server {
         if let Some(tls) = &tls {
             snapshot.attach_tls(tls);
         }
-        let threads = match config.server.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let threads = given.map_or_else(
+            || portico_net::workers::thread_count(config.server.threads),
+            |p| p.workers().len(),
+        );
         // sockets[worker] = (listener identity, socket)
         let mut per_worker: Vec<Vec<(SocketAddr, std::net::TcpListener)>> =
             (0..threads).map(|_| Vec::new()).collect();
@@ -91,52 +128,47 @@ impl Server {
             }
         }
         snapshot.set_bound(&bound);
-        let access_log =
-            AccessLog::open(&config.server.access_log, config.server.access_log_format)
-                .map_err(ProxyError::AccessLog)?;
+        // Last fallible step: plumbing of its own when started alone.
+        let (plumbing, own) = match given {
+            Some(p) => (p.clone(), false),
+            None => (Plumbing::start(&config.server)?, true),
+        };
         let (state, _) = watch::channel(RunState::Running);
         let shared = Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             state,
-            connections: AtomicUsize::new(0),
-            max_connections: config.server.max_connections.max(1),
-            slot_freed: Notify::new(),
-            access_log,
+            gate: Arc::clone(plumbing.gate()),
+            access_log: AccessLog::from(plumbing.access_log().clone()),
             retired: Mutex::new(HashMap::new()),
             websockets: AtomicUsize::new(0),
             tls,
         });
-        let mut runtimes = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(ProxyError::Worker)?;
-            runtimes.push(rt);
-        }
-        let (alive_tx, alive) = watch::channel(threads);
-        let alive_tx = Arc::new(alive_tx);
-        let mut handles = Vec::with_capacity(threads);
+        let exited = Exited::new();
+        let alive = Arc::new(AtomicUsize::new(threads));
         let mut commands = Vec::with_capacity(threads);
-        for (i, (rt, listeners)) in runtimes.into_iter().zip(per_worker).enumerate() {
-            let shared = shared.clone();
-            let alive_tx = alive_tx.clone();
+        for (i, listeners) in per_worker.into_iter().enumerate() {
             let (command_tx, command_rx) = mpsc::unbounded_channel();
             commands.push(command_tx);
-            let handle = std::thread::Builder::new()
-                .name(format!("portico-worker-{i}"))
-                .spawn(move || {
-                    crate::server::worker_loop::run(rt, shared, listeners, command_rx);
-                    alive_tx.send_modify(|n| *n = n.saturating_sub(1));
-                })
-                .map_err(ProxyError::Worker)?;
-            handles.push(handle);
+            let (shared, alive, exited) = (shared.clone(), alive.clone(), exited.clone());
+            let own_workers = own.then(|| plumbing.workers().clone());
+            plumbing.workers().spawn_local_on(i, move || async move {
+                crate::server::worker_loop::serve(shared, listeners, command_rx).await;
+                if alive.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    exited.set();
+                    // Own workers end with the last loop: what still runs is dropped (the
+                    // hard close).
+                    if let Some(workers) = own_workers {
+                        workers.shutdown();
+                    }
+                }
+            });
         }
         Ok(RunningServer {
             shared,
             bound: Mutex::new(bound),
-            threads: Mutex::new(handles),
-            alive,
+            exited,
+            plumbing,
+            own,
             grace: Mutex::new(config.server.shutdown_grace),
             commands,
             config: Mutex::new(config),
@@ -175,27 +207,32 @@ impl RunningServer {
         self.shared.state.send_replace(RunState::Stopped);
     }
 
-    /// Client connections open right now over all workers.
+    /// Client connections open right now over all workers: the count behind
+    /// `max_connections`, which on shared plumbing includes the stream plane's.
     pub fn connections(&self) -> usize {
-        self.shared
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.gate.count()
     }
 
-    /// Wait (async) until every worker has exited.
+    /// Wait (async) until every worker's loop has ended.
     pub async fn closed(&self) {
-        let mut alive = self.alive.clone();
-        let _ = alive.wait_for(|n| *n == 0).await;
+        self.exited.wait().await;
     }
 
-    /// Block until every worker has exited.
+    /// Block until every worker's loop has ended (and, started alone, its worker threads).
     pub fn wait(self) {
-        let handles = match self.threads.lock() {
-            Ok(mut h) => std::mem::take(&mut *h),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        for h in handles {
-            let _ = h.join();
+        self.exited.wait_blocking();
+        if self.own {
+            self.plumbing.shutdown_and_join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Dropped without a stop: its own workers must not outlive it.
+        if self.own && !self.exited.is_set() {
+            self.stop_now();
+            self.plumbing.workers().shutdown();
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The worker's event loop: one thread per core, each a tokio current-thread runtime
-//! serving its listeners (`SO_REUSEPORT` sockets) until the server stops.
+//! The worker's event loop: one per worker thread of the process's pool (`portico_net::
+//! Workers`, each a tokio current-thread runtime), serving its listeners (`SO_REUSEPORT`
+//! sockets) until the server stops.
 //!
 //! A reload ([`crate::server::reload`]) publishes a new snapshot through the `ArcSwap` and
 //! sends each worker [`Command`]s: start accepting on a newly bound listener, stop one that
@@ -90,48 +91,44 @@ fn apply(worker: &Rc<Worker>, command: Command) {
     }
 }
 
-/// The body of one worker thread: serve `listeners` (index, socket) until stopped.
-pub(crate) fn run(
-    runtime: tokio::runtime::Runtime,
+/// One worker's loop (a local task on its worker thread): serve `listeners` (identity,
+/// socket) until stopped. What it spawned and still runs when it returns is dropped with the
+/// worker threads (the hard close).
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let worker = Rc::new(Worker::new(shared.clone()));
-        for (id, socket) in listeners {
-            add_listener(&worker, id, socket);
+    let worker = Rc::new(Worker::new(shared.clone()));
+    for (id, socket) in listeners {
+        add_listener(&worker, id, socket);
+    }
+    tokio::task::spawn_local(sweeper(worker.pool.clone()));
+    let mut state = shared.state.subscribe();
+    let mut commands_open = true;
+    let deadline = loop {
+        let now = *state.borrow_and_update();
+        worker.set_run_state(now);
+        match now {
+            RunState::Running => {}
+            RunState::Draining(deadline) => break Some(deadline),
+            RunState::Stopped => break None,
         }
-        tokio::task::spawn_local(sweeper(worker.pool.clone()));
-        let mut state = shared.state.subscribe();
-        let mut commands_open = true;
-        let deadline = loop {
-            let now = *state.borrow_and_update();
-            worker.set_run_state(now);
-            match now {
-                RunState::Running => {}
-                RunState::Draining(deadline) => break Some(deadline),
-                RunState::Stopped => break None,
-            }
-            tokio::select! {
-                r = state.changed() => if r.is_err() {
-                    break None;
-                },
-                command = commands.recv(), if commands_open => match command {
-                    Some(command) => apply(&worker, command),
-                    None => commands_open = false,
-                },
-            }
-        };
-        if let Some(deadline) = deadline {
-            drain(&worker, &mut state, deadline).await;
+        tokio::select! {
+            r = state.changed() => if r.is_err() {
+                break None;
+            },
+            command = commands.recv(), if commands_open => match command {
+                Some(command) => apply(&worker, command),
+                None => commands_open = false,
+            },
         }
-        worker.pool.clear();
-    });
-    // Dropping the LocalSet and the runtime cancels whatever still runs (hard close).
-    drop(local);
-    drop(runtime);
+    };
+    if let Some(deadline) = deadline {
+        drain(&worker, &mut state, deadline).await;
+    }
+    worker.set_run_state(RunState::Stopped);
+    worker.pool.clear();
 }
 
 /// Wait until every connection of this worker has closed, the deadline passes, or a hard

@@ -19,7 +19,7 @@ pub(crate) mod tls;
 pub(crate) use route::{CompiledRules, ProxyRoute, RouteAction};
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderValue;
@@ -119,8 +119,20 @@ impl Snapshot {
         self.listeners.iter().position(|l| l.addr == id)
     }
 
-    /// Compile `config`; resolves server names (blocking, start-up/reload only).
+    /// Compile `config`; resolves server names (blocking, start-up/reload only) with the
+    /// system resolver.
+    #[cfg(test)]
     pub fn build(config: &Arc<Config>, registry: &Registry) -> Result<Snapshot, ProxyError> {
+        Snapshot::build_with(config, registry, &portico_net::Resolver::system())
+    }
+
+    /// [`Snapshot::build`] resolving names with `resolver` (the process's, from its
+    /// plumbing: every address of a name, IPv4 first).
+    pub fn build_with(
+        config: &Arc<Config>,
+        registry: &Registry,
+        resolver: &portico_net::Resolver,
+    ) -> Result<Snapshot, ProxyError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         let mut upstream_index = HashMap::new();
         for (name, upstream) in &config.upstreams {
@@ -128,7 +140,7 @@ impl Snapshot {
             let resolved = pool
                 .members()
                 .iter()
-                .map(|m| resolve(&upstream.name, &m.spec.addr))
+                .map(|m| resolve(resolver, &upstream.name, &m.spec.addr))
                 .collect::<Result<Vec<_>, _>>()?;
             let addrs = resolved.iter().map(|all| all[0]).collect();
             let fallbacks = resolved.into_iter().map(|all| all[1..].to_vec()).collect();
@@ -380,26 +392,13 @@ fn route_label(m: &portico_config::Matcher) -> String {
 /// Resolve `host:port` once (names like `localhost` too): every address, IPv4 first, never
 /// empty.
 fn resolve(
+    resolver: &portico_net::Resolver,
     upstream: &str,
     addr: &portico_config::ServerAddr,
 ) -> Result<Vec<SocketAddr>, ProxyError> {
-    if let Some(ip) = addr.ip_socket_addr() {
-        return Ok(vec![ip]);
-    }
-    let err = |reason: String| ProxyError::Resolve {
+    resolver.resolve(addr).map_err(|e| ProxyError::Resolve {
         upstream: upstream.to_string(),
         addr: addr.to_string(),
-        reason,
-    };
-    let mut found: Vec<SocketAddr> = (addr.host.as_str(), addr.port)
-        .to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .collect();
-    found.dedup();
-    // Stable: keeps the resolver's order within each family.
-    found.sort_by_key(|a| a.is_ipv6());
-    if found.is_empty() {
-        return Err(err("the name has no address".to_string()));
-    }
-    Ok(found)
+        reason: e.to_string(),
+    })
 }

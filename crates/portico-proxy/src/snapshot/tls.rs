@@ -10,13 +10,12 @@
 //! ticket keys. The HTTP-01 answers the plain listeners serve come from the
 //! same runtime ([`Http01Challenges`]). The proxy never loads certificate files itself.
 //!
-//! Upstream TLS (`[upstreams.NAME].tls`): one rustls client config per upstream
-//! (`portico_tls::client_config`: Mozilla roots or `ca_file`, optional client certificate,
-//! ALPN `http/1.1`), the SNI / verified name per server (`server_name`, else the server's
-//! host), and a pool tag per server so TLS connections are only reused for the same
-//! upstream TLS identity.
+//! Upstream TLS (`[upstreams.NAME].tls`): `portico_tls::UpstreamConnector`, the connector
+//! both planes use (one rustls client config per upstream: Mozilla roots or `ca_file`,
+//! optional client certificate, here ALPN `http/1.1`; the SNI / verified name per server),
+//! and its identity tag per server as the keep-alive pool tag, so TLS connections are only
+//! reused for the same upstream TLS identity.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,10 +25,12 @@ use portico_balance::Pool;
 use portico_config::UpstreamTls;
 use portico_tls::acme::Http01Challenges;
 use portico_tls::rustls::ServerConfig;
-use portico_tls::rustls::pki_types::ServerName;
+use portico_tls::tokio_rustls::TlsAcceptor;
 use portico_tls::tokio_rustls::client::TlsStream;
-use portico_tls::tokio_rustls::{TlsAcceptor, TlsConnector};
-use portico_tls::{CertResolver, ListenerCerts, ServerOptions, TlsRuntime};
+use portico_tls::{
+    Alpn, CertResolver, ListenerCerts, ServerOptions, TlsRuntime, UpstreamConnector,
+    UpstreamTlsError,
+};
 use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
@@ -111,21 +112,13 @@ impl std::fmt::Debug for ListenerAcceptor {
     }
 }
 
-/// The TLS side of one upstream.
+/// The TLS side of one upstream: `portico_tls::UpstreamConnector` (shared with the stream
+/// plane) with ALPN `http/1.1`.
+#[derive(Debug)]
 pub(crate) struct UpstreamTlsCtx {
-    pub connector: TlsConnector,
-    /// SNI / verified name per pool member (same order as `Pool::members`).
-    pub names: Vec<ServerName<'static>>,
+    connector: UpstreamConnector,
     /// Keep-alive pool tag per member (never 0, which is plain TCP).
     pub tags: Vec<u64>,
-}
-
-impl std::fmt::Debug for UpstreamTlsCtx {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamTlsCtx")
-            .field("names", &self.names)
-            .finish()
-    }
 }
 
 impl UpstreamTlsCtx {
@@ -137,28 +130,13 @@ impl UpstreamTlsCtx {
         pool: &Pool,
         base: &Path,
     ) -> Result<UpstreamTlsCtx, ProxyError> {
-        let err = |e: portico_tls::TlsError| ProxyError::Tls(format!("upstream {name}: {e}"));
-        let config = portico_tls::client_config(tls, base).map_err(err)?;
-        let mut names = Vec::new();
-        let mut tags = Vec::new();
-        for member in pool.members() {
-            let host = member
-                .spec
-                .addr
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            let server_name = portico_tls::server_name(tls, host).map_err(err)?;
-            let mut h = DefaultHasher::new();
-            (format!("{tls:?}"), server_name.to_str().as_ref()).hash(&mut h);
-            tags.push(h.finish() | 1);
-            names.push(server_name);
-        }
-        Ok(UpstreamTlsCtx {
-            connector: TlsConnector::from(config),
-            names,
-            tags,
-        })
+        let hosts = pool.members().iter().map(|m| m.spec.addr.host.as_str());
+        let connector = UpstreamConnector::build(tls, hosts, base, Alpn::Http1)
+            .map_err(|e| ProxyError::Tls(format!("upstream {name}: {e}")))?;
+        let tags = (0..pool.members().len())
+            .map(|i| connector.tag(i))
+            .collect();
+        Ok(UpstreamTlsCtx { connector, tags })
     }
 
     /// TLS handshake with member `index` over `tcp`, bounded by `timeout`. A failure is
@@ -170,15 +148,13 @@ impl UpstreamTlsCtx {
         tcp: TcpStream,
         timeout: Duration,
     ) -> Result<TlsStream<TcpStream>, ProxyError> {
-        let name = self.names[index].clone();
-        match tokio::time::timeout(timeout, self.connector.connect(name, tcp)).await {
-            Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => {
-                let reason = portico_tls::failure_reason(&e);
-                tracing::warn!(server = %addr, sni = ?self.names[index], reason = %reason, "TLS handshake with upstream server failed");
+        match self.connector.connect(index, tcp, timeout).await {
+            Ok(stream) => Ok(stream),
+            Err(UpstreamTlsError::Handshake(reason)) => {
+                tracing::warn!(server = %addr, sni = ?self.connector.name(index), reason = %reason, "TLS handshake with upstream server failed");
                 Err(ProxyError::UpstreamTls { addr, reason })
             }
-            Err(_) => Err(ProxyError::ConnectTimeout { addr }),
+            Err(UpstreamTlsError::Timeout) => Err(ProxyError::ConnectTimeout { addr }),
         }
     }
 }

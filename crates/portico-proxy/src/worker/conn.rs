@@ -128,10 +128,7 @@ impl Drop for ConnCtx {
             self.worker.all_closed.notify_waiters();
         }
         let shared = &self.worker.shared;
-        let before = shared.connections.fetch_sub(1, Ordering::Relaxed);
-        if before >= shared.max_connections {
-            shared.slot_freed.notify_waiters();
-        }
+        shared.gate.release();
     }
 }
 

@@ -1,4 +1,5 @@
-//! A worker's state: one thread per core, each a tokio current-thread runtime.
+//! A worker's state: one per worker thread of the process's pool (`portico_net::Workers`, each
+//! a tokio current-thread runtime).
 //!
 //! A worker owns its listener sockets (one `SO_REUSEPORT` socket per address), its
 //! upstream keep-alive pool and its WebSocket copy buffer, so the request path takes no
@@ -36,11 +37,9 @@ use crate::worker::websockets::WsRegistry;
 pub(crate) struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub state: watch::Sender<RunState>,
-    /// Client connections open over all workers and listeners.
-    pub connections: AtomicUsize,
-    pub max_connections: usize,
-    /// Signalled when a connection closes while the count was at the limit.
-    pub slot_freed: Notify,
+    /// The process's connection gate behind `max_connections` (`portico-net`: one count
+    /// over all listeners and workers of both planes).
+    pub gate: Arc<portico_net::Gate>,
     pub access_log: AccessLog,
     /// Listeners removed by a reload whose connections still drain, with the last snapshot
     /// that had them and their hard-close deadline (locked only by requests on such

@@ -17,17 +17,9 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::task::Waker;
-use std::time::Instant;
 
-/// Where the server is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunState {
-    Running,
-    /// Graceful stop: no new connections; finish what runs until the deadline.
-    Draining(Instant),
-    /// Stop at once.
-    Stopped,
-}
+/// Where the server is in its life: the run state both planes share (`portico-net`).
+pub(crate) use portico_net::RunState;
 
 /// A drain signal for one listener or one WebSocket (see the module doc).
 #[derive(Debug)]
@@ -70,20 +62,14 @@ impl Trigger {
 /// The stricter of two run states: `Stopped` over `Draining` (earliest deadline) over
 /// `Running`.
 pub(crate) fn combine(a: RunState, b: RunState) -> RunState {
-    match (a, b) {
-        (RunState::Stopped, _) | (_, RunState::Stopped) => RunState::Stopped,
-        (RunState::Draining(x), RunState::Draining(y)) => RunState::Draining(x.min(y)),
-        (RunState::Draining(x), RunState::Running) | (RunState::Running, RunState::Draining(x)) => {
-            RunState::Draining(x)
-        }
-        (RunState::Running, RunState::Running) => RunState::Running,
-    }
+    a.combine(b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+    use std::time::Instant;
 
     #[test]
     fn combine_prefers_the_stricter_state() {

@@ -5,9 +5,6 @@
 //! replaced on disk (broken pair kept out, good pair swapped in after the poll interval),
 //! PROXY headers after termination (v2 to the server, v1 accepted before the ClientHello),
 //! and the configuration errors.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -15,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use portico_balance::Registry;
 use portico_stream::proxy_protocol::{self, ProxyAddrs};
 use portico_stream::{StreamOptions, StreamServer};

@@ -1,7 +1,6 @@
 //! Shared helpers of the stream integration tests: start the stream server from config
 //! text, tagged TCP echo backends on 127.0.0.1:0, clients bound to a chosen loopback
 //! address (127.0.0.2, 127.0.0.3... work on Linux without setup), and external peers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -12,12 +11,30 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use portico_balance::Registry;
+use portico_net::Plumbing;
 use portico_stream::{RunningStreams, StreamOptions, StreamServer};
 
 /// A running stream server and the folder holding its config and access log.
 pub struct Portico {
     pub running: RunningStreams,
     pub dir: tempfile::TempDir,
+    /// The plumbing it was started on, when not its own (shut down on drop).
+    pub plumbing: Option<Plumbing>,
+}
+
+/// The config text the helpers start from: `server` (more `[server]` keys, one per line)
+/// and `toml` after the defaults.
+pub fn config_text(server: &str, toml: &str) -> String {
+    format!(
+        "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"access.log\"\nheader_timeout = \"1s\"\nshutdown_grace = \"2s\"\n{server}\n{toml}"
+    )
+}
+
+/// Parse `text` as the file `dir/portico.toml` (written there).
+pub fn parse_in(dir: &Path, text: &str) -> portico_config::Config {
+    let path = dir.join("portico.toml");
+    std::fs::write(&path, text).unwrap();
+    portico_config::parse(text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 impl Portico {
@@ -31,14 +48,48 @@ impl Portico {
     pub fn start_with(toml: &str, options: &StreamOptions, prepare: impl FnOnce(&Path)) -> Portico {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
-        let text = format!(
-            "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"access.log\"\nheader_timeout = \"1s\"\nshutdown_grace = \"2s\"\n{toml}"
-        );
-        let path = dir.path().join("portico.toml");
-        std::fs::write(&path, &text).unwrap();
-        let config = portico_config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let config = parse_in(dir.path(), &config_text("", toml));
         let running = StreamServer::start_with(Arc::new(config), Registry::new(), options).unwrap();
-        Portico { running, dir }
+        Portico {
+            running,
+            dir,
+            plumbing: None,
+        }
+    }
+
+    /// Start alone from `toml` with more `[server]` keys (`server`, one per line).
+    pub fn start_server(server: &str, toml: &str) -> Portico {
+        let dir = tempfile::tempdir().unwrap();
+        let config = parse_in(dir.path(), &config_text(server, toml));
+        let running = StreamServer::start(Arc::new(config), Registry::new()).unwrap();
+        Portico {
+            running,
+            dir,
+            plumbing: None,
+        }
+    }
+
+    /// Start on plumbing made by `plumbing` from the config's `[server]` (as the binary
+    /// does), e.g. with a resolver of the test's own.
+    pub fn start_on(
+        toml: &str,
+        plumbing: impl FnOnce(&portico_config::ServerConfig) -> Plumbing,
+    ) -> Portico {
+        let dir = tempfile::tempdir().unwrap();
+        let config = parse_in(dir.path(), &config_text("", toml));
+        let plumbing = plumbing(&config.server);
+        let running = StreamServer::start_on(
+            Arc::new(config),
+            Registry::new(),
+            &StreamOptions::default(),
+            &plumbing,
+        )
+        .unwrap();
+        Portico {
+            running,
+            dir,
+            plumbing: Some(plumbing),
+        }
     }
 
     /// Bound address of listener `i` (in file order).
@@ -78,6 +129,9 @@ impl Portico {
 impl Drop for Portico {
     fn drop(&mut self) {
         self.running.stop_now();
+        if let Some(p) = &self.plumbing {
+            p.shutdown_and_join();
+        }
     }
 }
 
@@ -91,7 +145,12 @@ pub struct Backend {
 
 impl Backend {
     pub fn spawn(tag: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Backend::spawn_at("127.0.0.1", tag)
+    }
+
+    /// A backend on `ip` (a loopback address), port chosen by the kernel.
+    pub fn spawn_at(ip: &str, tag: &str) -> Backend {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -189,7 +248,7 @@ pub fn peer(program: &str) -> Option<PathBuf> {
             return Some(p);
         }
     }
-    if std::env::var("CI").as_deref() == Ok("true") {
+    if matches!(std::env::var("CI").as_deref(), Ok("true" | "1")) {
         panic!("{program} is required under CI=true (scripts/test.sh installs it)");
     }
     eprintln!("SKIP: {program} not installed");

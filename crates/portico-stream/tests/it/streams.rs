@@ -1,15 +1,12 @@
 //! Streams over real sockets: echo through every balancer, persistence within and after the
 //! timeout from two client addresses, a dead server skipped on connect, the access log,
 //! idle timeout and graceful shutdown.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 fn stream_config(backends: &[&Backend], balance: &str, extra: &str) -> String {
     format!(
@@ -196,7 +193,7 @@ fn graceful_shutdown_lets_connections_finish_then_closes() {
     let _ = exchange(&mut s);
     p.running.shutdown();
     // New connections are refused (the listener is closed) ...
-    common::wait_until(Duration::from_secs(5), || {
+    crate::support::wait_until(Duration::from_secs(5), || {
         std::net::TcpStream::connect_timeout(&p.addr(0), Duration::from_millis(200)).is_err()
     });
     // ... the open one still works ...
@@ -207,7 +204,7 @@ fn graceful_shutdown_lets_connections_finish_then_closes() {
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
     assert!(start.elapsed() < Duration::from_secs(5));
     // (Probes of the wait above may have been accepted just before the listener closed.)
-    common::wait_until(Duration::from_secs(5), || p.log().contains("sent=8 "));
+    crate::support::wait_until(Duration::from_secs(5), || p.log().contains("sent=8 "));
     let log = p.log();
     let ours = log.lines().find(|l| l.contains("sent=8 ")).unwrap();
     assert!(
@@ -263,7 +260,7 @@ fn max_conns_limits_open_streams_per_server() {
         "no server left: closed"
     );
     drop(first);
-    common::wait_until(Duration::from_secs(5), || {
+    crate::support::wait_until(Duration::from_secs(5), || {
         p.log().contains("end=client_closed")
     });
     let mut fourth = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));

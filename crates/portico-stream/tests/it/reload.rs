@@ -1,16 +1,15 @@
 //! Stream reloads over real sockets: an unchanged stream is not touched, a changed one serves
 //! new connections with its new servers while open ones stay where they are, listeners are
-//! added and removed (a removed one's connections are closed at `shutdown_grace`), and a
-//! refused reload changes nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! added and removed (a removed one's connections are closed at `shutdown_grace`), a
+//! refused reload changes nothing, and `[server] header_timeout` / `shutdown_grace` of the
+//! reloaded config apply to the streams (as to the sites).
 
-mod common;
-
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use portico_balance::Registry;
 use portico_stream::{RunningStreams, StreamServer};
 
@@ -40,6 +39,27 @@ impl Live {
         self.running.reload(&parse(&self.dir, toml), &self.registry)
     }
 
+    fn start_server(server: &str, toml: &str) -> Live {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let config = parse_server(&dir, server, toml);
+        let running = StreamServer::start(Arc::new(config), registry.clone()).unwrap();
+        Live {
+            running,
+            registry,
+            dir,
+        }
+    }
+
+    fn reload_server(
+        &self,
+        server: &str,
+        toml: &str,
+    ) -> Result<portico_stream::StreamReload, portico_stream::StreamError> {
+        self.running
+            .reload(&parse_server(&self.dir, server, toml), &self.registry)
+    }
+
     fn addr(&self, i: usize) -> SocketAddr {
         self.running.bound_addrs()[i].1
     }
@@ -52,9 +72,13 @@ impl Drop for Live {
 }
 
 fn parse(dir: &tempfile::TempDir, toml: &str) -> portico_config::Config {
-    let text = format!(
-        "[admin]\nlisten = \"off\"\n[server]\naccess_log = \"off\"\nshutdown_grace = \"2s\"\n{toml}"
-    );
+    parse_server(dir, "shutdown_grace = \"2s\"", toml)
+}
+
+/// [`parse`] with `server` as the `[server]` keys after `access_log = "off"`.
+fn parse_server(dir: &tempfile::TempDir, server: &str, toml: &str) -> portico_config::Config {
+    let text =
+        format!("[admin]\nlisten = \"off\"\n[server]\naccess_log = \"off\"\n{server}\n{toml}");
     let path = dir.path().join("portico.toml");
     std::fs::write(&path, &text).unwrap();
     portico_config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}\n{text}"))
@@ -62,7 +86,10 @@ fn parse(dir: &tempfile::TempDir, toml: &str) -> portico_config::Config {
 
 /// Upstream `pool` with `servers`, one stream per `listen` entry; `extra` appended.
 fn config(servers: &[&Backend], listen: &[&str], extra: &str) -> String {
-    let mut s = format!("[upstreams.pool]\nservers = {}\n", common::servers(servers));
+    let mut s = format!(
+        "[upstreams.pool]\nservers = {}\n",
+        crate::support::servers(servers)
+    );
     for l in listen {
         s.push_str(&format!(
             "[[streams]]\nlisten = [\"{l}\"]\nupstream = \"pool\"\n"
@@ -217,4 +244,53 @@ fn the_first_streams_come_with_a_reload_and_all_can_go() {
             .expect("the started runtime stops")
     });
     assert!(stopped.elapsed() < Duration::from_secs(4));
+}
+
+/// A client that sends nothing on a stream expecting a PROXY header is closed at
+/// `header_timeout`: the reloaded one, not the start-up one.
+#[test]
+fn a_reload_applies_header_timeout_to_new_stream_connections() {
+    let backend = Backend::spawn("b");
+    let body = format!(
+        "{}accept_proxy_protocol = true\n",
+        config(&[&backend], &["127.0.0.1:0"], "")
+    );
+    let live = Live::start_server("header_timeout = \"60s\"", &body);
+    live.reload_server("header_timeout = \"200ms\"", &body)
+        .unwrap();
+    let mut s = TcpStream::connect(live.addr(0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = Instant::now();
+    let mut b = [0u8; 1];
+    let r = s.read(&mut b);
+    let took = started.elapsed();
+    assert!(matches!(r, Ok(0)) || r.is_err(), "{r:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "closed after {took:?}: the start-up header_timeout (60 s) still applied"
+    );
+}
+
+/// A graceful stop after a reload that shortened `shutdown_grace` closes the streams still
+/// open at the new grace.
+#[test]
+fn a_reload_applies_shutdown_grace_to_the_next_stop() {
+    let backend = Backend::spawn("b");
+    let body = config(&[&backend], &["127.0.0.1:0"], "");
+    let live = Live::start_server("shutdown_grace = \"60s\"", &body);
+    live.reload_server("shutdown_grace = \"200ms\"", &body)
+        .unwrap();
+    let mut s = connect_from("127.0.0.1".parse().unwrap(), live.addr(0));
+    assert_eq!(exchange(&mut s), "b");
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let started = Instant::now();
+    live.running.shutdown();
+    let mut b = [0u8; 1];
+    let r = s.read(&mut b);
+    let took = started.elapsed();
+    assert!(matches!(r, Ok(0)) || r.is_err(), "{r:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "closed after {took:?}: the start-up shutdown_grace (60 s) still applied"
+    );
 }

@@ -2,16 +2,13 @@
 //! and answer): the ClientHello is read without terminating TLS, so the client sees the
 //! backend's own certificate; `"*"` takes unknown names; no match closes the connection.
 //! Needs nginx, openssl and curl (a failure under `CI=true` when missing).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn cert(dir: &Path, openssl: &Path, name: &str) {
     let out = Command::new(openssl)

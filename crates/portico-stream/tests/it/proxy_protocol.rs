@@ -4,16 +4,13 @@
 //! `send-proxy`) are accepted by Portico and their address used for persistence and the
 //! log. Bad headers close only their own connection. Under `CI=true` a missing nginx or
 //! haproxy fails these tests.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 
 /// nginx answering every request with the PROXY header's client address.
 fn nginx_proxy_protocol_echo(dir: &Path) -> Option<(Proc, SocketAddr)> {

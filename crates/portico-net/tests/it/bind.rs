@@ -1,5 +1,4 @@
 //! Listener groups on real loopback sockets.
-#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
