@@ -188,6 +188,9 @@ fn server_action(admin: &Admin, name: &str, addr: &str, action: &str) -> Resp {
     let state = admin.registry().state(&id);
     let before = state.admin_state();
     state.set_admin_state(target);
+    if target == AdminState::Disabled {
+        admin.sources().drain_websockets(&id);
+    }
     tracing::warn!(upstream = %name, server = %addr, from = status::admin_state_str(before),
         to = status::admin_state_str(target), "admin API: server state changed");
     json_resp(

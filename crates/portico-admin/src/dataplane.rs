@@ -1,5 +1,5 @@
 //! The data planes' own counters (`portico-metrics`: requests, durations, connections,
-//! WebSockets, TLS handshakes), summed over the workers at scrape time and encoded here.
+//! WebSockets, TLS handshakes, stream connections and bytes), summed over the workers at scrape time and encoded here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +15,8 @@ pub(crate) fn encode(enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
     let c = portico_metrics::global().collect();
     requests(enc, &c)?;
     websockets(enc, &c)?;
-    connections(enc, &c)
+    connections(enc, &c)?;
+    streams(enc, &c)
 }
 
 fn series_labels(s: &portico_metrics::SeriesTotal) -> Labels {
@@ -207,5 +208,48 @@ fn connections(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
         "portico_tls_handshakes",
         "TLS handshakes on https listeners by result (success, failure, timeout: not done within header_timeout).",
         &tls,
+    )
+}
+
+fn streams(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
+    let mut conns = Vec::new();
+    let mut bytes = Vec::new();
+    let mut per: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for s in &c.streams {
+        conns.push((
+            vec![
+                ("listener", s.listener.clone()),
+                ("upstream", s.upstream.clone()),
+                ("end", s.end.to_string()),
+            ],
+            s.ended.connections,
+        ));
+        let b = per.entry((&s.listener, &s.upstream)).or_default();
+        b.0 += s.ended.sent;
+        b.1 += s.ended.received;
+    }
+    for ((listener, upstream), (sent, received)) in per {
+        for (dir, n) in [("client_to_server", sent), ("server_to_client", received)] {
+            bytes.push((
+                vec![
+                    ("listener", listener.to_string()),
+                    ("upstream", upstream.to_string()),
+                    ("direction", dir.to_string()),
+                ],
+                n,
+            ));
+        }
+    }
+    counters(
+        enc,
+        "portico_stream_connections",
+        "Stream (TCP/TLS passthrough) connections ended, by listener, upstream (empty when none was chosen) and how they ended (the access log's end).",
+        &conns,
+    )?;
+    counters(
+        enc,
+        "portico_stream_bytes",
+        "Bytes relayed by ended stream connections, each way.",
+        &bytes,
     )
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use portico_balance::{CheckStatus, Registry};
+use portico_balance::{CheckStatus, Registry, ServerId};
 use portico_config::Config;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +29,9 @@ pub trait Sources: Send + Sync + 'static {
     fn certificates(&self) -> Vec<CertView>;
     /// VRRP instances, in config order.
     fn vrrp(&self) -> Vec<VrrpView>;
+    /// The server was disabled: close its open WebSockets with 1001 over the drain window
+    /// (returns at once; the closes follow).
+    fn drain_websockets(&self, server: &ServerId);
 }
 
 /// One certificate as the admin API shows it.
@@ -317,6 +320,7 @@ mod tests {
         fn vrrp(&self) -> Vec<VrrpView> {
             Vec::new()
         }
+        fn drain_websockets(&self, _: &ServerId) {}
     }
 
     fn config() -> Arc<Config> {

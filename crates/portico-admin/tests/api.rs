@@ -12,8 +12,12 @@ use portico_balance::{CheckStatus, PickKey, Pool, Registry};
 use portico_config::Config;
 
 /// Fixed certificate and VRRP figures (the binary reads them from the TLS runtime and the
-/// VRRP instances; here the API's rendering of them is under test).
-struct Fixed;
+/// VRRP instances; here the API's rendering of them is under test). WebSocket drains are
+/// recorded (`upstream/addr`), as the binary hands them to the data plane.
+#[derive(Default, Clone)]
+struct Fixed {
+    drained: Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 impl Sources for Fixed {
     fn health(&self) -> Vec<CheckStatus> {
@@ -48,6 +52,12 @@ impl Sources for Fixed {
             }],
         }]
     }
+    fn drain_websockets(&self, server: &portico_balance::ServerId) {
+        self.drained
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{}/{}", server.upstream, server.addr));
+    }
 }
 
 fn config(extra: &str) -> Arc<Config> {
@@ -68,11 +78,15 @@ struct Running {
     admin: Admin,
     registry: Registry,
     config: Arc<Config>,
+    /// WebSocket drains asked of the data plane.
+    drained: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn start(config: Arc<Config>) -> Running {
     let registry = Registry::new();
-    let (admin, mut requests) = Admin::new(config.clone(), registry.clone(), Fixed);
+    let sources = Fixed::default();
+    let drained = sources.drained.clone();
+    let (admin, mut requests) = Admin::new(config.clone(), registry.clone(), sources);
     let server = AdminServer::start(
         admin.clone(),
         "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
@@ -108,6 +122,7 @@ fn start(config: Arc<Config>) -> Running {
         admin,
         registry,
         config,
+        drained,
     }
 }
 
@@ -219,6 +234,11 @@ fn drain_enable_disable_reach_the_picks_and_the_status() {
     assert!(
         picks(&pool).iter().all(|&i| i == 2),
         "only the backup is left"
+    );
+    assert_eq!(
+        *r.drained.lock().unwrap_or_else(|e| e.into_inner()),
+        ["app/127.0.0.1:7002"],
+        "disable (not drain) closes the server's WebSockets"
     );
     for addr in ["127.0.0.1:7001", "127.0.0.1:7002"] {
         let (status, _) = post(

@@ -14,6 +14,9 @@
 //!   loads: each value it reads is one some increment left, so totals are exact once the
 //!   requests they count have finished.
 //!
+//! Stream (L4) connections are counted apart ([`Registry::stream_accepted`],
+//! [`Registry::stream_ended`]): once per connection, not per request, under one lock.
+//!
 //! Everything lives in the process-wide [`global`] registry: the HTTP plane writes, the
 //! admin API reads.
 
@@ -84,7 +87,7 @@ pub struct SeriesKey {
 pub struct ListenerKey {
     /// The listen address as configured.
     pub listener: String,
-    /// `http`, `https`, `h2` (an https connection that negotiated HTTP/2).
+    /// `http`, `https`, `h2` (an https connection that negotiated HTTP/2), `stream`.
     pub protocol: &'static str,
 }
 
@@ -203,6 +206,36 @@ pub struct Registry {
     series: Mutex<(HashMap<SeriesKey, u32>, Vec<SeriesKey>)>,
     listeners: Mutex<(HashMap<ListenerKey, u32>, Vec<ListenerKey>)>,
     workers: Mutex<Vec<Arc<WorkerBlocks>>>,
+    streams: Mutex<StreamCounts>,
+}
+
+/// Stream connections: accepted and closed per listener, ended with their bytes per
+/// (listener, upstream, end).
+#[derive(Debug, Default)]
+struct StreamCounts {
+    listeners: std::collections::BTreeMap<String, (u64, u64)>,
+    ended: std::collections::BTreeMap<(String, String, &'static str), StreamEnded>,
+}
+
+/// Stream connections that ended one way, with their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamEnded {
+    pub connections: u64,
+    /// Client to server.
+    pub sent: u64,
+    /// Server to client.
+    pub received: u64,
+}
+
+/// Stream connections of one (listener, upstream, end) summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamTotal {
+    pub listener: String,
+    /// Empty when no upstream was chosen (e.g. no SNI route).
+    pub upstream: String,
+    /// The access log's `end` word.
+    pub end: &'static str,
+    pub ended: StreamEnded,
 }
 
 /// The process-wide registry.
@@ -257,6 +290,44 @@ impl Registry {
         }
     }
 
+    /// A stream connection was accepted on `listener`.
+    pub fn stream_accepted(&self, listener: &str) {
+        let mut s = lock(&self.streams);
+        match s.listeners.get_mut(listener) {
+            Some(c) => c.0 += 1,
+            None => {
+                s.listeners.insert(listener.to_string(), (1, 0));
+            }
+        }
+    }
+
+    /// A stream connection of `listener` closed (every accepted one, however it ended).
+    pub fn stream_closed(&self, listener: &str) {
+        if let Some(c) = lock(&self.streams).listeners.get_mut(listener) {
+            c.1 += 1;
+        }
+    }
+
+    /// A stream connection ended (`end`: the access log's word) after relaying `sent`
+    /// bytes client to server and `received` back.
+    pub fn stream_ended(
+        &self,
+        listener: &str,
+        upstream: &str,
+        end: &'static str,
+        sent: u64,
+        received: u64,
+    ) {
+        let mut s = lock(&self.streams);
+        let e = s
+            .ended
+            .entry((listener.to_string(), upstream.to_string(), end))
+            .or_default();
+        e.connections += 1;
+        e.sent += sent;
+        e.received += received;
+    }
+
     /// Everything counted so far, summed over workers.
     pub fn collect(&self) -> Collected {
         let series_keys = lock(&self.series).1.clone();
@@ -292,7 +363,35 @@ impl Registry {
                 }
             }
         }
-        Collected { series, listeners }
+        let s = lock(&self.streams);
+        listeners.extend(
+            s.listeners
+                .iter()
+                .map(|(l, (accepted, closed))| ListenerTotal {
+                    key: ListenerKey {
+                        listener: l.clone(),
+                        protocol: "stream",
+                    },
+                    accepted: *accepted,
+                    closed: *closed,
+                    ..ListenerTotal::default()
+                }),
+        );
+        let streams = s
+            .ended
+            .iter()
+            .map(|((listener, upstream, end), ended)| StreamTotal {
+                listener: listener.clone(),
+                upstream: upstream.clone(),
+                end,
+                ended: *ended,
+            })
+            .collect();
+        Collected {
+            series,
+            listeners,
+            streams,
+        }
     }
 }
 
@@ -374,7 +473,9 @@ impl ListenerTotal {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Collected {
     pub series: Vec<SeriesTotal>,
+    /// HTTP listeners, then stream listeners (protocol `stream`).
     pub listeners: Vec<ListenerTotal>,
+    pub streams: Vec<StreamTotal>,
 }
 
 /// One worker thread's counters. `!Send`: only the thread that made it writes them.

@@ -13,7 +13,7 @@ use portico_admin::{
     Admin, AdminServer, CertView, ListenerView, ReloadRecord, ReloadRequests, ReloadResult,
     Sources, TrackView, VrrpView,
 };
-use portico_balance::{CheckStatus, HealthChecks, Registry};
+use portico_balance::{CheckStatus, HealthChecks, Registry, ServerId};
 use portico_config::Config;
 use portico_tls::TlsRuntime;
 
@@ -38,6 +38,8 @@ struct BinarySources {
     health: Arc<HealthChecks>,
     tls: Arc<Mutex<TlsRuntime>>,
     vrrp: Vec<(portico_config::VrrpInstance, InstanceWatch)>,
+    /// Closes a disabled server's WebSockets on the HTTP plane's workers.
+    websockets: portico_proxy::WsDrainer,
 }
 
 impl Sources for BinarySources {
@@ -98,6 +100,11 @@ impl Sources for BinarySources {
             })
             .collect()
     }
+
+    fn drain_websockets(&self, server: &ServerId) {
+        self.websockets
+            .drain(std::collections::HashSet::from([server.clone()]));
+    }
 }
 
 /// Start the admin API of a running instance (its listener only when `[admin] listen` is
@@ -114,6 +121,7 @@ pub fn start(
         health: Arc::clone(health),
         tls: plane.tls_runtime(),
         vrrp: config.vrrp.iter().cloned().zip(vrrp).collect(),
+        websockets: plane.ws_drainer(),
     };
     let (admin, requests) = Admin::new(Arc::clone(config), registry.clone(), sources);
     let server = match config.admin.listen {

@@ -190,6 +190,11 @@ impl DataPlane {
         Arc::clone(&self.tls.tls)
     }
 
+    /// Drains chosen servers' WebSockets on the HTTP plane (the admin API's `disable`).
+    pub fn ws_drainer(&self) -> portico_proxy::WsDrainer {
+        self.http.ws_drainer()
+    }
+
     /// Bound addresses of the stream listeners (what the VRRP `listeners` track checks
     /// besides the sites').
     pub fn stream_addrs(&self) -> Vec<SocketAddr> {

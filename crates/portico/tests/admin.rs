@@ -9,6 +9,7 @@
 mod pebble_clients;
 mod support;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -352,8 +353,28 @@ fn drain_enable_disable_under_load_fail_no_request_and_keep_websockets() {
         ws.roundtrip("after").unwrap_or_else(|e| panic!("{e}")),
         "after"
     );
+    // `disable` also drains the server's WebSockets: close 1001 within the drain window
+    // (half of shutdown_grace = 1 s here; the read times out after 10 s).
+    let t0 = std::time::Instant::now();
+    let a = inst.server_action(&drained, "disable");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let closed = ws.recv_text();
+    let took = t0.elapsed();
+    match closed {
+        // 1001 = 0x03e9, then the reason.
+        Err(e) if e.starts_with("close frame [3, 233") => {}
+        other => panic!("expected close 1001 after disable, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(5), "close took {took:?}");
+    eventually(T10, "the disabled server's WebSocket to end", || {
+        let st = inst.status();
+        let s = &st.upstreams[0].servers[ws_server];
+        (s.state == "disabled" && s.active == 0).then_some(())
+    });
     report(&format!(
-        "admin: drain/enable/disable under load: {ok} requests, 0 failed; WebSocket kept"
+        "admin: drain/enable/disable under load: {ok} requests, 0 failed; WebSocket kept \
+         through drain, closed 1001 by disable after {} ms",
+        took.as_millis()
     ));
 }
 
@@ -490,9 +511,32 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
-fn metrics_count_a_known_mix_of_requests_and_websockets_exactly() {
-    let inst = Instance::start("admin-exact", "", "");
+fn metrics_count_a_known_mix_of_requests_websockets_and_streams_exactly() {
+    let stream_addr = local(free_port());
+    let inst = Instance::start(
+        "admin-exact",
+        "",
+        &format!("\n[[streams]]\nlisten = [\"{stream_addr}\"]\nupstream = \"app\"\n"),
+    );
     let p = inst.proxy_addr.to_string();
+    let s = stream_addr.to_string();
+    // Two stream connections (TCP relayed to the echo servers): every byte each way counted.
+    // The admin API is up, so the streams (started before it) are listening.
+    let (mut sent, mut received) = (0usize, 0usize);
+    for i in 0..2 {
+        let mut tcp = TcpStream::connect(stream_addr).unwrap_or_else(|e| panic!("{e}"));
+        tcp.set_read_timeout(Some(T10)).ok();
+        let req =
+            format!("GET /_echo/close?stream={i} HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n");
+        tcp.write_all(req.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        sent += req.len();
+        received += answer.len();
+    }
     // One keep-alive connection: 30 proxied GETs, 5 answered by `respond`, 4 answered 410.
     let mut conn = http::Conn::connect(inst.proxy_addr).unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..30 {
@@ -540,7 +584,11 @@ fn metrics_count_a_known_mix_of_requests_and_websockets_exactly() {
                 &m,
                 &format!("portico_connections_open{{listener=\"{p}\",protocol=\"http\"}}"),
             );
-            (closed == Some(3.0) && open == Some(0.0)).then_some(m)
+            let streams_open = sample(
+                &m,
+                &format!("portico_connections_open{{listener=\"{s}\",protocol=\"stream\"}}"),
+            );
+            (closed == Some(3.0) && open == Some(0.0) && streams_open == Some(0.0)).then_some(m)
         },
     );
     assert_eq!(sample(&m, &labels("/", "app", "200")), Some(30.0), "{m}");
@@ -589,7 +637,42 @@ fn metrics_count_a_known_mix_of_requests_and_websockets_exactly() {
         Some(5.0),
         "the start-up port probe, one keep-alive connection and three WebSockets\n{m}"
     );
-    report("admin: 39 requests, 3 WebSockets, 5 connections: counted exactly");
+    assert_eq!(
+        sample(
+            &m,
+            &format!("portico_connections_accepted_total{{listener=\"{s}\",protocol=\"stream\"}}")
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    // However each ended (server_closed or client_closed): two, with their exact bytes.
+    let ended: f64 = m
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "portico_stream_connections_total{{listener=\"{s}\",upstream=\"app\","
+            ))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(ended, 2.0, "{m}");
+    let stream_bytes = |dir: &str| {
+        sample(
+            &m,
+            &format!(
+                "portico_stream_bytes_total{{listener=\"{s}\",upstream=\"app\",direction=\"{dir}\"}}"
+            ),
+        )
+    };
+    assert_eq!(stream_bytes("client_to_server"), Some(sent as f64), "{m}");
+    assert_eq!(
+        stream_bytes("server_to_client"),
+        Some(received as f64),
+        "{m}"
+    );
+    report(&format!(
+        "admin: 39 requests, 3 WebSockets, 5 connections, 2 streams ({sent} + {received} bytes): counted exactly"
+    ));
 }
 
 #[test]
