@@ -98,6 +98,8 @@ struct Ws {
     closed: [u64; 8],
     bytes_in: u64,
     bytes_out: u64,
+    messages_in: u64,
+    messages_out: u64,
 }
 
 fn websockets(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
@@ -110,6 +112,8 @@ fn websockets(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
         }
         w.bytes_in += s.ws_bytes_in;
         w.bytes_out += s.ws_bytes_out;
+        w.messages_in += s.ws_messages_in;
+        w.messages_out += s.ws_messages_out;
     }
     let up = |u: &str| vec![("upstream", u.to_string())];
     let opened: Vec<(Labels, u64)> = per.iter().map(|(u, w)| (up(u), w.opened)).collect();
@@ -119,6 +123,7 @@ fn websockets(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
         .collect();
     let mut closed = Vec::new();
     let mut bytes = Vec::new();
+    let mut messages = Vec::new();
     for (u, w) in &per {
         for (who, n) in WS_CLOSERS.iter().zip(w.closed) {
             let mut l = up(u);
@@ -132,6 +137,14 @@ fn websockets(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
             let mut l = up(u);
             l.push(("direction", dir.to_string()));
             bytes.push((l, n));
+        }
+        for (dir, n) in [
+            ("client_to_server", w.messages_in),
+            ("server_to_client", w.messages_out),
+        ] {
+            let mut l = up(u);
+            l.push(("direction", dir.to_string()));
+            messages.push((l, n));
         }
     }
     counters(
@@ -157,6 +170,12 @@ fn websockets(enc: &mut DescriptorEncoder<'_>, c: &Collected) -> fmt::Result {
         "portico_websocket_bytes",
         "Bytes relayed on WebSockets (frames as they are on the wire), each way.",
         &bytes,
+    )?;
+    counters(
+        enc,
+        "portico_websocket_messages",
+        "Data messages relayed on WebSockets (text and binary; a fragmented message counts once; control frames not counted), each way.",
+        &messages,
     )
 }
 

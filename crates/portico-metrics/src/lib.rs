@@ -156,6 +156,8 @@ pub struct SeriesCounters {
     ws_closed: [Counter; 8],
     ws_bytes_in: Counter,
     ws_bytes_out: Counter,
+    ws_messages_in: Counter,
+    ws_messages_out: Counter,
 }
 
 impl SeriesCounters {
@@ -410,6 +412,10 @@ pub struct SeriesTotal {
     pub ws_bytes_in: u64,
     /// Server to client.
     pub ws_bytes_out: u64,
+    /// Data messages client to server.
+    pub ws_messages_in: u64,
+    /// Data messages server to client.
+    pub ws_messages_out: u64,
 }
 
 impl SeriesTotal {
@@ -433,6 +439,8 @@ impl SeriesTotal {
         }
         self.ws_bytes_in += b.ws_bytes_in.get();
         self.ws_bytes_out += b.ws_bytes_out.get();
+        self.ws_messages_in += b.ws_messages_in.get();
+        self.ws_messages_out += b.ws_messages_out.get();
     }
 
     fn add_status(&mut self, code: u16, n: u64) {
@@ -554,6 +562,15 @@ impl WorkerMetrics {
             }
             s.ws_bytes_in.add(bytes_in);
             s.ws_bytes_out.add(bytes_out);
+        });
+    }
+
+    /// A WebSocket session ended having relayed `c2s` data messages client to server and
+    /// `s2c` back.
+    pub fn ws_messages(&self, id: SeriesId, c2s: u64, s2c: u64) {
+        self.series(id, |s| {
+            s.ws_messages_in.add(c2s);
+            s.ws_messages_out.add(s2c);
         });
     }
 

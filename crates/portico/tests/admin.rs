@@ -629,6 +629,18 @@ fn metrics_count_a_known_mix_of_requests_websockets_and_streams_exactly() {
         "portico_websocket_bytes_total{upstream=\"app\",direction=\"client_to_server\"}",
     );
     assert!(c2s.is_some_and(|b| b >= 6.0 * 20.0), "{m}");
+    for dir in ["client_to_server", "server_to_client"] {
+        assert_eq!(
+            sample(
+                &m,
+                &format!(
+                    "portico_websocket_messages_total{{upstream=\"app\",direction=\"{dir}\"}}"
+                )
+            ),
+            Some(6.0),
+            "two messages each way in three sessions\n{m}"
+        );
+    }
     assert_eq!(
         sample(
             &m,

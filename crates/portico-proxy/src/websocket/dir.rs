@@ -333,6 +333,11 @@ impl WsState {
                 .position(|c| *c == end.as_str())
                 .unwrap_or(3);
             m.ws_closed(id, closer, self.c2s.bytes, self.s2c.bytes);
+            m.ws_messages(
+                id,
+                u64::from(self.c2s.tracker.messages()),
+                u64::from(self.s2c.tracker.messages()),
+            );
         }
         if let Some(log) = log {
             log.websocket = Some(WsLog {
