@@ -28,8 +28,8 @@ PHASES = [
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
 ]
-TARGETS = ["direct", "nginx", "haproxy", "portico"]
-PROXIES = ["nginx", "haproxy", "portico"]
+TARGETS = ["direct", "nginx", "haproxy", "portico", "portico_metrics"]
+PROXIES = ["nginx", "haproxy", "portico", "portico_metrics"]
 
 
 def wrk_time_ms(text):
@@ -323,11 +323,12 @@ def report_phase(out, key, title, unit, recs):
         if r["proxy_us"]:
             cpu_round.setdefault(r["round"], {})[r["target"]] = r["proxy_us"]
     pairs = [("nginx", "direct"), ("haproxy", "direct"), ("portico", "direct"), ("portico", "nginx"),
-             ("portico", "haproxy"), ("nginx", "haproxy")]
+             ("portico", "haproxy"), ("nginx", "haproxy"), ("portico_metrics", "portico")]
     line = ratio_line(by_round, pairs)
     if line:
         out.append("per-round ratios of %s, median (min–max): %s\n" % (unit, line))
-    line = ratio_line(cpu_round, [("portico", "nginx"), ("portico", "haproxy"), ("nginx", "haproxy")])
+    line = ratio_line(cpu_round, [("portico", "nginx"), ("portico", "haproxy"), ("nginx", "haproxy"),
+                                  ("portico_metrics", "portico")])
     if line:
         out.append("per-round ratios of proxy CPU µs/unit, median (min–max): %s\n" % line)
     busy = [r["busy"] for r in rows]
@@ -399,6 +400,11 @@ def cmd_report(a):
     if cpu.get("portico") and cpu.get("nginx"):
         out.append("- proxy CPU per request, HTTP keep-alive c64: portico %.1f µs vs nginx %.1f µs "
                    "(target ≤ nginx): %s" % (cpu["portico"], cpu["nginx"], verdict(cpu["portico"] <= cpu["nginx"])))
+    if cpu.get("portico") and cpu.get("portico_metrics"):
+        r = cpu["portico_metrics"] / cpu["portico"]
+        out.append("- what the metrics cost, HTTP keep-alive c64: proxy CPU per request with the admin API "
+                   "on %.2f µs vs off %.2f µs, ratio %.3f (target ≤ 1.03): %s"
+                   % (cpu["portico_metrics"], cpu["portico"], r, verdict(r <= 1.03)))
     if idle.get("portico") and idle.get("haproxy"):
         p, h = idle["portico"]["rss_avg"], idle["haproxy"]["rss_avg"]
         pm, hm = idle["portico"]["rss_marg"], idle["haproxy"]["rss_marg"]

@@ -20,6 +20,8 @@
 #
 # Usage: scripts/bench.sh            (see docs/benchmarks.md)
 # Env:   ROUNDS=5 DUR=10 PHASES="ka64 ka1000 close ws idle" TARGETS="direct nginx haproxy portico"
+#        (TARGETS may add portico_metrics: the same binary with the admin API on, i.e.
+#        data-plane metrics counted, to measure what the metrics cost)
 #        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 HS_PROCS=8 PORT_BASE=31000 OUT=bench-out
 #        (PORT_BASE: decimal, ports BASE+1..BASE+94 on 127.0.0.1; keep them below the ephemeral range;
 #        scripts/bench-tcp.sh uses 32001/32070/32080/32090 by default: not 32000 next to it)
@@ -78,6 +80,10 @@ HAPROXY_TLS=$((PORT_BASE + 92))
 # full-handshake listeners (session resumption off where the proxy can turn it off): ECDSA, RSA
 PORTICO_TLS_FULL=$PORTICO_TLS # Portico has no switch for resumption; s_time -new never resumes
 PORTICO_TLS_RSA=$((PORT_BASE + 73))
+# target portico_metrics: the same Portico with the admin API on (data-plane metrics counted)
+PORTICO_M_HTTP=$((PORT_BASE + 74))
+PORTICO_M_WS=$((PORT_BASE + 75))
+PORTICO_M_ADMIN=$((PORT_BASE + 76))
 NGINX_TLS_FULL=$((PORT_BASE + 83))
 NGINX_TLS_RSA=$((PORT_BASE + 84))
 HAPROXY_TLS_FULL=$((PORT_BASE + 93))
@@ -154,7 +160,7 @@ cleanup() {
   trap - EXIT INT TERM
   local p role
   for p in "${IDLE_CLIENTS[@]}"; do stop_pid "$p" 2; done
-  for role in portico haproxy nginx origin_ws origin_http; do
+  for role in portico portico_metrics haproxy nginx origin_ws origin_http; do
     [[ -n ${PID[$role]:-} ]] && stop_pid "${PID[$role]}" 10
   done
   if [[ -n $BASE && -d $BASE && ${KEEP_BASE:-0} != 1 ]]; then rm -rf "$BASE"; fi
@@ -215,6 +221,12 @@ start_proxy() { # target
     PID[portico]=$!
     wait_port "$PORTICO_HTTP" "${PID[portico]}" portico
     wait_port "$PORTICO_WS" "${PID[portico]}" portico
+    ;;
+  portico_metrics)
+    "$PORTICO_BIN" run -c "$BASE/conf/portico-metrics.toml" >>"$BASE/logs/portico_metrics.out" 2>&1 &
+    PID[portico_metrics]=$!
+    wait_port "$PORTICO_M_HTTP" "${PID[portico_metrics]}" portico_metrics
+    wait_port "$PORTICO_M_WS" "${PID[portico_metrics]}" portico_metrics
     ;;
   esac
   sleep 0.3 # let workers finish starting
@@ -308,6 +320,7 @@ target_url() { # target kind(http|ws|tls|hs|hsrsa)
   nginx:http) port=$NGINX_HTTP ;; nginx:ws) port=$NGINX_WS ;;
   haproxy:http) port=$HAPROXY_HTTP ;; haproxy:ws) port=$HAPROXY_WS ;;
   portico:http) port=$PORTICO_HTTP ;; portico:ws) port=$PORTICO_WS ;;
+  portico_metrics:http) port=$PORTICO_M_HTTP ;; portico_metrics:ws) port=$PORTICO_M_WS ;;
   esac
   case $2 in
   ws) echo "ws://127.0.0.1:$port/" ;;
@@ -325,6 +338,7 @@ run_load() {
   if [[ $phase == tls* || $phase == hs* ]]; then
     [[ $target == direct ]] && return 0 # the origin speaks plain HTTP only
     if [[ $target == portico && $PORTICO_TLS_OK != 1 ]]; then return 0; fi
+    [[ $target == portico_metrics ]] && return 0 # compared on plain HTTP and WebSockets only
   fi
   case $phase in
   ka64) kind=wrk; cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "$(target_url "$target" http)") ;;
@@ -440,7 +454,7 @@ run_idle() { # round target
 # ---------------------------------------------------------------- main -----------------------
 main() {
   install_tools
-  if has "$TARGETS" portico; then build_portico; fi
+  if has "$TARGETS" portico || has "$TARGETS" portico_metrics; then build_portico; fi
   if ((BENCH_NICE != 0)); then renice -n "$BENCH_NICE" -p $$ >/dev/null || die "renice $BENCH_NICE failed"; fi
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   NOFILE=$(ulimit -n)
@@ -466,6 +480,11 @@ main() {
   for f in backend-nginx.conf proxy-nginx.conf haproxy.cfg portico.toml; do
     fill_template "$BENCH/conf/$f" "$BASE/conf/$f"
   done
+  # portico_metrics: the same config on its own ports, with the admin API (and so the
+  # data-plane metrics) on; the TLS site is not added to it.
+  sed -e "s|127.0.0.1:$PORTICO_HTTP\"|127.0.0.1:$PORTICO_M_HTTP\"|" -e "s|127.0.0.1:$PORTICO_WS\"|127.0.0.1:$PORTICO_M_WS\"|" \
+    -e "s|^listen = \"off\"|listen = \"127.0.0.1:$PORTICO_M_ADMIN\"|" -e "s|portico-data|portico-metrics-data|" \
+    "$BASE/conf/portico.toml" >"$BASE/conf/portico-metrics.toml"
   make_certs
   if [[ $PHASES == *tls* || $PHASES == *hs* ]] && has "$TARGETS" portico; then
     fill_template "$BENCH/conf/portico-tls.toml" "$BASE/conf/portico-tls.part"

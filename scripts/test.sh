@@ -65,7 +65,7 @@ APT_WANT=(
   "nodejs:node" "npm:npm" "python3-venv:venv" "curl:curl" "iproute2:ip"
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
-  "slowhttptest:slowhttptest" "systemd:systemd-analyze" "apache2-utils:htpasswd"
+  "slowhttptest:slowhttptest" "systemd:systemd-analyze" "apache2-utils:htpasswd" "chromium:chromium"
 )
 have() { # have CHECK
   case $1 in

@@ -70,6 +70,12 @@ impl ServerState {
         }
     }
 
+    /// Effective weight share now, in thousandths (100..=1000), under an upstream's
+    /// `slow_start` (for the admin API and metrics: the pick path uses its own clock).
+    pub fn slow_start_permille(&self, slow_start: Duration) -> u64 {
+        self.slow_start_factor(slow_start, Instant::now())
+    }
+
     /// Effective weight share in thousandths (`RAMP_START..=FULL`) under slow start.
     pub(crate) fn slow_start_factor(&self, slow_start: Duration, now: Instant) -> u64 {
         if slow_start.is_zero() {

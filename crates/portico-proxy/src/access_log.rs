@@ -33,6 +33,8 @@ pub struct LogRecord<'a> {
     pub bytes_received: u64,
     pub referer: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// `X-Request-Id` (made or kept by Portico, see `request::id`).
+    pub request_id: Option<&'a str>,
     pub upstream_addr: Option<SocketAddr>,
     /// Time until the upstream response head arrived.
     pub upstream_time: Option<Duration>,

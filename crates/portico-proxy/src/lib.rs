@@ -57,6 +57,6 @@ pub mod fuzzing {
 
 pub use error::{ProxyError, Side};
 pub use proto::ws_frame;
-pub use server::reload::{ReloadError, ReloadOutcome};
+pub use server::reload::{ReloadError, ReloadOutcome, WsDrainer};
 pub use server::start::{RunningServer, Server};
 pub use snapshot::tls::TlsContext;

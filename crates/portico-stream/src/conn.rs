@@ -77,6 +77,13 @@ pub(crate) async fn serve(
     rec.end = run(&shared, &stream, client, &mut rec).await;
     rec.duration = started.elapsed();
     crate::log::write(&shared.access_log, &rec);
+    portico_metrics::global().stream_ended(
+        &listen.to_string(),
+        rec.upstream.as_deref().unwrap_or(""),
+        rec.end.as_str(),
+        rec.sent,
+        rec.received,
+    );
 }
 
 async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mut Record) -> End {

@@ -249,6 +249,8 @@ async fn accept_loop(
                 };
                 let _ = sock.set_nodelay(true);
                 shared.opened();
+                let label = addr.to_string();
+                portico_metrics::global().stream_accepted(&label);
                 let sh = Arc::clone(&shared);
                 let st = Arc::clone(&stream.borrow());
                 let cut = cut.clone();
@@ -262,6 +264,7 @@ async fn accept_loop(
                     }
                     drop(permit);
                     sh.closed();
+                    portico_metrics::global().stream_closed(&label);
                 });
             }
             Err(e) => {

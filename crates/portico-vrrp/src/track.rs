@@ -78,10 +78,21 @@ pub struct Tracked {
     pub weight: i32,
 }
 
-/// Running checks: the effective priority, and the tasks to abort on shutdown.
+/// One tracked check and whether it fails now (for the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackState {
+    /// What it looks at, e.g. `upstream app` or `script /usr/local/bin/check`.
+    pub check: String,
+    pub weight: i32,
+    pub failing: bool,
+}
+
+/// Running checks: the effective priority, each check's verdict, and the tasks to abort on
+/// shutdown.
 #[derive(Debug)]
 pub struct Tracker {
     pub effective: watch::Receiver<Effective>,
+    pub checks: watch::Receiver<Vec<TrackState>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -105,6 +116,7 @@ pub fn start(name: &str, base: u8, tracked: Vec<Tracked>, every: Duration) -> Tr
     let (ch_tx, mut ch_rx) = mpsc::channel::<(usize, bool)>(16);
     let mut state: Vec<(i32, bool)> = tracked.iter().map(|t| (t.weight, false)).collect();
     let names: Vec<String> = tracked.iter().map(|t| t.check.to_string()).collect();
+    let (checks_tx, checks) = watch::channel(verdicts(&names, &state));
     let mut tasks = Vec::new();
     for (i, t) in tracked.into_iter().enumerate() {
         if let Check::Script { path, .. } = &t.check
@@ -142,6 +154,7 @@ pub fn start(name: &str, base: u8, tracked: Vec<Tracked>, every: Duration) -> Tr
                 state[i].1 = failing;
                 let what = if failing { "failing" } else { "ok again" };
                 tracing::info!(instance = %name, check = %names[i], weight = state[i].0, "tracked check {what}");
+                checks_tx.send_replace(verdicts(&names, &state));
             }
             let e = effective_priority(base, &state);
             if *tx.borrow() != e {
@@ -150,7 +163,24 @@ pub fn start(name: &str, base: u8, tracked: Vec<Tracked>, every: Duration) -> Tr
             }
         }
     }));
-    Tracker { effective, tasks }
+    Tracker {
+        effective,
+        checks,
+        tasks,
+    }
+}
+
+/// Each check's name, weight and verdict.
+fn verdicts(names: &[String], state: &[(i32, bool)]) -> Vec<TrackState> {
+    names
+        .iter()
+        .zip(state)
+        .map(|(check, &(weight, failing))| TrackState {
+            check: check.clone(),
+            weight,
+            failing,
+        })
+        .collect()
 }
 
 async fn run_check(check: &Check, period: Duration) -> bool {

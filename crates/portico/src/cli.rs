@@ -36,6 +36,14 @@ pub enum Command {
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// What the running instance is doing: servers, certificates, VRRP, reloads (admin API).
+    Status {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the status document as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
     /// Self-contained tour: two echo backends and the proxy on 127.0.0.1.
     Demo {
         /// Where the demo proxy listens.

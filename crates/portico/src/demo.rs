@@ -11,6 +11,7 @@ use crate::{logging, run};
 
 const DEMO_CONFIG: &str = include_str!("demo.toml");
 const DEMO_LISTEN: &str = "127.0.0.1:8080";
+const DEMO_ADMIN: &str = "127.0.0.1:9900";
 const DEMO_PAGE: &str = "<!doctype html><title>Portico demo</title><h1>Served by Portico</h1>\n";
 
 pub fn demo(listen: SocketAddr) -> Result<(), Failure> {
@@ -25,7 +26,11 @@ fn demo_in(dir: &std::path::Path, listen: SocketAddr) -> Result<(), Failure> {
     let www = dir.join("www/static");
     std::fs::create_dir_all(&www).with_context(|| format!("cannot create {}", www.display()))?;
     std::fs::write(www.join("index.html"), DEMO_PAGE).context("cannot write the demo page")?;
-    let text = DEMO_CONFIG.replace(DEMO_LISTEN, &listen.to_string());
+    let mut text = DEMO_CONFIG.replace(DEMO_LISTEN, &listen.to_string());
+    // The dashboard goes on another port when 9900 is taken (e.g. by a running instance).
+    if std::net::TcpListener::bind(DEMO_ADMIN).is_err() {
+        text = text.replace(DEMO_ADMIN, "127.0.0.1:0");
+    }
     let path = dir.join("portico-demo.toml");
     std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
     let config = portico_config::parse(&text, &path)
@@ -38,18 +43,23 @@ fn demo_in(dir: &std::path::Path, listen: SocketAddr) -> Result<(), Failure> {
             .with_context(|| format!("cannot start echo backend {name} on {addr}"))?;
         backends.push(echo);
     }
-    run::serve(config, |server| {
+    run::serve(config, |server, admin| {
         let addr = server.all_addrs().first().copied().unwrap_or(listen);
-        print_tour(addr, &path);
+        print_tour(addr, admin, &path);
     })
 }
 
-fn print_tour(addr: SocketAddr, config: &std::path::Path) {
+fn print_tour(addr: SocketAddr, admin: Option<SocketAddr>, config: &std::path::Path) {
+    let dashboard = admin.map_or_else(String::new, |a| {
+        format!(
+            "  dashboard:  http://{a}/   live servers, drain/enable buttons; metrics at http://{a}/metrics\n"
+        )
+    });
     println!(
         "\
 Portico demo is running (Ctrl-C to stop). Config: {config}
   proxy:      http://{addr}/  -> two echo backends (demo-a on 127.0.0.1:18081, demo-b on :18082)
-
+{dashboard}
 Try:
   curl -s http://{addr}/some/path        round robin: run it twice, demo-a then demo-b
   curl -s http://{addr}/sticky/x         ip_hash: always the same backend for you
@@ -58,7 +68,8 @@ Try:
   curl -s http://{addr}/static/          a static page (root)
   curl -s -d 'hello body' http://{addr}/echo   POST bodies are echoed back
   WebSocket:  python3 -m websockets ws://{addr}/ws
-          or  npx wscat -c ws://{addr}/ws      (every message is echoed back)",
+          or  npx wscat -c ws://{addr}/ws      (every message is echoed back)
+  portico status -c {config}   what the dashboard shows, as a table",
         config = config.display()
     );
 }

@@ -15,8 +15,16 @@ use portico_config::{Config, VrrpTrackKind};
 use portico_vrrp::linux::{self, InstanceHandle};
 use portico_vrrp::track::{Check, Tracked};
 
-/// Name, state (MASTER/BACKUP/FAULT/INIT) and effective priority of one instance.
+/// Name, state (MASTER/BACKUP/FAULT/INIT), effective priority and transitions of one
+/// instance.
 pub type InstanceStatus = portico_vrrp::linux::Status;
+
+/// What the admin API follows of one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceWatch {
+    pub status: tokio::sync::watch::Receiver<InstanceStatus>,
+    pub tracks: tokio::sync::watch::Receiver<Vec<portico_vrrp::track::TrackState>>,
+}
 
 /// What tracked checks need from the running binary.
 pub struct TrackEnv {
@@ -78,9 +86,15 @@ impl HaHandle {
         }
     }
 
-    /// The status of every instance, in config order.
-    #[allow(dead_code)] // for the admin API
-    pub fn status(&self) -> Vec<InstanceStatus> {
-        self.instances.iter().map(InstanceHandle::status).collect()
+    /// Live views of every instance's status and tracked checks, in config order (for the
+    /// admin API).
+    pub fn watchers(&self) -> Vec<InstanceWatch> {
+        self.instances
+            .iter()
+            .map(|h| InstanceWatch {
+                status: h.watch(),
+                tracks: h.watch_tracks(),
+            })
+            .collect()
     }
 }

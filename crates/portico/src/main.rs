@@ -3,6 +3,7 @@
 //! `portico-balance` (pools), `portico-vrrp` (failover), `portico-testkit` (echo backend),
 //! `portico-import` (nginx / keepalived configurations -> Portico's).
 
+mod admin;
 mod allocator;
 mod check;
 mod cli;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Upgrade { config } => upgrade::request(&cli::config_path(config)),
+        Command::Status { config, json } => admin::status(&cli::config_path(config), json),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Import(args) => import::import(args),

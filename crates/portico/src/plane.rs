@@ -40,7 +40,8 @@ pub struct DataPlane {
 /// The TLS runtime of the sites and the tokio runtime its tasks run on.
 struct TlsPlane {
     runtime: Option<tokio::runtime::Runtime>,
-    tls: std::sync::Mutex<TlsRuntime>,
+    /// Shared with the admin API, which reads the certificates' status.
+    tls: Arc<std::sync::Mutex<TlsRuntime>>,
 }
 
 impl TlsPlane {
@@ -65,7 +66,7 @@ impl TlsPlane {
         };
         Ok(TlsPlane {
             runtime: Some(runtime),
-            tls: std::sync::Mutex::new(tls),
+            tls: Arc::new(std::sync::Mutex::new(tls)),
         })
     }
 
@@ -162,6 +163,38 @@ impl DataPlane {
             .collect()
     }
 
+    /// Every bound listener: protocol (`http`, `https`, `stream`), configured and bound
+    /// address (for the admin API).
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr, SocketAddr)> {
+        let config = self.http.config();
+        let tls_listen = |addr: &SocketAddr| {
+            config
+                .sites
+                .iter()
+                .any(|s| s.tls.is_some() && s.listen.contains(addr))
+        };
+        let sites = self.http.bound_addrs().into_iter().map(|(c, b)| {
+            let protocol = if tls_listen(&c) { "https" } else { "http" };
+            (protocol, c, b)
+        });
+        let streams = self
+            .streams
+            .bound_addrs()
+            .into_iter()
+            .map(|(c, b)| ("stream", c, b));
+        sites.chain(streams).collect()
+    }
+
+    /// The sites' TLS runtime (certificate status for the admin API).
+    pub fn tls_runtime(&self) -> Arc<std::sync::Mutex<TlsRuntime>> {
+        Arc::clone(&self.tls.tls)
+    }
+
+    /// Drains chosen servers' WebSockets on the HTTP plane (the admin API's `disable`).
+    pub fn ws_drainer(&self) -> portico_proxy::WsDrainer {
+        self.http.ws_drainer()
+    }
+
     /// Bound addresses of the stream listeners (what the VRRP `listeners` track checks
     /// besides the sites').
     pub fn stream_addrs(&self) -> Vec<SocketAddr> {
@@ -174,7 +207,7 @@ impl DataPlane {
 
     /// `(configured, bound)` address of every listener, sites first, then streams (what a
     /// binary upgrade hands over).
-    pub fn listeners(&self) -> Vec<(SocketAddr, SocketAddr)> {
+    pub fn handover_addrs(&self) -> Vec<(SocketAddr, SocketAddr)> {
         let mut all = self.http.bound_addrs();
         all.extend(self.streams.bound_addrs());
         all

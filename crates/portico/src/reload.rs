@@ -7,7 +7,8 @@
 //! every reload, the result and the text to show.
 //!
 //! `portico reload` ([`request`]) validates FILE locally first (exit 1 with the problems),
-//! then reads the instance's pid from `state_dir/portico.pid`, sends it SIGHUP (through
+//! then, when the admin API is on and answers, asks it (`POST /api/v1/reload`, see
+//! [`crate::admin`]); otherwise it reads the instance's pid from `state_dir/portico.pid`, sends it SIGHUP (through
 //! `kill(1)`: the binary has no `unsafe`), and waits up to [`WAIT`] for a newer generation in
 //! the status file: exit 0 when the instance applied it, 1 when it refused the config, 2
 //! when the instance could not apply a valid config (e.g. a new listener cannot be bound)
@@ -156,8 +157,9 @@ impl Running<'_> {
         }
     }
 
-    /// SIGHUP: re-read the config file, apply it or keep the running one.
-    pub fn apply(&mut self) {
+    /// SIGHUP or `POST /api/v1/reload`: re-read the config file, apply it or keep the
+    /// running one. Returns the outcome and its text (what changed, or the diagnostics).
+    pub fn apply(&mut self) -> (Outcome, String) {
         self.generation += 1;
         let path = self.config.source.clone();
         tracing::info!(config = %path.display(), "reloading");
@@ -166,8 +168,8 @@ impl Running<'_> {
             Err(failure) => {
                 let text = failure.to_string();
                 tracing::error!("reload refused, still serving the previous config:\n{text}");
-                self.publish(Outcome::Invalid, text);
-                return;
+                self.publish(Outcome::Invalid, text.clone());
+                return (Outcome::Invalid, text);
             }
         };
         match self.plane.reload(&new, self.registry) {
@@ -178,6 +180,7 @@ impl Running<'_> {
                 self.registry.prune();
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));
+                notes.extend(crate::admin::restart_notes(&self.config, &new));
                 for note in &notes {
                     tracing::warn!("reload: {note}");
                 }
@@ -187,13 +190,15 @@ impl Running<'_> {
                     text.push_str(&format!("needs restart: {note}\n"));
                 }
                 self.config = new;
-                self.publish(Outcome::Applied, text);
+                self.publish(Outcome::Applied, text.clone());
+                (Outcome::Applied, text)
             }
             Err(err) => {
                 let text =
                     format!("portico: reload failed, still serving the previous config: {err:#}");
                 tracing::error!("{text}");
-                self.publish(Outcome::Failed, text);
+                self.publish(Outcome::Failed, text.clone());
+                (Outcome::Failed, text)
             }
         }
     }
@@ -240,6 +245,9 @@ fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
 /// `portico reload [-c FILE]`: validate, signal the instance, wait for its answer.
 pub fn request(path: &Path) -> Result<(), Failure> {
     let config = check::load(path)?;
+    if let Some(answer) = crate::admin::request_reload(&config) {
+        return answer;
+    }
     let state_dir = &config.server.state_dir;
     let pid = running_pid(state_dir)?;
     let before = Status::read(state_dir);

@@ -5,6 +5,7 @@
 //! removed at exit only while it still names this process.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ pub fn run(path: &Path, mut handover: Handover) -> Result<(), Failure> {
             tracing::info!("started by a binary upgrade: adopting the old process's listeners");
         }
         handover.provide()?;
-        serve(config, |_| handover.ready())
+        serve(config, |_, _| handover.ready())
     });
     if let Err(failure) = &result {
         // Started by an upgrade and not serving: the old process says why and serves on.
@@ -50,14 +51,18 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
     crate::reload::request(path)
 }
 
-/// Start everything `config` asks for, call `ready` with the running server, then serve until
-/// SIGTERM/SIGINT (graceful; a second one stops at once).
-pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failure> {
+/// Start everything `config` asks for, call `ready` with the running server and the admin
+/// API's address, then serve until SIGTERM/SIGINT (graceful; a second one stops at once).
+pub fn serve(
+    config: Config,
+    ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
+) -> Result<(), Failure> {
     let config = Arc::new(config);
     crate::fdlimit::raise(config.server.max_connections);
     let registry = Registry::default();
     let server = DataPlane::start(&config, &registry)?;
-    let health = HealthChecks::start(&config, &registry).context("cannot start health checks")?;
+    let health =
+        Arc::new(HealthChecks::start(&config, &registry).context("cannot start health checks")?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,7 +71,10 @@ pub fn serve(config: Config, ready: impl FnOnce(&DataPlane)) -> Result<(), Failu
     // Whatever happened, the data plane must stop before the process exits.
     server.stop_now();
     server.wait();
-    health.stop();
+    // The admin API (the only other holder) has stopped with the control loop.
+    if let Ok(health) = Arc::try_unwrap(health) {
+        health.stop();
+    }
     if outcome.as_ref().ok() != Some(&Ended::HandedOver) {
         remove_pid_file(&config);
     }
@@ -78,11 +86,19 @@ async fn control(
     config: &Arc<Config>,
     registry: &Registry,
     server: &DataPlane,
-    health: &HealthChecks,
-    ready: impl FnOnce(&DataPlane),
+    health: &Arc<HealthChecks>,
+    ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> anyhow::Result<Ended> {
     let mut signals = Signals::new()?;
     let ha = ha::start(config, track_env(config, registry, server)).await?;
+    let (admin, mut api_reloads) =
+        match crate::admin::start(config, registry, health, server, ha.watchers()) {
+            Ok(a) => a,
+            Err(e) => {
+                ha.shutdown().await;
+                return Err(e);
+            }
+        };
     write_pid_file(config).context("cannot write the pid file")?;
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
@@ -94,7 +110,7 @@ async fn control(
         generation: 0,
     };
     running.publish_start();
-    ready(server);
+    ready(server, admin.addr());
     let notify = crate::notify::Notifier::from_env();
     notify.ready(&format!("serving {}", config.source.display()));
     let mut watchdog = notify.spawn_watchdog().map(AbortOnDrop);
@@ -110,7 +126,7 @@ async fn control(
                 // Blocking (name resolution, binds) on the control thread; workers keep serving.
                 Event::Reload => {
                     notify.reloading();
-                    running.apply();
+                    admin.reload(&mut running, server);
                     notify.ready(&reload_status(&running));
                 }
                 Event::Upgrade => {
@@ -122,6 +138,12 @@ async fn control(
                     }
                 }
             },
+            request = api_reloads.next() => {
+                notify.reloading();
+                let outcome = admin.reload(&mut running, server);
+                notify.ready(&reload_status(&running));
+                request.answer(outcome);
+            }
             _ = reopen.recv() => {
                 tracing::info!("SIGUSR1: reopening the access log");
                 portico_proxy::access_log::reopen_all();
@@ -143,6 +165,7 @@ async fn control(
         _ = server.closed() => {}
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
+    admin.stop();
     Ok(ended)
 }
 

@@ -124,7 +124,7 @@ pub async fn hand_over(config: &Config, plane: &DataPlane, notify: &Notifier) ->
 /// until it serves (see the module doc). On `Err` nothing changed.
 pub async fn start(config: &Config, plane: &DataPlane) -> Result<NewProcess, Refused> {
     let exe = own_binary().map_err(|e| Refused::start(format!("{e:#}")))?;
-    let listeners = plane.listeners();
+    let listeners = plane.handover_addrs();
     let bound: Vec<_> = listeners.iter().map(|(_, b)| *b).collect();
     let found = crate::fds::listening(&bound)
         .map_err(|e| Refused::start(format!("cannot list this process's sockets: {e}")))?;

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portico_config::HealthKind;
 
@@ -15,6 +16,8 @@ use crate::{ServerId, ServerState};
 pub(crate) struct ProbeLog {
     probes: AtomicU64,
     failures: AtomicU64,
+    /// When the latest probe finished, in milliseconds since the Unix epoch (0 = none yet).
+    last_probe_ms: AtomicU64,
     /// Reason of the latest probe when it failed; `None` after a success.
     last_error: Mutex<Option<String>>,
 }
@@ -25,6 +28,10 @@ impl ProbeLog {
         if failure.is_some() {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_probe_ms.store(now_ms.max(1), Ordering::Relaxed);
         let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         *last = failure.map(ToString::to_string);
     }
@@ -52,6 +59,8 @@ pub struct CheckStatus {
     pub failed_probes: u64,
     /// Why the latest probe failed; `None` when it succeeded or none ran yet.
     pub last_error: Option<String>,
+    /// When the latest probe finished; `None` before the first.
+    pub last_probe: Option<SystemTime>,
 }
 
 impl CheckStatus {
@@ -69,6 +78,10 @@ impl CheckStatus {
             probes: checked.log.probes.load(Ordering::Relaxed),
             failed_probes: checked.log.failures.load(Ordering::Relaxed),
             last_error,
+            last_probe: match checked.log.last_probe_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(UNIX_EPOCH + Duration::from_millis(ms)),
+            },
         }
     }
 }

@@ -4,9 +4,11 @@
 //! `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
 //! "$http_referer" "$http_user_agent"` with `$remote_user` always `-`, the time in UTC
 //! (`+0000`), missing fields as `-`, and nginx's escaping (`"`, `\`, control and non-ASCII
-//! bytes as `\xHH`). A WebSocket line has status 101 and `$body_bytes_sent` = bytes sent to the
-//! client over the whole session; nothing is appended, so existing combined parsers keep
-//! working (the JSON format carries the WebSocket details).
+//! bytes as `\xHH`), followed by `"$request_id"` when the request has one (every proxied
+//! or answered request does: see `request::id`; `combined` parsers such as GoAccess's
+//! ignore a trailing field, as with nginx's common `combined` + `$request_id` formats). A WebSocket line has status 101 and `$body_bytes_sent` = bytes sent to the
+//! client over the whole session; no WebSocket field is appended (the JSON format carries
+//! the WebSocket details).
 //!
 //! The logged time is when the request finished (`start + request_time`), as nginx does.
 //! An IPv4 client seen on a dual-stack `[::]` listener (`::ffff:a.b.c.d`) is logged as
@@ -58,7 +60,13 @@ pub fn combined(rec: &LogRecord<'_>, out: &mut String) {
     push_escaped_clf(out, rec.referer.unwrap_or("-"));
     out.push_str("\" \"");
     push_escaped_clf(out, rec.user_agent.unwrap_or("-"));
-    out.push_str("\"\n");
+    out.push('"');
+    if let Some(id) = rec.request_id {
+        out.push_str(" \"");
+        push_escaped_clf(out, id);
+        out.push('"');
+    }
+    out.push('\n');
 }
 
 /// A JSON string literal.
@@ -135,6 +143,8 @@ pub fn json(rec: &LogRecord<'_>, out: &mut String) {
     push_json_opt_str(out, rec.user_agent);
     out.push_str(",\"referer\":");
     push_json_opt_str(out, rec.referer);
+    out.push_str(",\"request_id\":");
+    push_json_opt_str(out, rec.request_id);
     if let Some(ws) = &rec.websocket {
         let _ = write!(
             out,

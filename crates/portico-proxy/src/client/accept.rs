@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::client::http::{Timeouts, serve_h1};
 use crate::client::tls;
 use crate::error::ProxyError;
-use crate::worker::conn::ConnCtx;
+use crate::worker::conn::{ConnCounted, ConnCtx};
 use crate::worker::state::Worker;
 use crate::worker::stop::RunState;
 
@@ -112,7 +112,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     listener: SocketAddr,
 ) {
-    let (timeouts, tls) = {
+    let (timeouts, tls, series) = {
         let (snap, index) = worker.snapshot_for(listener);
         let tls = index.is_some_and(|i| snap.listeners[i].tls);
         (
@@ -123,8 +123,11 @@ pub(crate) async fn serve(
                 max_requests: snap.server.keepalive_requests,
             },
             tls,
+            index.and_then(|i| snap.listeners[i].metrics),
         )
     };
+    // Accepted now, closed when this task ends (however it ends).
+    let _counted = series.map(|(id, _)| ConnCounted::new(&worker, id));
     let stop = worker.stop_watch_with(Some(listener), None).await;
     let ctx = Rc::new(ConnCtx::new(worker, peer, listener, tls));
     if tls {

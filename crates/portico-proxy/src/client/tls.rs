@@ -54,7 +54,16 @@ pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, 
     let acceptor = index
         .and_then(|i| snap.listeners[i].acceptor.as_ref())
         .map_or(&tls.acceptor, |a| &a.0);
+    let series = index.and_then(|i| snap.listeners[i].metrics);
     let handshake = tokio::time::timeout(t.header, acceptor.accept(stream)).await;
+    let result = match &handshake {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(false),
+        Err(_) => Err(true),
+    };
+    if let Some((id, _)) = series {
+        ctx.worker.metrics.tls_handshake(id, result);
+    }
     let mut stream = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -80,6 +89,8 @@ pub(crate) async fn serve(ctx: Rc<ConnCtx>, stream: TcpStream, stop: StopWatch, 
         ctx.sni_site.set(Some(site));
     }
     if h2 {
+        // HTTP/2 connections are also counted on their own (a subset of the https ones).
+        let _h2 = series.map(|(_, h2)| crate::worker::conn::ConnCounted::new(&ctx.worker, h2));
         serve_h2(ctx, stream, stop, t).await;
     } else {
         serve_h1(ctx, stream, stop, t).await;

@@ -52,6 +52,9 @@ const FRESH: State = State::Header {
 pub struct FrameTracker {
     state: State,
     saw_close: bool,
+    /// Data messages whose last frame started (FIN set, a data or continuation opcode);
+    /// saturates. 4 bytes: the tracker stays at 24.
+    messages: u32,
     /// Filter mode: header bytes are held until the header is complete (see the module doc).
     filtering: bool,
 }
@@ -61,6 +64,7 @@ impl Default for FrameTracker {
         FrameTracker {
             state: FRESH,
             saw_close: false,
+            messages: 0,
             filtering: false,
         }
     }
@@ -159,6 +163,7 @@ impl FrameTracker {
                     let (take, complete) = gather_header(buf, have, rest);
                     used += take;
                     if complete.is_some() {
+                        count_message(&mut self.messages, buf[0]);
                         if buf[0] & 0x0f == OPCODE_CLOSE {
                             self.saw_close = true;
                         }
@@ -261,6 +266,7 @@ impl FrameTracker {
                         };
                         continue;
                     }
+                    count_message(&mut self.messages, head[0]);
                     if opcode == OPCODE_CLOSE {
                         self.saw_close = true;
                     }
@@ -332,6 +338,20 @@ impl FrameTracker {
     /// Whether a close frame started in this direction.
     pub fn saw_close(&self) -> bool {
         self.saw_close
+    }
+
+    /// Data messages seen so far: frames with FIN set and a data opcode (text, binary,
+    /// or the continuation ending a fragmented message); control frames are not messages.
+    pub fn messages(&self) -> u32 {
+        self.messages
+    }
+}
+
+/// Count a message when a complete frame header's first byte `b0` has FIN and a data
+/// opcode (continuation, text, binary; not the control frames 0x8 and up).
+fn count_message(messages: &mut u32, b0: u8) {
+    if b0 & 0x80 != 0 && b0 & 0x0f < 0x8 {
+        *messages = messages.saturating_add(1);
     }
 }
 
@@ -474,6 +494,35 @@ mod tests {
         assert!(!t.at_boundary());
         assert_eq!(t.feed_to_boundary(&stream[a.len() + 10..]), b.len() - 10);
         assert!(t.at_boundary());
+    }
+
+    #[test]
+    fn counts_data_messages_not_control_frames_nor_fragments() {
+        // text, ping, a message in two fragments (FIN clear, then a FIN continuation),
+        // binary, close: 3 messages.
+        let mut first = frame(0x1, true, 5);
+        first[0] &= 0x7f;
+        let mut stream = frame(0x1, true, 3);
+        stream.extend(frame(0x9, true, 4));
+        stream.extend(first);
+        stream.extend(frame(0x0, true, 300));
+        stream.extend(frame(0x2, true, 70_000));
+        stream.extend(frame(0x8, true, 2));
+        for cut in [0, 1, 7, 20, 400, stream.len() - 1] {
+            let mut t = FrameTracker::default();
+            t.feed(&stream[..cut]);
+            t.feed(&stream[cut..]);
+            assert_eq!(t.messages(), 3, "cut at {cut}");
+            let mut f = FrameTracker::filtering();
+            let mut out = Vec::new();
+            f.filter(&stream[..cut], &OURS, false, &mut |b| {
+                out.extend_from_slice(b)
+            });
+            f.filter(&stream[cut..], &OURS, false, &mut |b| {
+                out.extend_from_slice(b)
+            });
+            assert_eq!(f.messages(), 3, "filter mode, cut at {cut}");
+        }
     }
 
     #[test]

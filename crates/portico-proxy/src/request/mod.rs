@@ -27,6 +27,7 @@
 //! `policy` and the ground floor.
 pub(crate) mod https;
 pub(crate) mod sanitize;
+pub(crate) mod id;
 
 use std::future::{Future, Ready};
 use std::net::SocketAddr;
@@ -58,9 +59,10 @@ use crate::worker::conn::{ActiveGuard, ConnCtx};
 #[allow(clippy::manual_async_fn)] // on purpose, see above
 pub(crate) fn handle(
     ctx: Rc<ConnCtx>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> impl Future<Output = Response<RespBody>> {
     async move {
+        let mut req = req;
         let active = ActiveGuard::new(&ctx);
         let (snap, listener) = ctx.worker.snapshot_for(ctx.listener);
         let mut client = ctx.peer;
@@ -70,6 +72,14 @@ pub(crate) fn handle(
             client = SocketAddr::new(c.ip, 0);
             req.extensions_mut().insert(c);
         }
+        // An incoming X-Request-Id is kept from a trusted proxy (or a local client).
+        let rid = id::ensure_here(
+            ctx.trusted || ctx.peer.ip().is_loopback(),
+            req.headers_mut(),
+        );
+        // Metrics: the time to the response head, counted under the route's series.
+        let started = snap.metrics.then(std::time::Instant::now);
+        let mut series = None;
         let mut log = LogCtx::start(&ctx.worker.shared.access_log, client, &req);
         let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
             // Only a connection whose listener a reload removed, after the hard cap.
@@ -102,12 +112,20 @@ pub(crate) fn handle(
                 early.map(RespBody::new)
             } else {
                 let mut limit = None;
-                let mut resp = route(&ctx, &snap, site, req, &mut log, &mut limit).await;
+                let mut resp =
+                    route(&ctx, &snap, site, req, &mut log, &mut limit, &mut series).await;
                 if limit.is_some() {
                     resp.body_mut().set_limit(limit);
                 }
                 resp
             };
+        if let Some(t0) = started
+            && let Some(id) = series.or(site.unrouted)
+        {
+            ctx.worker
+                .metrics
+                .request(id, resp.status().as_u16(), t0.elapsed());
+        }
         if let Some(pages) = &site.error_pages
             && let Some((body, ct)) = pages.page_for(&resp)
         {
@@ -115,6 +133,11 @@ pub(crate) fn handle(
             *resp.body_mut() = RespBody::new(Body::full(body));
         }
         https::add_hsts(&ctx, site, resp.headers_mut());
+        // Error answers carry the ID, so a user's report can be found in the logs.
+        if resp.status().as_u16() >= 400 && !resp.headers().contains_key(&id::X_REQUEST_ID) {
+            resp.headers_mut()
+                .insert(id::X_REQUEST_ID.clone(), rid.value());
+        }
         attach_log(&mut resp, log);
         resp.body_mut().set_active(active);
         resp
@@ -135,6 +158,7 @@ fn route<'a>(
     mut req: Request<Incoming>,
     log: &'a mut Option<Box<LogCtx>>,
     limit: &mut Option<Box<ConnSlot>>,
+    series: &mut Option<portico_metrics::SeriesId>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
     fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
         Either::Right(Either::Left(std::future::ready(resp)))
@@ -143,17 +167,24 @@ fn route<'a>(
         Either::Right(Either::Right(fut))
     }
     // Routes match the normalised path with `;` parameters dropped (`sanitize`).
-    let (action, policy) = match sanitize::match_form(req.uri().path()) {
-        Ok(path) => site.routes.select_with_policy(&path),
+    let selected = match sanitize::match_form(req.uri().path()) {
+        Ok(path) => site.routes.select_full(&path),
         Err(e) => return ready(e.to_response().map(RespBody::new)),
     };
-    if let Some(policy) = policy {
-        let client = ctx.client(req.extensions()).0;
-        match policy.check(client, req.headers_mut()) {
-            Ok(slot) => *limit = slot.map(Box::new),
-            Err(refused) => return ready(refused.response().map(RespBody::new)),
+    let action = match selected {
+        Some((action, policy, id)) => {
+            *series = id;
+            if let Some(policy) = policy {
+                let client = ctx.client(req.extensions()).0;
+                match policy.check(client, req.headers_mut()) {
+                    Ok(slot) => *limit = slot.map(Box::new),
+                    Err(refused) => return ready(refused.response().map(RespBody::new)),
+                }
+            }
+            Some(action)
         }
-    }
+        None => None,
+    };
     match action {
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {

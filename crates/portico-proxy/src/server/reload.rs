@@ -17,13 +17,18 @@
 //!    frame boundary, spread over half of `shutdown_grace`, hard close at the cap; every
 //!    other WebSocket is left alone.
 //!
+//! [`WsDrainer`] sends the same WebSocket drain for servers that stay in the config but
+//! were disabled (the admin API's `disable`).
+//!
 //! Settings read once at start (`threads`, `max_connections`, `access_log`,
 //! `access_log_format`, `state_dir`) are reported in [`ReloadOutcome::needs_restart`].
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
 
 use portico_balance::{Registry, ServerId};
 use portico_config::Config;
@@ -175,11 +180,48 @@ impl RunningServer {
         Ok(outcome)
     }
 
+    /// A handle that drains the WebSockets of chosen servers on every worker, from any
+    /// thread (the admin API's `disable`).
+    pub fn ws_drainer(&self) -> WsDrainer {
+        WsDrainer {
+            commands: self.commands.clone(),
+            grace: Arc::clone(&self.grace),
+        }
+    }
+
     /// WebSockets open now over all workers (for tests and status).
     pub fn websockets(&self) -> usize {
         self.shared
             .websockets
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Drains the WebSockets of servers that stay in the config (a disabled server): on every
+/// worker, close 1001 at a frame boundary spread over half of the current
+/// `shutdown_grace`, hard close at its end, exactly as a reload drains a removed server's.
+/// Cheap to clone; usable from any thread. Once the server has stopped it does nothing.
+#[derive(Debug, Clone)]
+pub struct WsDrainer {
+    commands: Vec<mpsc::UnboundedSender<Command>>,
+    grace: Arc<Mutex<Duration>>,
+}
+
+impl WsDrainer {
+    /// Start draining the WebSockets of `servers` (returns at once; the closes follow over
+    /// the window).
+    pub fn drain(&self, servers: HashSet<ServerId>) {
+        let grace = *lock(&self.grace);
+        let deadline = Instant::now() + grace;
+        let servers = Arc::new(servers);
+        for tx in &self.commands {
+            // A worker stops receiving only when it exits (the server is stopping).
+            let _ = tx.send(Command::DrainServers {
+                servers: servers.clone(),
+                window: grace / 2,
+                deadline,
+            });
+        }
     }
 }
 

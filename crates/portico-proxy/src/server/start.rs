@@ -48,7 +48,7 @@ pub struct RunningServer {
     /// The plumbing is this server's own ([`Server::start`]): ended with it.
     own: bool,
     /// `server.shutdown_grace` of the current config.
-    pub(crate) grace: Mutex<Duration>,
+    pub(crate) grace: Arc<Mutex<Duration>>,
     /// One command channel per worker (reloads).
     pub(crate) commands: Vec<mpsc::UnboundedSender<Command>>,
     /// The config the running snapshot was built from; also serializes reloads.
@@ -169,7 +169,7 @@ impl Server {
             exited,
             plumbing,
             own,
-            grace: Mutex::new(config.server.shutdown_grace),
+            grace: Arc::new(Mutex::new(config.server.shutdown_grace)),
             commands,
             config: Mutex::new(config),
         })

@@ -35,8 +35,9 @@ pub(crate) enum Command {
     /// on them see `Shared::retired`, the last snapshot that had the listener) and are
     /// closed at `deadline`.
     RemoveListener { id: SocketAddr, deadline: Instant },
-    /// Send close 1001 to the WebSockets of these servers, spread over `window`, hard
-    /// close at `deadline`.
+    /// Send close 1001 to the WebSockets of these servers (removed by a reload, or
+    /// disabled through the admin API) and to those whose upgrade the current snapshot no
+    /// longer routes to their server, spread over `window`, hard close at `deadline`.
     DrainServers {
         servers: Arc<HashSet<ServerId>>,
         window: Duration,
@@ -85,7 +86,10 @@ fn apply(worker: &Rc<Worker>, command: Command) {
         } => {
             let n = drain_websockets(worker, &servers, Instant::now(), window, deadline);
             if n > 0 {
-                tracing::info!(websockets = n, "draining websockets of removed servers");
+                tracing::info!(
+                    websockets = n,
+                    "draining websockets (server removed or disabled, or upgrade no longer routed)"
+                );
             }
         }
     }

@@ -31,6 +31,7 @@ use portico_config::{Action, Config, ProxyAction, ServerConfig, Upstream};
 
 use crate::error::ProxyError;
 use crate::snapshot::route::{HostTable, RouteTable};
+use portico_metrics::{ListenerId, SeriesId};
 
 /// Everything a request needs, compiled from one config.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub(crate) struct Snapshot {
     /// Upstreams, indexed by [`ProxyRoute::upstream`].
     pub upstreams: Vec<UpstreamEntry>,
     pub server: ServerConfig,
+    /// Data-plane metrics are counted (the admin API is on to read them).
+    pub metrics: bool,
 }
 
 /// The sites sharing one listen address.
@@ -60,6 +63,9 @@ pub(crate) struct ListenerSites {
     /// Sites (global indexes) that only answer 301 to https here: this address is their
     /// `http_listen`. Few per listener; a linear scan is cheaper than a set.
     pub redirect: Vec<usize>,
+    /// Metrics series of its connections (`http` or `https`) and of its HTTP/2 ones;
+    /// `None` when metrics are off.
+    pub metrics: Option<(ListenerId, ListenerId)>,
 }
 
 impl ListenerSites {
@@ -75,6 +81,9 @@ pub(crate) struct CompiledSite {
     pub routes: RouteTable,
     /// `error_pages` (`None`: Portico's short texts).
     pub error_pages: Option<Box<error_pages::ErrorPages>>,
+    /// Metrics series of requests no route answered (https redirects, ACME answers, no
+    /// match); `None` when metrics are off.
+    pub unrouted: Option<SeriesId>,
     /// The TLS side of the site, when it has `tls`.
     pub tls: Option<SiteTlsInfo>,
 }
@@ -213,16 +222,33 @@ impl Snapshot {
             });
         }
 
+        let metrics = config.admin.listen.is_some().then(portico_metrics::global);
         let mut listeners: Vec<ListenerSites> = Vec::new();
         let mut sites = Vec::with_capacity(config.sites.len());
         let mut certs: Vec<&portico_config::SiteTls> = Vec::new();
         for (site_index, site) in config.sites.iter().enumerate() {
             let mut routes = Vec::with_capacity(site.routes.len());
+            let site_label = site
+                .hosts
+                .first()
+                .map_or_else(|| "*".to_string(), host_label);
+            let mut series = Vec::with_capacity(site.routes.len());
             for route in &site.routes {
+                let upstream = match &route.action {
+                    Action::Proxy(p) => p.upstream.as_str(),
+                    _ => "",
+                };
+                let id =
+                    metrics.map(|m| m.series(&site_label, &route_label(&route.matcher), upstream));
+                series.extend(id);
                 let action = match &route.action {
-                    Action::Proxy(p) => {
-                        RouteAction::Proxy(compile_proxy(p, route, &upstream_index, &upstreams)?)
-                    }
+                    Action::Proxy(p) => RouteAction::Proxy(compile_proxy(
+                        p,
+                        route,
+                        &upstream_index,
+                        &upstreams,
+                        id,
+                    )?),
                     Action::Static(s) => RouteAction::Static(s.clone()),
                     Action::Redirect(r) => RouteAction::Redirect(r.clone()),
                     Action::Respond(r) => RouteAction::Respond(r.clone()),
@@ -262,8 +288,10 @@ impl Snapshot {
                     .map(|r| crate::policy::RoutePolicy::compile(&r.policy, &mut tables))
                     .collect(),
             );
+            routes.set_series(series);
             sites.push(CompiledSite {
                 routes,
+                unrouted: metrics.map(|m| m.series(&site_label, "-", "")),
                 tls,
                 error_pages: error_pages::ErrorPages::compile(&site.error_pages),
             });
@@ -293,11 +321,19 @@ impl Snapshot {
                 )));
             }
         }
+        if let Some(m) = metrics {
+            for l in &mut listeners {
+                let addr = l.addr.to_string();
+                let protocol = if l.tls { "https" } else { "http" };
+                l.metrics = Some((m.listener(&addr, protocol), m.listener(&addr, "h2")));
+            }
+        }
         Ok(Snapshot {
             listeners,
             sites,
             upstreams,
             server: config.server.clone(),
+            metrics: metrics.is_some(),
         })
     }
 }
@@ -314,6 +350,7 @@ fn listener_at(listeners: &mut Vec<ListenerSites>, addr: SocketAddr) -> &mut Lis
                 cert_ids: Vec::new(),
                 acceptor: None,
                 redirect: Vec::new(),
+                metrics: None,
             });
             listeners.len() - 1
         }
@@ -375,6 +412,7 @@ fn compile_proxy(
     route: &portico_config::Route,
     upstream_index: &HashMap<&str, usize>,
     upstreams: &[UpstreamEntry],
+    series: Option<SeriesId>,
 ) -> Result<ProxyRoute, ProxyError> {
     let upstream = *upstream_index
         .get(p.upstream.as_str())
@@ -396,7 +434,26 @@ fn compile_proxy(
         request_headers: CompiledRules::compile(&p.request_headers),
         response_headers: CompiledRules::compile(&p.response_headers),
         ws_ping: p.ws_ping,
+        series,
     })
+}
+
+/// A site's metrics label: its first host as written.
+fn host_label(h: &portico_config::HostPattern) -> String {
+    match h {
+        portico_config::HostPattern::Any => "*".to_string(),
+        portico_config::HostPattern::Exact(name) => name.clone(),
+        portico_config::HostPattern::Suffix(suffix) => format!("*{suffix}"),
+    }
+}
+
+/// A route's metrics label: its matcher as written (`/api/`, `= /exact`, `~ regex`).
+fn route_label(m: &portico_config::Matcher) -> String {
+    match m {
+        portico_config::Matcher::Prefix(p) => p.clone(),
+        portico_config::Matcher::Exact(p) => format!("= {p}"),
+        portico_config::Matcher::Regex(re) => format!("~ {}", re.as_str()),
+    }
 }
 
 /// Resolve `host:port` once (names like `localhost` too): every address, IPv4 first, never

@@ -44,6 +44,8 @@ pub(crate) struct ProxyRoute {
     pub response_headers: CompiledRules,
     /// `ws_ping`: keep-alive pings on a WebSocket (see `websocket::ping`).
     pub ws_ping: Option<Duration>,
+    /// The route's metrics series (`None` when metrics are off).
+    pub series: Option<portico_metrics::SeriesId>,
 }
 
 /// Header set/remove rules as typed names and values.
@@ -181,6 +183,8 @@ fn strip_port(host: &[u8]) -> &[u8] {
 #[derive(Debug)]
 pub(crate) struct RouteTable {
     actions: Vec<RouteAction>,
+    /// Metrics series of each route (same order as `actions`); empty in unit tests.
+    series: Vec<portico_metrics::SeriesId>,
     exact: HashMap<String, usize>,
     regexes: Vec<(Regex, usize)>,
     /// Longest first; file order among equal lengths.
@@ -195,6 +199,7 @@ impl RouteTable {
     pub fn new(routes: Vec<(Matcher, RouteAction)>) -> RouteTable {
         let mut table = RouteTable {
             actions: Vec::with_capacity(routes.len()),
+            series: Vec::new(),
             exact: HashMap::new(),
             regexes: Vec::new(),
             prefixes: Vec::new(),
@@ -223,20 +228,32 @@ impl RouteTable {
         };
     }
 
+    /// Set each route's metrics series (file order).
+    pub fn set_series(&mut self, series: Vec<portico_metrics::SeriesId>) {
+        self.series = series;
+    }
+
     /// The route for `path` (the URI path, not decoded), if any.
     pub fn select(&self, path: &str) -> Option<&RouteAction> {
-        self.select_index(path).and_then(|i| self.actions.get(i))
+        self.actions.get(self.select_index(path)?)
     }
 
-    /// The route for `path` and its traffic policy, if it has one.
-    pub fn select_with_policy(&self, path: &str) -> (Option<&RouteAction>, Option<&RoutePolicy>) {
-        let Some(i) = self.select_index(path) else {
-            return (None, None);
-        };
+    /// The route for `path` with its traffic policy (if it has one) and its metrics series
+    /// (`None` when metrics are off).
+    pub fn select_full(
+        &self,
+        path: &str,
+    ) -> Option<(
+        &RouteAction,
+        Option<&RoutePolicy>,
+        Option<portico_metrics::SeriesId>,
+    )> {
+        let i = self.select_index(path)?;
         let policy = self.policies.get(i).and_then(Option::as_deref);
-        (self.actions.get(i), policy)
+        Some((self.actions.get(i)?, policy, self.series.get(i).copied()))
     }
 
+    /// The index of the route for `path` (the URI path, not decoded).
     fn select_index(&self, path: &str) -> Option<usize> {
         if !self.exact.is_empty()
             && let Some(&i) = self.exact.get(path)

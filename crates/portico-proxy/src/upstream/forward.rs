@@ -248,6 +248,7 @@ mod tests {
 
     fn route(strip: Option<&str>) -> ProxyRoute {
         ProxyRoute {
+            series: None,
             upstream: 0,
             strip: strip.map(str::to_string),
             websocket: true,

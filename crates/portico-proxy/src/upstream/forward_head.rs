@@ -158,6 +158,7 @@ mod tests {
 
     fn route(strip: Option<&str>, rules: CompiledRules) -> ProxyRoute {
         ProxyRoute {
+            series: None,
             upstream: 0,
             strip: strip.map(str::to_string),
             websocket: true,

@@ -281,13 +281,14 @@ async fn send(
         let target = (addr, entry.fallbacks[index].as_slice());
         let outcome = match &mut outgoing {
             Outgoing::Own(own) => {
-                attempt_own(ctx, entry, route, target, picked, own, log.is_some()).await
+                let timed = log.is_some() || route.series.is_some();
+                attempt_own(ctx, entry, route, target, picked, own, timed).await
             }
             // Boxed, as every rare path here: the request's future is moved into hyper's
             // connection state once per request, and its size is that of its largest path.
             Outgoing::Hyper(hyper) => {
                 let HyperRequest { request, progress } = &mut **hyper;
-                let timed = log.is_some();
+                let timed = log.is_some() || route.series.is_some();
                 Box::pin(attempt(
                     ctx, entry, route, target, picked, request, progress, timed,
                 ))
@@ -298,6 +299,9 @@ async fn send(
             Ok((mut resp, upstream_time)) => {
                 entry.pool.report_success(index);
                 entry.pin(pinned, index, ctx.https, resp.headers_mut());
+                if let (Some(id), Some(t)) = (route.series, upstream_time) {
+                    ctx.worker.metrics.upstream_response(id, t);
+                }
                 if let Some(log) = log.as_deref_mut() {
                     log.upstream_addr = Some(addr);
                     log.upstream_time = upstream_time;

@@ -323,9 +323,22 @@ impl WsState {
         ticket: WsTicket,
         picked: Picked,
         log: Option<&mut LogCtx>,
+        metrics: Option<(&portico_metrics::WorkerMetrics, portico_metrics::SeriesId)>,
     ) {
         drop(ticket);
         drop(picked);
+        if let Some((m, id)) = metrics {
+            let closer = portico_metrics::WS_CLOSERS
+                .iter()
+                .position(|c| *c == end.as_str())
+                .unwrap_or(3);
+            m.ws_closed(id, closer, self.c2s.bytes, self.s2c.bytes);
+            m.ws_messages(
+                id,
+                u64::from(self.c2s.tracker.messages()),
+                u64::from(self.s2c.tracker.messages()),
+            );
+        }
         if let Some(log) = log {
             log.websocket = Some(WsLog {
                 client_to_server: self.c2s.bytes,

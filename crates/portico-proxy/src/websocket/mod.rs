@@ -146,6 +146,9 @@ async fn try_proxy(
     };
     entry.pool.report_success(picked.index);
     entry.pin(pinned, picked.index, ctx.https, resp.headers_mut());
+    if let Some(id) = route.series {
+        ctx.worker.metrics.upstream_response(id, started.elapsed());
+    }
     if let Some(log) = log.as_deref_mut() {
         log.upstream_addr = Some(addr);
         log.upstream_time = Some(started.elapsed());
@@ -167,6 +170,9 @@ async fn try_proxy(
     let server = entry.pool.members()[picked.index].id.clone();
     let mut ticket = WsTicket::new(&ctx.worker, snap, from, server);
     ticket.hold(limit);
+    if let Some(id) = route.series {
+        ctx.worker.metrics.ws_opened(id);
+    }
     tokio::task::spawn_local(pipe::run(
         ctx.clone(),
         on_client,
@@ -176,6 +182,7 @@ async fn try_proxy(
         picked,
         ticket,
         log.take(),
+        route.series,
     ));
     Ok(Response::from_parts(parts, RespBody::new(Body::Empty)))
 }

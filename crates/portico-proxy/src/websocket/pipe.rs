@@ -55,10 +55,15 @@ pub(crate) async fn run(
     picked: Picked,
     ticket: WsTicket,
     mut log: Option<Box<LogCtx>>,
+    series: Option<portico_metrics::SeriesId>,
 ) {
     let (c, u) = tokio::join!(client, upstream);
     let (Ok(c), Ok(u)) = (c, u) else {
         tracing::debug!("websocket upgrade did not complete");
+        if let Some(id) = series {
+            // Counted as opened with the 101: close it as a client error.
+            ctx.worker.metrics.ws_closed(id, 4, 0, 0);
+        }
         return;
     };
     // Plain TCP both ways stays here; a TLS side (wss client, `tls` upstream) goes to the
@@ -75,6 +80,7 @@ pub(crate) async fn run(
                 picked,
                 ticket,
                 log,
+                series,
             ))
             .await;
             return;
@@ -95,8 +101,14 @@ pub(crate) async fn run(
     // The worker's registry of live WebSockets: a reload that removes this server drains it.
     let stop = ticket.stop_watch(ctx.listener).await;
     let end = pipe.run(&ctx, idle_timeout, stop).await;
-    pipe.st
-        .finish(end, started, ticket, picked, log.as_deref_mut());
+    pipe.st.finish(
+        end,
+        started,
+        ticket,
+        picked,
+        log.as_deref_mut(),
+        series.map(|id| (&ctx.worker.metrics, id)),
+    );
 }
 
 struct Pipe {

@@ -65,6 +65,7 @@ pub(crate) async fn run(
     picked: Picked,
     ticket: WsTicket,
     mut log: Option<Box<LogCtx>>,
+    series: Option<portico_metrics::SeriesId>,
 ) {
     let started = Instant::now();
     let mut pipe = TlsPipe {
@@ -75,8 +76,14 @@ pub(crate) async fn run(
     };
     let stop = ticket.stop_watch(ctx.listener).await;
     let end = pipe.run(&ctx, idle_timeout, stop).await;
-    pipe.st
-        .finish(end, started, ticket, picked, log.as_deref_mut());
+    pipe.st.finish(
+        end,
+        started,
+        ticket,
+        picked,
+        log.as_deref_mut(),
+        series.map(|id| (&ctx.worker.metrics, id)),
+    );
 }
 
 /// The pipe over the two sides.

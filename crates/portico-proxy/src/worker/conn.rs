@@ -330,3 +330,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+/// Counts a connection as closed in its listener's metrics when dropped.
+pub(crate) struct ConnCounted {
+    worker: Rc<Worker>,
+    id: portico_metrics::ListenerId,
+}
+
+impl ConnCounted {
+    pub(crate) fn new(worker: &Rc<Worker>, id: portico_metrics::ListenerId) -> ConnCounted {
+        worker.metrics.accepted(id);
+        ConnCounted {
+            worker: Rc::clone(worker),
+            id,
+        }
+    }
+}
+
+impl Drop for ConnCounted {
+    fn drop(&mut self) {
+        self.worker.metrics.closed(self.id);
+    }
+}

@@ -82,6 +82,8 @@ pub(crate) struct Worker {
     pub listeners: RefCell<HashMap<SocketAddr, Rc<Trigger>>>,
     /// Live WebSockets by server (drained when a reload removes their server).
     pub websockets: WsRegistry,
+    /// This worker's data-plane counters (written by this thread only, summed at scrape).
+    pub metrics: portico_metrics::WorkerMetrics,
 }
 
 /// A task's subscription to its worker's run state (see [`Worker::stop_watch_with`]).
@@ -157,6 +159,7 @@ impl Worker {
             next_watch: Cell::new(0),
             listeners: RefCell::new(HashMap::new()),
             websockets: WsRegistry::default(),
+            metrics: portico_metrics::global().worker(),
         }
     }
 

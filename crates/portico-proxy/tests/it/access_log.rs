@@ -20,6 +20,7 @@ fn record<'a>() -> LogRecord<'a> {
         bytes_received: 0,
         referer: Some("https://ref.example/"),
         user_agent: Some("curl/8.5.0"),
+        request_id: None,
         upstream_addr: Some("10.0.0.2:8080".parse().expect("addr")),
         upstream_time: Some(Duration::from_millis(120)),
         request_time: Duration::from_millis(250),

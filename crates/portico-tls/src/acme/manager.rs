@@ -30,6 +30,8 @@ pub struct CertStatus {
     pub orders: u32,
     /// Failed attempts since the last success.
     pub failures: u32,
+    /// Failed attempts since start (for the `portico_acme_orders_total` metric).
+    pub failed_orders: u32,
     pub last_error: Option<String>,
     /// When the next order is due.
     pub next_attempt: Option<SystemTime>,
@@ -311,6 +313,7 @@ impl AcmeManager {
                     }
                     self.set_status(&names, |s| {
                         s.failures = failures;
+                        s.failed_orders += 1;
                         s.last_error = Some(e.to_string());
                     });
                 }

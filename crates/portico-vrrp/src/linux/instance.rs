@@ -22,7 +22,7 @@ use super::netlink::{add_address, del_address};
 use super::sock::VrrpSocket;
 use crate::machine::{Action, Input, Machine, Params, State};
 use crate::packet::{self, Advert, Auth};
-use crate::track::{self, Tracked, Tracker};
+use crate::track::{self, TrackState, Tracked, Tracker};
 
 /// Name, state and effective priority of an instance (for logs and the admin API).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +30,15 @@ pub struct Status {
     pub name: String,
     pub state: State,
     pub priority: u8,
+    /// State changes since start (INIT -> BACKUP counts).
+    pub transitions: u64,
 }
 
 /// A running instance.
 #[derive(Debug)]
 pub struct InstanceHandle {
     status: watch::Receiver<Status>,
+    tracks: watch::Receiver<Vec<TrackState>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -43,6 +46,16 @@ pub struct InstanceHandle {
 impl InstanceHandle {
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
+    }
+
+    /// Each tracked check and whether it fails now.
+    pub fn tracks(&self) -> Vec<TrackState> {
+        self.tracks.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the tracked checks' verdicts.
+    pub fn watch_tracks(&self) -> watch::Receiver<Vec<TrackState>> {
+        self.tracks.clone()
     }
 
     /// A receiver that sees every status change.
@@ -97,9 +110,11 @@ pub async fn start(
         name: cfg.name.clone(),
         state: State::Initialize,
         priority: machine.priority(),
+        transitions: 0,
     });
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, %primary, vrid = cfg.vrid,
         version = ?cfg.version, priority = cfg.priority, "VRRP instance starting");
+    let tracks = tracker.checks.clone();
     let (stop_tx, stop_rx) = oneshot::channel();
     let run = Running {
         m: machine,
@@ -113,6 +128,7 @@ pub async fn start(
     let task = tokio::spawn(run.run(tracker, stop_rx));
     Ok(InstanceHandle {
         status,
+        tracks,
         stop: Some(stop_tx),
         task,
     })
@@ -193,10 +209,16 @@ impl Running {
         for a in actions {
             self.act(a).await;
         }
+        let (was, transitions) = {
+            let s = self.status.borrow();
+            (s.state, s.transitions)
+        };
+        let state = self.m.state();
         let st = Status {
             name: self.m.params().name.clone(),
-            state: self.m.state(),
+            state,
             priority: self.m.priority(),
+            transitions: transitions + u64::from(state != was),
         };
         self.status.send_if_modified(|s| {
             let changed = *s != st;

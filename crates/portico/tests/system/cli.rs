@@ -200,6 +200,20 @@ fn demo_prints_urls_that_answer_and_stops_on_sigterm() {
         answered += 1;
     }
     assert!(answered >= 2, "too few demo URLs answered ({answered})");
+    // The admin API is on: the dashboard's address is printed and serves the page.
+    let out = demo.stdout();
+    let dashboard = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("dashboard:"))
+        .and_then(|rest| printed_urls(rest).into_iter().next())
+        .unwrap_or_else(|| panic!("no dashboard address printed\n{out}"));
+    let (addr, path) = split_url(&dashboard);
+    let page = http::get(addr, &path).unwrap_or_else(|e| panic!("dashboard {dashboard}: {e}"));
+    assert_eq!(page.status, 200, "dashboard {dashboard}");
+    assert!(
+        page.text().contains("<title>Portico</title>"),
+        "dashboard {dashboard} is not the dashboard page"
+    );
 
     demo.signal("TERM");
     let status = demo

@@ -5,6 +5,8 @@
 //! `cargo test -p portico --test system seed000`.
 
 mod access_log;
+mod admin;
+mod admin_chromium;
 mod attacks;
 mod autobahn;
 mod cli;

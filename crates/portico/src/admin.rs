@@ -1,0 +1,289 @@
+//! The admin API in the binary: starts `portico-admin`'s listener next to the data plane,
+//! feeds it what only the binary reaches (health checks, certificates, VRRP instances,
+//! bound listeners, reloads), and the client side of `portico status` and `portico reload`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use portico_admin::client::{self, ClientError};
+use portico_admin::{
+    Admin, AdminServer, CertView, ListenerView, ReloadRecord, ReloadRequests, ReloadResult,
+    Sources, TrackView, VrrpView,
+};
+use portico_balance::{CheckStatus, HealthChecks, Registry, ServerId};
+use portico_config::Config;
+use portico_tls::TlsRuntime;
+
+use crate::check;
+use crate::exit::Failure;
+use crate::ha::InstanceWatch;
+use crate::plane::DataPlane;
+use crate::reload::{Outcome, Running};
+
+/// How long `portico reload` waits for the API's answer.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// The admin side of a running instance: the shared state and its listener (none with
+/// `listen = "off"`).
+pub struct AdminPlane {
+    admin: Admin,
+    server: Option<AdminServer>,
+}
+
+/// What the admin API reads from the binary's running parts.
+struct BinarySources {
+    health: Arc<HealthChecks>,
+    tls: Arc<Mutex<TlsRuntime>>,
+    vrrp: Vec<(portico_config::VrrpInstance, InstanceWatch)>,
+    /// Closes a disabled server's WebSockets on the HTTP plane's workers.
+    websockets: portico_proxy::WsDrainer,
+}
+
+impl Sources for BinarySources {
+    fn health(&self) -> Vec<CheckStatus> {
+        self.health.status()
+    }
+
+    fn certificates(&self) -> Vec<CertView> {
+        let tls = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        let files = tls.file_status().iter().map(|(_, path, info)| CertView {
+            names: info.names.clone(),
+            source: "file",
+            path: Some(path.display().to_string()),
+            not_after: Some(info.not_after),
+            next_renewal: None,
+            last_error: None,
+            orders_ok: 0,
+            orders_failed: 0,
+        });
+        let acme = tls.acme_status().into_iter().map(|s| CertView {
+            names: s.names,
+            source: "acme",
+            path: None,
+            not_after: s.not_after,
+            next_renewal: s.next_attempt,
+            last_error: s.last_error,
+            orders_ok: u64::from(s.orders),
+            orders_failed: u64::from(s.failed_orders),
+        });
+        files.chain(acme).collect()
+    }
+
+    fn vrrp(&self) -> Vec<VrrpView> {
+        self.vrrp
+            .iter()
+            .map(|(cfg, w)| {
+                let st = w.status.borrow().clone();
+                VrrpView {
+                    name: cfg.name.clone(),
+                    interface: cfg.interface.clone(),
+                    vrid: cfg.vrid,
+                    state: st.state.as_str(),
+                    base_priority: cfg.priority,
+                    effective_priority: st.priority,
+                    transitions: st.transitions,
+                    virtual_ips: cfg.virtual_ips.iter().map(ToString::to_string).collect(),
+                    tracks: w
+                        .tracks
+                        .borrow()
+                        .iter()
+                        .map(|t| TrackView {
+                            check: t.check.clone(),
+                            weight: t.weight,
+                            failing: t.failing,
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn drain_websockets(&self, server: &ServerId) {
+        self.websockets
+            .drain(std::collections::HashSet::from([server.clone()]));
+    }
+}
+
+/// Start the admin API of a running instance (its listener only when `[admin] listen` is
+/// not `"off"`), and the reload requests the control loop must serve. A listener that
+/// cannot be bound is an error (the process exits 2).
+pub fn start(
+    config: &Arc<Config>,
+    registry: &Registry,
+    health: &Arc<HealthChecks>,
+    plane: &DataPlane,
+    vrrp: Vec<InstanceWatch>,
+) -> anyhow::Result<(AdminPlane, ReloadRequests)> {
+    let sources = BinarySources {
+        health: Arc::clone(health),
+        tls: plane.tls_runtime(),
+        vrrp: config.vrrp.iter().cloned().zip(vrrp).collect(),
+        websockets: plane.ws_drainer(),
+    };
+    let (admin, requests) = Admin::new(Arc::clone(config), registry.clone(), sources);
+    let server = match config.admin.listen {
+        None => None,
+        Some(addr) => {
+            if let Some(path) = &config.admin.token_file {
+                let token = portico_admin::read_token(path).with_context(|| {
+                    format!("cannot read [admin] token_file {}", path.display())
+                })?;
+                anyhow::ensure!(
+                    !token.is_empty(),
+                    "[admin] token_file {} is empty",
+                    path.display()
+                );
+            }
+            Some(AdminServer::start(admin.clone(), addr)?)
+        }
+    };
+    let plane_admin = AdminPlane { admin, server };
+    plane_admin.set_listeners(plane);
+    Ok((plane_admin, requests))
+}
+
+impl AdminPlane {
+    /// The bound admin address (`None` when off).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(AdminServer::addr)
+    }
+
+    /// Run a reload (from SIGHUP or the API) and record it; returns the record for the API.
+    pub fn reload(&self, running: &mut Running<'_>, plane: &DataPlane) -> ReloadRecord {
+        let (outcome, text) = running.apply();
+        let record = ReloadRecord {
+            generation: running.generation,
+            at: std::time::SystemTime::now(),
+            result: match outcome {
+                Outcome::Applied => ReloadResult::Applied,
+                Outcome::Invalid => ReloadResult::Invalid,
+                Outcome::Failed => ReloadResult::Failed,
+            },
+            text,
+        };
+        self.admin
+            .record_reload(record.clone(), Arc::clone(&running.config));
+        self.set_listeners(plane);
+        record
+    }
+
+    fn set_listeners(&self, plane: &DataPlane) {
+        self.admin.set_listeners(
+            plane
+                .listeners()
+                .into_iter()
+                .map(|(protocol, configured, bound)| ListenerView {
+                    protocol,
+                    configured,
+                    bound,
+                })
+                .collect(),
+        );
+    }
+
+    /// Stop the listener.
+    pub fn stop(self) {
+        if let Some(s) = self.server {
+            s.stop();
+        }
+    }
+}
+
+/// What a reload leaves for the next start.
+pub fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
+    if old.admin.listen != new.admin.listen {
+        vec!["[admin] listen changed: the admin API keeps its address until a restart".into()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Where a client reaches the admin API of `listen` (a wildcard address on loopback).
+fn client_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// `portico reload` through the API: `None` when the API is off or nothing answers (the
+/// caller then signals the instance), else the outcome: 0 applied, 1 refused config (with
+/// the diagnostics), 2 failed.
+pub fn request_reload(config: &Config) -> Option<Result<(), Failure>> {
+    let addr = client_addr(config.admin.listen?);
+    let token = match &config.admin.token_file {
+        Some(path) => match portico_admin::read_token(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                return Some(Err(anyhow::anyhow!(
+                    "cannot read [admin] token_file {}: {e}",
+                    path.display()
+                )
+                .into()));
+            }
+        },
+        None => None,
+    };
+    let answer = match client::call(
+        addr,
+        "POST",
+        "/api/v1/reload",
+        token.as_deref(),
+        RELOAD_WAIT,
+    ) {
+        Ok(a) => a,
+        Err(ClientError::Unreachable { .. }) => return None,
+        Err(e) => return Some(Err(anyhow::Error::from(e).into())),
+    };
+    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    let text = body["text"].as_str().unwrap_or_default().to_string();
+    Some(match (answer.status, body["result"].as_str()) {
+        (200, Some("applied")) => {
+            print!("{text}");
+            Ok(())
+        }
+        (_, Some("invalid")) => Err(Failure::InvalidConfig(text)),
+        (_, Some("failed")) => {
+            Err(anyhow::anyhow!("{}", text.trim_start_matches("portico: ").trim_end()).into())
+        }
+        (status, _) => Err(anyhow::anyhow!(
+            "the admin API on {addr} refused the reload ({status}): {}",
+            body["error"].as_str().unwrap_or(answer.body.trim())
+        )
+        .into()),
+    })
+}
+
+/// `portico status [-c FILE] [--json]`.
+pub fn status(path: &Path, json: bool) -> Result<(), Failure> {
+    let config = check::load(path)?;
+    let Some(listen) = config.admin.listen else {
+        return Err(anyhow::anyhow!(
+            "the admin API is off in {} ([admin] listen = \"off\"): `portico status` needs it",
+            path.display()
+        )
+        .into());
+    };
+    let addr = client_addr(listen);
+    match client::status(addr) {
+        Ok((status, raw)) => {
+            if json {
+                print!("{raw}");
+            } else {
+                print!("{}", portico_admin::table::render(&status));
+            }
+            Ok(())
+        }
+        Err(ClientError::Unreachable { source, .. }) => Err(anyhow::anyhow!(
+            "no running instance: nothing answers on {addr}, the admin API of {} ({source})",
+            path.display()
+        )
+        .into()),
+        Err(e) => Err(anyhow::Error::from(e).into()),
+    }
+}
