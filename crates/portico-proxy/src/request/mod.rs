@@ -26,8 +26,8 @@
 //! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot`,
 //! `policy` and the ground floor.
 pub(crate) mod https;
-pub(crate) mod sanitize;
 pub(crate) mod id;
+pub(crate) mod sanitize;
 
 use std::future::{Future, Ready};
 use std::net::SocketAddr;
@@ -107,18 +107,18 @@ pub(crate) fn handle(
         let site = &snap.sites[site_index];
         // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an
         // empty check). Taken before the await, so that it is not kept in the future.
-        let mut resp =
-            if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
-                early.map(RespBody::new)
-            } else {
-                let mut limit = None;
-                let mut resp =
-                    route(&ctx, &snap, site, req, &mut log, &mut limit, &mut series).await;
-                if limit.is_some() {
-                    resp.body_mut().set_limit(limit);
-                }
-                resp
-            };
+        let mut resp = if let Some(early) =
+            https::before_routing(&ctx, &snap, listener, site_index, &req)
+        {
+            early.map(RespBody::new)
+        } else {
+            let mut limit = None;
+            let mut resp = route(&ctx, &snap, site, req, &mut log, &mut limit, &mut series).await;
+            if limit.is_some() {
+                resp.body_mut().set_limit(limit);
+            }
+            resp
+        };
         if let Some(t0) = started
             && let Some(id) = series.or(site.unrouted)
         {

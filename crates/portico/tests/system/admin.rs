@@ -5,8 +5,8 @@
 //! keeps the running config (and `portico reload` exits 1 with the diagnostics);
 //! `portico status` (table, `--json`, not running, admin off).
 
-use crate::support::pebble_clients;
 use crate::support;
+use crate::support::pebble_clients;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
