@@ -8,7 +8,7 @@ use portico_metrics::{BUCKETS, Collected, HistogramTotal, WS_CLOSERS};
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::metrics::{Labels, counters, gauges};
+use crate::families::{Labels, counters, gauges};
 
 /// Encode everything `portico_metrics::global()` counted.
 pub(crate) fn encode(enc: &mut DescriptorEncoder<'_>) -> fmt::Result {

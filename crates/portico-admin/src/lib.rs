@@ -19,6 +19,7 @@ mod api;
 mod auth;
 pub mod client;
 mod dataplane;
+mod families;
 pub mod metrics;
 mod process;
 mod server;

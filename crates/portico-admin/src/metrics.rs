@@ -11,14 +11,10 @@ use std::fmt;
 use std::time::Instant;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric,
-};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
+use crate::families::{Labels, counters, gauges};
 use crate::process;
 use crate::state::Admin;
 use crate::status::{server_rows, server_state, unix};
@@ -30,8 +26,6 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// current one).
 const SERVER_STATES: [&str; 5] = ["up", "down", "draining", "disabled", "backup"];
 const VRRP_STATES: [&str; 4] = ["MASTER", "BACKUP", "FAULT", "INIT"];
-
-pub(crate) type Labels = Vec<(&'static str, String)>;
 
 /// Encode every metric now.
 pub fn render(admin: &Admin) -> String {
@@ -51,38 +45,6 @@ impl fmt::Debug for Scrape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Scrape")
     }
-}
-
-pub(crate) fn gauges<N: EncodeGaugeValue + Copy>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, N)],
-) -> fmt::Result {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn counters<N: EncodeCounterValue + Copy>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, N)],
-) -> fmt::Result {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, v) in rows {
-        ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
-    }
-    Ok(())
 }
 
 fn one<N>(v: N) -> Vec<(Labels, N)> {

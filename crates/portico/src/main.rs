@@ -4,6 +4,7 @@
 //! `portico-import` (nginx / keepalived configurations -> Portico's).
 
 mod admin;
+mod admin_client;
 mod allocator;
 mod check;
 mod cli;
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check::check(&cli::config_path(config)),
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Upgrade { config } => upgrade::request(&cli::config_path(config)),
-        Command::Status { config, json } => admin::status(&cli::config_path(config), json),
+        Command::Status { config, json } => admin_client::status(&cli::config_path(config), json),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Import(args) => import::import(args),

@@ -180,7 +180,7 @@ impl Running<'_> {
                 self.registry.prune();
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));
-                notes.extend(crate::admin::restart_notes(&self.config, &new));
+                notes.extend(restart_notes(&self.config, &new));
                 for note in &notes {
                     tracing::warn!("reload: {note}");
                 }
@@ -245,7 +245,7 @@ fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
 /// `portico reload [-c FILE]`: validate, signal the instance, wait for its answer.
 pub fn request(path: &Path) -> Result<(), Failure> {
     let config = check::load(path)?;
-    if let Some(answer) = crate::admin::request_reload(&config) {
+    if let Some(answer) = crate::admin_client::request_reload(&config) {
         return answer;
     }
     let state_dir = &config.server.state_dir;
@@ -335,6 +335,15 @@ pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot run kill(1) to send SIG{name}"))?;
     anyhow::ensure!(status.success(), "cannot send SIG{name} to process {pid}");
     Ok(())
+}
+
+/// What a reload leaves for the next start.
+pub fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
+    if old.admin.listen != new.admin.listen {
+        vec!["[admin] listen changed: the admin API keeps its address until a restart".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
