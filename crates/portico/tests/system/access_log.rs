@@ -44,7 +44,9 @@ fn stream_lines(text: &str) -> Vec<&str> {
 /// Every line is one whole record: HTTP `combined` or a stream line, never a mix.
 fn assert_whole_lines(text: &str, stream_listen: SocketAddr, backend: SocketAddr) {
     for l in text.lines() {
-        let http = l.starts_with("127.0.0.1 - - [") && l.ends_with("\"-\"");
+        // `combined`, then the request ID (a quoted field after the user agent).
+        let http =
+            l.starts_with("127.0.0.1 - - [") && l.contains(" \"-\" \"-\" \"") && l.ends_with('"');
         let stream = l.starts_with("127.0.0.1:")
             && l.contains(&format!(
                 "] stream#0 {stream_listen} -> app {backend} sent="

@@ -155,7 +155,8 @@ fn split_url(url: &str) -> (SocketAddr, String) {
 #[test]
 fn demo_prints_urls_that_answer_and_stops_on_sigterm() {
     // The demo uses fixed ports (proxy 8080, echo backends 18081/18082).
-    let _lock = FixedPortsLock::acquire(&[8080, 18081, 18082]);
+    // and the admin API on its default 9900.
+    let _lock = FixedPortsLock::acquire(&[8080, 18081, 18082, 9900]);
     let dir = TempDir::new("cli-demo");
     let mut demo = ChildGuard::spawn("demo", portico(dir.path(), &["demo"]), dir.path());
     let urls = crate::support::eventually(T10, "portico demo to print its URLs", || {

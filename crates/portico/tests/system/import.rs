@@ -456,6 +456,11 @@ fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req
         "{}",
         out.stderr
     );
+    // The converted config keeps the admin API's default address; tests run side by side,
+    // so this one turns it off (appended: a table the importer never writes).
+    let mut text = std::fs::read_to_string(&toml).expect("read the converted config");
+    text.push_str("\n[admin]\nlisten = \"off\"\n");
+    std::fs::write(&toml, text).expect("write the converted config");
     let mut run = ChildGuard::spawn(
         "portico-run",
         portico(dir, &["run", "-c", toml.to_str().expect("utf-8")]),

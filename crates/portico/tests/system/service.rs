@@ -47,7 +47,7 @@ fn config(dir: &TempDir, port: u16) -> PathBuf {
     dir.write(
         "portico.toml",
         format!(
-            "[server]\nstate_dir = \"state\"\naccess_log = \"off\"\n\n[[sites]]\nlisten = [\"127.0.0.1:{port}\"]\n\
+            "[admin]\nlisten = \"off\"\n[server]\nstate_dir = \"state\"\naccess_log = \"off\"\n\n[[sites]]\nlisten = [\"127.0.0.1:{port}\"]\n\
              [[sites.routes]]\npath = \"/\"\nrespond = \"ok\\n\"\n"
         ),
     )
