@@ -24,11 +24,18 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut longer = bytes.to_vec();
         longer.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\nmore");
-        assert_eq!(response_head(&longer, head_request), whole, "trailing bytes");
+        assert_eq!(
+            response_head(&longer, head_request),
+            whole,
+            "trailing bytes"
+        );
         for cut in [0, used / 2, used.saturating_sub(1)] {
             if cut < *used {
                 let part = response_head(&bytes[..cut], head_request);
-                assert!(!matches!(part, Ok(Some(_))), "prefix {cut} parsed as a head");
+                assert!(
+                    !matches!(part, Ok(Some(_))),
+                    "prefix {cut} parsed as a head"
+                );
             }
         }
     }

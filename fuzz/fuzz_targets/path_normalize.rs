@@ -19,7 +19,9 @@ fn check_normal(p: &str) {
     let b = p.as_bytes();
     for w in b.windows(3) {
         if w[0] == b'%' {
-            let hex = std::str::from_utf8(&w[1..]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(d) = hex {
                 assert!(
                     !(d.is_ascii_alphanumeric() || b"-._~".contains(&d)),
@@ -43,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let normal = normal.unwrap_or_else(|| path.to_string());
     check_normal(&normal);
-    assert_eq!(normalize(&normal), Ok(None), "not idempotent: {path:?} -> {normal:?}");
+    assert_eq!(
+        normalize(&normal),
+        Ok(None),
+        "not idempotent: {path:?} -> {normal:?}"
+    );
     if let Ok(m) = match_form(&normal) {
         assert!(!m.contains(';'), "{m:?}");
         check_normal(&m);

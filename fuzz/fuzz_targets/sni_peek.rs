@@ -12,12 +12,20 @@ fuzz_target!(|data: &[u8]| {
     let got = server_name(data);
     if let Ok(Peek::Done(Some(name))) = &got {
         assert!(!name.ends_with('.'), "{name:?}");
-        assert!(name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()), "{name:?}");
+        assert!(
+            name.bytes()
+                .all(|b| b.is_ascii() && !b.is_ascii_uppercase()),
+            "{name:?}"
+        );
     }
     if matches!(got, Ok(Peek::Done(_))) {
         let mut more = data.to_vec();
         more.extend_from_slice(&[0x17, 3, 3, 0, 2, 0, 0]);
-        assert_eq!(server_name(&more), got, "bytes after the ClientHello changed the answer");
+        assert_eq!(
+            server_name(&more),
+            got,
+            "bytes after the ClientHello changed the answer"
+        );
         for cut in [data.len() / 2, data.len().saturating_sub(1)] {
             let part = server_name(&data[..cut]);
             if matches!(part, Ok(Peek::Done(_))) {

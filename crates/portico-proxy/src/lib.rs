@@ -75,7 +75,13 @@ pub mod fuzzing {
                     Framing::Close => "close".to_string(),
                 };
                 let cl = h.headers.contains_key(http::header::CONTENT_LENGTH);
-                Ok(Some((h.status.as_u16(), framing, h.keep_alive, cl, before - b.len())))
+                Ok(Some((
+                    h.status.as_u16(),
+                    framing,
+                    h.keep_alive,
+                    cl,
+                    before - b.len(),
+                )))
             }
         }
     }
