@@ -53,6 +53,47 @@ mod worker;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::proto::framing::HeadScan;
+    pub use crate::proto::host::valid as valid_host;
+    pub use crate::proto::path::{PathError, match_form, normalize};
+
+    /// What Portico's own HTTP/1.1 client makes of a response head at the front of `buf`:
+    /// `Ok(None)` incomplete; else the status, the body framing (`"empty"`, `"length N"`,
+    /// `"chunked"`, `"close"`), whether the connection may be reused, whether a
+    /// `Content-Length` header is kept, and how many bytes the head took.
+    #[allow(clippy::type_complexity)]
+    pub fn response_head(
+        buf: &[u8],
+        head_request: bool,
+    ) -> Result<Option<(u16, String, bool, bool, usize)>, String> {
+        use crate::proto::h1::Framing;
+        let mut b = bytes::BytesMut::from(buf);
+        let before = b.len();
+        match crate::proto::h1::parse_head(&mut b, head_request) {
+            Err(e) => Err(e.to_string()),
+            Ok(None) => Ok(None),
+            Ok(Some(h)) => {
+                let framing = match h.framing {
+                    Framing::Empty => "empty".to_string(),
+                    Framing::Length(n) => format!("length {n}"),
+                    Framing::Chunked => "chunked".to_string(),
+                    Framing::Close => "close".to_string(),
+                };
+                let cl = h.headers.contains_key(http::header::CONTENT_LENGTH);
+                Ok(Some((
+                    h.status.as_u16(),
+                    framing,
+                    h.keep_alive,
+                    cl,
+                    before - b.len(),
+                )))
+            }
+        }
+    }
+
+    /// The chunk size of a chunk-size line (without its `\n`), as the own client reads it.
+    pub fn chunk_size(line: &[u8]) -> Option<u64> {
+        crate::proto::h1::recv::chunk_size(line)
+    }
 }
 
 pub use error::{ProxyError, Side};

@@ -203,11 +203,19 @@ pub fn load_loop(
     let mut conn: Option<Conn> = None;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let c = conn.get_or_insert_with(|| Conn::open(addr));
-        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get("h", "/")))
-            .map(|r| r.status == 200)
-            .unwrap_or(false);
+        let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.get("h", "/")));
+        // `Connection: close` (keepalive_requests reached): a new connection next time.
+        let (ok, close) = resp.map_or((false, true), |r| {
+            let close = r
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            (r.status == 200, close)
+        });
         if ok {
             served.fetch_add(1, Ordering::Relaxed);
+            if close {
+                conn = None;
+            }
         } else {
             failed.fetch_add(1, Ordering::Relaxed);
             conn = None;

@@ -336,7 +336,8 @@ fn load(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, ok: &AtomicU64, f
             failed.fetch_add(1, Ordering::Relaxed);
             conn = None;
         }
-        if !keep_alive {
+        // `Connection: close` (keepalive_requests reached): reconnect, as a client must.
+        if !keep_alive || conn.as_ref().is_some_and(http::Conn::is_closed) {
             conn = None;
         }
     }

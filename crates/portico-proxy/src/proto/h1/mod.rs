@@ -325,7 +325,10 @@ pub(crate) fn encode_request(parts: &http::request::Parts) -> Vec<u8> {
 
 /// Parse one response head off the front of `buf`. `Ok(None)`: incomplete. Interim 1xx
 /// responses (other than 101) are consumed and skipped.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<RespHead>, H1Error> {
+pub(crate) fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<RespHead>, H1Error> {
     let config = httparse::ParserConfig::default();
     loop {
         // Uninitialized: a 128-field array of initialized headers is 4 KiB to clear per

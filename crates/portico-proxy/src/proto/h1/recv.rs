@@ -116,7 +116,7 @@ impl RecvBody {
 
 /// Hex chunk size of a chunk-size line (without its line end); extensions after `;` are
 /// ignored.
-fn chunk_size(line: &[u8]) -> Option<u64> {
+pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let digits = line
         .split(|&b| b == b';')
