@@ -5,8 +5,7 @@
 //! for docs/benchmarks.md: `cargo test --release -p portico --test system reload::hundred --
 //! --nocapture`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +16,7 @@ use crate::support::net::{free_port, local};
 use crate::support::process::{
     ChildGuard, portico, run_bounded, start_portico, start_portico_echo,
 };
+use crate::support::raw_ws::RawWs;
 use crate::support::{TempDir, eventually, report};
 
 const T10: Duration = Duration::from_secs(10);
@@ -263,61 +263,6 @@ fn streams_reload_too() {
     assert_eq!(echo_name(listen, "/"), "A", "the site was never touched");
 }
 
-/// A minimal WebSocket client on a raw socket (text frames up to 125 bytes).
-struct RawWs {
-    s: TcpStream,
-}
-
-impl RawWs {
-    fn open(addr: SocketAddr) -> std::io::Result<RawWs> {
-        let mut s = TcpStream::connect(addr)?;
-        s.set_read_timeout(Some(T10))?;
-        s.write_all(
-            b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )?;
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte)?;
-            head.push(byte[0]);
-        }
-        if !head.starts_with(b"HTTP/1.1 101") {
-            return Err(std::io::Error::other(
-                String::from_utf8_lossy(&head).into_owned(),
-            ));
-        }
-        Ok(RawWs { s })
-    }
-
-    fn send(&mut self, text: &str) -> std::io::Result<()> {
-        let mask = [7u8, 1, 9, 3];
-        let mut frame = vec![0x81, 0x80 | text.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.s.write_all(&frame)
-    }
-
-    /// (opcode, payload) of the next frame.
-    fn recv(&mut self) -> std::io::Result<(u8, Vec<u8>)> {
-        let mut h = [0u8; 2];
-        self.s.read_exact(&mut h)?;
-        let mut len = u64::from(h[1] & 0x7f);
-        if len == 126 {
-            let mut l = [0u8; 2];
-            self.s.read_exact(&mut l)?;
-            len = u64::from(u16::from_be_bytes(l));
-        }
-        let mut payload = vec![0; len as usize];
-        self.s.read_exact(&mut payload)?;
-        Ok((h[0] & 0x0f, payload))
-    }
-
-    fn echo(&mut self, text: &str) -> bool {
-        self.send(text).is_ok() && matches!(self.recv(), Ok((1, p)) if p == text.as_bytes())
-    }
-}
-
 /// HTTP requests until `stop`: keep-alive or a new connection each; counts outcomes.
 fn load(addr: SocketAddr, keep_alive: bool, stop: &AtomicBool, ok: &AtomicU64, failed: &AtomicU64) {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -467,14 +412,14 @@ fn removing_a_server_drains_its_websockets_with_1001_and_spares_the_others() {
         .into_iter()
         .map(|mut ws| {
             std::thread::spawn(move || {
-                ws.s.set_read_timeout(Some(Duration::from_millis(2500)))
+                ws.set_read_timeout(Duration::from_millis(2500))
                     .expect("timeout");
                 let got = match ws.recv() {
                     Ok((8, p)) if p.len() >= 2 => Some(u16::from_be_bytes([p[0], p[1]])),
                     Ok(other) => panic!("unexpected frame {other:?}"),
                     Err(_) => None,
                 };
-                ws.s.set_read_timeout(Some(T10)).expect("timeout");
+                ws.set_read_timeout(T10).expect("timeout");
                 (got, ws)
             })
         })

@@ -15,6 +15,7 @@ pub mod net;
 pub mod pebble_clients;
 pub mod peers;
 pub mod process;
+pub mod raw_ws;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
