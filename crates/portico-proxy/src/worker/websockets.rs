@@ -60,7 +60,12 @@ impl UpgradeFrom {
             (None, Some(_)) => None,
             _ => Some(UpgradeRequest {
                 host: host.map(Box::from),
-                path: Box::from(req.uri.path()),
+                // The form the router matched (`;` parameters dropped, `%2F` read as `/`),
+                // so that a reload routes the origin again exactly as the upgrade was routed.
+                path: match crate::proto::path::match_form(req.uri.path()) {
+                    Ok(p) => Box::from(p.as_ref()),
+                    Err(_) => Box::from(req.uri.path()),
+                },
             }),
         };
         UpgradeFrom { listener, request }
