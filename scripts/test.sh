@@ -66,11 +66,13 @@ APT_WANT=(
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
   "slowhttptest:slowhttptest" "systemd:systemd-analyze" "apache2-utils:htpasswd" "chromium:chromium"
+  "etcd-server:etcd" "etcd-client:etcdctl" "protobuf-compiler:protoc" "libprotobuf-dev:protoinc"
 )
 have() { # have CHECK
   case $1 in
     venv) [ -x "$SYS_PYTHON" ] && "$SYS_PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
     cacerts) [ -s /etc/ssl/certs/ca-certificates.crt ] ;;
+    protoinc) [ -f /usr/include/google/protobuf/descriptor.proto ] ;; # etcd-client's build
     *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
   esac
 }

@@ -2,8 +2,7 @@
 //!
 //! A gated key is known (never an "unknown key", and offered as a "did you mean" hint) but
 //! produces a diagnostic at its position, whether or not a reader asks for it. To enable a feature, delete its entry from [`NOT_SUPPORTED`]:
-//! the parsers already read `tls` into the model. For the section
-//! `cluster`, enabling also needs a section parser in `lib.rs`.
+//! the parsers already read them into the model.
 
 /// A kind of table: where a key appears. The keys known in a kind are those its reader asks
 /// for (see `keys.rs`).
@@ -26,6 +25,7 @@ pub(crate) enum Scope {
     Vrrp,
     Track,
     Stream,
+    Cluster,
 }
 
 /// One key that is recognised but not supported yet.
@@ -39,11 +39,6 @@ pub(crate) struct Gated {
 
 /// Delete an entry to enable that feature.
 pub(crate) const NOT_SUPPORTED: &[Gated] = &[
-    Gated {
-        scope: Scope::Root,
-        key: "cluster",
-        hint: "shared state in etcd comes later",
-    },
     Gated {
         scope: Scope::Site,
         key: "accept_proxy_protocol",

@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod acme;
+mod cluster;
 mod error;
 mod gate;
 mod keys;
@@ -35,6 +36,7 @@ use std::path::Path;
 
 use toml::de::{DeTable, DeValue};
 
+pub use cluster::DEFAULT_CLUSTER_PREFIX;
 pub use error::{ConfigError, Diagnostic, Diagnostics};
 pub use model::*;
 pub use server::DEFAULT_ADMIN_LISTEN;
@@ -97,6 +99,9 @@ fn walk_root(ctx: &mut Ctx<'_>, raw_root: &DeTable<'_>) -> Config {
         .table(root, "acme")
         .and_then(|(t, span)| acme::acme(ctx, t, &span));
     let acme_section = ctx.has(root, "acme");
+    let cluster = ctx
+        .table(root, "cluster")
+        .and_then(|(t, span)| cluster::cluster(ctx, t, &span));
 
     let mut upstreams = BTreeMap::new();
     let mut upstream_spans = BTreeMap::new();
@@ -161,6 +166,7 @@ fn walk_root(ctx: &mut Ctx<'_>, raw_root: &DeTable<'_>) -> Config {
         streams,
         vrrp,
         acme,
+        cluster,
     };
     acme::check_sites(ctx, raw_root, acme_section);
     validate::cross_check(ctx, &config, &site_spans, &stream_spans, &vrrp_spans);

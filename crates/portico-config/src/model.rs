@@ -32,6 +32,8 @@ pub struct Config {
     pub vrrp: Vec<VrrpInstance>,
     /// `[acme]`; present whenever a site has `tls = "acme"`.
     pub acme: Option<Acme>,
+    /// `[cluster]`: shared state in etcd; `None` for a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[server]`: process-wide settings.
@@ -74,6 +76,28 @@ pub enum AccessLogFormat {
     Combined,
     /// One JSON object per line.
     Json,
+}
+
+/// `[cluster]`: the etcd cluster shared by every node with the same section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Endpoints as `http://HOST:PORT` or `https://HOST:PORT` (a bare `HOST:PORT` in the
+    /// file means `http://`); never empty.
+    pub etcd: Vec<String>,
+    /// Every key Portico writes lives under it; starts with `/`, no trailing `/`.
+    pub prefix: String,
+    /// `None`: the host name, read at start.
+    pub node_name: Option<String>,
+    /// CA bundle that verifies etcd's certificate (resolved against the config folder).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for etcd (both or neither).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// etcd authentication (both or neither).
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Key material (at least 32 bytes) that encrypts private keys stored in etcd.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// `[admin]`.

@@ -2,6 +2,7 @@
 //! benchmarks.
 //!
 //! - [`certs`]: a test CA and leaf certificates (rcgen), shared by the TLS tests.
+//! - [`etcd`]: real etcd members on loopback (1 or 3), [`etcd::EtcdCluster`].
 //! - [`echo`]: the HTTP + WebSocket echo backend behind `portico echo` and `portico demo`.
 //! - [`http`]: a parsed HTTP/1.1 response ([`http::Resp`]) for raw-socket test clients.
 //! - [`pebble`]: the pebble (ACME test CA) harness, [`pebble::Pebble`].
@@ -14,6 +15,7 @@
 
 pub mod certs;
 pub mod echo;
+pub mod etcd;
 pub mod eventually;
 pub mod http;
 pub mod pebble;

@@ -361,9 +361,9 @@ fn gated_keys_are_not_supported_yet() {
                 [upstreams.app]\nservers = [\"127.0.0.1:1\"]\ntls = { verify = false }\nhealth = { type = \"tcp\" }\n\
                 [[sites]]\nlisten = [\"127.0.0.1:443\"]\nhosts = [\"a.example.test\"]\ntls = \"acme\"\nhttp_redirect = true\nhttp_listen = [\"127.0.0.1:80\"]\nhsts = \"max-age=1\"\n\
                 [[sites.routes]]\npath = \"/\"\nproxy = \"app\"\nws_ping = \"30s\"\n\
-                [[streams]]\nlisten = [\"127.0.0.1:1\"]\nupstream = \"app\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n[cluster]\nx = 1\n";
+                [[streams]]\nlisten = [\"127.0.0.1:1\"]\nupstream = \"app\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }\n[[sites]]\nlisten = [\"127.0.0.1:2\"]\ncompress = true\n[[sites.routes]]\npath = \"/\"\nproxy = \"app\"\n";
     let d = diags(text);
-    let expected = [(22, "cluster")];
+    let expected = [(24, "compress")];
     assert_eq!(d.len(), expected.len(), "{d:#?}");
     for (got, (line, key)) in d.iter().zip(expected) {
         assert!(

@@ -37,6 +37,7 @@ const KINDS: &[(&str, &str)] = &[
     ("track", "[[vrrp]]\ntrack = [{ BODY }]\n"),
     ("limit rate", "[[sites]]\nlimit_rate = { BODY }\n"),
     ("auth basic", "[[sites]]\nauth_basic = { BODY }\n"),
+    ("cluster", "[cluster]\nBODY\n"),
 ];
 
 fn file(template: &str, body: &str) -> String {
@@ -130,7 +131,7 @@ fn everything_keys() -> DocKeys {
             .extend(t.iter().map(|(k, _)| k.get_ref().to_string()));
     };
     add("root", root);
-    for kind in ["server", "admin", "acme"] {
+    for kind in ["server", "admin", "acme", "cluster"] {
         add(kind, table(root.get(kind)).unwrap());
     }
     for (_, up) in table(root.get("upstreams")).unwrap().iter() {

@@ -85,6 +85,13 @@ const SOURCES: &[(&str, Source)] = &[
         },
     ),
     (
+        "cluster",
+        Source::KeyColumn {
+            heading: "## [cluster]",
+            table: 0,
+        },
+    ),
+    (
         "upstream",
         Source::KeyColumn {
             heading: "## [upstreams.NAME]",

@@ -1,0 +1,5 @@
+//! Integration tests of the cluster crate against real etcd members on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod connect;
