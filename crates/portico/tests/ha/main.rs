@@ -11,3 +11,4 @@ mod seed003;
 mod seed004;
 mod support;
 mod track;
+mod upgrade;
