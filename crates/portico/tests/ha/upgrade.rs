@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::*;
 
@@ -159,127 +159,167 @@ fn parse_probe(text: &str) -> Probed {
     Probed { http, adverts }
 }
 
-fn upgrade_master(peer: Peer, v: Vrrp) {
-    let mut tools = vec!["ip", "curl", "python3"];
-    if peer == Peer::Keepalived {
-        tools.push("keepalived");
-    }
-    if !requirements(&tools) {
-        return;
-    }
-    let _serial = serial();
-    let net = Net::standard();
-    let _echo = net.echo("n1");
-    let (c1, state1) = master_config(&net, &v);
-    let advert = if v.advert == "100ms" {
-        secs(0.1)
-    } else {
-        secs(1.0)
-    };
+/// n1 (Portico, master) and n2 (the peer, backup), settled, with the client probe's script
+/// written. Fields drop in order: the processes before the namespaces.
+struct Pair {
+    old: Proc,
+    _echo: Proc,
+    _peer: (Option<Proc>, Option<Keepalived>),
+    peer_log: PathBuf,
+    master_word: &'static str,
+    c1: PathBuf,
+    state1: PathBuf,
+    advert: Duration,
+    net: Net,
+}
 
-    let t = Instant::now();
-    let mut old = net.portico("n1", &c1);
-    net.wait_answer(VIP, SITE_PORT, |b| b.starts_with("n1"), "n1", t, secs(10.0));
-    only_holder(&net, "n1", secs(2.0));
-    let backup_v = Vrrp {
-        priority: 100,
-        ..v.clone()
-    };
-    let mut portico_peer = None;
-    let mut keepalived_peer = None;
-    let peer_log = match peer {
-        Peer::Portico => {
-            let c2 = net.node_config("n2", &backup_v, "");
-            let p = net.portico("n2", &c2);
-            let log = p.log.clone();
-            portico_peer = Some(p);
-            log
+impl Pair {
+    fn start(peer: Peer, v: &Vrrp) -> Option<Pair> {
+        let mut tools = vec!["ip", "curl", "python3"];
+        if peer == Peer::Keepalived {
+            tools.push("keepalived");
         }
-        Peer::Keepalived => {
-            let k = Keepalived::start(&net, "n2", &backup_v);
-            let log = k.proc.log.clone();
-            keepalived_peer = Some(k);
-            log
+        if !requirements(&tools) {
+            return None;
         }
-    };
-    let backup_word = match peer {
-        Peer::Portico => "state=BACKUP",
-        Peer::Keepalived => "Entering BACKUP STATE",
-    };
-    let master_word = match peer {
-        Peer::Portico => "state=MASTER",
-        Peer::Keepalived => "Entering MASTER STATE",
-    };
-    let peer_text = || std::fs::read_to_string(&peer_log).unwrap_or_default();
-    eventually(secs(10.0), "the peer in BACKUP", || {
-        peer_text().contains(backup_word).then_some(())
-    });
-    // Past the peer's master-down interval: it accepts n1 as master.
-    std::thread::sleep(advert * 4 + secs(0.5));
-    only_holder(&net, "n1", secs(1.0));
-    assert!(!peer_text().contains(master_word), "{}", net.logs());
+        let net = Net::standard();
+        let echo = net.echo("n1");
+        let (c1, state1) = master_config(&net, v);
+        let advert = if v.advert == "100ms" {
+            secs(0.1)
+        } else {
+            secs(1.0)
+        };
+        let t = Instant::now();
+        let old = net.portico("n1", &c1);
+        net.wait_answer(VIP, SITE_PORT, |b| b.starts_with("n1"), "n1", t, secs(10.0));
+        only_holder(&net, "n1", secs(2.0));
+        let backup_v = Vrrp {
+            priority: 100,
+            ..v.clone()
+        };
+        let (peer_proc, peer_log, backup_word, master_word) = match peer {
+            Peer::Portico => {
+                let c2 = net.node_config("n2", &backup_v, "");
+                let p = net.portico("n2", &c2);
+                let log = p.log.clone();
+                ((Some(p), None), log, "state=BACKUP", "state=MASTER")
+            }
+            Peer::Keepalived => {
+                let k = Keepalived::start(&net, "n2", &backup_v);
+                let log = k.proc.log.clone();
+                (
+                    (None, Some(k)),
+                    log,
+                    "Entering BACKUP STATE",
+                    "Entering MASTER STATE",
+                )
+            }
+        };
+        let pair = Pair {
+            old,
+            _echo: echo,
+            _peer: peer_proc,
+            peer_log,
+            master_word,
+            c1,
+            state1,
+            advert,
+            net,
+        };
+        eventually(secs(10.0), "the peer in BACKUP", || {
+            pair.peer_text().contains(backup_word).then_some(())
+        });
+        // Past the peer's master-down interval: it accepts n1 as master.
+        std::thread::sleep(advert * 4 + secs(0.5));
+        only_holder(&pair.net, "n1", secs(1.0));
+        assert!(
+            !pair.peer_text().contains(master_word),
+            "{}",
+            pair.net.logs()
+        );
+        Some(pair)
+    }
 
-    let mut mon1 = monitor(&net, "n1");
-    let mut mon2 = monitor(&net, "n2");
-    let probe_script = net.write("probe.py", include_str!("probe.py"));
-    let window = 8.0 + 4.0 * advert.as_secs_f64();
-    let mut pc = net.cmd("c", "python3");
-    pc.arg(&probe_script)
-        .args([VIP, &SITE_PORT.to_string(), "n1", "10.200.0.2"])
-        .arg(window.to_string());
-    let mut probe = net.spawn(pc, "probe.out");
-    std::thread::sleep(secs(1.0) + advert * 2);
+    fn peer_text(&self) -> String {
+        std::fs::read_to_string(&self.peer_log).unwrap_or_default()
+    }
 
-    // The upgrade.
-    let old_pid = old.pid();
-    let up_start = epoch();
-    let t = Instant::now();
-    let out = Command::new(portico_bin())
-        .args(["upgrade", "-c"])
-        .arg(&c1)
-        .output()
-        .unwrap_or_else(|e| panic!("portico upgrade: {e}"));
-    let took = t.elapsed();
-    let up_end = epoch();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "portico upgrade: {stdout}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        net.logs()
-    );
-    let new_pid = pid_in(&state1).unwrap_or(0);
-    let _adopted = Adopted(new_pid);
-    assert!(
-        new_pid != 0 && new_pid != old_pid && stdout.contains(&format!("process {new_pid}")),
-        "{stdout}"
-    );
-    let status = old.stop_after_exit(secs(15.0));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "old process: {status:?}\n{}",
-        net.logs()
-    );
-    let old_gone = epoch();
-    // The probe runs its whole window (bounded), then prints.
-    probe.stop_after_exit(secs(window + 15.0));
-    let probed = parse_probe(&probe.log_text());
-    mon1.kill();
-    mon2.kill();
+    fn n1_log(&self) -> String {
+        std::fs::read_to_string(self.net.path("portico-n1.log")).unwrap_or_default()
+    }
 
-    // Every request answered by n1.
+    /// `portico upgrade -c n1.toml`: its output and how long it took.
+    fn upgrade(&self) -> (std::process::Output, Duration) {
+        let t = Instant::now();
+        let out = Command::new(portico_bin())
+            .args(["upgrade", "-c"])
+            .arg(&self.c1)
+            .output()
+            .unwrap_or_else(|e| panic!("portico upgrade: {e}"));
+        (out, t.elapsed())
+    }
+}
+
+/// The watchers of one upgrade: `ip monitor address` in n1 and n2, and the client probe.
+struct Watch {
+    mon: [Proc; 2],
+    probe: Proc,
+    window: f64,
+}
+
+impl Watch {
+    fn start(pair: &Pair) -> Watch {
+        let net = &pair.net;
+        let mon = [monitor(net, "n1"), monitor(net, "n2")];
+        let script = net.write("probe.py", include_str!("probe.py"));
+        let window = 8.0 + 4.0 * pair.advert.as_secs_f64();
+        let mut pc = net.cmd("c", "python3");
+        pc.arg(&script)
+            .args([VIP, &SITE_PORT.to_string(), "n1", "10.200.0.2"])
+            .arg(window.to_string());
+        let probe = net.spawn(pc, "probe.out");
+        // A baseline of adverts and answers before the upgrade.
+        std::thread::sleep(secs(1.0) + pair.advert * 2);
+        Watch { mon, probe, window }
+    }
+
+    /// Waits for the probe's window to end (bounded), stops the monitors.
+    fn finish(mut self) -> Probed {
+        self.probe.stop_after_exit(secs(self.window + 15.0));
+        for m in &mut self.mon {
+            m.kill();
+        }
+        parse_probe(&self.probe.log_text())
+    }
+}
+
+/// What the watchers saw around an upgrade that started at `from` (epoch seconds) and was
+/// over (old or new process alone) at `to`.
+struct Seen {
+    probes: usize,
+    during: usize,
+    slowest_ms: f64,
+    /// Longest gap between two adverts of n1, around the upgrade and in the whole window.
+    gap_ms: f64,
+    gap_window_ms: f64,
+}
+
+/// The VIP never moved: every probe answered by n1, no advert from n2 and n1's at priority
+/// 150 without a gap a backup would act on, no address change in n1 or n2, the peer never
+/// MASTER.
+fn assert_no_flap(pair: &Pair, probed: &Probed, from: f64, to: f64) -> Seen {
+    let net = &pair.net;
     let failed: Vec<_> = probed.http.iter().filter(|r| !r.1).collect();
-    let slowest = probed.http.iter().map(|r| r.2).fold(0.0, f64::max);
-    let during: Vec<_> = probed
+    let during = probed
         .http
         .iter()
-        .filter(|r| r.0 >= up_start - 0.5 && r.0 <= old_gone)
-        .collect();
+        .filter(|r| r.0 >= from - 0.5 && r.0 <= to)
+        .count();
     assert!(
-        probed.http.len() > 100 && during.len() > 5,
-        "too few probes: {} ({} during the upgrade)",
+        probed.http.len() > 100 && during > 3,
+        "too few probes: {} ({during} during the upgrade)",
         probed.http.len(),
-        during.len()
     );
     assert!(
         failed.is_empty(),
@@ -289,19 +329,12 @@ fn upgrade_master(peer: Peer, v: Vrrp) {
         &failed[..failed.len().min(10)],
         net.logs()
     );
-    // Adverts: only n1's, and no gap a backup would act on.
     let from_n2: Vec<_> = probed
         .adverts
         .iter()
         .filter(|a| a.1 == "10.200.0.12")
         .collect();
     assert!(from_n2.is_empty(), "the backup sent adverts: {from_n2:?}");
-    let n1_times: Vec<f64> = probed
-        .adverts
-        .iter()
-        .filter(|a| a.1 == "10.200.0.11")
-        .map(|a| a.0)
-        .collect();
     assert!(
         probed
             .adverts
@@ -310,50 +343,99 @@ fn upgrade_master(peer: Peer, v: Vrrp) {
         "n1 resigned or changed priority: {:?}",
         probed.adverts
     );
-    let covered = n1_times.first().is_some_and(|f| *f < up_start)
-        && n1_times.last().is_some_and(|l| *l > old_gone);
+    let n1: Vec<f64> = probed
+        .adverts
+        .iter()
+        .filter(|a| a.1 == "10.200.0.11")
+        .map(|a| a.0)
+        .collect();
     assert!(
-        covered,
-        "adverts do not cover the upgrade: {n1_times:?} vs {up_start}..{old_gone}"
+        n1.first().is_some_and(|f| *f < from) && n1.last().is_some_and(|l| *l > to),
+        "adverts do not cover the upgrade: {n1:?} vs {from}..{to}"
     );
-    let max_gap = n1_times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    let gap = |keep: &dyn Fn(&[f64]) -> bool| {
+        n1.windows(2)
+            .filter(|w| keep(w))
+            .map(|w| w[1] - w[0])
+            .fold(0.0, f64::max)
+    };
+    let gap_window = gap(&|_| true);
+    let advert = pair.advert.as_secs_f64();
     assert!(
-        max_gap < 3.0 * advert.as_secs_f64(),
-        "n1's adverts paused {max_gap:.3} s (advert {advert:?})\n{}",
+        gap_window < 3.0 * advert,
+        "n1's adverts paused {gap_window:.3} s (advert {advert} s)\n{}",
         net.logs()
     );
-    // The VIP never moved.
     assert!(
-        vip_lines(&net, "n1").is_empty(),
+        vip_lines(net, "n1").is_empty(),
         "{:?}",
-        vip_lines(&net, "n1")
+        vip_lines(net, "n1")
     );
     assert!(
-        vip_lines(&net, "n2").is_empty(),
+        vip_lines(net, "n2").is_empty(),
         "{:?}",
-        vip_lines(&net, "n2")
+        vip_lines(net, "n2")
     );
     assert!(
-        !peer_text().contains(master_word),
+        !pair.peer_text().contains(pair.master_word),
         "the backup became master:\n{}",
-        peer_text()
-    );
-    let n1_log = std::fs::read_to_string(net.path("portico-n1.log")).unwrap_or_default();
-    assert!(
-        n1_log.contains("VRRP instance adopted from the previous process")
-            && n1_log.contains("handed_over=MASTER"),
-        "{n1_log}"
-    );
-    assert!(
-        n1_log.contains("handed over: addresses left to the new process"),
-        "{n1_log}"
+        pair.peer_text()
     );
     assert!(net.has_addr("n1", VIP) && !net.has_addr("n2", VIP));
+    Seen {
+        probes: probed.http.len(),
+        during,
+        slowest_ms: probed.http.iter().map(|r| r.2).fold(0.0, f64::max) * 1000.0,
+        gap_ms: gap(&|w| w[0] >= from - 1.0 && w[1] <= to + 1.0) * 1000.0,
+        gap_window_ms: gap_window * 1000.0,
+    }
+}
+
+fn upgrade_master(peer: Peer, v: Vrrp) {
+    let _serial = serial();
+    let Some(mut pair) = Pair::start(peer, &v) else {
+        return;
+    };
+    let watch = Watch::start(&pair);
+    let old_pid = pair.old.pid();
+    let up_start = epoch();
+    let (out, took) = pair.upgrade();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "portico upgrade: {stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pair.net.logs()
+    );
+    let new_pid = pid_in(&pair.state1).unwrap_or(0);
+    let _adopted = Adopted(new_pid);
+    assert!(
+        new_pid != 0 && new_pid != old_pid && stdout.contains(&format!("process {new_pid}")),
+        "{stdout}"
+    );
+    let status = pair.old.stop_after_exit(secs(15.0));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "old process: {status:?}\n{}",
+        pair.net.logs()
+    );
+    let old_gone = epoch();
+    let seen = assert_no_flap(&pair, &watch.finish(), up_start, old_gone);
+    let log = pair.n1_log();
+    assert!(
+        log.contains("VRRP instance adopted from the previous process")
+            && log.contains("handed_over=MASTER"),
+        "{log}"
+    );
+    assert!(
+        log.contains("handed over: addresses left to the new process"),
+        "{log}"
+    );
 
     // The control: a graceful stop of the new process moves the VIP, and the same watchers
     // see it.
-    let mut mon1 = monitor(&net, "n1");
-    let mut mon2 = monitor(&net, "n2");
+    let net = &pair.net;
+    let mut mon = [monitor(net, "n1"), monitor(net, "n2")];
     std::thread::sleep(secs(0.3));
     let t = Instant::now();
     let _ = Command::new("kill")
@@ -367,38 +449,77 @@ fn upgrade_master(peer: Peer, v: Vrrp) {
         secs(5.0),
         "ip monitor sees the VIP leave n1 and reach n2",
         || {
-            (vip_lines(&net, "n1")
+            (vip_lines(net, "n1")
                 .iter()
                 .any(|l| l.starts_with("Deleted"))
-                && !vip_lines(&net, "n2").is_empty())
+                && !vip_lines(net, "n2").is_empty())
             .then_some(())
         },
     );
     eventually(secs(5.0), "the peer logs MASTER", || {
-        peer_text().contains(master_word).then_some(())
+        pair.peer_text().contains(pair.master_word).then_some(())
     });
-    mon1.kill();
-    mon2.kill();
-    drop(portico_peer);
-    drop(keepalived_peer);
-
-    let gaps = n1_times
-        .windows(2)
-        .filter(|w| w[0] >= up_start - 1.0 && w[1] <= old_gone + 1.0)
-        .map(|w| w[1] - w[0])
-        .fold(0.0, f64::max);
+    for m in &mut mon {
+        m.kill();
+    }
     report(&format!(
-        "ha_upgrade ({peer:?} peer, v{} advert {advert:?}): `portico upgrade` {took:?}, old process gone {:.2} s after; \
+        "ha_upgrade ({peer:?} peer, v{} advert {:?}): `portico upgrade` {took:?}, old process gone {:.0} ms after it started; \
          {} HTTP probes (new connection each, {} during the upgrade), 0 failed, slowest {:.0} ms; \
          longest gap between n1 adverts {:.0} ms around the upgrade ({:.0} ms in the whole window; \
-         the backup would act at 3 x {advert:?} + skew); VIP never left n1 (ip monitor); \
+         the backup would act at 3 x advert + skew); VIP never left n1 (ip monitor); \
          control: SIGTERM of the new process moves the VIP to n2 in {moved:?}",
         v.version,
-        old_gone - up_end,
-        probed.http.len(),
-        during.len(),
-        slowest * 1000.0,
-        gaps * 1000.0,
-        max_gap * 1000.0,
+        pair.advert,
+        (old_gone - up_start) * 1000.0,
+        seen.probes,
+        seen.during,
+        seen.slowest_ms,
+        seen.gap_ms,
+        seen.gap_window_ms,
+    ));
+}
+
+/// The new process adopts VI_1 as MASTER, then cannot start a second instance the new
+/// config adds (an interface that does not exist): it releases VI_1 without touching the
+/// network and reports the failure; the old process resumes VI_1 (adverts at once) and
+/// serves on. No flap either way.
+#[test]
+fn a_failed_upgrade_resumes_the_handed_over_master() {
+    let _serial = serial();
+    let v = Vrrp::v3(150, "100ms");
+    let Some(mut pair) = Pair::start(Peer::Portico, &v) else {
+        return;
+    };
+    let text = std::fs::read_to_string(&pair.c1).unwrap_or_default();
+    let broken = format!(
+        "{text}\n[[vrrp]]\nname = \"VI_2\"\ninterface = \"nosuch0\"\nvrid = 52\nvirtual_ips = [\"10.200.1.100/24\"]\n"
+    );
+    std::fs::write(&pair.c1, broken).unwrap_or_else(|e| panic!("{e}"));
+    let watch = Watch::start(&pair);
+    let up_start = epoch();
+    let (out, took) = pair.upgrade();
+    let up_end = epoch();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}\n{}", pair.net.logs());
+    assert!(
+        stderr.contains("upgrade failed, still serving") && stderr.contains("nosuch0"),
+        "{stderr}"
+    );
+    let seen = assert_no_flap(&pair, &watch.finish(), up_start, up_end);
+    let old_pid = pair.old.pid();
+    assert!(old_pid != 0, "the old process exited\n{}", pair.net.logs());
+    assert_eq!(pid_in(&pair.state1), Some(old_pid));
+    let log = pair.n1_log();
+    for line in [
+        "handed_over=MASTER",
+        "VRRP instance paused: handed over to the new process",
+        "VRRP instance resumed (not handed over)",
+    ] {
+        assert!(log.contains(line), "{line}:\n{log}");
+    }
+    report(&format!(
+        "ha_upgrade_failed (Portico peer, v3 advert 100 ms): `portico upgrade` exit 2 in {took:?}; \
+         the old process resumed VI_1; {} probes ({} during), 0 failed; longest advert gap {:.0} ms; VIP never left n1",
+        seen.probes, seen.during, seen.gap_ms
     ));
 }
