@@ -5,6 +5,7 @@
 
 mod caps;
 mod failover;
+mod imported;
 mod keepalived;
 mod measure;
 mod seed003;
