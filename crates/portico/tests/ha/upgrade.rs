@@ -17,6 +17,9 @@
 //!
 //! Then a graceful stop of the new process moves the VIP to n2: the same monitors and the
 //! probe see that one, which shows they would have seen a flap.
+//!
+//! Also: upgrading the BACKUP keeps it BACKUP, and an upgrade that fails after the new
+//! process adopted the master resumes the old process's instance, both without a flap.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,8 +167,10 @@ fn parse_probe(text: &str) -> Probed {
 struct Pair {
     old: Proc,
     _echo: Proc,
-    _peer: (Option<Proc>, Option<Keepalived>),
+    peer: (Option<Proc>, Option<Keepalived>),
     peer_log: PathBuf,
+    /// The Portico peer's config.
+    c2: Option<PathBuf>,
     master_word: &'static str,
     c1: PathBuf,
     state1: PathBuf,
@@ -198,10 +203,12 @@ impl Pair {
             priority: 100,
             ..v.clone()
         };
+        let mut c2 = None;
         let (peer_proc, peer_log, backup_word, master_word) = match peer {
             Peer::Portico => {
-                let c2 = net.node_config("n2", &backup_v, "");
-                let p = net.portico("n2", &c2);
+                let config = net.node_config("n2", &backup_v, "");
+                let p = net.portico("n2", &config);
+                c2 = Some(config);
                 let log = p.log.clone();
                 ((Some(p), None), log, "state=BACKUP", "state=MASTER")
             }
@@ -219,8 +226,9 @@ impl Pair {
         let pair = Pair {
             old,
             _echo: echo,
-            _peer: peer_proc,
+            peer: peer_proc,
             peer_log,
+            c2,
             master_word,
             c1,
             state1,
@@ -251,14 +259,19 @@ impl Pair {
 
     /// `portico upgrade -c n1.toml`: its output and how long it took.
     fn upgrade(&self) -> (std::process::Output, Duration) {
-        let t = Instant::now();
-        let out = Command::new(portico_bin())
-            .args(["upgrade", "-c"])
-            .arg(&self.c1)
-            .output()
-            .unwrap_or_else(|e| panic!("portico upgrade: {e}"));
-        (out, t.elapsed())
+        upgrade(&self.c1)
     }
+}
+
+/// `portico upgrade -c CONFIG`: its output and how long it took.
+fn upgrade(config: &Path) -> (std::process::Output, Duration) {
+    let t = Instant::now();
+    let out = Command::new(portico_bin())
+        .args(["upgrade", "-c"])
+        .arg(config)
+        .output()
+        .unwrap_or_else(|e| panic!("portico upgrade: {e}"));
+    (out, t.elapsed())
 }
 
 /// The watchers of one upgrade: `ip monitor address` in n1 and n2, and the client probe.
@@ -521,5 +534,65 @@ fn a_failed_upgrade_resumes_the_handed_over_master() {
         "ha_upgrade_failed (Portico peer, v3 advert 100 ms): `portico upgrade` exit 2 in {took:?}; \
          the old process resumed VI_1; {} probes ({} during), 0 failed; longest advert gap {:.0} ms; VIP never left n1",
         seen.probes, seen.during, seen.gap_ms
+    ));
+}
+
+/// Upgrading the BACKUP (a Portico peer) keeps it BACKUP: the new process adopts the role,
+/// sends no advert, never takes the VIP; it is a working backup afterwards (the master's
+/// graceful stop moves the VIP to it).
+#[test]
+fn upgrade_of_the_backup_keeps_it_backup() {
+    let _serial = serial();
+    let v = Vrrp::v3(150, "100ms");
+    let Some(mut pair) = Pair::start(Peer::Portico, &v) else {
+        return;
+    };
+    let c2 = pair.c2.clone().unwrap_or_default();
+    let state2 = pair.net.path("state-n2");
+    let old_pid = pid_in(&state2).unwrap_or(0);
+    let watch = Watch::start(&pair);
+    let up_start = epoch();
+    let (out, took) = upgrade(&c2);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "portico upgrade: {stdout}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pair.net.logs()
+    );
+    let new_pid = pid_in(&state2).unwrap_or(0);
+    let _adopted = Adopted(new_pid);
+    assert!(new_pid != 0 && new_pid != old_pid, "{stdout}");
+    let status = pair
+        .peer
+        .0
+        .as_mut()
+        .and_then(|p| p.stop_after_exit(secs(15.0)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "old backup process: {status:?}\n{}",
+        pair.net.logs()
+    );
+    let old_gone = epoch();
+    let seen = assert_no_flap(&pair, &watch.finish(), up_start, old_gone);
+    let log = pair.peer_text();
+    assert!(
+        log.contains("VRRP instance adopted from the previous process")
+            && log.contains("handed_over=BACKUP"),
+        "{log}"
+    );
+
+    // The new backup works: the master's graceful stop moves the VIP to it.
+    let t = Instant::now();
+    pair.old.term();
+    eventually(secs(10.0), "the VIP on n2", || {
+        pair.net.has_addr("n2", VIP).then_some(())
+    });
+    let moved = t.elapsed();
+    assert!(pair.peer_text().contains("state=MASTER"));
+    report(&format!(
+        "ha_upgrade of the backup (Portico, v3 advert 100 ms): `portico upgrade` {took:?}; {} probes ({} during), 0 failed; \
+         no advert from the backup, VIP never moved; then SIGTERM of the master -> the new backup process holds the VIP after {moved:?}",
+        seen.probes, seen.during
     ));
 }
