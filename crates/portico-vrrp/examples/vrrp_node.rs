@@ -60,7 +60,7 @@ async fn main() -> std::process::ExitCode {
                 })
             })
             .collect();
-        match linux::start(inst, tracked).await {
+        match linux::start(inst, tracked, None).await {
             Ok(h) => handles.push(h),
             Err(e) => {
                 eprintln!("VRRP instance {}: {e}", inst.name);

@@ -17,5 +17,7 @@ pub mod machine;
 pub mod packet;
 pub mod track;
 
-pub use machine::{Action, Effective, Input, Machine, Params, State, effective_priority};
+pub use machine::{
+    Action, Effective, Inherited, Input, Machine, Params, State, effective_priority,
+};
 pub use packet::{Advert, Auth, DecodeError, decode, encode};

@@ -8,6 +8,12 @@
 //!
 //! States: `Initialize` (not started or stopped), `Backup`, `Master`, and `Fault` (a tracked
 //! check with weight 0 is failing: no adverts, no addresses, ignore the group).
+//!
+//! A binary upgrade hands an instance from one process to the next without a state change
+//! the group could see: the old process stops feeding its machine (the driver's pause) and
+//! reports [`Machine::inherited`]; the new one starts with [`Input::Adopt`] instead of
+//! [`Input::Startup`] (a master stays master: advert at once, addresses kept), and an old
+//! process whose successor failed picks up again with [`Input::Resume`].
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -100,11 +106,30 @@ impl Params {
     }
 }
 
+/// What a previous process of this node ran an instance as (a binary upgrade hands it to
+/// the next process: [`Input::Adopt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inherited {
+    pub state: State,
+    /// v3: the interval learned from the master's adverts (a backup's master-down timer
+    /// depends on it); v2: the configured one.
+    pub master_adver_interval: Duration,
+}
+
 /// One thing the machine was told.
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
     /// Start the protocol (leave Initialize).
     Startup,
+    /// Start the protocol as a previous process of this node left it (binary upgrade): from
+    /// Master, stay Master (advert at once, the addresses kept: [`Action::AddVips`] only
+    /// makes sure they are there) without passing through Backup and without a notify; from
+    /// Backup, stay Backup (a fresh master-down timer). Anything else, or a failing weight-0
+    /// check: as [`Input::Startup`].
+    Adopt(Inherited),
+    /// Start feeding again after the driver stopped (a handover that did not happen): a
+    /// master adverts at once and makes sure of its addresses; a backup rearms its timer.
+    Resume,
     /// A decoded advert that passed the IP-level checks (TTL), from `from`.
     Advert { from: IpAddr, advert: &'a Advert },
     /// [`Machine::deadline`] was reached.
@@ -250,11 +275,21 @@ impl Machine {
         self.master_adver_interval * 3 + self.skew()
     }
 
+    /// What this instance runs as now, for a successor process ([`Input::Adopt`]).
+    pub fn inherited(&self) -> Inherited {
+        Inherited {
+            state: self.state,
+            master_adver_interval: self.master_adver_interval,
+        }
+    }
+
     /// Feeds one input; returns what the driver must do.
     pub fn handle(&mut self, input: Input<'_>, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
             Input::Startup => self.startup(now, &mut out),
+            Input::Adopt(from) => self.adopt(from, now, &mut out),
+            Input::Resume => self.resume(now, &mut out),
             Input::Timer => self.timer(now, &mut out),
             Input::Advert { from, advert } => self.advert(from, advert, now, &mut out),
             Input::Track(e) => self.track(e, now, &mut out),
@@ -274,6 +309,48 @@ impl Machine {
             self.become_master(now, out);
         } else {
             self.become_backup(now, out);
+        }
+    }
+
+    fn adopt(&mut self, from: Inherited, now: Instant, out: &mut Vec<Action>) {
+        if self.state != State::Initialize {
+            return;
+        }
+        match (from.state, self.effective) {
+            (_, Effective::Fault) => self.startup(now, out),
+            (State::Master, _) => {
+                self.state = State::Master;
+                self.lower_master_since = None;
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
+                out.push(Action::AddVips);
+                self.deadline = Some(now + self.p.advert_interval);
+            }
+            (State::Backup, _) if self.priority() != 255 => {
+                self.state = State::Backup;
+                if self.p.version == VrrpVersion::V3 && !from.master_adver_interval.is_zero() {
+                    self.master_adver_interval = from.master_adver_interval;
+                }
+                self.deadline = Some(now + self.master_down_interval());
+            }
+            _ => self.startup(now, out),
+        }
+    }
+
+    fn resume(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.state {
+            State::Master => {
+                out.push(Action::SendAdvert {
+                    priority: self.priority(),
+                });
+                // The successor may have lost them meanwhile (a peer won, then it failed).
+                out.push(Action::AddVips);
+                out.push(Action::Announce);
+                self.deadline = Some(now + self.p.advert_interval);
+            }
+            State::Backup => self.deadline = Some(now + self.master_down_interval()),
+            State::Initialize | State::Fault => {}
         }
     }
 
@@ -482,3 +559,7 @@ fn same_set(a: &[IpAddr], b: &[IpAddr]) -> bool {
 #[cfg(test)]
 #[path = "sim_tests.rs"]
 mod sim_tests;
+
+#[cfg(test)]
+#[path = "adopt_tests.rs"]
+mod adopt_tests;

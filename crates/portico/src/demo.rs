@@ -43,10 +43,14 @@ fn demo_in(dir: &std::path::Path, listen: SocketAddr) -> Result<(), Failure> {
             .with_context(|| format!("cannot start echo backend {name} on {addr}"))?;
         backends.push(echo);
     }
-    run::serve(config, |server, admin| {
-        let addr = server.all_addrs().first().copied().unwrap_or(listen);
-        print_tour(addr, admin, &path);
-    })
+    run::serve(
+        config,
+        &mut crate::handover::Handover::default(),
+        |server, admin| {
+            let addr = server.all_addrs().first().copied().unwrap_or(listen);
+            print_tour(addr, admin, &path);
+        },
+    )
 }
 
 fn print_tour(addr: SocketAddr, admin: Option<SocketAddr>, config: &std::path::Path) {

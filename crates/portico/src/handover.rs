@@ -7,19 +7,25 @@
 //! 2. offers the sockets to the binds of both planes ([`Handover::provide`]): the planes
 //!    adopt them instead of binding, so the new process accepts on the very sockets the old
 //!    one accepts on;
-//! 3. once the config is loaded, both planes serve and VRRP started, closes the inherited
+//! 3. right before it starts VRRP, asks the old process for its instances' roles
+//!    ([`Handover::vrrp`], [`crate::vrrp_handover`]): the old one pauses them and the new one
+//!    starts them as they were, a master as a master (no VIP flap);
+//! 4. once the config is loaded, both planes serve and VRRP started, closes the inherited
 //!    sockets its config no longer listens on, writes `READY <pid>` and waits (bounded) for
 //!    the old process's `OK`: by then the old one told systemd the new main PID, so this
 //!    process's own `READY=1`/watchdog notifications are accepted ([`Handover::ready`]);
-//! 4. on any failure before that, writes `FAIL` and the reason, which the old process logs
-//!    and publishes for `portico upgrade` ([`Handover::fail`]), and exits as `portico run`
-//!    does.
+//! 5. on any failure before that, writes `FAIL` and the reason, which the old process logs
+//!    and publishes for `portico upgrade` ([`Handover::fail`]) before it resumes the VRRP
+//!    instances it paused, and exits as `portico run` does.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use portico_config::VrrpInstance;
 use portico_net::inherit::{self, Group, LISTEN_FDS_ENV};
+use portico_vrrp::Inherited;
 
 use crate::exit::Failure;
 
@@ -29,11 +35,16 @@ pub const UPGRADE_FD_ENV: &str = "PORTICO_UPGRADE_FD";
 /// How long the new process waits for the old one's `OK` after `READY`.
 const CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
+/// How long the new process waits for the old one's VRRP roles.
+const VRRP_WAIT: Duration = Duration::from_secs(10);
+
 /// What the old process handed over (nothing for a plain `portico run`).
 #[derive(Debug, Default)]
 pub struct Handover {
     socket: Option<UnixStream>,
     groups: Vec<Group>,
+    /// The old process hands its VRRP instances over ([`crate::vrrp_handover::OFFER_ENV`]).
+    vrrp_offered: bool,
     /// Why the inherited descriptors cannot be used (the upgrade then fails).
     problem: Option<String>,
 }
@@ -55,6 +66,8 @@ impl Handover {
                 Err(e) => eprintln!("portico: ignoring {UPGRADE_FD_ENV}={fd}: {e}"),
             }
         }
+        handover.vrrp_offered = handover.socket.is_some()
+            && std::env::var(crate::vrrp_handover::OFFER_ENV).is_ok_and(|v| v == "1");
         if let Ok(value) = std::env::var(LISTEN_FDS_ENV) {
             match adopt_all(&value) {
                 Ok(groups) => handover.groups = groups,
@@ -76,6 +89,37 @@ impl Handover {
         }
         inherit::provide(std::mem::take(&mut self.groups));
         Ok(())
+    }
+
+    /// Right before VRRP starts: the roles the old process hands over for `instances` (it
+    /// pauses those it had unchanged). Empty for a plain start, an old process that does
+    /// not offer it, or no answer (logged): the instances then start afresh.
+    pub fn vrrp(&mut self, instances: &[VrrpInstance]) -> HashMap<String, Inherited> {
+        if !self.vrrp_offered || instances.is_empty() {
+            return HashMap::new();
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            return HashMap::new();
+        };
+        let asked = socket
+            .write_all(crate::vrrp_handover::request(instances).as_bytes())
+            .and_then(|()| socket.set_read_timeout(Some(VRRP_WAIT)))
+            .and_then(|()| read_line(socket));
+        match asked
+            .map_err(|e| e.to_string())
+            .and_then(|line| crate::vrrp_handover::parse_reply(&line))
+        {
+            Ok(handed) => {
+                for (name, from) in &handed {
+                    tracing::info!(instance = %name, state = %from.state, "upgrade: VRRP instance handed over");
+                }
+                handed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "upgrade: no VRRP roles from the old process: starting the instances afresh");
+                HashMap::new()
+            }
+        }
     }
 
     /// Serving: close the inherited sockets no listener took, tell the old process, wait
@@ -111,6 +155,21 @@ impl Handover {
             let _ = socket.write_all(format!("FAIL\n{failure}\n").as_bytes());
         }
     }
+}
+
+/// One line from the old process, read a byte at a time (the socket is read again later:
+/// nothing may stay in a buffer).
+fn read_line(socket: &mut UnixStream) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 * 1024 {
+        socket.read_exact(&mut byte)?;
+        if byte[0] == b'\n' {
+            return String::from_utf8(line).map_err(std::io::Error::other);
+        }
+        line.push(byte[0]);
+    }
+    Err(std::io::Error::other("line too long"))
 }
 
 /// Every listener group of `value` ([`LISTEN_FDS_ENV`]), each descriptor checked and owned.

@@ -25,6 +25,7 @@ mod run;
 mod signals;
 mod statefile;
 mod upgrade;
+mod vrrp_handover;
 
 use std::process::ExitCode;
 

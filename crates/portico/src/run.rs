@@ -28,7 +28,7 @@ pub fn run(path: &Path, mut handover: Handover) -> Result<(), Failure> {
             tracing::info!("started by a binary upgrade: adopting the old process's listeners");
         }
         handover.provide()?;
-        serve(config, |_, _| handover.ready())
+        serve(config, &mut handover, |_, _| {})
     });
     if let Err(failure) = &result {
         // Started by an upgrade and not serving: the old process says why and serves on.
@@ -51,10 +51,12 @@ pub fn reload(path: &Path) -> Result<(), Failure> {
     crate::reload::request(path)
 }
 
-/// Start everything `config` asks for, call `ready` with the running server and the admin
-/// API's address, then serve until SIGTERM/SIGINT (graceful; a second one stops at once).
+/// Start everything `config` asks for (as a binary upgrade's new process: taking over what
+/// `handover` brings), call `ready` with the running server and the admin API's address,
+/// then serve until SIGTERM/SIGINT (graceful; a second one stops at once).
 pub fn serve(
     config: Config,
+    handover: &mut Handover,
     ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> Result<(), Failure> {
     let config = Arc::new(config);
@@ -67,7 +69,9 @@ pub fn serve(
         .enable_all()
         .build()
         .context("cannot start the control runtime")?;
-    let outcome = runtime.block_on(control(&config, &registry, &server, &health, ready));
+    let outcome = runtime.block_on(control(
+        &config, &registry, &server, &health, handover, ready,
+    ));
     // Whatever happened, the data plane must stop before the process exits.
     server.stop_now();
     server.wait();
@@ -87,19 +91,31 @@ async fn control(
     registry: &Registry,
     server: &DataPlane,
     health: &Arc<HealthChecks>,
+    handover: &mut Handover,
     ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> anyhow::Result<Ended> {
     let mut signals = Signals::new()?;
-    let ha = ha::start(config, track_env(config, registry, server)).await?;
-    let (admin, mut api_reloads) =
-        match crate::admin::start(config, registry, health, server, ha.watchers()) {
-            Ok(a) => a,
-            Err(e) => {
+    // A binary upgrade: the old process pauses its instances and hands their roles over
+    // now, as late as possible (a master's adverts pause only until ours start).
+    let inherited = handover.vrrp(&config.vrrp);
+    let mut ha = ha::start(config, track_env(config, registry, server), &inherited).await?;
+    let started =
+        crate::admin::start(config, registry, health, server, ha.watchers()).and_then(|a| {
+            write_pid_file(config).context("cannot write the pid file")?;
+            Ok(a)
+        });
+    let (admin, mut api_reloads) = match started {
+        Ok(a) => a,
+        Err(e) => {
+            if inherited.is_empty() {
                 ha.shutdown().await;
-                return Err(e);
+            } else {
+                // Not serving after all: the old process resumes what it handed over.
+                ha.release().await;
             }
-        };
-    write_pid_file(config).context("cannot write the pid file")?;
+            return Err(e);
+        }
+    };
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
         plane: server,
@@ -111,6 +127,7 @@ async fn control(
     };
     running.publish_start();
     ready(server, admin.addr());
+    handover.ready();
     let notify = crate::notify::Notifier::from_env();
     notify.ready(&format!("serving {}", config.source.display()));
     let mut watchdog = notify.spawn_watchdog().map(AbortOnDrop);
@@ -130,7 +147,7 @@ async fn control(
                     notify.ready(&reload_status(&running));
                 }
                 Event::Upgrade => {
-                    if crate::upgrade::hand_over(&running.config, server, &notify).await {
+                    if crate::upgrade::hand_over(&running.config, server, &mut ha, &notify).await {
                         ended = Ended::HandedOver;
                         // Not the main process any more: the new one keeps the watchdog.
                         watchdog = None;

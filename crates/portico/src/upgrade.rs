@@ -10,13 +10,18 @@
 //!    descriptors inherited and named in `PORTICO_LISTEN_FDS`, and one end of a unix socket
 //!    pair in `PORTICO_UPGRADE_FD`;
 //! 3. waits up to [`READY_WAIT`] for `READY <pid>` on it: the new process then accepts on
-//!    the same sockets (they were never closed, so nothing was refused meanwhile). A `FAIL`
-//!    with the reason, an exit, or no answer in time: the new process is stopped if still
-//!    there, the reason logged and published, and this one keeps serving as before;
+//!    the same sockets (they were never closed, so nothing was refused meanwhile). Before
+//!    that, the new process asks for the VRRP roles (`VRRP ...`, [`crate::vrrp_handover`]):
+//!    this process pauses the instances the new config has unchanged (no more adverts, the
+//!    VIPs left on the interface) and answers their roles, which the new process starts
+//!    as. A `FAIL` with the reason, an exit, or no answer in time: the new process is
+//!    stopped if still there, the paused VRRP instances resume, the reason is logged and
+//!    published, and this one keeps serving as before;
 //! 4. on `READY`, names the new process the main one to systemd (`MAINPID=`), publishes the
 //!    outcome, answers `OK`, and drains as on SIGTERM (the caller: `run.rs`): requests in
 //!    flight finish, WebSockets get close 1001, TCP streams run until they close, all within
-//!    `shutdown_grace`. It leaves the pid file (the new process wrote its own) in place.
+//!    `shutdown_grace`. It leaves the pid file (the new process wrote its own) in place, and
+//!    the VIPs of the instances it handed over (the new process holds them now).
 //!
 //! The outcome goes to `state_dir/upgrade.status` (the reload status format, its own
 //! generation counter), which `portico upgrade` waits for: exit 0 upgraded, 1 the new
@@ -34,6 +39,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 
 use crate::check;
 use crate::exit::Failure;
+use crate::ha::HaHandle;
 use crate::handover::UPGRADE_FD_ENV;
 use crate::notify::Notifier;
 use crate::plane::DataPlane;
@@ -82,9 +88,14 @@ impl Refused {
 /// SIGUSR2 in the control loop: [`start`] the new binary; on success name it the main
 /// process to systemd, publish the outcome and confirm (true: the caller drains and exits);
 /// on failure log and publish why (false: this process serves on).
-pub async fn hand_over(config: &Config, plane: &DataPlane, notify: &Notifier) -> bool {
+pub async fn hand_over(
+    config: &Config,
+    plane: &DataPlane,
+    ha: &mut HaHandle,
+    notify: &Notifier,
+) -> bool {
     tracing::info!("SIGUSR2: binary upgrade");
-    match start(config, plane).await {
+    match start(config, plane, ha).await {
         Ok(new) => {
             let pid = new.pid;
             // NotifyAccess=main: only the main process may name another one main; from now on
@@ -121,8 +132,13 @@ pub async fn hand_over(config: &Config, plane: &DataPlane, notify: &Notifier) ->
 }
 
 /// SIGUSR2: start the binary at this process's path on the same listening sockets and wait
-/// until it serves (see the module doc). On `Err` nothing changed.
-pub async fn start(config: &Config, plane: &DataPlane) -> Result<NewProcess, Refused> {
+/// until it serves, handing it the VRRP instances it asks for (see the module doc). On
+/// `Err` nothing changed (VRRP instances paused meanwhile act again).
+pub async fn start(
+    config: &Config,
+    plane: &DataPlane,
+    ha: &mut HaHandle,
+) -> Result<NewProcess, Refused> {
     let exe = own_binary().map_err(|e| Refused::start(format!("{e:#}")))?;
     let listeners = plane.handover_addrs();
     let bound: Vec<_> = listeners.iter().map(|(_, b)| *b).collect();
@@ -154,6 +170,7 @@ pub async fn start(config: &Config, plane: &DataPlane) -> Result<NewProcess, Ref
         .arg(&config_path)
         .env(LISTEN_FDS_ENV, inherit::format(&entries))
         .env(UPGRADE_FD_ENV, theirs.as_raw_fd().to_string())
+        .env(crate::vrrp_handover::OFFER_ENV, "1")
         // systemd's watchdog names the old main PID; the new process pings once it is main.
         .env_remove("WATCHDOG_PID")
         .stdin(std::process::Stdio::null())
@@ -171,7 +188,29 @@ pub async fn start(config: &Config, plane: &DataPlane) -> Result<NewProcess, Ref
         .map_err(|e| Refused::start(format!("handover socket: {e}")))?;
     let mut reader = BufReader::new(socket);
     let mut line = String::new();
-    let answer = tokio::time::timeout(READY_WAIT, reader.read_line(&mut line)).await;
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    let answer = loop {
+        line.clear();
+        let got = tokio::time::timeout_at(deadline, reader.read_line(&mut line)).await;
+        if !matches!(got, Ok(Ok(n)) if n > 0 && line.starts_with("VRRP ")) {
+            break got;
+        }
+        // The new process is about to start VRRP: pause ours, tell it the roles.
+        let handed = match crate::vrrp_handover::parse_request(&line) {
+            Ok(wanted) => ha.pause_for(&wanted).await,
+            Err(e) => {
+                tracing::warn!(error = %e, pid, "upgrade: unreadable VRRP request: nothing handed over");
+                Vec::new()
+            }
+        };
+        for (name, from) in &handed {
+            tracing::info!(instance = %name, state = %from.state, new_pid = pid, "upgrade: VRRP instance handed over");
+        }
+        let answer = crate::vrrp_handover::reply(&handed);
+        if let Err(e) = reader.get_mut().write_all(answer.as_bytes()).await {
+            tracing::warn!(error = %e, pid, "upgrade: cannot send the VRRP roles");
+        }
+    };
     let refused = match answer {
         Ok(Ok(_)) if line.starts_with("READY") => {
             return Ok(NewProcess {
@@ -209,6 +248,8 @@ pub async fn start(config: &Config, plane: &DataPlane) -> Result<NewProcess, Ref
     // Whatever state it is in, it must not serve beside this process.
     let _ = child.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+    // Only now (the new process is gone) may VRRP instances act again: never two masters.
+    ha.resume();
     Err(refused)
 }
 

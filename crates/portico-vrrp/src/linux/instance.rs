@@ -3,16 +3,24 @@
 //!
 //! [`start`] checks the interface, removes a virtual address a crashed run may have left
 //! behind, opens the socket and spawns the instance task. The task waits on the socket, the
-//! machine's deadline, the effective priority and the stop signal, feeds the machine and
+//! machine's deadline, the effective priority and its control channel, feeds the machine and
 //! carries out its actions. [`InstanceHandle::shutdown`] resigns (priority-0 advert) and
 //! removes the virtual addresses before returning.
+//!
+//! A binary upgrade hands the instance over without a state change the group could see:
+//! the old process [`InstanceHandle::pause`]s it (no more adverts, timers or received
+//! packets acted on; it reports what it runs as), the new one calls [`start`] with that
+//! [`Inherited`] role (a master keeps the addresses already on the interface and adverts at
+//! once), and the old one's [`InstanceHandle::shutdown`] of a paused instance then leaves
+//! the network alone: no priority-0 advert, addresses kept. Should the new process fail,
+//! [`InstanceHandle::resume`] picks up where the pause stopped.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use portico_config::{IpPrefix, VrrpInstance};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::DriverError;
@@ -20,7 +28,7 @@ use super::announce::announce;
 use super::iface::Interface;
 use super::netlink::{add_address, del_address};
 use super::sock::VrrpSocket;
-use crate::machine::{Action, Input, Machine, Params, State};
+use crate::machine::{Action, Inherited, Input, Machine, Params, State};
 use crate::packet::{self, Advert, Auth};
 use crate::track::{self, TrackState, Tracked, Tracker};
 
@@ -34,12 +42,23 @@ pub struct Status {
     pub transitions: u64,
 }
 
+/// What the instance task is told.
+#[derive(Debug)]
+enum Ctl {
+    /// Stop: resign and remove the addresses unless paused.
+    Stop,
+    /// Stop acting (a successor process takes over); answers what it ran as.
+    Pause(oneshot::Sender<Inherited>),
+    /// Act again after a pause.
+    Resume,
+}
+
 /// A running instance.
 #[derive(Debug)]
 pub struct InstanceHandle {
     status: watch::Receiver<Status>,
     tracks: watch::Receiver<Vec<TrackState>>,
-    stop: Option<oneshot::Sender<()>>,
+    ctl: mpsc::UnboundedSender<Ctl>,
     task: JoinHandle<()>,
 }
 
@@ -63,11 +82,25 @@ impl InstanceHandle {
         self.status.clone()
     }
 
-    /// Graceful stop: priority-0 advert if master, virtual addresses removed.
+    /// Stop acting for a successor process (binary upgrade): no more adverts, timers or
+    /// received adverts acted on, the addresses left as they are. Returns what the instance
+    /// ran as (`None` if its task has ended).
+    pub async fn pause(&self) -> Option<Inherited> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl.send(Ctl::Pause(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Act again after [`InstanceHandle::pause`] (the successor did not take over): a
+    /// master adverts at once.
+    pub fn resume(&self) {
+        let _ = self.ctl.send(Ctl::Resume);
+    }
+
+    /// Graceful stop: priority-0 advert if master, virtual addresses removed; a paused
+    /// instance (handed over) stops without touching the network.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.ctl.send(Ctl::Stop);
         if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
             .await
             .is_err()
@@ -77,15 +110,19 @@ impl InstanceHandle {
     }
 }
 
-/// Starts one instance; must run inside a tokio runtime.
+/// Starts one instance; must run inside a tokio runtime. `inherited`: the role a previous
+/// process of this node handed over (binary upgrade), started as instead of from INIT.
 pub async fn start(
     cfg: &VrrpInstance,
     tracked: Vec<Tracked>,
+    inherited: Option<Inherited>,
 ) -> Result<InstanceHandle, DriverError> {
     let iface = Interface::lookup(&cfg.interface)?;
     let v6 = cfg.virtual_ips.first().is_some_and(|p| p.addr.is_ipv6());
-    if cfg.priority != 255 {
-        // A crashed run (SIGKILL) leaves its addresses behind: a stale duplicate VIP.
+    let adopt_master = inherited.is_some_and(|i| i.state == State::Master);
+    if cfg.priority != 255 && !adopt_master {
+        // A crashed run (SIGKILL) leaves its addresses behind: a stale duplicate VIP. (A
+        // master handed over keeps them: they are the old process's, now this one's.)
         for vip in &cfg.virtual_ips {
             del_address(iface.index, vip)?;
         }
@@ -115,7 +152,7 @@ pub async fn start(
     tracing::info!(instance = %cfg.name, interface = %cfg.interface, %primary, vrid = cfg.vrid,
         version = ?cfg.version, priority = cfg.priority, "VRRP instance starting");
     let tracks = tracker.checks.clone();
-    let (stop_tx, stop_rx) = oneshot::channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let run = Running {
         m: machine,
         sock,
@@ -125,11 +162,11 @@ pub async fn start(
         status: status_tx,
         announcer: None,
     };
-    let task = tokio::spawn(run.run(tracker, stop_rx));
+    let task = tokio::spawn(run.run(tracker, ctl_rx, inherited));
     Ok(InstanceHandle {
         status,
         tracks,
-        stop: Some(stop_tx),
+        ctl: ctl_tx,
         task,
     })
 }
@@ -145,14 +182,48 @@ struct Running {
 }
 
 impl Running {
-    async fn run(mut self, tracker: Tracker, mut stop: oneshot::Receiver<()>) {
+    async fn run(
+        mut self,
+        tracker: Tracker,
+        mut ctl: mpsc::UnboundedReceiver<Ctl>,
+        inherited: Option<Inherited>,
+    ) {
         let mut effective = tracker.effective.clone();
         let initial = *effective.borrow_and_update();
         self.feed(Input::Track(initial)).await;
-        self.feed(Input::Startup).await;
+        match inherited {
+            Some(from) => {
+                tracing::info!(instance = %self.m.params().name, handed_over = %from.state,
+                    "VRRP instance adopted from the previous process");
+                // A fall back to a start from INIT (a failing check, the owner) logs its
+                // state change as a start does.
+                self.feed(Input::Adopt(from)).await;
+            }
+            None => self.feed(Input::Startup).await,
+        }
         let mut buf = vec![0u8; 4096];
         let mut track_open = true;
+        let mut paused = false;
         loop {
+            if paused {
+                // Handed over: only the control channel counts (queued adverts wait in the
+                // socket for a resume).
+                match ctl.recv().await {
+                    Some(Ctl::Resume) => {
+                        paused = false;
+                        tracing::info!(instance = %self.m.params().name, state = %self.m.state(),
+                            "VRRP instance resumed (not handed over)");
+                        self.feed(Input::Resume).await;
+                        let e = *effective.borrow_and_update();
+                        self.feed(Input::Track(e)).await;
+                    }
+                    Some(Ctl::Pause(tx)) => {
+                        let _ = tx.send(self.m.inherited());
+                    }
+                    Some(Ctl::Stop) | None => break,
+                }
+                continue;
+            }
             let deadline = self.m.deadline().map(tokio::time::Instant::from_std);
             let sleep = async {
                 match deadline {
@@ -165,7 +236,17 @@ impl Running {
             // take over from a master whose adverts are sitting in its receive buffer.
             tokio::select! {
                 biased;
-                _ = &mut stop => break,
+                c = ctl.recv() => match c {
+                    Some(Ctl::Stop) | None => break,
+                    Some(Ctl::Pause(tx)) => {
+                        paused = true;
+                        let from = self.m.inherited();
+                        tracing::info!(instance = %self.m.params().name, state = %from.state,
+                            "VRRP instance paused: handed over to the new process");
+                        let _ = tx.send(from);
+                    }
+                    Some(Ctl::Resume) => {}
+                },
                 r = self.sock.recv(&mut buf) => match r {
                     Ok(rx) => {
                         if let Some((src, advert)) = self.check(rx) {
@@ -188,8 +269,16 @@ impl Running {
             }
         }
         tracker.stop();
-        self.feed(Input::Shutdown).await;
-        tracing::info!(instance = %self.m.params().name, "VRRP instance stopped");
+        if paused {
+            if let Some(t) = self.announcer.take() {
+                t.abort();
+            }
+            tracing::info!(instance = %self.m.params().name,
+                "VRRP instance stopped (handed over: addresses left to the new process)");
+        } else {
+            self.feed(Input::Shutdown).await;
+            tracing::info!(instance = %self.m.params().name, "VRRP instance stopped");
+        }
     }
 
     /// IP-level and codec checks; returns the advert to feed.

@@ -14,6 +14,7 @@ use std::io;
 
 use portico_config::IpPrefix;
 
+pub use crate::machine::Inherited;
 pub use instance::{InstanceHandle, Status, start};
 
 /// Why the driver could not start or act.

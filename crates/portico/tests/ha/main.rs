@@ -5,9 +5,11 @@
 
 mod caps;
 mod failover;
+mod imported;
 mod keepalived;
 mod measure;
 mod seed003;
 mod seed004;
 mod support;
 mod track;
+mod upgrade;
