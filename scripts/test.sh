@@ -9,7 +9,7 @@
 #
 # Installs, when missing: Debian packages (nodejs npm python3-venv curl iproute2 keepalived
 # nginx haproxy wrk tcpdump jq openssl ca-certificates pebble util-linux slowhttptest systemd
-# (for systemd-analyze) apache2-utils), node
+# (for systemd-analyze) apache2-utils libnginx-mod-stream), node
 # modules in tests/peers (`npm ci`, from package-lock.json), and a Python venv at .peers/venv with
 # tests/peers/requirements.txt. Exports PORTICO_PEERS and PORTICO_VENV for the tests.
 # Under CI=true, a peer that cannot be installed is an error (tests would fail anyway).
@@ -66,11 +66,13 @@ APT_WANT=(
   "keepalived:keepalived" "nginx:nginx" "haproxy:haproxy" "wrk:wrk" "tcpdump:tcpdump"
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
   "slowhttptest:slowhttptest" "systemd:systemd-analyze" "apache2-utils:htpasswd" "chromium:chromium"
+  "libnginx-mod-stream:nginx-stream"
 )
 have() { # have CHECK
   case $1 in
     venv) [ -x "$SYS_PYTHON" ] && "$SYS_PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
     cacerts) [ -s /etc/ssl/certs/ca-certificates.crt ] ;;
+    nginx-stream) [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] ;;
     *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
   esac
 }

@@ -46,12 +46,6 @@ pub(crate) const NOT_SUPPORTED: &[Gated] = &[
     },
     Gated {
         scope: Scope::Site,
-        key: "accept_proxy_protocol",
-        hint: "PROXY headers on site listeners come later; streams accept them already, and \
-               [server] trusted_proxies believes X-Forwarded-For from your proxies",
-    },
-    Gated {
-        scope: Scope::Site,
         key: "compress",
         hint: "response compression comes later",
     },

@@ -215,6 +215,9 @@ pub struct Site {
     pub http_redirect: bool,
     pub http_listen: Vec<SocketAddr>,
     pub hsts: Option<String>,
+    /// `accept_proxy_protocol`: every connection to the site's listeners (`listen`, and
+    /// `http_listen` on a TLS site) starts with a PROXY v1/v2 header naming the client.
+    pub accept_proxy_protocol: bool,
     /// Routes in file order. Matching order (exact, regex in order, longest prefix) is the
     /// proxy's job.
     pub routes: Vec<Route>,

@@ -17,6 +17,8 @@ pub(crate) struct SiteSpans {
     pub header: Span,
     /// Span of each host pattern (the site header when `hosts` is absent).
     pub hosts: Vec<Span>,
+    /// Span of `accept_proxy_protocol` (the site header when absent).
+    pub accept_proxy: Span,
 }
 
 pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Site, SiteSpans)> {
@@ -107,6 +109,10 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         );
     }
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    let accept_proxy_protocol = ctx.bool(t, "accept_proxy_protocol", false);
+    spans.accept_proxy = ctx
+        .key_span(t, "accept_proxy_protocol")
+        .unwrap_or_else(|| header.clone());
     let error_pages = error_pages(ctx, t);
     if tls.is_none() && !ctx.has(t, "tls") {
         for key in ["hsts", "http_listen"] {
@@ -181,6 +187,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         http_redirect,
         http_listen,
         hsts,
+        accept_proxy_protocol,
         routes,
         error_pages,
     };

@@ -343,5 +343,6 @@ pub async fn read_header(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "proxy_protocol_tests.rs"]
 mod tests;

@@ -536,3 +536,27 @@ fn ws_ping_is_a_positive_duration_on_a_websocket_route() {
         "{d}"
     );
 }
+
+#[test]
+fn sites_sharing_an_address_agree_on_proxy_protocol() {
+    let site = |pp: &str, host: &str| {
+        format!(
+            "[[sites]]\nlisten = [\"127.0.0.1:80\"]\nhosts = [\"{host}\"]\n{pp}[[sites.routes]]\npath = \"/\"\nrespond = \"1\"\n"
+        )
+    };
+    let text = site("accept_proxy_protocol = true\n", "a.test") + &site("", "b.test");
+    let d = one(&text);
+    assert!(
+        d.starts_with(
+            "t.toml:8:1: site #1 expects PROXY headers on 127.0.0.1:80 (`accept_proxy_protocol`) and site #2 shares that address without them"
+        ),
+        "{d}"
+    );
+    // Both with it, or on different addresses: valid.
+    let both = site("accept_proxy_protocol = true\n", "a.test")
+        + &site("accept_proxy_protocol = true\n", "b.test");
+    assert!(diags(&both).is_empty());
+    let apart = site("accept_proxy_protocol = true\n", "a.test")
+        + &site("", "b.test").replace(":80", ":81");
+    assert!(diags(&apart).is_empty());
+}

@@ -14,6 +14,7 @@ mod examples_check;
 mod import;
 mod planes;
 mod policy_system;
+mod proxy_protocol_sites;
 mod reload;
 mod reload_streams;
 mod seed000;
