@@ -326,7 +326,7 @@ async fn connect(
         };
         *last = addrs.first().copied();
         match portico_net::resolve::connect(addrs, up.connect_timeout).await {
-            Ok((tcp, reached)) => {
+            Ok((tcp, reached, left)) => {
                 *last = Some(reached);
                 match &up.tls {
                     None => {
@@ -334,8 +334,8 @@ async fn connect(
                         return Ok((ServerIo::Plain(tcp), picked));
                     }
                     Some(tls) => {
-                        match tls_connect(tls, picked.index, tcp, header, up.connect_timeout).await
-                        {
+                        // One deadline: the handshake gets what the TCP connect left.
+                        match tls_connect(tls, picked.index, tcp, header, left).await {
                             Ok(s) => {
                                 up.pool.report_success(picked.index);
                                 return Ok((ServerIo::Tls(Box::new(s)), picked));
