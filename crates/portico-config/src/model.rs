@@ -93,6 +93,8 @@ pub struct Upstream {
     pub balance: Balance,
     pub hash_key: HashKey,
     pub sticky_cookie: Option<String>,
+    /// `sticky_cookie_max_age`: the cookie's `Max-Age` (`None`: a session cookie).
+    pub sticky_cookie_max_age: Option<Duration>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub send_timeout: Duration,

@@ -560,3 +560,12 @@ fn sites_sharing_an_address_agree_on_proxy_protocol() {
         + &site("", "b.test").replace(":80", ":81");
     assert!(diags(&apart).is_empty());
 }
+
+#[test]
+fn sticky_cookie_max_age_needs_a_cookie() {
+    let d = one(&format!("{UP}sticky_cookie_max_age = \"1h\"\n"));
+    assert!(
+        d.starts_with("t.toml:3:1: `sticky_cookie_max_age` needs `sticky_cookie`"),
+        "{d}"
+    );
+}

@@ -208,6 +208,7 @@ impl Snapshot {
             let sticky = match &upstream.sticky_cookie {
                 Some(cookie) => Some(sticky::Sticky::build(
                     cookie,
+                    upstream.sticky_cookie_max_age,
                     name,
                     pool.members().iter().map(|m| &*m.id.addr),
                     secret.clone(),
