@@ -38,43 +38,11 @@ pub(crate) struct Gated {
 }
 
 /// Delete an entry to enable that feature.
-pub(crate) const NOT_SUPPORTED: &[Gated] = &[
-    Gated {
-        scope: Scope::Root,
-        key: "cluster",
-        hint: "shared state in etcd comes later",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress_types",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress_min_size",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress_types",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress_min_size",
-        hint: "response compression comes later",
-    },
-];
+pub(crate) const NOT_SUPPORTED: &[Gated] = &[Gated {
+    scope: Scope::Root,
+    key: "cluster",
+    hint: "shared state in etcd comes later",
+}];
 
 /// The gate entry for `key` in `scope`, if the key is not supported yet.
 pub(crate) fn gated(scope: Scope, key: &str) -> Option<&'static Gated> {

@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod acme;
+mod compress;
 mod error;
 mod gate;
 mod keys;

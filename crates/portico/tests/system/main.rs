@@ -10,6 +10,7 @@ mod admin_chromium;
 mod attacks;
 mod autobahn;
 mod cli;
+mod compress_system;
 mod examples_check;
 mod import;
 mod planes;
