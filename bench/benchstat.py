@@ -27,6 +27,11 @@ PHASES = [
               "connection; unit = handshake)", "hs/s"),
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
+    # traffic policy (nginx and Portico only)
+    ("ka64limit", "HTTP/1.1 keep-alive, wrk -t2 -c64, route with a rate limit that never triggers "
+                  "(nginx limit_req, Portico limit_rate)", "req/s"),
+    ("gzip4k", "HTTP/1.1 keep-alive, wrk -t2 -c64, 4 KiB text response gzipped by the proxy "
+               "(level 6, min length 256)", "req/s"),
 ]
 TARGETS = ["direct", "nginx", "haproxy", "portico", "portico_metrics"]
 PROXIES = ["nginx", "haproxy", "portico", "portico_metrics"]

@@ -14,6 +14,10 @@
 #   hs       (optional) full TLS 1.3 handshakes, ECDSA P-256: bench/tls-hs-client.py (never resumes),
 #            HS_PROCS processes, one GET per connection; listeners with resumption off (proxies only)
 #   hsrsa    (optional) the same with an RSA-2048 certificate
+#   ka64limit (optional) ka64 on a route with a rate limit that never triggers (nginx limit_req,
+#            Portico limit_rate; nginx and Portico only)
+#   gzip4k   (optional) ka64 on a 4 KiB text response gzipped by the proxy, level 6 (nginx gzip on,
+#            Portico compress; nginx and Portico only)
 # For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
 # (utime+stime from /proc) per unit, machine busy %, and the CPU share of foreign processes
 # (so that runs disturbed by other workloads are visible). Writes bench-out/report-DATE.md.
@@ -359,6 +363,15 @@ run_load() {
     cmd=(python3 "$BENCH/tls-hs-client.py" "${hp%:*}" "${hp##*:}" "$sni" "$DUR" "$HS_PROCS")
     ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
+  ka64limit | gzip4k)
+    # traffic policy phases: nginx and Portico only (HAProxy's equivalents are not set up;
+    # the origin does neither)
+    [[ $target == nginx || $target == portico* ]] || return 0
+    kind=wrk
+    local path=limited/ hdr=()
+    [[ $phase == gzip4k ]] && { path=gz/4k.txt; hdr=(-H 'Accept-Encoding: gzip'); }
+    cmd=(wrk -t"$WRK_THREADS" -c64 -d"${DUR}s" --latency "${hdr[@]}" "$(target_url "$target" http)$path")
+    ;;
   esac
   ensure_running "$target"
   local origin_pids
@@ -486,6 +499,10 @@ main() {
     -e "s|^listen = \"off\"|listen = \"127.0.0.1:$PORTICO_M_ADMIN\"|" -e "s|portico-data|portico-metrics-data|" \
     "$BASE/conf/portico.toml" >"$BASE/conf/portico-metrics.toml"
   make_certs
+  # gzip4k phase: the origin's 4 KiB text file (64-byte lines)
+  mkdir -p "$BASE/www/gz"
+  for ((i = 0; i < 64; i++)); do printf 'line %02d of the gzip phase text, varied a little: %08d .....\n' "$i" "$((i * 7919))"; done >"$BASE/www/gz/4k.txt"
+  chmod -R a+rX "$BASE/www"
   if [[ $PHASES == *tls* || $PHASES == *hs* ]] && has "$TARGETS" portico; then
     fill_template "$BENCH/conf/portico-tls.toml" "$BASE/conf/portico-tls.part"
     cat "$BASE/conf/portico.toml" "$BASE/conf/portico-tls.part" >"$BASE/conf/portico-with-tls.toml"
@@ -521,7 +538,7 @@ main() {
       for ph in $PHASES; do
         case $ph in
         idle) run_idle "$round" "$t" ;;
-        ka64 | ka1000 | close | ws | tls | tlsclose | hs | hsrsa) run_load "$round" "$t" "$ph" ;;
+        ka64 | ka1000 | close | ws | tls | tlsclose | hs | hsrsa | ka64limit | gzip4k) run_load "$round" "$t" "$ph" ;;
         *) die "unknown phase $ph" ;;
         esac
       done

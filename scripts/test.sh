@@ -9,7 +9,7 @@
 #
 # Installs, when missing: Debian packages (nodejs npm python3-venv curl iproute2 keepalived
 # nginx haproxy wrk tcpdump jq openssl ca-certificates pebble util-linux slowhttptest systemd
-# (for systemd-analyze) apache2-utils), node
+# (for systemd-analyze) apache2-utils libnginx-mod-stream), node
 # modules in tests/peers (`npm ci`, from package-lock.json), and a Python venv at .peers/venv with
 # tests/peers/requirements.txt. Exports PORTICO_PEERS and PORTICO_VENV for the tests.
 # Under CI=true, a peer that cannot be installed is an error (tests would fail anyway).
@@ -67,12 +67,14 @@ APT_WANT=(
   "jq:jq" "openssl:openssl" "ca-certificates:cacerts" "pebble:pebble" "util-linux:setpriv"
   "slowhttptest:slowhttptest" "systemd:systemd-analyze" "apache2-utils:htpasswd" "chromium:chromium"
   "etcd-server:etcd" "etcd-client:etcdctl" "protobuf-compiler:protoc" "libprotobuf-dev:protoinc"
+  "libnginx-mod-stream:nginx-stream"
 )
 have() { # have CHECK
   case $1 in
     venv) [ -x "$SYS_PYTHON" ] && "$SYS_PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 ;;
     cacerts) [ -s /etc/ssl/certs/ca-certificates.crt ] ;;
     protoinc) [ -f /usr/include/google/protobuf/descriptor.proto ] ;; # etcd-client's build
+    nginx-stream) [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] ;;
     *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
   esac
 }

@@ -129,10 +129,12 @@ impl Pool {
         })
     }
 
-    /// Take member `index` itself (sticky cookie, stream persistence) if it can serve: not
-    /// `down`, healthy, not failed by passive health, below `max_conns`, and not disabled
-    /// (a draining server still serves the clients pinned to it). `None` otherwise: the
-    /// caller then falls back to [`Pool::pick`].
+    /// Take member `index` itself (a sticky cookie's or a stream persistence entry's server)
+    /// if it can serve: not `down`, healthy, not failed by passive health, below
+    /// `max_conns`, and not disabled. A draining server passes here: stream persistence keeps
+    /// its clients on it (HAProxy's drain); the proxy's sticky cookies refuse a draining
+    /// server before asking (`UpstreamEntry::pick_pinned`: re-picked and re-pinned).
+    /// `None` otherwise: the caller then falls back to [`Pool::pick`].
     pub fn pick_member(&self, index: usize) -> Option<Picked> {
         self.pick_member_at(index, Instant::now())
     }

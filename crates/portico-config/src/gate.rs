@@ -38,44 +38,7 @@ pub(crate) struct Gated {
 }
 
 /// Delete an entry to enable that feature.
-pub(crate) const NOT_SUPPORTED: &[Gated] = &[
-    Gated {
-        scope: Scope::Site,
-        key: "accept_proxy_protocol",
-        hint: "PROXY headers on site listeners come later; streams accept them already, and \
-               [server] trusted_proxies believes X-Forwarded-For from your proxies",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress_types",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Site,
-        key: "compress_min_size",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress_types",
-        hint: "response compression comes later",
-    },
-    Gated {
-        scope: Scope::Route,
-        key: "compress_min_size",
-        hint: "response compression comes later",
-    },
-];
+pub(crate) const NOT_SUPPORTED: &[Gated] = &[];
 
 /// The gate entry for `key` in `scope`, if the key is not supported yet.
 pub(crate) fn gated(scope: Scope, key: &str) -> Option<&'static Gated> {

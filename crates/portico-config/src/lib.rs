@@ -16,6 +16,7 @@
 
 mod acme;
 mod cluster;
+mod compress;
 mod error;
 mod gate;
 mod keys;

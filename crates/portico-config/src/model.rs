@@ -117,6 +117,8 @@ pub struct Upstream {
     pub balance: Balance,
     pub hash_key: HashKey,
     pub sticky_cookie: Option<String>,
+    /// `sticky_cookie_max_age`: the cookie's `Max-Age` (`None`: a session cookie).
+    pub sticky_cookie_max_age: Option<Duration>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub send_timeout: Duration,
@@ -239,6 +241,9 @@ pub struct Site {
     pub http_redirect: bool,
     pub http_listen: Vec<SocketAddr>,
     pub hsts: Option<String>,
+    /// `accept_proxy_protocol`: every connection to the site's listeners (`listen`, and
+    /// `http_listen` on a TLS site) starts with a PROXY v1/v2 header naming the client.
+    pub accept_proxy_protocol: bool,
     /// Routes in file order. Matching order (exact, regex in order, longest prefix) is the
     /// proxy's job.
     pub routes: Vec<Route>,
@@ -319,6 +324,101 @@ pub struct Policy {
     pub limit_conn: Option<u32>,
     /// `auth_basic = { realm, users_file, forward_auth }`.
     pub auth_basic: Option<AuthBasic>,
+    /// `compress`, `compress_types`, `compress_min_size` as written (see
+    /// [`CompressKeys::resolve`]); not a check, so not counted by [`Policy::is_empty`].
+    pub compress: CompressKeys,
+}
+
+/// A content coding Portico compresses responses with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Zstd,
+    Br,
+    Gzip,
+}
+
+impl Coding {
+    /// Every coding, in the default order of preference (`compress = true`).
+    pub const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+
+    /// The token of `Accept-Encoding` / `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Zstd => "zstd",
+            Coding::Br => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+}
+
+/// The media types compressed when `compress_types` is not set: text and the text-like
+/// application types (JSON, JavaScript, XML, SVG, WebAssembly).
+pub const DEFAULT_COMPRESS_TYPES: &[&str] = &[
+    "text/*",
+    "application/json",
+    "application/javascript",
+    "application/xml",
+    "application/xhtml+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/ld+json",
+    "application/manifest+json",
+    "application/wasm",
+    "image/svg+xml",
+];
+
+/// `compress_min_size` when not set: bodies smaller than this are sent as they are.
+pub const DEFAULT_COMPRESS_MIN_SIZE: u64 = 256;
+
+/// The compression keys of one site or route table; `None`: not written there (a route
+/// then takes the site's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompressKeys {
+    /// `compress`: `true` is every coding (zstd, br, gzip), `false` none.
+    pub codings: Option<Vec<Coding>>,
+    /// `compress_types`: lower-cased `type/subtype` or `type/*`.
+    pub types: Option<Vec<String>>,
+    /// `compress_min_size`, in bytes.
+    pub min_size: Option<u64>,
+}
+
+/// How a route compresses its responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compress {
+    /// In order of preference (a tie of the client's q-values goes to the first).
+    pub codings: Vec<Coding>,
+    pub types: Vec<String>,
+    pub min_size: u64,
+}
+
+impl CompressKeys {
+    /// Take each key not set here from `site`.
+    pub fn inherit(&mut self, site: &CompressKeys) {
+        if self.codings.is_none() {
+            self.codings.clone_from(&site.codings);
+        }
+        if self.types.is_none() {
+            self.types.clone_from(&site.types);
+        }
+        if self.min_size.is_none() {
+            self.min_size = site.min_size;
+        }
+    }
+
+    /// The compression these keys ask for (`None`: off), defaults filled in.
+    pub fn resolve(&self) -> Option<Compress> {
+        let codings = self.codings.as_ref().filter(|c| !c.is_empty())?;
+        Some(Compress {
+            codings: codings.clone(),
+            types: self.types.clone().unwrap_or_else(|| {
+                DEFAULT_COMPRESS_TYPES
+                    .iter()
+                    .map(|s| (*s).to_string())
+                    .collect()
+            }),
+            min_size: self.min_size.unwrap_or(DEFAULT_COMPRESS_MIN_SIZE),
+        })
+    }
 }
 
 /// `auth_basic`: HTTP Basic authentication against an htpasswd file of bcrypt hashes.
@@ -360,6 +460,7 @@ impl Policy {
         if self.auth_basic.is_none() {
             self.auth_basic.clone_from(&site.auth_basic);
         }
+        self.compress.inherit(&site.compress);
     }
 
     /// Whether no key is set.

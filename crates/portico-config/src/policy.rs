@@ -1,6 +1,6 @@
 //! Traffic policy keys, read on a site (the default of its routes) and on a route (which
 //! replaces the site's value key by key): `access`, `limit_rate`, `limit_conn`,
-//! `auth_basic`.
+//! `auth_basic`, and the compression keys (`compress.rs`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -15,7 +15,15 @@ use crate::walk::Ctx;
 /// The policy keys, asked for on every site and every route whatever its action (a route
 /// test checks the route reader asks for these and its own keys only).
 #[cfg(test)]
-pub(crate) const POLICY_KEYS: &[&str] = &["access", "limit_rate", "limit_conn", "auth_basic"];
+pub(crate) const POLICY_KEYS: &[&str] = &[
+    "access",
+    "limit_rate",
+    "limit_conn",
+    "auth_basic",
+    "compress",
+    "compress_types",
+    "compress_min_size",
+];
 
 /// The policy keys of one site or route table.
 pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
@@ -28,6 +36,7 @@ pub(crate) fn policy(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>) -> Policy {
         limit_rate: limit_rate(ctx, t),
         limit_conn,
         auth_basic: auth_basic(ctx, t),
+        compress: crate::compress::compress_keys(ctx, t),
     }
 }
 

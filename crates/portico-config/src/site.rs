@@ -17,6 +17,8 @@ pub(crate) struct SiteSpans {
     pub header: Span,
     /// Span of each host pattern (the site header when `hosts` is absent).
     pub hosts: Vec<Span>,
+    /// Span of `accept_proxy_protocol` (the site header when absent).
+    pub accept_proxy: Span,
 }
 
 pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Site, SiteSpans)> {
@@ -107,6 +109,10 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         );
     }
     let hsts = ctx.str(t, "hsts").map(|(s, _)| s.to_string());
+    let accept_proxy_protocol = ctx.bool(t, "accept_proxy_protocol", false);
+    spans.accept_proxy = ctx
+        .key_span(t, "accept_proxy_protocol")
+        .unwrap_or_else(|| header.clone());
     let error_pages = error_pages(ctx, t);
     if tls.is_none() && !ctx.has(t, "tls") {
         for key in ["hsts", "http_listen"] {
@@ -126,6 +132,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
             );
         }
     }
+    let mut route_spans: Vec<(String, Span)> = Vec::new();
     let routes = match ctx.get(t, "routes") {
         None => {
             ctx.err(
@@ -144,7 +151,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
                     ctx.err(&rv.span(), format!("{what} has no routes"), None);
                 }
                 let mut out: Vec<Route> = Vec::new();
-                let mut seen: Vec<(String, Span)> = Vec::new();
+                let seen = &mut route_spans;
                 for (i, item) in items.iter().enumerate() {
                     let Some((r, span)) = route(ctx, i, item, &what) else {
                         continue;
@@ -170,8 +177,32 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         },
     };
     let mut routes = routes;
-    for r in &mut routes {
+    for (r, (_, span)) in routes.iter_mut().zip(&route_spans) {
+        let own = r.policy.compress.clone();
         r.policy.inherit(&policy);
+        if (own.types.is_some() || own.min_size.is_some()) && r.policy.compress.resolve().is_none()
+        {
+            ctx.err(
+                span,
+                format!("a route of {what} sets `compress_types` or `compress_min_size` but does not compress"),
+                Some("add `compress = true` to the route or its site".into()),
+            );
+        }
+    }
+    let site_sets = policy.compress.types.is_some() || policy.compress.min_size.is_some();
+    if site_sets
+        && policy.compress.resolve().is_none()
+        && !routes.iter().any(|r| r.policy.compress.resolve().is_some())
+    {
+        for key in ["compress_types", "compress_min_size"] {
+            if let Some(span) = ctx.key_span(t, key) {
+                ctx.err(
+                    &span,
+                    format!("`{key}` has no effect: neither {what} nor its routes compress"),
+                    Some("add `compress = true` to the site or to a route".into()),
+                );
+            }
+        }
     }
     let site = Site {
         index,
@@ -181,6 +212,7 @@ pub(crate) fn site(ctx: &mut Ctx<'_>, index: usize, v: &Value<'_>) -> Option<(Si
         http_redirect,
         http_listen,
         hsts,
+        accept_proxy_protocol,
         routes,
         error_pages,
     };

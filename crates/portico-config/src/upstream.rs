@@ -69,6 +69,19 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
             None
         }
     });
+    let sticky_cookie_max_age = ctx
+        .has(t, "sticky_cookie_max_age")
+        .then(|| ctx.positive_duration(t, "sticky_cookie_max_age", Duration::from_secs(1)));
+    if sticky_cookie.is_none()
+        && !ctx.has(t, "sticky_cookie")
+        && let Some(span) = ctx.key_span(t, "sticky_cookie_max_age")
+    {
+        ctx.err(
+            &span,
+            "`sticky_cookie_max_age` needs `sticky_cookie`",
+            Some("name the cookie: sticky_cookie = \"portico_srv\"".into()),
+        );
+    }
     let slow_start = ctx.duration(t, "slow_start", Duration::ZERO);
     if !slow_start.is_zero()
         && matches!(balance, Balance::Hash | Balance::IpHash)
@@ -95,6 +108,7 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
         balance,
         hash_key,
         sticky_cookie,
+        sticky_cookie_max_age,
         connect_timeout: ctx.positive_duration(t, "connect_timeout", Duration::from_secs(5)),
         read_timeout: ctx.positive_duration(t, "read_timeout", Duration::from_secs(60)),
         send_timeout: ctx.positive_duration(t, "send_timeout", Duration::from_secs(60)),

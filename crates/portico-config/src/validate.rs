@@ -25,6 +25,7 @@ pub(crate) fn cross_check(
         }
     }
     duplicate_sites(ctx, config, sites);
+    proxy_protocol_listeners(ctx, config, sites);
     duplicate_vrrp(ctx, config, vrrp);
     stream_listeners(ctx, config, streams);
     if let Some(admin) = config.admin.listen
@@ -99,6 +100,50 @@ fn duplicate_sites(ctx: &mut Ctx<'_>, config: &Config, spans: &[SiteSpans]) {
                         "merge the routes into one site, or change its `hosts` or `listen`".into(),
                     ),
                 );
+            }
+        }
+    }
+}
+
+/// The addresses a site's connections arrive on: `listen`, and `http_listen` when the site
+/// redirects plain HTTP to https.
+fn site_addrs(site: &crate::model::Site) -> impl Iterator<Item = &SocketAddr> {
+    let redirect = site.tls.is_some() && site.http_redirect;
+    site.listen
+        .iter()
+        .chain(site.http_listen.iter().filter(move |_| redirect))
+}
+
+/// Sites sharing a listen address agree on `accept_proxy_protocol`: a PROXY header is a
+/// property of the connection, read before any Host is known.
+fn proxy_protocol_listeners(ctx: &mut Ctx<'_>, config: &Config, spans: &[SiteSpans]) {
+    let mut first: HashMap<SocketAddr, (usize, bool)> = HashMap::new();
+    for (site, sp) in config.sites.iter().zip(spans) {
+        for addr in site_addrs(site) {
+            let (other, expects) = *first
+                .entry(*addr)
+                .or_insert((site.index, site.accept_proxy_protocol));
+            if expects != site.accept_proxy_protocol {
+                let (with, without) = if expects {
+                    (other, site.index)
+                } else {
+                    (site.index, other)
+                };
+                ctx.err(
+                    &sp.accept_proxy,
+                    format!(
+                        "site #{} expects PROXY headers on {addr} (`accept_proxy_protocol`) \
+                         and site #{} shares that address without them",
+                        with + 1,
+                        without + 1
+                    ),
+                    Some(
+                        "set `accept_proxy_protocol` the same on every site of the address, \
+                         or give them different `listen` addresses"
+                            .into(),
+                    ),
+                );
+                break;
             }
         }
     }

@@ -14,6 +14,8 @@
 //! - [`resolve`]: server names to every address they have, and connecting to the first that
 //!   answers.
 //! - [`access_log`]: the access-log writer (one thread per target for the whole process).
+//! - [`proxy_protocol`]: the PROXY protocol v1/v2 decoder (client side, both planes) and
+//!   encoder (toward stream servers).
 //! - [`Plumbing`]: one of each of the above, built from `[server]` and handed to both planes.
 //!
 //! Floors: `plumbing` sits on top and imports the others; `bind` imports `inherit`; the
@@ -25,6 +27,7 @@ pub mod bind;
 pub mod gate;
 pub mod inherit;
 mod plumbing;
+pub mod proxy_protocol;
 pub mod resolve;
 pub mod run_state;
 pub mod workers;

@@ -89,18 +89,20 @@ fn order(found: Vec<SocketAddr>) -> Vec<SocketAddr> {
 }
 
 /// Connect to the first of `addrs` that accepts, each within `timeout`, with `TCP_NODELAY`.
-/// Returns the stream and the address it reached; on failure the first address's error (a
-/// timeout is `ErrorKind::TimedOut`).
+/// Returns the stream, the address it reached and what is left of `timeout` for that
+/// address (the budget of a TLS handshake that follows: `connect_timeout` covers both); on
+/// failure the first address's error (a timeout is `ErrorKind::TimedOut`).
 pub async fn connect(
     addrs: &[SocketAddr],
     timeout: Duration,
-) -> io::Result<(TcpStream, SocketAddr)> {
+) -> io::Result<(TcpStream, SocketAddr, Duration)> {
     let mut first_error = None;
     for &target in addrs {
+        let started = tokio::time::Instant::now();
         let error = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok((s, target));
+                return Ok((s, target, timeout.saturating_sub(started.elapsed())));
             }
             Ok(Err(e)) => e,
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
@@ -159,7 +161,7 @@ mod tests {
         drop(dead);
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let live_addr = live.local_addr().unwrap();
-        let (_, reached) = connect(&[dead_addr, live_addr], Duration::from_secs(5))
+        let (_, reached, _) = connect(&[dead_addr, live_addr], Duration::from_secs(5))
             .await
             .unwrap();
         assert_eq!(reached, live_addr);

@@ -29,6 +29,7 @@
 //!             keep-alive pool, WebSocket registry
 //! snapshot/   the compiled config: sites, host and route tables, upstreams, TLS contexts
 //! policy/     traffic policy of a route: access lists (and the refusals they answer)
+//! compress/   response compression: Accept-Encoding, the decision, the streaming encoder
 //! proto/      wire formats: request-head scan, own HTTP/1.1 client, WebSocket frames
 //! ground      body/, error, actions/, access_log
 //! ```
@@ -37,6 +38,7 @@ pub mod access_log;
 pub mod actions;
 pub mod body;
 mod client;
+mod compress;
 pub mod error;
 mod exchange;
 mod policy;

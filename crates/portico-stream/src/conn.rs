@@ -1,7 +1,8 @@
 //! One stream connection, phase by phase:
 //!
-//! 1. **preamble**: the PROXY header if `accept_proxy_protocol` (the real client address),
-//!    then the ClientHello's SNI if `sni_routes` (choosing the upstream); both bounded by
+//! 1. **preamble**: the PROXY header if `accept_proxy_protocol` (the real client address;
+//!    from a peer outside a non-empty `[server] trusted_proxies` none is believed and the
+//!    connection is closed unread, `end=untrusted_proxy`), then the ClientHello's SNI if `sni_routes` (choosing the upstream); both bounded by
 //!    `[server] header_timeout`. Bytes read past them are kept and forwarded. With `tls`,
 //!    the TLS handshake instead (`tls.rs`, also within `header_timeout`; a failure closes
 //!    this connection only, before any server is contacted).
@@ -99,6 +100,9 @@ async fn run(shared: &Shared, stream: &StreamRt, mut client: TcpStream, rec: &mu
 
     // 1. preamble
     if stream.accept_proxy_protocol {
+        if !shared.proxy_trusted(rec.client.ip()) {
+            return End::UntrustedProxy;
+        }
         match read_proxy_header(&mut client, &mut kept, header_deadline).await {
             Ok(ProxyAddrs::Tcp { src, dst: d }) => {
                 rec.client = src;
@@ -322,7 +326,7 @@ async fn connect(
         };
         *last = addrs.first().copied();
         match portico_net::resolve::connect(addrs, up.connect_timeout).await {
-            Ok((tcp, reached)) => {
+            Ok((tcp, reached, left)) => {
                 *last = Some(reached);
                 match &up.tls {
                     None => {
@@ -330,8 +334,8 @@ async fn connect(
                         return Ok((ServerIo::Plain(tcp), picked));
                     }
                     Some(tls) => {
-                        match tls_connect(tls, picked.index, tcp, header, up.connect_timeout).await
-                        {
+                        // One deadline: the handshake gets what the TCP connect left.
+                        match tls_connect(tls, picked.index, tcp, header, left).await {
                             Ok(s) => {
                                 up.pool.report_success(picked.index);
                                 return Ok((ServerIo::Tls(Box::new(s)), picked));

@@ -1,5 +1,6 @@
 //! Errors of the L4 data plane: start-up failures ([`StreamError`]) and the reasons one
-//! connection's preamble is refused ([`ProxyHeaderError`], [`SniError`]).
+//! connection's preamble is refused ([`SniError`]; a bad PROXY header is
+//! `portico_net::proxy_protocol::ProxyHeaderError`).
 
 use std::net::SocketAddr;
 
@@ -41,17 +42,6 @@ pub enum StreamError {
     /// The worker threads or the access log of a stream plane started alone.
     #[error(transparent)]
     Plumbing(#[from] portico_net::PlumbingError),
-}
-
-/// Why a received PROXY header is refused (the connection is closed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ProxyHeaderError {
-    #[error("not a PROXY protocol header")]
-    NotProxy,
-    #[error("bad PROXY v1 header: {0}")]
-    V1(&'static str),
-    #[error("bad PROXY v2 header: {0}")]
-    V2(&'static str),
 }
 
 /// Why a TLS ClientHello could not be routed by SNI.

@@ -34,7 +34,6 @@ mod listeners;
 pub mod log;
 pub mod persist;
 mod pipe;
-pub mod proxy_protocol;
 mod reload;
 mod running;
 mod server;
@@ -45,7 +44,9 @@ mod splice;
 mod tls;
 mod tls_pipe;
 
-pub use error::{ProxyHeaderError, SniError, StreamError};
+pub use error::{SniError, StreamError};
+/// The PROXY protocol codec, shared with the HTTP plane (it lives in `portico-net`).
+pub use portico_net::proxy_protocol;
 pub use reload::{PreparedStreams, StreamReload};
 pub use running::RunningStreams;
 pub use server::StreamServer;

@@ -26,6 +26,9 @@ pub enum End {
     ConnectFailed,
     NoServer,
     BadProxyHeader,
+    /// `accept_proxy_protocol` with `[server] trusted_proxies` set, and the peer is not in
+    /// it: its PROXY header is not believed, the connection is closed unread.
+    UntrustedProxy,
     NoSniRoute,
     /// The TLS handshake failed or timed out (streams with `tls`).
     TlsFailed,
@@ -42,6 +45,7 @@ impl End {
             End::ConnectFailed => "connect_failed",
             End::NoServer => "no_server",
             End::BadProxyHeader => "bad_proxy_header",
+            End::UntrustedProxy => "untrusted_proxy",
             End::NoSniRoute => "no_sni_route",
             End::TlsFailed => "tls_failed",
             End::Shutdown => "shutdown",

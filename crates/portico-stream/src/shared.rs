@@ -5,13 +5,14 @@
 //! applies it to new connections at once, as on the HTTP plane (`shutdown_grace` lives in
 //! the control handle, which computes the drain deadline). The connection count behind `max_connections` is the
 //! process's [`portico_net::Gate`], shared with the HTTP plane; [`Shared`] also counts this
-//! plane's own connections, which a graceful stop waits for.
+//! plane's own connections, which a graceful stop waits for. `trusted_proxies` is kept
+//! here too, for the PROXY headers of `accept_proxy_protocol` streams.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portico_config::ServerConfig;
+use portico_config::{IpNet, ServerConfig};
 use portico_net::Gate;
 use portico_net::access_log::AccessLog;
 use tokio::sync::{Notify, watch};
@@ -42,6 +43,10 @@ pub(crate) struct Shared {
     pub kill: watch::Sender<bool>,
     /// `[server] header_timeout`, in nanoseconds (reloadable).
     header_timeout: AtomicU64,
+    /// `[server] trusted_proxies` (reloadable): the only peers whose PROXY headers are
+    /// believed when not empty. Read once per connection of a stream with
+    /// `accept_proxy_protocol`.
+    trusted_proxies: std::sync::RwLock<Arc<[IpNet]>>,
     /// Stream connections open now (this plane only).
     live: AtomicUsize,
     /// Signalled whenever one of them closes.
@@ -59,6 +64,7 @@ impl Shared {
             gate,
             kill: watch::channel(false).0,
             header_timeout: AtomicU64::new(0),
+            trusted_proxies: std::sync::RwLock::new(Arc::from(Vec::new())),
             live: AtomicUsize::new(0),
             closed: Notify::new(),
         };
@@ -70,6 +76,21 @@ impl Shared {
     pub(crate) fn apply(&self, server: &ServerConfig) {
         self.header_timeout
             .store(nanos(server.header_timeout), Ordering::Relaxed);
+        let nets: Arc<[IpNet]> = Arc::from(server.trusted_proxies.clone());
+        *self
+            .trusted_proxies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = nets;
+    }
+
+    /// Whether a PROXY header from `peer` may be believed: `[server] trusted_proxies` is
+    /// empty (every peer of an `accept_proxy_protocol` listener is a proxy) or lists it.
+    pub(crate) fn proxy_trusted(&self, peer: std::net::IpAddr) -> bool {
+        let nets = self
+            .trusted_proxies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        nets.is_empty() || nets.iter().any(|n| n.contains(peer))
     }
 
     pub(crate) fn header_timeout(&self) -> Duration {

@@ -279,6 +279,7 @@ pub(crate) mod testutil {
             balance,
             hash_key: HashKey::ClientIp,
             sticky_cookie: None,
+            sticky_cookie_max_age: None,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),

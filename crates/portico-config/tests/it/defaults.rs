@@ -71,6 +71,7 @@ fn upstream_defaults() {
     assert_eq!(u.balance, Balance::RoundRobin);
     assert_eq!(u.hash_key, HashKey::ClientIp);
     assert_eq!(u.sticky_cookie, None);
+    assert_eq!(u.sticky_cookie_max_age, None);
     assert_eq!(u.connect_timeout, Duration::from_secs(5));
     assert_eq!(u.read_timeout, Duration::from_secs(60));
     assert_eq!(u.send_timeout, Duration::from_secs(60));
@@ -197,6 +198,7 @@ servers = ["127.0.0.1:1"]
 balance = "hash"
 hash_key = "header:X-User"
 sticky_cookie = "srv"
+sticky_cookie_max_age = "1h"
 [[sites]]
 listen = ["127.0.0.1:1"]
 hosts = ["Example.COM", "*.example.org", "*"]
@@ -223,6 +225,7 @@ response_headers = { remove = ["Server"] }
     let u = &c.upstreams["h"];
     assert_eq!(u.hash_key, HashKey::Header("x-user".into()));
     assert_eq!(u.sticky_cookie.as_deref(), Some("srv"));
+    assert_eq!(u.sticky_cookie_max_age, Some(Duration::from_secs(3600)));
     let hosts = &c.sites[0].hosts;
     assert_eq!(hosts[0], HostPattern::Exact("example.com".into()));
     assert_eq!(hosts[1], HostPattern::Suffix(".example.org".into()));

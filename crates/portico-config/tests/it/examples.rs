@@ -118,17 +118,20 @@ fn everything_file_fails_only_at_the_marked_keys() {
         .filter(|(_, l)| l.ends_with("# not supported yet"))
         .map(|(i, _)| i + 1)
         .collect();
-    // A site's accept_proxy_protocol and compress keys; a route's compress keys.
-    assert_eq!(marked.len(), 7, "one marked line per gate entry");
-    let err = portico_config::parse(&text, &path).expect_err("gated keys");
-    let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.line).collect();
-    assert_eq!(lines, marked, "{err}");
-    for d in err.diagnostics() {
-        assert!(
-            d.message
-                .ends_with("is not supported yet in this version of Portico"),
-            "{d}"
-        );
+    // Nothing is gated in this version: the file is valid as a whole.
+    match portico_config::parse(&text, &path) {
+        Ok(_) => assert!(marked.is_empty(), "marked lines {marked:?} parsed"),
+        Err(err) => {
+            let lines: Vec<usize> = err.diagnostics().iter().map(|d| d.line).collect();
+            assert_eq!(lines, marked, "{err}");
+            for d in err.diagnostics() {
+                assert!(
+                    d.message
+                        .ends_with("is not supported yet in this version of Portico"),
+                    "{d}"
+                );
+            }
+        }
     }
 }
 

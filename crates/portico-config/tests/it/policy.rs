@@ -187,3 +187,61 @@ fn options_that_would_do_nothing_are_refused_with_a_reason() {
     parse(&format!("{tls}http_redirect = false\n{route}"));
     parse(&format!("{tls}http_listen = [\"127.0.0.1:8080\"]\n{route}"));
 }
+
+#[test]
+fn compress_keys_inherit_key_by_key_and_bad_values_are_named() {
+    use portico_config::Coding;
+    let c = parse(&format!(
+        "{SITE_HEAD}compress = true\ncompress_min_size = \"1k\"\n\
+         [[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n\
+         [[sites.routes]]\nexact = \"/api\"\nrespond = \"x\"\ncompress = [\"br\", \"gzip\"]\ncompress_types = [\"Application/JSON\", \"text/*\"]\n\
+         [[sites.routes]]\nexact = \"/off\"\nrespond = \"x\"\ncompress = false\n"
+    ));
+    let r = &c.sites[0].routes;
+    let site = r[0].policy.compress.resolve().unwrap();
+    assert_eq!(site.codings, Coding::ALL);
+    assert_eq!(site.min_size, 1024);
+    assert!(site.types.iter().any(|t| t == "text/*"));
+    let api = r[1].policy.compress.resolve().unwrap();
+    assert_eq!(api.codings, [Coding::Br, Coding::Gzip]);
+    assert_eq!(api.types, ["application/json", "text/*"]);
+    assert_eq!(api.min_size, 1024, "inherited from the site");
+    assert!(r[2].policy.compress.resolve().is_none());
+    // No compress anywhere: off.
+    let plain = parse(&format!(
+        "{SITE_HEAD}[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n"
+    ));
+    assert!(plain.sites[0].routes[0].policy.compress.resolve().is_none());
+
+    let route =
+        |keys: &str| format!("{SITE_HEAD}[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n{keys}");
+    let d = one(&route("compress = [\"gzip\", \"deflate\"]\n"));
+    assert!(
+        d.starts_with("t.toml:6:21: unknown coding `deflate` in `compress`"),
+        "{d}"
+    );
+    let d = one(&route("compress = [\"br\", \"br\"]\n"));
+    assert!(
+        d.starts_with("t.toml:6:19: `compress` lists `br` twice"),
+        "{d}"
+    );
+    let d = one(&route("compress = true\ncompress_types = [\"json\"]\n"));
+    assert!(
+        d.starts_with("t.toml:7:19: bad media type `json` in `compress_types`"),
+        "{d}"
+    );
+    let d = one(&route("compress_types = [\"text/*\"]\n"));
+    assert!(
+        d.contains("sets `compress_types` or `compress_min_size` but does not compress"),
+        "{d}"
+    );
+    let d = one(&format!(
+        "{SITE_HEAD}compress_min_size = \"1k\"\n[[sites.routes]]\npath = \"/\"\nrespond = \"x\"\n"
+    ));
+    assert!(
+        d.starts_with(
+            "t.toml:3:1: `compress_min_size` has no effect: neither site #1 nor its routes compress"
+        ),
+        "{d}"
+    );
+}

@@ -264,7 +264,11 @@ pub fn documented_keys() -> DocKeys {
                 .to_string()
         })
         .collect();
-    for row in table("## Not supported yet", 0) {
+    let gated = sections
+        .iter()
+        .find(|(h, _)| h == "## Not supported yet")
+        .and_then(|(_, tables)| tables.first());
+    for row in gated.into_iter().flatten() {
         if row[0] == "top level" {
             root.extend(
                 code_spans(&row[1])

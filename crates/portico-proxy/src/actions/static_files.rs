@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
-use portico_config::StaticAction;
+use portico_config::{Coding, StaticAction};
 
 use crate::body::Body;
 pub use conditional::{RangeOutcome, Validators, parse_range};
@@ -39,6 +39,18 @@ pub use path::{PathError, RelPath};
 
 /// Serve a GET or HEAD request for a file below `action.root`.
 pub async fn serve(parts: &http::request::Parts, action: &StaticAction) -> Response<Body> {
+    serve_encoded(parts, action, &[]).await
+}
+
+/// [`serve`], preferring a precompressed sibling of the file (`NAME.zst`, `NAME.br`,
+/// `NAME.gz`) for the first of `codings` (the client's acceptable ones, best first) that
+/// has one: sent with `Content-Encoding`, the original's `Content-Type`, and `Vary:
+/// Accept-Encoding`. With codings to try, a response without a sibling varies too.
+pub async fn serve_encoded(
+    parts: &http::request::Parts,
+    action: &StaticAction,
+    codings: &[Option<Coding>],
+) -> Response<Body> {
     let is_head = parts.method == Method::HEAD;
     if parts.method != Method::GET && !is_head {
         let mut resp = short(StatusCode::METHOD_NOT_ALLOWED);
@@ -71,6 +83,7 @@ pub async fn serve(parts: &http::request::Parts, action: &StaticAction) -> Respo
         trailing_slash: raw_path.ends_with('/'),
         index: action.index.clone(),
         read_small,
+        codings: codings.iter().map_while(|c| *c).collect(),
     };
     let resolved: Result<Found, Miss> = match tokio::task::spawn_blocking(move || job.run()).await {
         Ok(r) => r,
@@ -90,7 +103,12 @@ pub async fn serve(parts: &http::request::Parts, action: &StaticAction) -> Respo
 
 /// A file found and opened below the root.
 struct Found {
+    /// The file asked for (its name gives the content type).
     path: PathBuf,
+    /// The precompressed sibling opened instead, if any.
+    encoding: Option<Coding>,
+    /// Siblings were looked for (the response varies on `Accept-Encoding`).
+    vary: bool,
     file: File,
     meta: Metadata,
     /// The whole content when it was small and a plain GET.
@@ -112,6 +130,8 @@ struct Lookup {
     trailing_slash: bool,
     index: Vec<String>,
     read_small: bool,
+    /// Precompressed siblings to look for, in this order.
+    codings: Vec<Coding>,
 }
 
 impl Lookup {
@@ -130,7 +150,7 @@ impl Lookup {
                     continue;
                 }
                 match checked(&root, &target.join(name)) {
-                    Ok((p, m)) if m.is_file() => return self.open(p),
+                    Ok((p, m)) if m.is_file() => return self.open(&root, p),
                     Ok(_) | Err(Miss::NotFound) => continue,
                     Err(r) => return Err(r),
                 }
@@ -140,10 +160,37 @@ impl Lookup {
         if !meta.is_file() || self.trailing_slash {
             return Err(Miss::NotFound);
         }
-        self.open(target)
+        self.open(&root, target)
     }
 
-    fn open(&self, path: PathBuf) -> Result<Found, Miss> {
+    fn open(&self, root: &Path, path: PathBuf) -> Result<Found, Miss> {
+        for coding in &self.codings {
+            let ext = match coding {
+                Coding::Zstd => "zst",
+                Coding::Br => "br",
+                Coding::Gzip => "gz",
+            };
+            let mut name = path.clone().into_os_string();
+            name.push(".");
+            name.push(ext);
+            let sibling = PathBuf::from(name);
+            // Below the root too (a sibling may be a symlink); absent: the next one.
+            if let Ok((p, m)) = checked(root, &sibling)
+                && m.is_file()
+                && let Ok(mut found) = self.open_file(p)
+            {
+                found.path = path;
+                found.encoding = Some(*coding);
+                found.vary = true;
+                return Ok(found);
+            }
+        }
+        let mut found = self.open_file(path)?;
+        found.vary = !self.codings.is_empty();
+        Ok(found)
+    }
+
+    fn open_file(&self, path: PathBuf) -> Result<Found, Miss> {
         let mut file = File::open(&path).map_err(|e| io_status(&e))?;
         let meta = file.metadata().map_err(|e| io_status(&e))?;
         if !meta.is_file() {
@@ -165,6 +212,8 @@ impl Lookup {
         }
         Ok(Found {
             path,
+            encoding: None,
+            vary: false,
             file,
             meta,
             content,
@@ -177,6 +226,8 @@ impl Lookup {
             .map_err(|e| io_status(&e))?;
         Ok(Found {
             path,
+            encoding: None,
+            vary: false,
             file,
             meta,
             content: None,
@@ -217,12 +268,18 @@ async fn respond_file(h: &HeaderMap, is_head: bool, found: Found) -> Response<Bo
     let mut builder = Response::builder()
         .header(header::ETAG, &v.etag)
         .header(header::LAST_MODIFIED, v.last_modified());
+    if found.vary {
+        builder = builder.header(header::VARY, "Accept-Encoding");
+    }
     if v.not_modified(hv(header::IF_NONE_MATCH), hv(header::IF_MODIFIED_SINCE)) {
         return finish(builder.status(StatusCode::NOT_MODIFIED), Body::empty());
     }
     builder = builder
         .header(header::CONTENT_TYPE, content_type(&found.path))
         .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(coding) = found.encoding {
+        builder = builder.header(header::CONTENT_ENCODING, coding.token());
+    }
 
     let mut range = RangeOutcome::Full;
     if !is_head

@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::client::http::{Timeouts, serve_h1};
 use crate::client::tls;
 use crate::error::ProxyError;
+use crate::policy::real_ip::is_trusted;
 use crate::worker::conn::{ConnCounted, ConnCtx};
 use crate::worker::state::Worker;
 use crate::worker::stop::RunState;
@@ -112,9 +113,10 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     listener: SocketAddr,
 ) {
-    let (timeouts, tls, series) = {
+    let (timeouts, tls, proxy_protocol, series) = {
         let (snap, index) = worker.snapshot_for(listener);
         let tls = index.is_some_and(|i| snap.listeners[i].tls);
+        let proxy_protocol = index.is_some_and(|i| snap.listeners[i].proxy_protocol);
         (
             Timeouts {
                 header: snap.server.header_timeout,
@@ -123,8 +125,22 @@ pub(crate) async fn serve(
                 max_requests: snap.server.keepalive_requests,
             },
             tls,
+            proxy_protocol,
             index.and_then(|i| snap.listeners[i].metrics),
         )
+    };
+    let mut stream = stream;
+    let peer = if proxy_protocol {
+        match proxy_client(&worker, &mut stream, peer, timeouts.header).await {
+            Some(client) => client,
+            None => {
+                // No ConnCtx yet, which would give the slot back when dropped.
+                worker.shared.gate.release();
+                return;
+            }
+        }
+    } else {
+        peer
     };
     // Accepted now, closed when this task ends (however it ends).
     let _counted = series.map(|(id, _)| ConnCounted::new(&worker, id));
@@ -136,6 +152,41 @@ pub(crate) async fn serve(
         Box::pin(tls::serve(ctx, stream, stop, timeouts)).await;
     } else {
         serve_h1(ctx, stream, stop, timeouts).await;
+    }
+}
+
+/// `accept_proxy_protocol` listeners: the client the connection's PROXY header names (the
+/// peer itself for v1 `UNKNOWN` / v2 `LOCAL`), read within `header_timeout` before anything
+/// else (before the TLS ClientHello on TLS listeners). `None`: close the connection: no
+/// valid header in time, or a peer outside a non-empty `[server] trusted_proxies` (its
+/// header is not believed, and the listener serves only connections with one, as HAProxy's
+/// `accept-proxy`).
+async fn proxy_client(
+    worker: &Worker,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    header_timeout: std::time::Duration,
+) -> Option<SocketAddr> {
+    use portico_net::proxy_protocol::{ProxyAddrs, read_header};
+    {
+        let nets = &worker.snapshot().server.trusted_proxies;
+        if !nets.is_empty() && !is_trusted(nets, peer.ip()) {
+            tracing::info!(%peer, "PROXY header from a peer outside trusted_proxies: connection closed");
+            return None;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + header_timeout;
+    match read_header(stream, deadline).await {
+        Ok(h) => match h.addrs {
+            ProxyAddrs::Tcp { src, .. } => {
+                Some(SocketAddr::new(src.ip().to_canonical(), src.port()))
+            }
+            ProxyAddrs::Unknown => Some(peer),
+        },
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "no valid PROXY header: connection closed");
+            None
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use portico_balance::Picked;
 
 use crate::body::request::ReqBody;
 use crate::body::{Body, BodyError};
+use crate::compress::encoder::Encoder;
 use crate::exchange::log_line::LogCtx;
 use crate::policy::limit::ConnSlot;
 use crate::proto::h1::UpConn;
@@ -103,6 +104,8 @@ pub(crate) struct RespBody {
     /// The route's `limit_conn` count of this client, released when the body is done.
     _limit: Option<Box<ConnSlot>>,
     log: Option<Box<LogCtx>>,
+    /// `compress`: the body's bytes go through this compressor (`None`: sent as they are).
+    encoder: Option<Box<Encoder>>,
 }
 
 impl std::fmt::Debug for RespBody {
@@ -124,6 +127,7 @@ impl RespBody {
             _active: None,
             _limit: None,
             log: None,
+            encoder: None,
         }
     }
 
@@ -169,6 +173,49 @@ impl RespBody {
         self.log = Some(log);
     }
 
+    /// Compress the body with `encoder` (the headers were changed to match: see
+    /// `compress::Accepted::decide`).
+    pub fn set_encoder(&mut self, encoder: Encoder) {
+        self.encoder = Some(Box::new(encoder));
+    }
+
+    /// The body through the compressor: source bytes are fed in as they come; when the
+    /// source has nothing ready, what was compressed so far is flushed out (a slow stream
+    /// is not held back); at its end, the compressed stream's last bytes. Trailers are
+    /// dropped (a compressed HTTP/1.1 body is chunked without them).
+    fn poll_encoded(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        loop {
+            let done = self.encoder.as_ref().is_none_or(|e| e.is_done());
+            if done {
+                return Poll::Ready(None);
+            }
+            let raw = self.poll_raw(cx);
+            let Some(enc) = self.encoder.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let out = match raw {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => enc.write(&data),
+                    Err(_trailers) => continue,
+                },
+                Poll::Ready(None) => enc.finish(),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => match enc.flush() {
+                    Ok(out) if out.is_empty() => return Poll::Pending,
+                    other => other,
+                },
+            };
+            match out {
+                Ok(out) if out.is_empty() => continue,
+                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
+        }
+    }
+
     fn on_end(&mut self) {
         if !self.ended {
             self.ended = true;
@@ -200,23 +247,64 @@ impl http_body::Body for RespBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        let polled = if this.encoder.is_none() {
+            this.poll_raw(cx)
+        } else {
+            this.poll_encoded(cx)
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(log)) = (&polled, this.log.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            log.bytes_sent += data.len() as u64;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.encoder {
+            None => self.held.is_empty() && self.inner.is_end_stream(),
+            Some(e) => e.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.encoder.is_some() {
+            return SizeHint::new();
+        }
+        let inner = self.inner.size_hint();
+        if self.held.is_empty() {
+            return inner;
+        }
+        let held: u64 = self
+            .held
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+            .sum();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
+impl RespBody {
+    /// The next frame of the source: the held frames, then the inner body under
+    /// `read_timeout`, giving the upstream connection back at the end.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self;
         if let Some(frame) = this.held.pop_front() {
-            if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
-                log.bytes_sent += data.len() as u64;
-            }
             return Poll::Ready(Some(Ok(frame)));
         }
         let polled = match &mut this.inner {
-            Source::Body(b) => Pin::new(b).poll_frame(cx),
-            Source::Own(b) => Pin::new(b).poll_frame(cx),
+            Source::Body(b) => http_body::Body::poll_frame(Pin::new(b), cx),
+            Source::Own(b) => http_body::Body::poll_frame(Pin::new(b), cx),
         };
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(t) = this.timer.as_mut() {
                     t.armed = false;
-                }
-                if let (Some(log), Some(data)) = (this.log.as_mut(), frame.data_ref()) {
-                    log.bytes_sent += data.len() as u64;
                 }
                 if this.inner.is_end_stream() {
                     this.on_end();
@@ -252,28 +340,6 @@ impl http_body::Body for RespBody {
                 Poll::Pending
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.held.is_empty() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let inner = self.inner.size_hint();
-        if self.held.is_empty() {
-            return inner;
-        }
-        let held: u64 = self
-            .held
-            .iter()
-            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
-            .sum();
-        let mut hint = SizeHint::new();
-        hint.set_lower(inner.lower() + held);
-        if let Some(upper) = inner.upper() {
-            hint.set_upper(upper + held);
-        }
-        hint
     }
 }
 

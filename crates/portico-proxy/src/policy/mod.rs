@@ -11,7 +11,10 @@
 //! ([`access`]), Basic authentication ([`auth`]), the per-client tables of fixed size ([`limit`]) and the client address
 //! behind trusted proxies ([`real_ip`]).
 //!
-//! May import: `proto` and the ground floor. `snapshot` holds the compiled policies and
+//! A route's compiled `compress` ([`RouteCompress`]) rides along here (a route with only
+//! `compress` has a policy without checks).
+//!
+//! May import: `compress`, `proto` and the ground floor. `snapshot` holds the compiled policies and
 //! `request` applies them.
 
 pub(crate) mod access;
@@ -27,6 +30,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use portico_config::LimitRate;
 
 use crate::body::Body;
+use crate::compress::RouteCompress;
 use crate::error::error_response;
 use crate::policy::access::AccessList;
 use crate::policy::auth::BasicAuth;
@@ -39,6 +43,8 @@ pub(crate) struct RoutePolicy {
     rate: Option<Arc<RateTable>>,
     conn: Option<Arc<ConnTable>>,
     auth: Option<BasicAuth>,
+    /// `compress`: applied to the response, not a check.
+    compress: Option<RouteCompress>,
 }
 
 /// The limit tables of one site: routes with the same `limit_rate` (or `limit_conn`),
@@ -55,7 +61,8 @@ impl RoutePolicy {
         policy: &portico_config::Policy,
         tables: &mut SiteTables,
     ) -> Option<Box<RoutePolicy>> {
-        if policy.is_empty() {
+        let compress = policy.compress.resolve();
+        if policy.is_empty() && compress.is_none() {
             return None;
         }
         let rate =
@@ -84,7 +91,14 @@ impl RoutePolicy {
             rate,
             conn,
             auth: policy.auth_basic.as_ref().map(BasicAuth::new),
+            compress: compress.as_ref().map(RouteCompress::compile),
         }))
+    }
+
+    /// The route's response compression, if it has `compress`.
+    #[inline]
+    pub fn compress(&self) -> Option<&RouteCompress> {
+        self.compress.as_ref()
     }
 
     /// Let a request from `client` through (with its `limit_conn` slot, to hold until the

@@ -6,6 +6,7 @@
 //!     route         site by Host, route by path            [snapshot/route.rs]
 //!     https         ACME http-01, http_redirect, 421, hsts [request/https.rs]
 //!     policy        the route's access and limits, if any    [policy/]
+//!                   compress: Accept-Encoding negotiated     [compress/]
 //!     action:
 //!       proxy       websocket? -> websocket/               [websocket/mod.rs, pipe.rs]
 //!                   else max_body, forward, pick + pool + retries, response
@@ -15,6 +16,7 @@
 //!       respond     actions::respond
 //!     errors        one status mapping                     [error.rs]
 //!                   a site's error_pages replace the body  [snapshot/error_pages.rs]
+//!     compress      decided on the final head; the body runs through the encoder
 //!     response body carries: pool return, read timeout, request-in-service guard, log line
 //!                                                          [exchange/response.rs, log_line.rs]
 //! ```
@@ -24,7 +26,7 @@
 //! routing ([`sanitize`]) and the https answers decided before routing ([`https`]).
 //!
 //! May import: `websocket`, `upstream`, `actions`, `exchange`, `worker`, `snapshot`,
-//! `policy` and the ground floor.
+//! `policy`, `compress` and the ground floor.
 pub(crate) mod https;
 pub(crate) mod id;
 pub(crate) mod sanitize;
@@ -40,6 +42,7 @@ use hyper::body::Incoming;
 
 use crate::actions::{redirect, respond, static_files};
 use crate::body::Body;
+use crate::compress::{self, encoder::Encoder};
 use crate::error::ProxyError;
 use crate::exchange::log_line::LogCtx;
 use crate::exchange::response::{RespBody, attach_log};
@@ -107,18 +110,29 @@ pub(crate) fn handle(
         let site = &snap.sites[site_index];
         // ACME HTTP-01, http_redirect, 421 (a plain request pays a length compare and an
         // empty check). Taken before the await, so that it is not kept in the future.
-        let mut resp = if let Some(early) =
-            https::before_routing(&ctx, &snap, listener, site_index, &req)
-        {
-            early.map(RespBody::new)
-        } else {
-            let mut limit = None;
-            let mut resp = route(&ctx, &snap, site, req, &mut log, &mut limit, &mut series).await;
-            if limit.is_some() {
-                resp.body_mut().set_limit(limit);
-            }
-            resp
-        };
+        // `compress` routes: what the request accepts (set by `route`).
+        let mut accepted: Option<compress::Accepted<'_>> = None;
+        let mut resp =
+            if let Some(early) = https::before_routing(&ctx, &snap, listener, site_index, &req) {
+                early.map(RespBody::new)
+            } else {
+                let mut limit = None;
+                let mut resp = route(
+                    &ctx,
+                    &snap,
+                    site,
+                    req,
+                    &mut log,
+                    &mut limit,
+                    &mut series,
+                    &mut accepted,
+                )
+                .await;
+                if limit.is_some() {
+                    resp.body_mut().set_limit(limit);
+                }
+                resp
+            };
         if let Some(t0) = started
             && let Some(id) = series.or(site.unrouted)
         {
@@ -132,6 +146,9 @@ pub(crate) fn handle(
             error_pages::set_content_type(resp.headers_mut(), ct, body.len());
             *resp.body_mut() = RespBody::new(Body::full(body));
         }
+        if let Some(acc) = accepted {
+            compress_response(&acc, &mut resp);
+        }
         https::add_hsts(&ctx, site, resp.headers_mut());
         // Error answers carry the ID, so a user's report can be found in the logs.
         if resp.status().as_u16() >= 400 && !resp.headers().contains_key(&id::X_REQUEST_ID) {
@@ -144,6 +161,23 @@ pub(crate) fn handle(
     }
 }
 
+/// Compress `resp` if `acc` and the response allow it (`compress::Accepted::decide`).
+fn compress_response(acc: &compress::Accepted<'_>, resp: &mut Response<RespBody>) {
+    let len = http_body::Body::size_hint(resp.body()).exact();
+    let status = resp.status();
+    let Some(coding) = acc.decide(status, resp.headers_mut(), len) else {
+        return;
+    };
+    match Encoder::new(coding) {
+        Ok(encoder) => resp.body_mut().set_encoder(encoder),
+        Err(e) => {
+            // Sent uncompressed (without its length: the body streams as it is).
+            tracing::warn!(error = %e, "compressor unavailable; response sent uncompressed");
+            resp.headers_mut().remove(http::header::CONTENT_ENCODING);
+        }
+    }
+}
+
 /// The future of a routed request: the plain proxy path inline, generated responses ready,
 /// the other actions boxed (rare, or large: a future is as large as its largest variant).
 type Routed<'a, P> = Either<P, Either<Ready<Response<RespBody>>, BoxedResponse<'a>>>;
@@ -151,6 +185,7 @@ type BoxedResponse<'a> = Pin<Box<dyn Future<Output = Response<RespBody>> + 'a>>;
 
 /// The site's route for the request, and its action. Routing happens now; the returned
 /// future only runs the action.
+#[allow(clippy::too_many_arguments)] // the out-parameters of routing, kept out of the future
 fn route<'a>(
     ctx: &'a Rc<ConnCtx>,
     snap: &'a Snapshot,
@@ -159,6 +194,7 @@ fn route<'a>(
     log: &'a mut Option<Box<LogCtx>>,
     limit: &mut Option<Box<ConnSlot>>,
     series: &mut Option<portico_metrics::SeriesId>,
+    accepted: &mut Option<compress::Accepted<'a>>,
 ) -> Routed<'a, impl Future<Output = Response<RespBody>> + 'a> {
     fn ready<'a, P>(resp: Response<RespBody>) -> Routed<'a, P> {
         Either::Right(Either::Left(std::future::ready(resp)))
@@ -179,6 +215,9 @@ fn route<'a>(
                 match policy.check(client, req.headers_mut()) {
                     Ok(slot) => *limit = slot.map(Box::new),
                     Err(refused) => return ready(refused.response().map(RespBody::new)),
+                }
+                if let Some(c) = policy.compress() {
+                    *accepted = c.negotiate(req.method(), req.headers());
                 }
             }
             Some(action)
@@ -201,10 +240,21 @@ fn route<'a>(
                 Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))
             }
         }
-        Some(RouteAction::Static(action)) => boxed(Box::pin(async move {
-            let (parts, _body) = req.into_parts();
-            static_files::serve(&parts, action).await.map(RespBody::new)
-        })),
+        Some(RouteAction::Static(action)) => {
+            // Precompressed siblings (`.zst`, `.br`, `.gz`) in the client's order.
+            let mut siblings = [None; 3];
+            if let Some(acc) = accepted.as_ref() {
+                for (slot, c) in siblings.iter_mut().zip(acc.codings()) {
+                    *slot = Some(c);
+                }
+            }
+            boxed(Box::pin(async move {
+                let (parts, _body) = req.into_parts();
+                static_files::serve_encoded(&parts, action, &siblings)
+                    .await
+                    .map(RespBody::new)
+            }))
+        }
         Some(RouteAction::Redirect(action)) => {
             let (parts, _body) = req.into_parts();
             let scheme = if ctx.https { "https" } else { "http" };

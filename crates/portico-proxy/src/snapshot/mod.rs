@@ -54,6 +54,9 @@ pub(crate) struct ListenerSites {
     pub hosts: HostTable,
     /// A TLS listener: a site with `tls` listens here.
     pub tls: bool,
+    /// Every connection starts with a PROXY v1/v2 header (`accept_proxy_protocol` on the
+    /// sites here; validation makes them agree).
+    pub proxy_protocol: bool,
     /// The certificate entries (`portico_tls::site_resolver_id`) of the TLS sites here, in
     /// file order, without repeats: the first is the certificate of handshakes without SNI
     /// or with a name no site here serves.
@@ -205,6 +208,7 @@ impl Snapshot {
             let sticky = match &upstream.sticky_cookie {
                 Some(cookie) => Some(sticky::Sticky::build(
                     cookie,
+                    upstream.sticky_cookie_max_age,
                     name,
                     pool.members().iter().map(|m| &*m.id.addr),
                     secret.clone(),
@@ -299,6 +303,7 @@ impl Snapshot {
                 let l = listener_at(&mut listeners, *addr);
                 l.hosts.add_site(site_index, &site.hosts);
                 l.tls |= site.tls.is_some();
+                l.proxy_protocol |= site.accept_proxy_protocol;
                 if let Some(id) = portico_tls::site_resolver_id(site)
                     && !l.cert_ids.contains(&id)
                 {
@@ -310,6 +315,7 @@ impl Snapshot {
                     let l = listener_at(&mut listeners, *addr);
                     l.hosts.add_site(site_index, &site.hosts);
                     l.redirect.push(site_index);
+                    l.proxy_protocol |= site.accept_proxy_protocol;
                 }
             }
         }
@@ -347,6 +353,7 @@ fn listener_at(listeners: &mut Vec<ListenerSites>, addr: SocketAddr) -> &mut Lis
                 addr,
                 hosts: HostTable::default(),
                 tls: false,
+                proxy_protocol: false,
                 cert_ids: Vec::new(),
                 acceptor: None,
                 redirect: Vec::new(),

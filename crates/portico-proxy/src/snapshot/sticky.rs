@@ -60,6 +60,7 @@ impl Sticky {
     /// config) of its pool members, in pool order.
     pub fn build<'a>(
         name: &str,
+        max_age: Option<std::time::Duration>,
         upstream: &str,
         members: impl ExactSizeIterator<Item = &'a str>,
         key: Option<hmac::Key>,
@@ -78,7 +79,10 @@ impl Sticky {
                 Some(key) => format!("{id}.{}", sticky.tag(key, &id)),
                 None => id.clone(),
             };
-            let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+            let mut cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+            if let Some(age) = max_age {
+                cookie.push_str(&format!("; Max-Age={}", age.as_secs().max(1)));
+            }
             let bad = |_| ProxyError::Policy(format!("sticky_cookie `{name}`: bad header value"));
             sticky
                 .set_plain
@@ -184,6 +188,7 @@ mod tests {
     fn ids_depend_on_config_only_and_order_does_not_matter() {
         let a = Sticky::build(
             "srv",
+            None,
             "app",
             ["10.0.0.1:80", "10.0.0.2:80"].into_iter(),
             None,
@@ -191,6 +196,7 @@ mod tests {
         .unwrap();
         let b = Sticky::build(
             "srv",
+            None,
             "app",
             ["10.0.0.2:80", "10.0.0.1:80"].into_iter(),
             None,
@@ -211,7 +217,7 @@ mod tests {
     fn signed_cookies_verify_and_tampering_is_ignored() {
         let key = || Some(hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]));
         let m = ["10.0.0.1:80", "10.0.0.2:80"];
-        let s = Sticky::build("srv", "app", m.into_iter(), key()).unwrap();
+        let s = Sticky::build("srv", None, "app", m.into_iter(), key()).unwrap();
         let good = value(s.set_cookie(1, false).unwrap());
         assert_eq!(s.member(&with_cookie(&good)), Some(1));
         // Another id with the first one's tag, an unsigned id, a truncated tag.
@@ -223,7 +229,7 @@ mod tests {
         assert_eq!(s.member(&with_cookie(&good[..good.len() - 2])), None);
         // Another secret does not accept it.
         let other_key = Some(hmac::Key::new(hmac::HMAC_SHA256, &[8u8; 32]));
-        let s2 = Sticky::build("srv", "app", m.into_iter(), other_key).unwrap();
+        let s2 = Sticky::build("srv", None, "app", m.into_iter(), other_key).unwrap();
         assert_eq!(s2.member(&with_cookie(&good)), None);
     }
 

@@ -589,7 +589,8 @@ async fn wait_head(
 }
 
 /// A new connection to member `index` of `entry`: TCP (`connect_timeout`, `TCP_NODELAY`),
-/// TLS when the upstream has `tls` (handshake within `connect_timeout` too), then the
+/// TLS when the upstream has `tls` (the handshake gets what is left of the address's
+/// `connect_timeout`: one deadline for TCP + TLS), then the
 /// HTTP/1.1 handshake. `upgrades`: the connection may switch protocols (WebSocket).
 pub(crate) async fn open(
     entry: &UpstreamEntry,
@@ -598,11 +599,11 @@ pub(crate) async fn open(
     upgrades: bool,
 ) -> Result<SendRequest<ReqBody>, ProxyError> {
     let timeout = entry.config.connect_timeout;
-    let stream = connect_tcp(addr, fallbacks, timeout).await?;
+    let (stream, left) = connect_tcp(addr, fallbacks, timeout).await?;
     match &entry.tls {
         None => handshake(addr, stream, upgrades).await,
         Some(tls) => {
-            let stream = tls.connect(index, addr, stream, timeout).await?;
+            let stream = tls.connect(index, addr, stream, left).await?;
             handshake(addr, stream, upgrades).await
         }
     }
@@ -615,10 +616,10 @@ async fn open_own(
     (addr, fallbacks): (SocketAddr, &[SocketAddr]),
 ) -> Result<UpConn, ProxyError> {
     let timeout = entry.config.connect_timeout;
-    let stream = connect_tcp(addr, fallbacks, timeout).await?;
+    let (stream, left) = connect_tcp(addr, fallbacks, timeout).await?;
     let io = match &entry.tls {
         None => UpIo::Tcp(stream),
-        Some(tls) => UpIo::Tls(Box::new(tls.connect(index, addr, stream, timeout).await?)),
+        Some(tls) => UpIo::Tls(Box::new(tls.connect(index, addr, stream, left).await?)),
     };
     Ok(UpConn::new(io))
 }
@@ -653,18 +654,20 @@ where
 }
 
 /// TCP connect with `connect_timeout` and `TCP_NODELAY`: `addr`, then each fallback
-/// address of the same server; the first error is reported.
+/// address of the same server; the first error is reported. With the stream, what is left
+/// of `connect_timeout` for the address that answered (the TLS handshake's budget).
 pub(crate) async fn connect_tcp(
     addr: SocketAddr,
     fallbacks: &[SocketAddr],
     timeout: Duration,
-) -> Result<TcpStream, ProxyError> {
+) -> Result<(TcpStream, Duration), ProxyError> {
     let mut first_error = None;
     for &target in std::iter::once(&addr).chain(fallbacks) {
+        let started = tokio::time::Instant::now();
         let result = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
-                return Ok(s);
+                return Ok((s, timeout.saturating_sub(started.elapsed())));
             }
             Ok(Err(source)) => ProxyError::connect(addr, source),
             Err(_) => ProxyError::ConnectTimeout { addr },

@@ -13,6 +13,7 @@ mod max_connections_race;
 mod policy;
 mod policy_auth;
 mod policy_real_ip;
+mod policy_sticky;
 mod proxy_balance;
 mod proxy_basic;
 mod proxy_errors;

@@ -186,3 +186,46 @@ async fn client_certificate_is_presented_when_configured() {
     let r = plain_get(proxy.addr(LISTEN), "site.test", "/").await;
     assert_eq!(r.status, 502, "{}", r.text());
 }
+
+/// `connect_timeout` is one deadline for TCP connect + TLS handshake. The server's accept
+/// queue is full when Portico connects (backlog 1, two connections waiting), so the kernel
+/// drops its SYN and the connect completes only with the SYN's retransmission, about 1 s
+/// later, once the queue was emptied; then the server never answers the ClientHello. With
+/// `connect_timeout = "2s"` the request fails (504) about 2 s after it started; a handshake
+/// with a timeout of its own would take about 1 + 2 = 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_covers_the_tls_handshake() {
+    use std::time::Duration;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let silent = socket.listen(1).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    // Fill the accept queue (backlog + 1 connections on Linux).
+    let mut fillers = Vec::new();
+    for _ in 0..2 {
+        fillers.push(tokio::net::TcpStream::connect(silent_addr).await.unwrap());
+    }
+    let proxy = proxy_to(
+        &format!("\"{silent_addr}\""),
+        "connect_timeout = \"2s\"\ntls = { verify = false }",
+        &[] as &[(&str, &str)],
+    );
+    // 0.5 s in, accept (and hold, never writing) everything: the retransmitted SYN finds room.
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = plain_get(proxy.addr(LISTEN), "site.test", "/").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2700),
+        "took {took:?}: one 2 s deadline expected, not 1 s of connect + 2 s of handshake"
+    );
+    holder.abort();
+    drop(fillers);
+}

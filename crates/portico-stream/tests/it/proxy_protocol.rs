@@ -227,3 +227,48 @@ fn exchange_raw(s: &mut std::net::TcpStream) -> Vec<u8> {
     s.read_exact(&mut back).unwrap();
     back.to_vec()
 }
+
+/// With `[server] trusted_proxies` set, a PROXY header is believed only from a listed peer:
+/// from 127.0.0.2 (listed) the header's client is used; from 127.0.0.3 the same header is
+/// refused, the connection closed before anything reaches the server
+/// (`end=untrusted_proxy`).
+#[test]
+fn proxy_headers_only_from_trusted_proxies() {
+    let a = Backend::spawn("a");
+    let p = Portico::start_server(
+        "trusted_proxies = [\"127.0.0.2/32\"]",
+        &format!(
+            "[upstreams.peer]\nservers = [\"{}\"]\n[[streams]]\nlisten = [\"127.0.0.1:0\"]\nupstream = \"peer\"\naccept_proxy_protocol = true\n",
+            a.addr
+        ),
+    );
+    let header = b"PROXY TCP4 192.0.2.9 127.0.0.1 4100 6201\r\n";
+    let mut trusted = connect_from("127.0.0.2".parse().unwrap(), p.addr(0));
+    trusted.write_all(header).unwrap();
+    assert_eq!(exchange(&mut trusted), "a");
+    let mut untrusted = connect_from("127.0.0.3".parse().unwrap(), p.addr(0));
+    // Closed unread: the writes may already meet the closed socket.
+    let _ = untrusted.write_all(header);
+    let _ = untrusted.write_all(b"more");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        untrusted.read(&mut buf).unwrap_or(0),
+        0,
+        "untrusted got an answer"
+    );
+    drop(trusted);
+    let lines = p.log_lines(2);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("127.0.0.3:") && l.contains("end=untrusted_proxy")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("192.0.2.9:4100 ") && l.contains("end=client_closed")),
+        "{lines:#?}"
+    );
+    assert_eq!(a.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

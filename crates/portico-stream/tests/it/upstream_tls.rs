@@ -215,3 +215,54 @@ fn the_proxy_header_goes_in_the_clear_before_the_handshake() {
     let _ = r.read_line(&mut rest);
     assert!(rest.is_empty(), "{rest}");
 }
+
+/// `connect_timeout` is one deadline for TCP connect + TLS handshake (as on sites): the
+/// server's accept queue is full when Portico connects (backlog 1, two connections waiting),
+/// so the connect completes only with the SYN's retransmission about 1 s later; then the
+/// server never answers the ClientHello. With `connect_timeout = "2s"` the client is closed
+/// about 2 s after it connected, not 1 + 2 s.
+#[test]
+fn connect_timeout_covers_the_tls_handshake() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (silent, addr) = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    });
+    let fillers: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let p = Portico::start(&format!(
+        "[upstreams.secure]\nservers = [\"{addr}\"]\nretries = 0\nconnect_timeout = \"2s\"\ntls = {{ verify = false }}\n[[streams]]\nlisten = [\"127.0.0.1:0\"]\nupstream = \"secure\"\n"
+    ));
+    // 0.5 s in, accept (and hold, never writing) everything, for at most 3 s.
+    let holder = std::thread::spawn(move || {
+        rt.block_on(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let mut held = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(3), async {
+                while let Ok((s, _)) = silent.accept().await {
+                    held.push(s);
+                }
+            })
+            .await;
+        });
+    });
+    let started = std::time::Instant::now();
+    let mut s = connect_from("127.0.0.1".parse().unwrap(), p.addr(0));
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let took = started.elapsed();
+    assert!(got.is_empty());
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2700),
+        "took {took:?}: one 2 s deadline expected, not 1 s of connect + 2 s of handshake"
+    );
+    let log = p.log_until(|l| l.contains("end="));
+    assert!(log.contains("end=connect_failed"), "{log}");
+    drop(fillers);
+    holder.join().unwrap();
+}

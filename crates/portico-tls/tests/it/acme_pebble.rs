@@ -309,6 +309,7 @@ fn site(index: usize, hosts: &[&str], tls: portico_config::SiteTls) -> portico_c
         http_redirect: true,
         http_listen: vec![],
         hsts: None,
+        accept_proxy_protocol: false,
         routes: vec![],
         error_pages: vec![],
     }

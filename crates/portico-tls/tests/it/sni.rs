@@ -164,6 +164,7 @@ fn site(
         http_redirect: true,
         http_listen: vec![],
         hsts: None,
+        accept_proxy_protocol: false,
         routes: vec![],
         error_pages: vec![],
     }

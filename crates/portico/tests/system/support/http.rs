@@ -32,6 +32,19 @@ impl Conn {
     /// Connect with a 5 s connect timeout and a 10 s read/write timeout.
     pub fn connect(addr: SocketAddr) -> IoResult<Conn> {
         let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Conn::over(addr, s)
+    }
+
+    /// [`Conn::connect`] from the local address `from` (e.g. 127.0.0.2: another client).
+    pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> IoResult<Conn> {
+        let domain = socket2::Domain::for_address(addr);
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+        sock.bind(&SocketAddr::new(from, 0).into())?;
+        sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        Conn::over(addr, sock.into())
+    }
+
+    fn over(addr: SocketAddr, s: TcpStream) -> IoResult<Conn> {
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_write_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;

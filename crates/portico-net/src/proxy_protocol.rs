@@ -5,10 +5,23 @@
 //! "need more bytes", or an error as soon as the bytes cannot start a valid header — so a
 //! client sending garbage is closed at once rather than at the timeout. It never reads past
 //! the header: the bytes after it belong to the stream.
+//!
+//! Both planes use it: the stream plane on `[[streams]]` listeners with
+//! `accept_proxy_protocol` (and the encoder toward servers with `proxy_protocol`), the HTTP
+//! plane on site listeners with `accept_proxy_protocol`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::error::ProxyHeaderError;
+/// Why bytes are not a valid PROXY header (the connection is closed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyHeaderError {
+    #[error("not a PROXY protocol header")]
+    NotProxy,
+    #[error("bad PROXY v1 header: {0}")]
+    V1(&'static str),
+    #[error("bad PROXY v2 header: {0}")]
+    V2(&'static str),
+}
 
 /// The v2 signature.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -274,6 +287,62 @@ pub fn encode_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// Why [`read_header`] found no header.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadHeaderError {
+    #[error(transparent)]
+    Bad(#[from] ProxyHeaderError),
+    #[error("the client closed before a complete PROXY header")]
+    Closed,
+    #[error("no complete PROXY header in time")]
+    Timeout,
+    #[error("reading the PROXY header: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read a PROXY header off `stream` before `deadline`, consuming exactly its bytes: what
+/// follows (an HTTP request, a TLS ClientHello) stays in the socket for the next reader, so
+/// the caller needs no buffer of its own.
+///
+/// Each round peeks at what has arrived: a complete header is then read for its length; a
+/// valid beginning that is not complete yet is consumed whole (every byte of it belongs to
+/// the header), so the next peek waits for new bytes instead of spinning. Usually one peek
+/// and one read.
+pub async fn read_header(
+    stream: &mut tokio::net::TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<ProxyHeader, ReadHeaderError> {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut got: Vec<u8> = Vec::with_capacity(128);
+        let mut peeked = [0u8; 256];
+        loop {
+            let room = V2_MAX_LEN.saturating_sub(got.len()).min(peeked.len());
+            let n = stream.peek(&mut peeked[..room]).await?;
+            if n == 0 {
+                return Err(ReadHeaderError::Closed);
+            }
+            let before = got.len();
+            got.extend_from_slice(&peeked[..n]);
+            match decode(&got)? {
+                Some(h) => {
+                    // h.len <= got.len() = before + n: the rest fits in what was peeked.
+                    stream.read_exact(&mut peeked[..h.len - before]).await?;
+                    return Ok(h);
+                }
+                None => {
+                    // All `n` bytes are header bytes: take them out of the socket.
+                    stream.read_exact(&mut peeked[..n]).await?;
+                }
+            }
+        }
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| ReadHeaderError::Timeout)?
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 #[path = "proxy_protocol_tests.rs"]
 mod tests;

@@ -177,3 +177,59 @@ fn encode_round_trips() {
         b"PROXY TCP4 1.2.3.4 6.7.8.9 5 10\r\n"
     );
 }
+
+/// `read_header` on a real socket: the header arriving in pieces (v1) or whole with the
+/// request behind it (v2) is consumed exactly; the next bytes are the stream's.
+#[tokio::test]
+async fn read_header_consumes_exactly_the_header() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let deadline = || tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    // v1 in three pieces.
+    let sender = tokio::spawn(async move {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for piece in [
+            &b"PROXY TCP4 19"[..],
+            b"2.0.2.1 10.0.0.1 5",
+            b"6324 443\r\nGET /",
+        ] {
+            c.write_all(piece).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        c
+    });
+    let (mut s, _) = listener.accept().await.unwrap();
+    let h = read_header(&mut s, deadline()).await.unwrap();
+    assert_eq!(h.addrs, tcp("192.0.2.1:56324", "10.0.0.1:443"));
+    let _c = sender.await.unwrap();
+    let mut rest = [0u8; 5];
+    s.read_exact(&mut rest).await.unwrap();
+    assert_eq!(&rest, b"GET /");
+    // v2 with the request in the same segment.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bytes = encode_v2(sa("[2001:db8::7]:1000"), sa("[::1]:80"));
+    bytes.extend_from_slice(b"\x16\x03\x01");
+    c.write_all(&bytes).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let h = read_header(&mut s, deadline()).await.unwrap();
+    assert_eq!(h.addrs, tcp("[2001:db8::7]:1000", "[::1]:80"));
+    let mut rest = [0u8; 3];
+    s.read_exact(&mut rest).await.unwrap();
+    assert_eq!(&rest, b"\x16\x03\x01");
+    // Garbage: refused at once; silence: the deadline.
+    let mut c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c2.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    assert!(matches!(
+        read_header(&mut s, deadline()).await,
+        Err(ReadHeaderError::Bad(ProxyHeaderError::NotProxy))
+    ));
+    let _c3 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let soon = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+    assert!(matches!(
+        read_header(&mut s, soon).await,
+        Err(ReadHeaderError::Timeout)
+    ));
+}
