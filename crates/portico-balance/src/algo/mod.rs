@@ -289,6 +289,7 @@ pub(crate) mod testutil {
             slow_start: Duration::ZERO,
             tls: None,
             health: None,
+            discover: None,
         }
     }
 
