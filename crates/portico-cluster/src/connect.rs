@@ -48,7 +48,11 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Connection, ClusterError> {
 pub async fn connect_each(cfg: &ClusterConfig) -> Result<Vec<Client>, ClusterError> {
     let mut all = Vec::with_capacity(cfg.etcd.len());
     for endpoint in &cfg.etcd {
-        all.push(connect_to(cfg, std::slice::from_ref(endpoint)).await?.client);
+        all.push(
+            connect_to(cfg, std::slice::from_ref(endpoint))
+                .await?
+                .client,
+        );
     }
     Ok(all)
 }

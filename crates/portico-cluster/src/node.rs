@@ -67,7 +67,7 @@ pub struct Node {
     shared: Arc<Mutex<Snapshot>>,
     registered: watch::Receiver<Registered>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
     registry: Registry,
     drain: DrainFn,
@@ -134,7 +134,7 @@ impl Node {
             shared,
             registered,
             stop,
-            task,
+            task: Mutex::new(Some(task)),
             runtime: tokio::runtime::Handle::current(),
             registry,
             drain,
@@ -183,9 +183,12 @@ impl Node {
     }
 
     /// Stop: revoke the lease (the node leaves the member list at once) and end the task.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, self.task).await;
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT * 2, task).await;
+        }
     }
 }
 
@@ -297,32 +300,38 @@ impl Task {
         let servers = bounded(client.get(keys.server_states(), prefix())).await?;
         let registered = bounded(client.get(keys.registry(), prefix())).await?;
         let rev = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision()) + 1;
-        let mut stream = bounded(client.watch(
-            keys.members(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(rev(members.header())),
+        let mut stream = bounded(
+            client.watch(
+                keys.members(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(rev(members.header())),
+                ),
             ),
-        ))
+        )
         .await?;
-        bounded(stream.watch(
-            keys.server_states(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(rev(servers.header())),
+        bounded(
+            stream.watch(
+                keys.server_states(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(rev(servers.header())),
+                ),
             ),
-        ))
+        )
         .await?;
-        bounded(stream.watch(
-            keys.registry(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(rev(registered.header())),
+        bounded(
+            stream.watch(
+                keys.registry(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(rev(registered.header())),
+                ),
             ),
-        ))
+        )
         .await?;
 
         // Everything read: replace the last known state.
@@ -353,7 +362,10 @@ impl Task {
         self.registry_changed();
         self.set_reachable(true, None);
         self.connected = true;
-        tracing::info!(lease, "cluster: connected to etcd, member list and states read");
+        tracing::info!(
+            lease,
+            "cluster: connected to etcd, member list and states read"
+        );
 
         let (mut keeper, mut answers) = bounded(client.lease_keep_alive(lease)).await?;
         let mut tick = tokio::time::interval(keepalive_period(MEMBER_TTL));
@@ -434,12 +446,8 @@ impl Task {
                     states_changed = true;
                 } else if let Some((up, addr)) = registry::parse_key(keys, key) {
                     if put {
-                        if let Some((_, _, reg)) = decode_registration(keys, kv.key(), kv.value())
-                        {
-                            s.registered
-                                .entry(up)
-                                .or_default()
-                                .insert(addr, reg);
+                        if let Some((_, _, reg)) = decode_registration(keys, kv.key(), kv.value()) {
+                            s.registered.entry(up).or_default().insert(addr, reg);
                         }
                     } else if let Some(m) = s.registered.get_mut(&up) {
                         m.remove(&addr);

@@ -100,8 +100,12 @@ pub async fn register(
         let session = async {
             let id = bounded(client.lease_grant(ttl_secs, None)).await?.id();
             lease = Some(id);
-            bounded(client.put(key.as_str(), value.as_str(), Some(PutOptions::new().with_lease(id))))
-                .await?;
+            bounded(client.put(
+                key.as_str(),
+                value.as_str(),
+                Some(PutOptions::new().with_lease(id)),
+            ))
+            .await?;
             events(RegisterEvent::Registered { lease: id });
             crate::node::keep_alive(&mut client, id, ttl).await
         };

@@ -118,7 +118,10 @@ mod tests {
         let drained = std::sync::Mutex::new(Vec::new());
         let states = ServerStates::from([(a.clone(), AdminState::Disabled)]);
         let n = apply_all(&reg, &states, &|id| {
-            drained.lock().unwrap_or_else(|e| e.into_inner()).push(id.clone())
+            drained
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(id.clone())
         });
         assert_eq!(n, 2);
         assert_eq!(sa.admin_state(), AdminState::Disabled);

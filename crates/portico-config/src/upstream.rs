@@ -9,7 +9,8 @@ use toml::de::DeValue;
 use crate::gate::Scope;
 use crate::keys::Tbl;
 use crate::model::{
-    Balance, Discover, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream, UpstreamTls,
+    Balance, Discover, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream,
+    UpstreamTls,
 };
 use crate::walk::{Ctx, Span, Table, Value};
 
@@ -49,7 +50,10 @@ pub(crate) fn upstream(
         ctx.err(
             &span,
             "`discover = \"cluster\"` needs a [cluster] section (the etcd the servers register in)",
-            Some("add [cluster] with etcd = [\"http://127.0.0.1:2379\"], or remove `discover`".into()),
+            Some(
+                "add [cluster] with etcd = [\"http://127.0.0.1:2379\"], or remove `discover`"
+                    .into(),
+            ),
         );
     }
     let servers = servers(ctx, t, &what, name_span, discover.is_some());

@@ -136,6 +136,8 @@ pub struct Running<'a> {
     /// Where the status file goes (the start-up `state_dir`, where the pid file is).
     pub state_dir: PathBuf,
     pub generation: u64,
+    /// `[cluster]`: registered servers are merged into every reloaded config.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Running<'_> {
@@ -164,7 +166,10 @@ impl Running<'_> {
         let path = self.config.source.clone();
         tracing::info!(config = %path.display(), "reloading");
         let new = match check::load(&path) {
-            Ok(c) => Arc::new(c),
+            Ok(c) => match &self.cluster {
+                Some(cluster) => cluster.effective(Arc::new(c)),
+                None => Arc::new(c),
+            },
             Err(failure) => {
                 let text = failure.to_string();
                 tracing::error!("reload refused, still serving the previous config:\n{text}");
@@ -178,6 +183,9 @@ impl Running<'_> {
                 // Forget servers of earlier configs that nothing references any more (the
                 // snapshot just replaced may still be in use: its servers go next time).
                 self.registry.prune();
+                if let Some(cluster) = &self.cluster {
+                    cluster.after_apply();
+                }
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));
                 notes.extend(restart_notes(&self.config, &new));

@@ -91,14 +91,28 @@ async fn control(
 ) -> anyhow::Result<Ended> {
     let mut signals = Signals::new()?;
     let ha = ha::start(config, track_env(config, registry, server)).await?;
-    let (admin, mut api_reloads) =
-        match crate::admin::start(config, registry, health, server, ha.watchers()) {
-            Ok(a) => a,
+    let cluster =
+        match crate::cluster::Cluster::start(config, registry, server, ha.watchers()).await {
+            Ok(c) => c,
             Err(e) => {
                 ha.shutdown().await;
                 return Err(e);
             }
         };
+    let (admin, mut api_reloads) = match crate::admin::start(
+        config,
+        registry,
+        health,
+        server,
+        ha.watchers(),
+        cluster.clone(),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            ha.shutdown().await;
+            return Err(e);
+        }
+    };
     write_pid_file(config).context("cannot write the pid file")?;
     tracing::info!(config = %config.source.display(), "portico started");
     let mut running = Running {
@@ -108,6 +122,7 @@ async fn control(
         config: config.clone(),
         state_dir: config.server.state_dir.clone(),
         generation: 0,
+        cluster: cluster.clone(),
     };
     running.publish_start();
     ready(server, admin.addr());
@@ -148,6 +163,11 @@ async fn control(
                 tracing::info!("SIGUSR1: reopening the access log");
                 portico_proxy::access_log::reopen_all();
             }
+            () = registry_changed(cluster.as_deref()) => {
+                if let Some(c) = &cluster {
+                    c.apply_registered(&mut running, &admin);
+                }
+            }
         }
     }
     drop(watchdog);
@@ -161,12 +181,23 @@ async fn control(
     }
     server.shutdown();
     ha.shutdown().await;
+    if let Some(c) = &cluster {
+        c.stop().await;
+    }
     tokio::select! {
         _ = server.closed() => {}
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
     admin.stop();
     Ok(ended)
+}
+
+/// Resolves when the cluster's registered servers changed (never without `[cluster]`).
+async fn registry_changed(cluster: Option<&crate::cluster::Cluster>) {
+    match cluster {
+        Some(c) => c.registry_changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What VRRP's tracks look at: every bound listener, sites and streams (a stream-only node's

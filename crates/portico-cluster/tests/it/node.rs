@@ -146,6 +146,9 @@ async fn members_states_registry_and_an_outage() {
     })
     .await;
     a.stop().await;
-    until("a left the member list", t, || b.snapshot().members.len() == 1).await;
+    until("a left the member list", t, || {
+        b.snapshot().members.len() == 1
+    })
+    .await;
     b.stop().await;
 }

@@ -198,7 +198,10 @@ fn discover_needs_cluster_and_allows_empty_servers() {
                 [upstreams.a]\nservers = []\ndiscover = \"cluster\"\n";
     let c = portico_config::parse(text, std::path::Path::new("t.toml"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.upstreams["a"].discover, Some(portico_config::Discover::Cluster));
+    assert_eq!(
+        c.upstreams["a"].discover,
+        Some(portico_config::Discover::Cluster)
+    );
     assert!(c.upstreams["a"].servers.is_empty());
 }
 
