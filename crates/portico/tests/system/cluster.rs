@@ -341,3 +341,31 @@ fn three_nodes_share_members_drains_and_registered_servers() {
         n.proc.assert_running();
     }
 }
+
+/// `examples/seed-001-cluster/`: the three node configs pass `portico check`, and differ only
+/// in what is per node (their config hashes match, so no node is flagged).
+#[test]
+fn seed001_cluster_example_checks_and_nodes_share_a_config_hash() {
+    let dir = support::repo_root().join("examples/seed-001-cluster");
+    let logs = TempDir::new("seed001-cluster-check");
+    let mut hashes = Vec::new();
+    for i in 1..=3 {
+        let file = dir.join(format!("node{i}.toml"));
+        let out = run_bounded(
+            "check",
+            portico(logs.path(), &["check", "-c", file.to_str().unwrap()]),
+            logs.path(),
+            T10,
+            Duration::ZERO,
+        );
+        assert!(out.success(), "{}: {}", file.display(), out.stderr);
+        let text = std::fs::read_to_string(&file).unwrap();
+        let config = portico_config::parse(&text, &file).unwrap();
+        assert_eq!(
+            config.cluster.as_ref().and_then(|c| c.node_name.clone()),
+            Some(format!("edge-{i}"))
+        );
+        hashes.push(portico_cluster::config_hash(&config));
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
