@@ -1,9 +1,10 @@
 //! Cluster mode with a real 3-member etcd and three real `portico` nodes (admin API on):
 //! the nodes list each other (the one with a different upstream setting is flagged); a drain
 //! through one node's API is obeyed by all three; `portico register` adds a server that
-//! starts taking traffic on every node, and once that process is SIGKILLed the server leaves
-//! after its TTL, its WebSocket closed with 1001 while WebSockets to the other servers keep
-//! echoing; an etcd member killed changes nothing for traffic; all of etcd stopped: every
+//! starts taking traffic on every node (health-checked like the listed ones), and once that
+//! process is SIGKILLed the server leaves after its TTL, its WebSocket closed with 1001 while
+//! WebSockets to the other servers keep echoing; a register process stopped with SIGTERM
+//! deregisters at once; an unknown upstream is refused; an etcd member killed changes nothing for traffic; all of etcd stopped: every
 //! node serves and says "degraded", then lists the members again when etcd returns.
 
 #![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
@@ -78,7 +79,8 @@ fn config(
         "[server]\naccess_log = \"off\"\nthreads = 1\nshutdown_grace = \"2s\"\n\n\
          [admin]\nlisten = \"{admin}\"\n\n\
          [cluster]\netcd = {endpoints}\nprefix = \"/portico-system\"\nnode_name = \"{name}\"\n\n\
-         [upstreams.app]\nservers = [{servers}]\ndiscover = \"cluster\"\n{extra}\n\
+         [upstreams.app]\nservers = [{servers}]\ndiscover = \"cluster\"\n\
+         health = {{ type = \"http\", path = \"/\", interval = \"500ms\" }}\n{extra}\n\
          [[sites]]\nlisten = [\"{listen}\"]\nroutes = [\n\
          {{ path = \"/ws\", proxy = \"app\", websocket = true }},\n\
          {{ path = \"/\", proxy = \"app\" }},\n]\n"
@@ -109,6 +111,28 @@ fn ws_to(node: &Node, addr: &str, tries: usize) -> Option<RawWs> {
         }
     }
     None
+}
+
+/// `portico register --upstream UPSTREAM --addr ADDR --ttl TTL -c CONFIG`, started.
+fn register(
+    dir: &TempDir,
+    config: &std::path::Path,
+    upstream: &str,
+    addr: &str,
+    ttl: &str,
+) -> ChildGuard {
+    let args = [
+        "register",
+        "--upstream",
+        upstream,
+        "--addr",
+        addr,
+        "--ttl",
+        ttl,
+        "-c",
+        config.to_str().unwrap(),
+    ];
+    ChildGuard::spawn("register", portico(dir.path(), &args), dir.path())
 }
 
 #[test]
@@ -239,24 +263,7 @@ fn three_nodes_share_members_drains_and_registered_servers() {
     let reg_backend = EchoServer::start(local(0), "gamma").unwrap();
     let reg_addr = reg_backend.addr.to_string();
     let started = Instant::now();
-    let mut register = ChildGuard::spawn(
-        "register",
-        portico(
-            dir.path(),
-            &[
-                "register",
-                "--upstream",
-                "app",
-                "--addr",
-                &reg_addr,
-                "--ttl",
-                "3s",
-                "-c",
-                nodes[0].config.to_str().unwrap(),
-            ],
-        ),
-        dir.path(),
-    );
+    let mut first = register(&dir, &nodes[0].config, "app", &reg_addr, "3s");
     for n in &nodes {
         eventually(
             T10,
@@ -266,12 +273,23 @@ fn three_nodes_share_members_drains_and_registered_servers() {
     }
     let join = started.elapsed();
     eprintln!("FIGURE registered server served by all 3 nodes after {join:?}");
+    // Health checks cover it as they cover the listed servers.
+    eventually(T10, "the registered server health-checked", || {
+        let s = nodes[2].status()?;
+        let sv = s.upstreams[0]
+            .servers
+            .iter()
+            .find(|sv| sv.addr == reg_addr)?;
+        (sv.health.checked && sv.health.probes > 0 && sv.health.healthy).then_some(())
+    });
+    let c = nodes[2].status().and_then(|s| s.cluster).unwrap();
+    assert_eq!(c.registered.len(), 1, "{c:?}");
     let mut to_gamma =
         ws_to(&nodes[1], &reg_addr, 12).expect("a WebSocket to the registered server");
     echo_all("after the registration");
 
     // Its register process killed: the server leaves after the TTL, its WebSocket gets 1001.
-    register.kill();
+    first.kill();
     let killed = Instant::now();
     for n in &nodes {
         eventually(T40, "the registered server gone from every node", || {
@@ -301,6 +319,36 @@ fn three_nodes_share_members_drains_and_registered_servers() {
     );
     echo_all("after the registered server left");
 
+    // Registered again, then stopped with SIGTERM: it deregisters, gone at once (no TTL wait).
+    let mut again = register(&dir, &nodes[0].config, "app", &reg_addr, "10s");
+    eventually(T10, "registered again", || {
+        (0..6).any(|_| nodes[2].who() == "gamma").then_some(())
+    });
+    let stopped = Instant::now();
+    let status = again.stop(T10).expect("register exits on SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", again.logs());
+    for n in &nodes {
+        eventually(T10, "deregistered server gone", || {
+            (0..12).all(|_| n.who() != "gamma").then_some(())
+        });
+    }
+    let gone = stopped.elapsed();
+    eprintln!("FIGURE deregistered server (SIGTERM) left all 3 nodes after {gone:?}");
+    assert!(
+        gone < Duration::from_secs(8),
+        "waited for the TTL: {gone:?}"
+    );
+
+    // Refused: an unknown upstream: exit 1, nothing registered.
+    let mut refused = register(&dir, &nodes[0].config, "nope", &reg_addr, "10s");
+    let code = refused.wait_timeout(T10).expect("refusal exits");
+    assert_eq!(code.code(), Some(1), "{}", refused.logs());
+    assert!(
+        refused.logs().contains("no upstream `nope`"),
+        "{}",
+        refused.logs()
+    );
+
     // One etcd member killed: traffic does not notice.
     let leader = etcd.leader().expect("an etcd leader");
     etcd.kill(leader);
@@ -311,6 +359,9 @@ fn three_nodes_share_members_drains_and_registered_servers() {
         }
     }
     echo_all("with an etcd member down");
+    eventually(T40, "three members listed with an etcd member down", || {
+        nodes.iter().all(|n| n.cluster_up_with(3)).then_some(())
+    });
 
     // All of etcd stopped: every node serves and says degraded; back: members listed again.
     etcd.stop_all();
