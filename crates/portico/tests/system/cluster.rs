@@ -420,3 +420,54 @@ fn seed001_cluster_example_checks_and_nodes_share_a_config_hash() {
     }
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
+
+/// A node of `examples/seed-001-cluster/` on loopback (ports, state, CA and app servers
+/// swapped for local ones; etcd and the CA unreachable): it serves anyway, the load
+/// balancer's health route on the plain port answers 200 and everything else there is
+/// redirected to https.
+#[test]
+fn seed001_cluster_node_answers_health_on_port_80_and_redirects_the_rest() {
+    let dir = TempDir::new("seed001-cluster-run");
+    let (p80, p443) = (free_port(), free_port());
+    let app = EchoServer::start(local(0), "app").unwrap();
+    let text =
+        std::fs::read_to_string(support::repo_root().join("examples/seed-001-cluster/node1.toml"))
+            .unwrap()
+            .replace("\"/var/lib/portico\"", "\"state\"")
+            .replace("listen = \"127.0.0.1:9900\"", "listen = \"off\"")
+            .replace(
+                "[\"http://10.0.0.5:2379\", \"http://10.0.0.6:2379\", \"http://10.0.0.7:2379\"]",
+                "[\"http://127.0.0.1:1\"]",
+            )
+            .replace(
+                "email = \"ops@example.com\"",
+                "email = \"ops@example.com\"\ndirectory = \"https://127.0.0.1:1/dir\"",
+            )
+            .replace(
+                "[\"10.0.1.11:9001\", \"10.0.1.12:9001\"]",
+                &format!("[\"{}\"]", app.addr),
+            )
+            .replace("0.0.0.0:80", &format!("127.0.0.1:{p80}"))
+            .replace("0.0.0.0:443", &format!("127.0.0.1:{p443}"));
+    assert!(!text.contains("10.0.1.") && !text.contains(":2379"), "{text}");
+    let config = dir.write("portico.toml", text);
+    let mut node = start_portico(&config, dir.path());
+    node.wait_for_port(local(p80), T10);
+    let mut c = http::Conn::connect(local(p80)).unwrap();
+    let r = c
+        .request_raw("GET /healthz HTTP/1.1\r\nHost: 10.0.0.9\r\n\r\n", b"")
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+    let r = c
+        .request_raw(
+            "GET /chat?room=1 HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.example.com/chat?room=1")
+    );
+    node.assert_running();
+}
