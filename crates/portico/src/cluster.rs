@@ -108,18 +108,19 @@ impl Cluster {
         })))
     }
 
-    /// `config` plus the registered servers of its `discover = "cluster"` upstreams (an
-    /// address the file already lists stays the file's). Records `config` as the file's.
-    pub fn effective(&self, config: Arc<Config>) -> Arc<Config> {
-        *lock(&self.base) = Arc::clone(&config);
-        *lock(&self.hash) = portico_cluster::config_hash(&config);
+    /// `config` (the file's) plus the registered servers of its `discover = "cluster"`
+    /// upstreams (an address the file already lists stays the file's).
+    pub fn effective(&self, config: &Arc<Config>) -> Arc<Config> {
         let registered = lock(&self.registered).borrow().clone();
-        merge(config, &registered)
+        merge(Arc::clone(config), &registered)
     }
 
-    /// After new pools were built (reload or registry change): the cluster's server states
-    /// apply to servers that just joined.
-    pub fn after_apply(&self) {
+    /// A reload applied `file` (merged): it is the file's config from now on (registry
+    /// changes merge into it, its hash is published), and the cluster's server states apply
+    /// to servers that just joined.
+    pub fn applied(&self, file: Arc<Config>) {
+        *lock(&self.hash) = portico_cluster::config_hash(&file);
+        *lock(&self.base) = file;
         self.node.reapply_states();
     }
 
@@ -137,7 +138,7 @@ impl Cluster {
     /// reload record: the file did not change).
     pub fn apply_registered(&self, running: &mut Running<'_>, admin: &crate::admin::AdminPlane) {
         let base = Arc::clone(&lock(&self.base));
-        let new = self.effective(base);
+        let new = self.effective(&base);
         if servers_of(&new) == servers_of(&running.config) {
             return;
         }
@@ -147,7 +148,7 @@ impl Cluster {
                 running.registry.prune();
                 running.config = Arc::clone(&new);
                 admin.set_config(new);
-                self.after_apply();
+                self.node.reapply_states();
                 tracing::info!(changes = %summary.changes, "cluster: registered servers applied");
             }
             Err(e) => {

@@ -165,17 +165,18 @@ impl Running<'_> {
         self.generation += 1;
         let path = self.config.source.clone();
         tracing::info!(config = %path.display(), "reloading");
-        let new = match check::load(&path) {
-            Ok(c) => match &self.cluster {
-                Some(cluster) => cluster.effective(Arc::new(c)),
-                None => Arc::new(c),
-            },
+        let file = match check::load(&path) {
+            Ok(c) => Arc::new(c),
             Err(failure) => {
                 let text = failure.to_string();
                 tracing::error!("reload refused, still serving the previous config:\n{text}");
                 self.publish(Outcome::Invalid, text.clone());
                 return (Outcome::Invalid, text);
             }
+        };
+        let new = match &self.cluster {
+            Some(cluster) => cluster.effective(&file),
+            None => Arc::clone(&file),
         };
         match self.plane.reload(&new, self.registry) {
             Ok(summary) => {
@@ -184,7 +185,7 @@ impl Running<'_> {
                 // snapshot just replaced may still be in use: its servers go next time).
                 self.registry.prune();
                 if let Some(cluster) = &self.cluster {
-                    cluster.after_apply();
+                    cluster.applied(file);
                 }
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));

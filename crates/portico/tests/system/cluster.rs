@@ -284,6 +284,23 @@ fn three_nodes_share_members_drains_and_registered_servers() {
     });
     let c = nodes[2].status().and_then(|s| s.cluster).unwrap();
     assert_eq!(c.registered.len(), 1, "{c:?}");
+
+    // node3's config fixed and reloaded: the registered server stays (merged into the
+    // reloaded config) and node3's new hash reaches the others: nothing flagged any more.
+    let fixed = std::fs::read_to_string(&nodes[2].config)
+        .unwrap()
+        .replace("keepalive = 16\n", "");
+    std::fs::write(&nodes[2].config, fixed).unwrap();
+    let a = call(nodes[2].admin, "POST", "/api/v1/reload", None, T10).unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        (0..6).any(|_| nodes[2].who() == "gamma"),
+        "registered server lost by a reload"
+    );
+    eventually(T10, "no member flagged after the reload", || {
+        let c = nodes[0].status()?.cluster?;
+        c.members.iter().all(|m| !m.config_differs).then_some(())
+    });
     let mut to_gamma =
         ws_to(&nodes[1], &reg_addr, 12).expect("a WebSocket to the registered server");
     echo_all("after the registration");
@@ -449,7 +466,10 @@ fn seed001_cluster_node_answers_health_on_port_80_and_redirects_the_rest() {
             )
             .replace("0.0.0.0:80", &format!("127.0.0.1:{p80}"))
             .replace("0.0.0.0:443", &format!("127.0.0.1:{p443}"));
-    assert!(!text.contains("10.0.1.") && !text.contains(":2379"), "{text}");
+    assert!(
+        !text.contains("10.0.1.") && !text.contains(":2379"),
+        "{text}"
+    );
     let config = dir.write("portico.toml", text);
     let mut node = start_portico(&config, dir.path());
     node.wait_for_port(local(p80), T10);
