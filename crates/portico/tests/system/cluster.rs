@@ -5,7 +5,9 @@
 //! process is SIGKILLed the server leaves after its TTL, its WebSocket closed with 1001 while
 //! WebSockets to the other servers keep echoing; a register process stopped with SIGTERM
 //! deregisters at once; an unknown upstream is refused; an etcd member killed changes nothing for traffic; all of etcd stopped: every
-//! node serves and says "degraded", then lists the members again when etcd returns.
+//! node serves and says "degraded" (a drain then applies on its node only and the answer says
+//! it was not shared), then lists the members again when etcd returns (and the cluster's
+//! state replaces the local-only drain).
 
 #![allow(clippy::unwrap_used)] // a test: a failed step is a failed test
 
@@ -395,6 +397,26 @@ fn three_nodes_share_members_drains_and_registered_servers() {
         .body;
     assert!(m.contains("portico_cluster_up 0"), "{m}");
     echo_all("with etcd stopped");
+    // A drain while etcd is down: applied on that node only, and the answer says so.
+    let path = format!("/api/v1/upstreams/app/servers/{}/drain", beta.addr);
+    let a = call(nodes[1].admin, "POST", &path, None, T10).unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.body.contains("\"scope\": \"node\"") && a.body.contains("not shared with the cluster"),
+        "{}",
+        a.body
+    );
+    let beta_state = |n: &Node| {
+        n.status().and_then(|s| {
+            s.upstreams[0]
+                .servers
+                .iter()
+                .find(|sv| sv.addr == beta.addr.to_string())
+                .map(|sv| sv.admin_state.clone())
+        })
+    };
+    assert_eq!(beta_state(&nodes[1]).as_deref(), Some("draining"));
+    assert_eq!(beta_state(&nodes[0]).as_deref(), Some("enabled"));
     etcd.restart_all();
     let back = Instant::now();
     eventually(Duration::from_secs(60), "members listed again", || {
@@ -405,6 +427,12 @@ fn three_nodes_share_members_drains_and_registered_servers() {
         back.elapsed()
     );
     echo_all("after etcd returned");
+    // The cluster's state (beta enabled) replaced the local-only drain.
+    eventually(
+        T10,
+        "the local-only drain replaced by the cluster's state",
+        || (beta_state(&nodes[1]).as_deref() == Some("enabled")).then_some(()),
+    );
     for n in &mut nodes {
         n.proc.assert_running();
     }
