@@ -6,7 +6,7 @@
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/api/v1/status` | the status JSON ([`crate::status::Status`]) |
 //! | POST | `/api/v1/reload` | 200 applied, 422 invalid (diagnostics), 500 failed |
-//! | POST | `/api/v1/upstreams/{name}/servers/{addr}/{drain,enable,disable}` | 200 + the server's new state, 404 unknown |
+//! | POST | `/api/v1/upstreams/{name}/servers/{addr}/{drain,enable,disable}` | 200 + the server's new state and its `scope` (`cluster`: written to etcd, every node applies it; `node`: this node only, with `cluster_error` when etcd could not be reached), 404 unknown |
 //!
 //! Every POST passes [`crate::auth`] first. Errors are JSON `{"error": "..."}`. Responses
 //! are never cached and carry `X-Content-Type-Options: nosniff`; the dashboard also a
@@ -104,7 +104,7 @@ pub(crate) async fn handle(admin: &Admin, req: Request<Incoming>) -> Resp {
         ["api", "v1", "upstreams", name, "servers", addr, action] => match method {
             Method::POST => match refusal(admin, &req) {
                 Some(r) => r,
-                None => server_action(admin, name, addr, action),
+                None => server_action(admin, name, addr, action).await,
             },
             _ => not_allowed("POST"),
         },
@@ -149,7 +149,7 @@ async fn reload(admin: &Admin) -> Resp {
     )
 }
 
-fn server_action(admin: &Admin, name: &str, addr: &str, action: &str) -> Resp {
+async fn server_action(admin: &Admin, name: &str, addr: &str, action: &str) -> Resp {
     let target = match action {
         "drain" => AdminState::Draining,
         "disable" => AdminState::Disabled,
@@ -193,15 +193,36 @@ fn server_action(admin: &Admin, name: &str, addr: &str, action: &str) -> Resp {
     }
     tracing::warn!(upstream = %name, server = %addr, from = status::admin_state_str(before),
         to = status::admin_state_str(target), "admin API: server state changed");
-    json_resp(
-        StatusCode::OK,
-        &json!({
-            "upstream": name,
-            "server": addr,
-            "admin_state": status::admin_state_str(target),
-            "previous_admin_state": status::admin_state_str(before),
-            "state": status::server_state(spec, &state, std::time::Instant::now()),
-            "active": state.active(),
-        }),
-    )
+    // Cluster mode: applied here already, then written to etcd for every node. While etcd is
+    // unreachable the change stays on this node and the answer says so.
+    let (scope, cluster_error) = match admin.sources().share_server_state(&id, target) {
+        None => ("node", None),
+        Some(shared) => match shared.await {
+            Ok(()) => ("cluster", None),
+            Err(e) => {
+                tracing::warn!(upstream = %name, server = %addr, error = %e,
+                    "admin API: server state not shared with the cluster, applied on this node only");
+                (
+                    "node",
+                    Some(format!(
+                        "not shared with the cluster ({e}): applied on this node only; \
+                         when etcd answers again, the cluster's state replaces it"
+                    )),
+                )
+            }
+        },
+    };
+    let mut body = json!({
+        "upstream": name,
+        "server": addr,
+        "admin_state": status::admin_state_str(target),
+        "previous_admin_state": status::admin_state_str(before),
+        "state": status::server_state(spec, &state, std::time::Instant::now()),
+        "active": state.active(),
+        "scope": scope,
+    });
+    if let Some(e) = cluster_error {
+        body["cluster_error"] = json!(e);
+    }
+    json_resp(StatusCode::OK, &body)
 }

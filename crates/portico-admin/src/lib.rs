@@ -12,12 +12,15 @@
 //!   /api/v1/status` (module [`status`]), `POST /api/v1/reload` and `POST
 //!   /api/v1/upstreams/{name}/servers/{addr}/{drain|enable|disable}`, every POST behind the
 //!   checks of module `auth` (bearer token, browser cross-origin protection).
+//! - [`cluster`]: cluster mode (`[cluster]`): the members, etcd's reachability, shared
+//!   server states and registered servers in the status, and `portico_cluster_*` metrics.
 //! - [`client`] and [`table`]: what `portico status` and `portico reload` use to ask a
 //!   running instance and print its answer.
 
 mod api;
 mod auth;
 pub mod client;
+pub mod cluster;
 mod dataplane;
 mod families;
 pub mod metrics;
@@ -31,5 +34,5 @@ pub use auth::read_token;
 pub use server::{AdminServer, StartError};
 pub use state::{
     Admin, CertView, ListenerView, ReloadRecord, ReloadRequest, ReloadRequests, ReloadResult,
-    Sources, TrackView, VrrpView,
+    ShareFuture, Sources, TrackView, VrrpView,
 };

@@ -60,6 +60,7 @@ impl Collector for Scrape {
         crate::dataplane::encode(&mut enc)?;
         certificates(&mut enc, admin)?;
         vrrp(&mut enc, admin)?;
+        crate::cluster::metrics(&mut enc, admin)?;
         process_figures(&mut enc)
     }
 }

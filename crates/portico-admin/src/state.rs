@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use portico_balance::{CheckStatus, Registry, ServerId};
+use portico_balance::{AdminState, CheckStatus, Registry, ServerId};
 use portico_config::Config;
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,7 +32,20 @@ pub trait Sources: Send + Sync + 'static {
     /// The server was disabled: close its open WebSockets with 1001 over the drain window
     /// (returns at once; the closes follow).
     fn drain_websockets(&self, server: &ServerId);
+    /// The cluster as this node sees it (`None` without `[cluster]`).
+    fn cluster(&self) -> Option<crate::cluster::ClusterView> {
+        None
+    }
+    /// Write a server's new admin state to the cluster, so every node applies it (`None`
+    /// without `[cluster]`; the future's error says why it could not be shared).
+    fn share_server_state(&self, _server: &ServerId, _state: AdminState) -> Option<ShareFuture> {
+        None
+    }
 }
+
+/// The answer of [`Sources::share_server_state`].
+pub type ShareFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// One certificate as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +263,12 @@ impl Admin {
 
     pub fn uptime(&self) -> std::time::Duration {
         self.inner.started_at.elapsed()
+    }
+
+    /// Replace the config in force without a reload record (cluster mode: servers registered
+    /// in etcd joined or left an upstream with `discover = "cluster"`).
+    pub fn set_config(&self, config: Arc<Config>) {
+        *lock(&self.inner.config) = config;
     }
 
     /// Replace the list of bound listeners (at start and after each reload).

@@ -28,6 +28,9 @@ pub struct Status {
     pub vrrp: Vec<Vrrp>,
     /// Newest first.
     pub reloads: Vec<Reload>,
+    /// `[cluster]`: etcd's reachability and the members (absent for a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -321,6 +324,7 @@ pub fn build(admin: &Admin) -> Status {
                     .collect(),
             })
             .collect(),
+        cluster: admin.sources().cluster().map(crate::cluster::status),
         reloads: admin
             .reloads()
             .into_iter()

@@ -195,6 +195,10 @@ pub fn render(s: &Status) -> String {
             &rows,
         );
     }
+    if let Some(c) = &s.cluster {
+        out.push('\n');
+        cluster(&mut out, c);
+    }
     if !s.reloads.is_empty() {
         out.push('\n');
         let rows: Vec<Vec<String>> = s
@@ -213,6 +217,85 @@ pub fn render(s: &Status) -> String {
         table(&mut out, &["RELOAD", "WHEN", "RESULT", "DETAIL"], &rows);
     }
     out
+}
+
+/// The cluster: etcd's state, then one row per member (a differing config is flagged).
+fn cluster(out: &mut String, c: &crate::cluster::ClusterStatus) {
+    let state = if c.is_up() {
+        "up".to_string()
+    } else {
+        format!(
+            "DEGRADED (etcd unreachable{}; serving with the last known state)",
+            c.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )
+    };
+    let _ = writeln!(
+        out,
+        "cluster: node {} prefix {} etcd {}: {state}",
+        c.node,
+        c.prefix,
+        c.etcd.join(",")
+    );
+    let rows: Vec<Vec<String>> = c
+        .members
+        .iter()
+        .map(|m| {
+            let mut name = m.name.clone();
+            if m.this_node {
+                name.push_str(" (this node)");
+            }
+            let vrrp: Vec<String> = m
+                .vrrp
+                .iter()
+                .map(|v| format!("{}={}", v.instance, v.state))
+                .collect();
+            vec![
+                name,
+                m.version.clone(),
+                if m.config_differs {
+                    format!("{} DIFFERS", m.config_hash)
+                } else {
+                    m.config_hash.clone()
+                },
+                if vrrp.is_empty() {
+                    "-".into()
+                } else {
+                    vrrp.join(",")
+                },
+                ago(Some(m.started_unix as f64)),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["MEMBER", "VERSION", "CONFIG", "VRRP", "STARTED"],
+        &rows,
+    );
+    let differs = c.members.iter().filter(|m| m.config_differs).count();
+    if differs > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {differs} member(s) run a config that differs from this node's ({})",
+            c.config_hash
+        );
+    }
+    for st in &c.server_states {
+        let _ = writeln!(
+            out,
+            "cluster-wide: {} {} {}",
+            st.upstream, st.server, st.admin_state
+        );
+    }
+    for r in &c.registered {
+        let _ = writeln!(
+            out,
+            "registered: {} {} weight {}",
+            r.upstream, r.server, r.weight
+        );
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ fn upstream(balance: Balance) -> Upstream {
         slow_start: Duration::ZERO,
         tls: None,
         health: None,
+        discover: None,
     }
 }
 

@@ -389,3 +389,21 @@ fn concurrent_picks_return_active_counts_to_zero() {
         );
     }
 }
+
+/// An upstream with `discover = "cluster"` may have no server yet: every algorithm answers
+/// "no server" (the proxy's 502/503), never panics.
+#[test]
+fn an_empty_pool_picks_nothing() {
+    for balance in ALL {
+        let mut up = weighted(balance, &[1]);
+        up.servers.clear();
+        let pool = Pool::new(&up, &Registry::new());
+        assert_eq!(pool.member_count(), 0);
+        assert!(!pool.any_serving());
+        assert!(matches!(
+            pool.pick(&key("10.0.0.1"), &[]),
+            Err(PickError::NoServer(_))
+        ));
+        assert!(pool.pick_member(0).is_none());
+    }
+}

@@ -38,6 +38,27 @@ impl std::fmt::Debug for Connection {
 
 /// Build the client for `cfg` (reads the TLS and password files).
 pub async fn connect(cfg: &ClusterConfig) -> Result<Connection, ClusterError> {
+    connect_to(cfg, &cfg.etcd).await
+}
+
+/// One client per endpoint of `cfg`, in order. A balanced client over several endpoints
+/// keeps sending some requests to a member that died (they fail with "connection
+/// refused"), so the long-lived sessions of [`crate::node`] use one endpoint at a time and
+/// move to the next when a session fails.
+pub async fn connect_each(cfg: &ClusterConfig) -> Result<Vec<Client>, ClusterError> {
+    let mut all = Vec::with_capacity(cfg.etcd.len());
+    for endpoint in &cfg.etcd {
+        all.push(
+            connect_to(cfg, std::slice::from_ref(endpoint))
+                .await?
+                .client,
+        );
+    }
+    Ok(all)
+}
+
+/// [`connect`] to the given endpoints only.
+async fn connect_to(cfg: &ClusterConfig, endpoints: &[String]) -> Result<Connection, ClusterError> {
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_timeout(REQUEST_TIMEOUT)
@@ -60,7 +81,7 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Connection, ClusterError> {
         })?;
         opts = opts.with_user(user.clone(), password.trim().to_string());
     }
-    let client = Client::connect(&cfg.etcd, Some(opts)).await?;
+    let client = Client::connect(endpoints, Some(opts)).await?;
     Ok(Connection {
         client,
         keys: Keys::new(&cfg.prefix),

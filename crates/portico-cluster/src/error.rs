@@ -21,4 +21,7 @@ pub enum ClusterError {
     /// A request did not finish in time.
     #[error("etcd: no answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// A lease or a watch was lost (expired, cancelled, stream ended).
+    #[error("etcd: {0}")]
+    Lost(String),
 }

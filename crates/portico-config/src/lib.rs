@@ -100,6 +100,7 @@ fn walk_root(ctx: &mut Ctx<'_>, raw_root: &DeTable<'_>) -> Config {
         .table(root, "acme")
         .and_then(|(t, span)| acme::acme(ctx, t, &span));
     let acme_section = ctx.has(root, "acme");
+    let has_cluster = ctx.has(root, "cluster");
     let cluster = ctx
         .table(root, "cluster")
         .and_then(|(t, span)| cluster::cluster(ctx, t, &span));
@@ -118,7 +119,7 @@ fn walk_root(ctx: &mut Ctx<'_>, raw_root: &DeTable<'_>) -> Config {
                 );
                 continue;
             };
-            let up = upstream::upstream(ctx, name_str, &name.span(), t);
+            let up = upstream::upstream(ctx, name_str, &name.span(), t, has_cluster);
             upstream_spans.insert(name_str.to_string(), name.span());
             upstreams.insert(name_str.to_string(), up);
         }

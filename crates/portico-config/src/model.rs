@@ -112,7 +112,7 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
-    /// Never empty.
+    /// Never empty, unless `discover` is set (then servers also come from the cluster).
     pub servers: Vec<ServerSpec>,
     pub balance: Balance,
     pub hash_key: HashKey,
@@ -131,6 +131,16 @@ pub struct Upstream {
     pub slow_start: Duration,
     pub tls: Option<UpstreamTls>,
     pub health: Option<HealthCheck>,
+    /// `discover = "cluster"`: servers also come from etcd (`portico register`); only with
+    /// `[cluster]`. `servers` may then be empty.
+    pub discover: Option<Discover>,
+}
+
+/// Where an upstream finds servers besides its `servers` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discover {
+    /// `PREFIX/registry/UPSTREAM/` in the cluster's etcd.
+    Cluster,
 }
 
 /// One server of an upstream.
@@ -165,6 +175,12 @@ impl fmt::Display for ServerAddr {
 }
 
 impl ServerAddr {
+    /// Parse `host:port` as the config does (bracketed IPv6 host allowed); the error says
+    /// what is wrong (for addresses that come from elsewhere, e.g. `portico register`).
+    pub fn parse(s: &str) -> Result<ServerAddr, String> {
+        crate::upstream::parse_server_addr(s).map_err(|(msg, hint)| format!("{msg}; {hint}"))
+    }
+
     /// The address as an IP socket address when the host is a literal IP.
     pub fn ip_socket_addr(&self) -> Option<SocketAddr> {
         self.host

@@ -9,12 +9,21 @@ use toml::de::DeValue;
 use crate::gate::Scope;
 use crate::keys::Tbl;
 use crate::model::{
-    Balance, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream, UpstreamTls,
+    Balance, Discover, HashKey, HealthCheck, HealthKind, ServerAddr, ServerSpec, Upstream,
+    UpstreamTls,
 };
 use crate::walk::{Ctx, Span, Table, Value};
 
 /// One upstream; `span` is where its table starts (for "missing key" messages).
-pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Table<'_>) -> Upstream {
+///
+/// `has_cluster`: whether the file has a `[cluster]` section (`discover = "cluster"` needs it).
+pub(crate) fn upstream(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    name_span: &Span,
+    t: &Table<'_>,
+    has_cluster: bool,
+) -> Upstream {
     let what = format!("[upstreams.{name}]");
     if name.is_empty()
         || !name
@@ -33,7 +42,21 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
         );
     }
     let t = ctx.open(t, Scope::Upstream, what.as_str());
-    let servers = servers(ctx, t, &what, name_span);
+    let discover = ctx.choice(t, "discover", &[("cluster", Some(Discover::Cluster))], None);
+    if discover.is_some()
+        && !has_cluster
+        && let Some(span) = ctx.key_span(t, "discover")
+    {
+        ctx.err(
+            &span,
+            "`discover = \"cluster\"` needs a [cluster] section (the etcd the servers register in)",
+            Some(
+                "add [cluster] with etcd = [\"http://127.0.0.1:2379\"], or remove `discover`"
+                    .into(),
+            ),
+        );
+    }
+    let servers = servers(ctx, t, &what, name_span, discover.is_some());
     let balance = ctx.choice(
         t,
         "balance",
@@ -119,10 +142,17 @@ pub(crate) fn upstream(ctx: &mut Ctx<'_>, name: &str, name_span: &Span, t: &Tabl
         slow_start,
         tls,
         health,
+        discover,
     }
 }
 
-fn servers(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, what: &str, name_span: &Span) -> Vec<ServerSpec> {
+fn servers(
+    ctx: &mut Ctx<'_>,
+    t: Tbl<'_, '_>,
+    what: &str,
+    name_span: &Span,
+    discover: bool,
+) -> Vec<ServerSpec> {
     let Some(v) = ctx.get(t, "servers") else {
         ctx.err(
             name_span,
@@ -135,7 +165,7 @@ fn servers(ctx: &mut Ctx<'_>, t: Tbl<'_, '_>, what: &str, name_span: &Span) -> V
         ctx.wrong_type("servers", v, "a list", "[\"127.0.0.1:8080\"]");
         return Vec::new();
     };
-    if items.is_empty() {
+    if items.is_empty() && !discover {
         ctx.err(
             &v.span(),
             format!("{what} has an empty `servers` list"),

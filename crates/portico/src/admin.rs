@@ -33,6 +33,8 @@ struct BinarySources {
     vrrp: Vec<(portico_config::VrrpInstance, InstanceWatch)>,
     /// Closes a disabled server's WebSockets on the HTTP plane's workers.
     websockets: portico_proxy::WsDrainer,
+    /// `[cluster]`: members, etcd's state, shared server states.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Sources for BinarySources {
@@ -98,6 +100,18 @@ impl Sources for BinarySources {
         self.websockets
             .drain(std::collections::HashSet::from([server.clone()]));
     }
+
+    fn cluster(&self) -> Option<portico_admin::cluster::ClusterView> {
+        self.cluster.as_ref().map(|c| c.view())
+    }
+
+    fn share_server_state(
+        &self,
+        server: &ServerId,
+        state: portico_balance::AdminState,
+    ) -> Option<portico_admin::ShareFuture> {
+        self.cluster.as_ref().map(|c| c.share(server, state))
+    }
 }
 
 /// Start the admin API of a running instance (its listener only when `[admin] listen` is
@@ -109,8 +123,10 @@ pub fn start(
     health: &Arc<HealthChecks>,
     plane: &DataPlane,
     vrrp: Vec<InstanceWatch>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> anyhow::Result<(AdminPlane, ReloadRequests)> {
     let sources = BinarySources {
+        cluster,
         health: Arc::clone(health),
         tls: plane.tls_runtime(),
         vrrp: config.vrrp.iter().cloned().zip(vrrp).collect(),
@@ -175,6 +191,11 @@ impl AdminPlane {
                 })
                 .collect(),
         );
+    }
+
+    /// The config in force changed without a reload (registered servers joined or left).
+    pub fn set_config(&self, config: Arc<Config>) {
+        self.admin.set_config(config);
     }
 
     /// Stop the listener.

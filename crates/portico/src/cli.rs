@@ -44,6 +44,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Keep a server registered in the cluster (`[cluster]` of FILE) while this runs, for the
+    /// nodes' upstream NAME with `discover = "cluster"`; deregister on SIGTERM/SIGINT. A
+    /// process that dies leaves the server registered until its lease expires (`--ttl`).
+    Register {
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The upstream the server joins.
+        #[arg(long, value_name = "NAME")]
+        upstream: String,
+        /// The server's address as the nodes reach it.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: String,
+        /// Its weight (1-1000000).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        weight: u32,
+        /// Time to live of the registration's lease: how long a server whose register
+        /// process died stays registered.
+        #[arg(long, value_name = "DURATION", default_value = "10s")]
+        ttl: String,
+    },
     /// Self-contained tour: two echo backends and the proxy on 127.0.0.1.
     Demo {
         /// Where the demo proxy listens.

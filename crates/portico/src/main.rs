@@ -8,6 +8,7 @@ mod admin_client;
 mod allocator;
 mod check;
 mod cli;
+mod cluster;
 mod demo;
 mod echo;
 mod exit;
@@ -46,6 +47,13 @@ fn main() -> ExitCode {
         Command::Reload { config } => run::reload(&cli::config_path(config)),
         Command::Upgrade { config } => upgrade::request(&cli::config_path(config)),
         Command::Status { config, json } => admin_client::status(&cli::config_path(config), json),
+        Command::Register {
+            config,
+            upstream,
+            addr,
+            weight,
+            ttl,
+        } => cluster::register(&cli::config_path(config), &upstream, &addr, weight, &ttl),
         Command::Demo { listen } => demo::demo(listen),
         Command::Echo { listen, name } => echo::echo(listen, name),
         Command::Import(args) => import::import(args),

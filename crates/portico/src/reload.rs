@@ -136,6 +136,8 @@ pub struct Running<'a> {
     /// Where the status file goes (the start-up `state_dir`, where the pid file is).
     pub state_dir: PathBuf,
     pub generation: u64,
+    /// `[cluster]`: registered servers are merged into every reloaded config.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Running<'_> {
@@ -163,7 +165,7 @@ impl Running<'_> {
         self.generation += 1;
         let path = self.config.source.clone();
         tracing::info!(config = %path.display(), "reloading");
-        let new = match check::load(&path) {
+        let file = match check::load(&path) {
             Ok(c) => Arc::new(c),
             Err(failure) => {
                 let text = failure.to_string();
@@ -172,12 +174,19 @@ impl Running<'_> {
                 return (Outcome::Invalid, text);
             }
         };
+        let new = match &self.cluster {
+            Some(cluster) => cluster.effective(&file),
+            None => Arc::clone(&file),
+        };
         match self.plane.reload(&new, self.registry) {
             Ok(summary) => {
                 self.health.replace(&new);
                 // Forget servers of earlier configs that nothing references any more (the
                 // snapshot just replaced may still be in use: its servers go next time).
                 self.registry.prune();
+                if let Some(cluster) = &self.cluster {
+                    cluster.applied(file);
+                }
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));
                 notes.extend(restart_notes(&self.config, &new));

@@ -99,12 +99,21 @@ async fn control(
     // now, as late as possible (a master's adverts pause only until ours start).
     let inherited = handover.vrrp(&config.vrrp);
     let mut ha = ha::start(config, track_env(config, registry, server), &inherited).await?;
-    let started =
-        crate::admin::start(config, registry, health, server, ha.watchers()).and_then(|a| {
+    let started = crate::cluster::Cluster::start(config, registry, server, ha.watchers())
+        .await
+        .and_then(|cluster| {
+            let admin = crate::admin::start(
+                config,
+                registry,
+                health,
+                server,
+                ha.watchers(),
+                cluster.clone(),
+            )?;
             write_pid_file(config).context("cannot write the pid file")?;
-            Ok(a)
+            Ok((admin, cluster))
         });
-    let (admin, mut api_reloads) = match started {
+    let ((admin, mut api_reloads), cluster) = match started {
         Ok(a) => a,
         Err(e) => {
             if inherited.is_empty() {
@@ -124,6 +133,7 @@ async fn control(
         config: config.clone(),
         state_dir: config.server.state_dir.clone(),
         generation: 0,
+        cluster: cluster.clone(),
     };
     running.publish_start();
     ready(server, admin.addr());
@@ -165,6 +175,11 @@ async fn control(
                 tracing::info!("SIGUSR1: reopening the access log");
                 portico_proxy::access_log::reopen_all();
             }
+            () = registry_changed(cluster.as_deref()) => {
+                if let Some(c) = &cluster {
+                    c.apply_registered(&mut running, &admin);
+                }
+            }
         }
     }
     drop(watchdog);
@@ -178,12 +193,23 @@ async fn control(
     }
     server.shutdown();
     ha.shutdown().await;
+    if let Some(c) = &cluster {
+        c.stop().await;
+    }
     tokio::select! {
         _ = server.closed() => {}
         _ = signals.next_stop() => tracing::warn!("second stop signal: stopping now"),
     }
     admin.stop();
     Ok(ended)
+}
+
+/// Resolves when the cluster's registered servers changed (never without `[cluster]`).
+async fn registry_changed(cluster: Option<&crate::cluster::Cluster>) {
+    match cluster {
+        Some(c) => c.registry_changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What VRRP's tracks look at: every bound listener, sites and streams (a stream-only node's

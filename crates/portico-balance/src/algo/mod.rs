@@ -290,6 +290,7 @@ pub(crate) mod testutil {
             slow_start: Duration::ZERO,
             tls: None,
             health: None,
+            discover: None,
         }
     }
 

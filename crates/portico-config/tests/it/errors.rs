@@ -186,6 +186,26 @@ fn empty_and_missing_servers() {
 }
 
 #[test]
+fn discover_needs_cluster_and_allows_empty_servers() {
+    let d = one("[upstreams.a]\nservers = []\ndiscover = \"cluster\"\n");
+    assert!(
+        d.starts_with("t.toml:3:1: `discover = \"cluster\"` needs a [cluster] section"),
+        "{d}"
+    );
+    let d = one("[upstreams.a]\nservers = [\"127.0.0.1:1\"]\ndiscover = \"dns\"\n");
+    assert!(d.starts_with("t.toml:3:12: unknown discover `dns`"), "{d}");
+    let text = "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n\
+                [upstreams.a]\nservers = []\ndiscover = \"cluster\"\n";
+    let c = portico_config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.upstreams["a"].discover,
+        Some(portico_config::Discover::Cluster)
+    );
+    assert!(c.upstreams["a"].servers.is_empty());
+}
+
+#[test]
 fn unknown_upstream_names_the_closest() {
     let d = one(&format!("{UP}{SITE}path = \"/\"\nproxy = \"ap\"\n"));
     assert_eq!(

@@ -10,6 +10,7 @@ mod admin_chromium;
 mod attacks;
 mod autobahn;
 mod cli;
+mod cluster;
 mod compress_system;
 mod examples_check;
 mod import;
