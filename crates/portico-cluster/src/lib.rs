@@ -5,7 +5,12 @@
 //!   user/password), with bounded connect and request timeouts.
 //! - [`keys`]: the key layout under `prefix`, in one place (documented in docs/cluster.md).
 //! - [`error`]: the crate's error type, [`ClusterError`].
+//! - [`acme`]: certificates and ACME across the cluster ([`acme::EtcdAcme`], the etcd side
+//!   of `portico_tls::acme::SharedAcme`).
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod acme;
 pub mod connect;
 pub mod error;
 pub mod keys;
