@@ -8,6 +8,7 @@ mod admin_client;
 mod allocator;
 mod check;
 mod cli;
+mod cluster_acme;
 mod demo;
 mod echo;
 mod exit;

@@ -10,6 +10,7 @@ mod admin_chromium;
 mod attacks;
 mod autobahn;
 mod cli;
+mod cluster_acme;
 mod examples_check;
 mod import;
 mod planes;
