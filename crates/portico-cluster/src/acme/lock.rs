@@ -38,6 +38,12 @@ impl EtcdLock {
     ) -> Result<Option<EtcdLock>, TlsError> {
         let key = conn.keys.acme_lock(cert_id);
         let mut client = conn.client.clone();
+        // A plain read first: the common case while another node orders (or backs off)
+        // costs one request, not a lease grant and a revoke.
+        let current = bounded("read the order lock", client.get(key.clone(), None)).await?;
+        if !current.kvs().is_empty() {
+            return Ok(None);
+        }
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(10);
         let lease = bounded("lock lease", client.lease_grant(ttl_secs, None))
             .await?

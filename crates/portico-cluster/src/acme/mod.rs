@@ -223,6 +223,37 @@ impl SharedAcme for EtcdAcme {
         })
     }
 
+    fn forget_account<'a>(
+        &'a self,
+        directory_id: &'a str,
+        credentials: &'a [u8],
+    ) -> SharedFuture<'a, ()> {
+        Box::pin(async move {
+            use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+            let key = self.conn.keys.acme_account(directory_id);
+            let mut client = self.conn.client.clone();
+            let rsp = bounded("read the account", client.get(key.clone(), None)).await?;
+            let Some(kv) = rsp.kvs().first() else {
+                return Ok(());
+            };
+            let stored: StoredAccount =
+                serde_json::from_slice(kv.value()).map_err(|e| etcd_err(&key, e))?;
+            if self.unprotect(&stored.credentials, &key)?.as_bytes() != credentials {
+                return Ok(());
+            }
+            // Only that version: a replacement stored meanwhile stays.
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    kv.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(key.clone(), None)]);
+            bounded("remove the account", client.txn(txn)).await?;
+            Ok(())
+        })
+    }
+
     fn try_lock<'a>(&'a self, cert_id: &'a str) -> SharedFuture<'a, Option<Box<dyn OrderLock>>> {
         Box::pin(async move {
             let lock =

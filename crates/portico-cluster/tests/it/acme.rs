@@ -2,7 +2,8 @@
 //! exclusive and expires on its own when its holder stops keeping it alive; challenge
 //! answers published by one node reach another node's HTTP-01 answers before `publish`
 //! returns and leave with the lock; certificates are stored with the key sealed by
-//! `secret_file` and other nodes are told; the account is created once.
+//! `secret_file` and other nodes are told; the account is created once, and removed only
+//! when it is still the one the CA forgot.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,4 +223,9 @@ async fn one_account_per_cluster() {
         b.load_account("dir-1").await.unwrap().unwrap(),
         b"{\"id\":\"one\"}"
     );
+    // Forgetting another account changes nothing; forgetting the stored one removes it.
+    b.forget_account("dir-1", b"{\"id\":\"two\"}").await.unwrap();
+    assert!(a.load_account("dir-1").await.unwrap().is_some());
+    b.forget_account("dir-1", b"{\"id\":\"one\"}").await.unwrap();
+    assert_eq!(a.load_account("dir-1").await.unwrap(), None);
 }

@@ -165,10 +165,12 @@ impl AcmeManager {
     /// Forget an account the CA no longer knows: keep its file aside, create a new one on
     /// the next attempt.
     async fn forget_account(&self) {
-        if self.inner.shared.is_some() {
-            // The stored account is the cluster's: it is replaced by whoever creates the next.
-            *self.inner.account.lock().await = None;
-            tracing::warn!("the ACME CA does not know the cluster's account; it will be recreated");
+        if let Some(shared) = &self.inner.shared {
+            let forgotten = self.inner.account.lock().await.take();
+            if let Some(account) = forgotten {
+                self.forget_shared_account(shared.as_ref(), account.id())
+                    .await;
+            }
             return;
         }
         let url = self.inner.settings.directory.url().to_string();

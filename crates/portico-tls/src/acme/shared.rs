@@ -89,6 +89,14 @@ pub trait SharedAcme: Send + Sync + 'static {
         credentials: Vec<u8>,
     ) -> SharedFuture<'a, Vec<u8>>;
 
+    /// Delete the stored account credentials if they are still `credentials` (the CA no
+    /// longer knows that account; the next order creates and stores a new one).
+    fn forget_account<'a>(
+        &'a self,
+        directory_id: &'a str,
+        credentials: &'a [u8],
+    ) -> SharedFuture<'a, ()>;
+
     /// Take the order lock of a certificate; `None` when another node holds it.
     fn try_lock<'a>(&'a self, cert_id: &'a str) -> SharedFuture<'a, Option<Box<dyn OrderLock>>>;
 

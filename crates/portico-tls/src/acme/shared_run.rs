@@ -5,7 +5,8 @@
 //! the stored certificate when it is newer than the one serving (installed live, copied to
 //! `state_dir`); when none serves or it is due, take the certificate's order lock, read the
 //! stored one again under it (the previous holder may just have finished), order, store,
-//! release. A node that does not get the lock waits for the stored certificate (the
+//! release. A failed order keeps the lock through its backoff, so the cluster retries at
+//! one node's pace. A node that does not get the lock waits for the stored certificate (the
 //! [`SharedAcme::changes`] tick) or for the lock to free (a dead holder's lease expires).
 //! While the shared state is unreachable the task keeps the certificate serving (from the
 //! local copy at start) and retries with backoff; the next tick or retry catches up.
@@ -25,6 +26,8 @@ use crate::pem::{CertInfo, certified_key_from_pem, httpdate_like};
 /// How often a node that does not hold a certificate's lock looks again (besides waking on
 /// every stored-certificate change).
 const LOCK_POLL: Duration = Duration::from_secs(2);
+/// While backing off with the lock, how often to check that it is still held.
+const HOLD_CHECK: Duration = Duration::from_secs(1);
 /// Retry delays while the shared state is unreachable.
 const SHARED_RETRY_INITIAL: Duration = Duration::from_secs(1);
 const SHARED_RETRY_MAX: Duration = Duration::from_secs(30);
@@ -68,6 +71,34 @@ impl AcmeManager {
         let account = self.account_from(&stored).await?;
         tracing::info!(directory = %url, account = account.id(), "another node stored the cluster's ACME account first; using it");
         Ok(account)
+    }
+
+    /// The CA does not know the cluster's account `id`: remove it from the shared state
+    /// (unless another node already replaced it), so the next order creates a new one.
+    pub(super) async fn forget_shared_account(&self, shared: &dyn SharedAcme, id: &str) {
+        let url = self.inner.settings.directory.url().to_string();
+        let dir_id = directory_id(&url);
+        let stored = match shared.load_account(&dir_id).await {
+            Ok(Some(json)) => json,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cluster's ACME account to replace it");
+                return;
+            }
+        };
+        let stored_id = serde_json::from_slice::<serde_json::Value>(&stored)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string));
+        if stored_id.as_deref() != Some(id) {
+            return;
+        }
+        match shared.forget_account(&dir_id, &stored).await {
+            Ok(()) => tracing::warn!(directory = %url, account = id,
+                "the ACME CA does not know the cluster's account; removed, a new one will be created"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove the cluster's unknown ACME account")
+            }
+        }
     }
 
     async fn account_from(&self, json: &[u8]) -> Result<Account, TlsError> {
@@ -229,14 +260,27 @@ impl AcmeManager {
                     current = Some(info);
                 }
                 Err(e) => {
-                    lock.release().await;
                     let retry_after = self.inner.http.take_retry_after();
                     let delay = order_backoff.next_delay(retry_after, rand::random::<f64>());
                     not_before = SystemTime::now() + delay;
                     tracing::warn!(names = ?names, error = %e, retry_in_ms = delay.as_millis() as u64,
                         failures = order_backoff.attempts(), renewing,
-                        "ACME order failed; retrying (any node may complete it meanwhile)");
+                        "ACME order failed; this node keeps the order lock and retries after the backoff");
                     self.note_failure(&names, &e, not_before, true);
+                    // Keep the lock through the backoff, so the cluster retries at one node's
+                    // pace (not once per node); if this node dies, the lock expires and
+                    // another node takes over.
+                    while lock.is_held() && SystemTime::now() < not_before {
+                        tokio::time::sleep(
+                            HOLD_CHECK.min(
+                                not_before
+                                    .duration_since(SystemTime::now())
+                                    .unwrap_or_default(),
+                            ),
+                        )
+                        .await;
+                    }
+                    lock.release().await;
                 }
             }
         }
