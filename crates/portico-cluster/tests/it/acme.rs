@@ -224,8 +224,12 @@ async fn one_account_per_cluster() {
         b"{\"id\":\"one\"}"
     );
     // Forgetting another account changes nothing; forgetting the stored one removes it.
-    b.forget_account("dir-1", b"{\"id\":\"two\"}").await.unwrap();
+    b.forget_account("dir-1", b"{\"id\":\"two\"}")
+        .await
+        .unwrap();
     assert!(a.load_account("dir-1").await.unwrap().is_some());
-    b.forget_account("dir-1", b"{\"id\":\"one\"}").await.unwrap();
+    b.forget_account("dir-1", b"{\"id\":\"one\"}")
+        .await
+        .unwrap();
     assert_eq!(a.load_account("dir-1").await.unwrap(), None);
 }

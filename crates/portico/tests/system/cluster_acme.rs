@@ -165,11 +165,25 @@ struct Cluster {
     pebble: Pebble,
     balancer: Balancer,
     ports: Vec<NodePorts>,
+    mode: Mode,
 }
 
+/// How a scenario runs: HTTP-01 (the balancer in front of the plain listeners) or
+/// TLS-ALPN-01 (in front of the TLS listeners); pebble's certificate lifetime.
+#[derive(Clone, Copy)]
+struct Mode {
+    alpn: bool,
+    validity_secs: Option<u64>,
+}
+
+const HTTP01: Mode = Mode {
+    alpn: false,
+    validity_secs: None,
+};
+
 /// etcd (3 members), the nodes' ports (`n` of them; the balancer sends to the first three),
-/// the balancer (holding validations when `hold`), pebble validating HTTP-01 through it.
-fn setup(tag: &str, n: usize, hold: bool) -> Option<Cluster> {
+/// the balancer (holding validations when `hold`), pebble validating through it.
+fn setup(tag: &str, n: usize, hold: bool, mode: Mode) -> Option<Cluster> {
     let etcd_bin = require_peer("etcd")?;
     require(portico_testkit::pebble::find())?;
     let dir = TempDir::new(tag);
@@ -180,8 +194,18 @@ fn setup(tag: &str, n: usize, hold: bool) -> Option<Cluster> {
             http: free_port(),
         })
         .collect();
-    let balancer = Balancer::start(ports.iter().take(3).map(|p| local(p.http)).collect(), hold);
-    let pebble = Pebble::start_temp(balancer.addr.port(), free_port(), None);
+    let backends = ports
+        .iter()
+        .take(3)
+        .map(|p| local(if mode.alpn { p.https } else { p.http }))
+        .collect();
+    let balancer = Balancer::start(backends, hold);
+    let (http_port, tls_port) = if mode.alpn {
+        (free_port(), balancer.addr.port())
+    } else {
+        (balancer.addr.port(), free_port())
+    };
+    let pebble = Pebble::start_temp(http_port, tls_port, mode.validity_secs);
     std::fs::write(dir.path().join("pebble-tls-ca.pem"), pebble.tls_ca_pem()).expect("write");
     dir.write("cluster.secret", [0x5au8; 32]);
     Some(Cluster {
@@ -190,6 +214,7 @@ fn setup(tag: &str, n: usize, hold: bool) -> Option<Cluster> {
         pebble,
         balancer,
         ports,
+        mode,
     })
 }
 
@@ -201,11 +226,16 @@ impl Cluster {
             "[server]\nstate_dir = \"state-{n}\"\naccess_log = \"off\"\n\n\
              [admin]\nlisten = \"off\"\n\n\
              [acme]\nemail = \"ops@cluster.test\"\ndirectory = \"{dir}\"\n\
-             directory_ca = \"pebble-tls-ca.pem\"\n\n\
+             directory_ca = \"pebble-tls-ca.pem\"\n{challenge}\n\
              [cluster]\netcd = {etcd}\nnode_name = \"node-{n}\"\nsecret_file = \"cluster.secret\"\n\n",
             n = i + 1,
             dir = self.pebble.directory_url(),
             etcd = self.etcd.endpoints_toml(),
+            challenge = if self.mode.alpn {
+                "challenge = \"tls-alpn-01\"\n"
+            } else {
+                ""
+            },
         );
         for name in NAMES {
             text.push_str(&format!(
@@ -303,7 +333,7 @@ fn sum(a: &[Vec<usize>]) -> Vec<usize> {
 
 #[test]
 fn cluster_acme_three_nodes() {
-    let Some(mut c) = setup("cluster-acme", 5, false) else {
+    let Some(mut c) = setup("cluster-acme", 5, false, HTTP01) else {
         return;
     };
     let verify = verifying(roots(&c.pebble.root_pem()), &["http/1.1"]);
@@ -404,7 +434,7 @@ fn cluster_acme_three_nodes() {
 
 #[test]
 fn cluster_acme_orderer_killed_mid_order() {
-    let Some(c) = setup("cluster-acme-kill", 3, true) else {
+    let Some(c) = setup("cluster-acme-kill", 3, true, HTTP01) else {
         return;
     };
     let verify = verifying(roots(&c.pebble.root_pem()), &["http/1.1"]);
@@ -456,4 +486,167 @@ fn cluster_acme_orderer_killed_mid_order() {
          {orders:?} (node-2, node-3: {per_node:?}); pebble issuances {}",
         c.issued()
     ));
+}
+
+/// One request on an open TLS connection; the response text.
+fn request_on(tls: &mut crate::support::pebble_clients::Tls, host: &str) -> Result<String, String> {
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let n = tls.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((_, body)) = text.split_once("\r\n\r\n")
+            && body.contains(host)
+        {
+            return Ok(text.into_owned());
+        }
+    }
+    Err("no complete response".into())
+}
+
+#[test]
+fn cluster_acme_renewals_tls_alpn_01() {
+    // Certificates of 45 s: renewal is due with 15 s left, 30 s after issuance.
+    const VALIDITY: u64 = 45;
+    let mode = Mode {
+        alpn: true,
+        validity_secs: Some(VALIDITY),
+    };
+    let Some(mut c) = setup("cluster-acme-alpn", 3, false, mode) else {
+        return;
+    };
+    let verify = verifying(roots(&c.pebble.root_pem()), &["http/1.1"]);
+    let started = Instant::now();
+    let mut n1 = c.start(0);
+    let mut n2 = c.start(1);
+    let mut n3 = c.start(2);
+    let first = c.all_serving(
+        &mut [(0, &mut n1), (1, &mut n2), (2, &mut n3)],
+        &verify,
+        Duration::from_secs(90),
+    );
+    let issued_at = Instant::now();
+    assert_eq!(c.issued(), NAMES.len(), "one TLS-ALPN-01 issuance per name");
+    let validations = c.balancer.counts();
+    assert!(validations.iter().all(|&v| v > 0), "{validations:?}");
+    report(&format!(
+        "{TEST}: tls-alpn-01 through the balancer: all nodes serve every certificate {} ms after \
+         the first start; validation connections per node {validations:?}",
+        started.elapsed().as_millis()
+    ));
+
+    // An open TLS connection on every node, kept across the renewal.
+    let mut held: Vec<_> = (0..3)
+        .map(|i| {
+            let mut tls =
+                crate::support::pebble_clients::connect(c.ports[i].https, NAMES[0], &verify)
+                    .expect("held TLS connection");
+            request_on(&mut tls, NAMES[0]).expect("first request");
+            tls
+        })
+        .collect();
+
+    // Shortly before renewals are due, the etcd leader is SIGKILLed; clients keep
+    // handshaking with every node for every name meanwhile.
+    let any = unverified();
+    let mut handshakes = 0u32;
+    let mut failed = Vec::new();
+    let mut killed = None;
+    let renewed = eventually(
+        Duration::from_secs(VALIDITY * 2),
+        "every node serving renewed certificates",
+        || {
+            if killed.is_none() && issued_at.elapsed() >= Duration::from_secs(25) {
+                let leader = c.etcd.leader().expect("an etcd leader");
+                c.etcd.kill(leader);
+                killed = Some(leader);
+            }
+            let mut per_name = Vec::new();
+            for (k, name) in NAMES.iter().enumerate() {
+                let mut seen: Option<Vec<u8>> = None;
+                let mut same = true;
+                for (i, child) in [(0, &mut n1), (1, &mut n2), (2, &mut n3)] {
+                    child.assert_running();
+                    handshakes += 1;
+                    match served_leaf(c.ports[i].https, name, &any) {
+                        Ok(leaf) => {
+                            let leaf = leaf.as_ref().to_vec();
+                            same &= seen.as_ref().is_none_or(|s| *s == leaf);
+                            seen = Some(leaf);
+                        }
+                        Err(e) => failed.push(format!("node-{} {name}: {e}", i + 1)),
+                    }
+                }
+                let leaf = seen?;
+                if !same || leaf == first[k] {
+                    return None;
+                }
+                per_name.push(leaf);
+            }
+            Some(per_name)
+        },
+    );
+    assert!(
+        killed.is_some(),
+        "the etcd leader was killed before the renewals"
+    );
+    assert!(
+        failed.is_empty(),
+        "handshakes failed during renewals: {failed:?}"
+    );
+    assert_eq!(renewed.len(), NAMES.len());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        c.issued(),
+        2 * NAMES.len(),
+        "each renewal done once for the cluster"
+    );
+    for (i, tls) in held.iter_mut().enumerate() {
+        request_on(tls, NAMES[0])
+            .unwrap_or_else(|e| panic!("held connection on node-{}: {e}", i + 1));
+    }
+    let renewals_per_node: Vec<Vec<usize>> = [&n1, &n2, &n3]
+        .iter()
+        .map(|n| orders_per_name(&n.stderr()))
+        .collect();
+    report(&format!(
+        "{TEST}: renewals (etcd leader SIGKILLed {} s after issuance): every node serves the \
+         renewed certificates, {handshakes} handshakes and 0 failures meanwhile, the held TLS \
+         connections kept working; orders per node per name {renewals_per_node:?}; pebble \
+         issuances {}",
+        25,
+        c.issued()
+    ));
+}
+
+#[test]
+fn check_warns_without_secret_file() {
+    let dir = TempDir::new("cluster-acme-check");
+    let base = "[admin]\nlisten = \"off\"\n[cluster]\netcd = [\"127.0.0.1:2379\"]\n";
+    let without = dir.write("without.toml", base);
+    dir.write("secret", [1u8; 32]);
+    let with = dir.write("with.toml", format!("{base}secret_file = \"secret\"\n"));
+    for (cfg, warns) in [(&without, true), (&with, false)] {
+        let out = crate::support::process::run_bounded(
+            "portico-check",
+            portico(dir.path(), &["check", "-c", cfg.to_str().expect("utf-8")]),
+            dir.path(),
+            Duration::from_secs(20),
+            Duration::ZERO,
+        );
+        assert!(out.success(), "{out:?}");
+        assert!(out.stdout.contains("configuration is valid"), "{out:?}");
+        assert_eq!(
+            out.stderr.contains("warning: [cluster] has no secret_file"),
+            warns,
+            "{out:?}"
+        );
+    }
 }
