@@ -15,7 +15,7 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use portico_tls::TlsError;
 use portico_tls::acme::{OrderLock, SharedFuture};
 
-use super::{StoredAlpn, bounded, etcd_err};
+use super::{StoredAlpn, etcd, etcd_err};
 use crate::connect::Connection;
 
 /// A held order lock.
@@ -37,17 +37,20 @@ impl EtcdLock {
         settle: Duration,
     ) -> Result<Option<EtcdLock>, TlsError> {
         let key = conn.keys.acme_lock(cert_id);
-        let mut client = conn.client.clone();
         // A plain read first: the common case while another node orders (or backs off)
         // costs one request, not a lease grant and a revoke.
-        let current = bounded("read the order lock", client.get(key.clone(), None)).await?;
+        let current = etcd!("read the order lock", conn.client, [key], |c| {
+            c.get(key, None)
+        })
+        .await?;
         if !current.kvs().is_empty() {
             return Ok(None);
         }
         let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(10);
-        let lease = bounded("lock lease", client.lease_grant(ttl_secs, None))
-            .await?
-            .id();
+        let lease = etcd!("lock lease", conn.client, [], |c| c
+            .lease_grant(ttl_secs, None))
+        .await?
+        .id();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -55,7 +58,7 @@ impl EtcdLock {
                 conn.node.clone(),
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        let taken = match bounded("take the order lock", client.txn(txn)).await {
+        let taken = match etcd!("take the order lock", conn.client, [txn], |c| c.txn(txn)).await {
             Ok(rsp) => rsp.succeeded(),
             Err(e) => {
                 revoke_later(conn, lease);
@@ -83,10 +86,12 @@ impl EtcdLock {
         if !self.is_held() {
             return Err(etcd_err(&self.key, "the order lock was lost"));
         }
-        let mut client = self.conn.client.clone();
-        bounded(
+        let opts = PutOptions::new().with_lease(self.lease);
+        etcd!(
             "publish a challenge answer",
-            client.put(key, value, Some(PutOptions::new().with_lease(self.lease))),
+            self.conn.client,
+            [key, value, opts],
+            |c| { c.put(key, value, Some(opts)) }
         )
         .await?;
         // Every node's watch delivers the put; give them a moment before the CA asks.
@@ -103,9 +108,9 @@ impl Drop for EtcdLock {
 
 /// Revoke a lease in the background (best effort; it expires on its own otherwise).
 fn revoke_later(conn: &Connection, lease: i64) {
-    let mut client = conn.client.clone();
+    let client = conn.client.clone();
     tokio::spawn(async move {
-        let _ = bounded("revoke", client.lease_revoke(lease)).await;
+        let _ = etcd!("revoke", client, [], |c| c.lease_revoke(lease)).await;
     });
 }
 
@@ -118,9 +123,9 @@ async fn keep_alive(conn: Connection, lease: i64, ttl: Duration, held: Arc<Atomi
         if last_ok.elapsed() >= ttl {
             break;
         }
-        let mut client = conn.client.clone();
-        let (mut keeper, mut stream) = match bounded("keep-alive", client.lease_keep_alive(lease))
-            .await
+        let (mut keeper, mut stream) = match etcd!("keep-alive", conn.client, [], |c| c
+            .lease_keep_alive(lease))
+        .await
         {
             Ok(pair) => pair,
             Err(e) => {
@@ -186,12 +191,15 @@ impl OrderLock for EtcdLock {
     }
 
     fn release(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let mut client = self.conn.client.clone();
+        let client = self.conn.client.clone();
         let (lease, key) = (self.lease, self.key.clone());
         self.keeper.abort();
         Box::pin(async move {
             // Revoking the lease deletes the lock and every answer published under it.
-            match bounded("release the order lock", client.lease_revoke(lease)).await {
+            match etcd!("release the order lock", client, [], |c| c
+                .lease_revoke(lease))
+            .await
+            {
                 Ok(_) => tracing::debug!(lock = %key, "order lock released"),
                 Err(e) => {
                     tracing::warn!(lock = %key, error = %e, "cannot release the order lock; it expires on its own")

@@ -103,16 +103,54 @@ fn etcd_err(what: &str, e: impl std::fmt::Display) -> TlsError {
     TlsError::Shared(format!("{what}: {e}"))
 }
 
-/// Bound a request (the client's own timeout covers unary calls; this also covers waits for
-/// a channel that cannot connect).
-async fn bounded<T>(
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, TlsError> {
-    match tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(etcd_err(what, e)),
-        Err(_) => Err(etcd_err(what, "etcd did not answer in time")),
+/// `etcd!(WHAT, CLIENT, [CAPTURES], |c| CALL)`: [`bounded`] over `CALL` on a clone of
+/// `CLIENT` named `c`, the `CAPTURES` cloned for each attempt.
+macro_rules! etcd {
+    ($what:expr, $client:expr, [$($cap:ident),*], |$c:ident| $call:expr) => {
+        $crate::acme::bounded($what, || {
+            let mut $c = $client.clone();
+            $(let $cap = $cap.clone();)*
+            async move { $call.await }
+        })
+    };
+}
+pub(crate) use etcd;
+
+/// Attempts of one request when an endpoint is unreachable.
+const ATTEMPTS: u32 = 3;
+
+/// Whether `e` says the request did not reach etcd: the client balances over the
+/// endpoints, so the next attempt goes to another member (one member down must be
+/// invisible). Requests retried on it are all safe to repeat: reads, puts, lease grants and
+/// revokes, and put-if-absent transactions (a repeat finds the key and reports so).
+fn not_delivered(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        // gRPC code 14, UNAVAILABLE.
+        etcd_client::Error::GRpcStatus(status) => i32::from(status.code()) == 14,
+        _ => false,
+    }
+}
+
+/// One etcd request, bounded in time (the client's own timeout covers unary calls; this
+/// also covers waits for a channel that cannot connect), tried again on another member when
+/// it could not be delivered.
+pub(crate) async fn bounded<T, F>(what: &str, mut call: impl FnMut() -> F) -> Result<T, TlsError>
+where
+    F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(1), call()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if attempt < ATTEMPTS && not_delivered(&e) => {
+                tracing::debug!(what, attempt, error = %e, "etcd request not delivered; trying again");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Ok(Err(e)) => return Err(etcd_err(what, e)),
+            Err(_) => return Err(etcd_err(what, "etcd did not answer in time")),
+        }
     }
 }
 
@@ -160,8 +198,7 @@ impl EtcdAcme {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TlsError> {
-        let mut client = self.conn.client.clone();
-        let rsp = bounded("read", client.get(key, None)).await?;
+        let rsp = etcd!("read", self.conn.client, [key], |c| c.get(key, None)).await?;
         Ok(rsp.kvs().first().map(|kv| kv.value().to_vec()))
     }
 }
@@ -212,8 +249,7 @@ impl SharedAcme for EtcdAcme {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.clone(), value, None)]);
-            let mut client = self.conn.client.clone();
-            let rsp = bounded("store the account", client.txn(txn)).await?;
+            let rsp = etcd!("store the account", self.conn.client, [txn], |c| c.txn(txn)).await?;
             if rsp.succeeded() {
                 return Ok(credentials);
             }
@@ -231,8 +267,10 @@ impl SharedAcme for EtcdAcme {
         Box::pin(async move {
             use etcd_client::{Compare, CompareOp, Txn, TxnOp};
             let key = self.conn.keys.acme_account(directory_id);
-            let mut client = self.conn.client.clone();
-            let rsp = bounded("read the account", client.get(key.clone(), None)).await?;
+            let rsp = etcd!("read the account", self.conn.client, [key], |c| {
+                c.get(key, None)
+            })
+            .await?;
             let Some(kv) = rsp.kvs().first() else {
                 return Ok(());
             };
@@ -249,7 +287,9 @@ impl SharedAcme for EtcdAcme {
                     kv.mod_revision(),
                 )])
                 .and_then([TxnOp::delete(key.clone(), None)]);
-            bounded("remove the account", client.txn(txn)).await?;
+            etcd!("remove the account", self.conn.client, [txn], |c| c
+                .txn(txn))
+            .await?;
             Ok(())
         })
     }
@@ -271,8 +311,13 @@ impl SharedAcme for EtcdAcme {
                 node: self.conn.node.clone(),
             };
             let value = serde_json::to_vec(&stored).map_err(|e| etcd_err(&key, e))?;
-            let mut client = self.conn.client.clone();
-            bounded("store the certificate", client.put(key, value, None)).await?;
+            etcd!(
+                "store the certificate",
+                self.conn.client,
+                [key, value],
+                |c| { c.put(key, value, None) }
+            )
+            .await?;
             Ok(())
         })
     }

@@ -15,7 +15,7 @@ use etcd_client::{EventType, GetOptions, WatchOptions};
 use portico_tls::CertResolver;
 use portico_tls::acme::{Http01Challenges, challenge_from_pem};
 
-use super::{StoredAlpn, bounded};
+use super::{StoredAlpn, etcd};
 use crate::connect::Connection;
 
 /// What this node learnt from etcd (so that only those are removed again).
@@ -72,11 +72,13 @@ async fn round(
     learnt: &mut Learnt,
     changes: &tokio::sync::watch::Sender<u64>,
 ) -> Result<(), String> {
-    let mut client = conn.client.clone();
     let acme_prefix = format!("{}/acme/", conn.keys.prefix());
-    let rsp = bounded(
+    let opts = GetOptions::new().with_prefix();
+    let rsp = etcd!(
         "read challenge answers",
-        client.get(acme_prefix.clone(), Some(GetOptions::new().with_prefix())),
+        conn.client,
+        [acme_prefix, opts],
+        |c| { c.get(acme_prefix, Some(opts)) }
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -105,17 +107,12 @@ async fn round(
         learnt.alpn.remove(&gone);
     }
 
-    let mut stream = bounded(
-        "watch",
-        client.watch(
-            acme_prefix.clone(),
-            Some(
-                WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(revision + 1),
-            ),
-        ),
-    )
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1);
+    let mut stream = etcd!("watch", conn.client, [acme_prefix, opts], |c| {
+        c.watch(acme_prefix, Some(opts))
+    })
     .await
     .map_err(|e| e.to_string())?;
     stream

@@ -101,6 +101,28 @@ impl AcmeManager {
         }
     }
 
+    /// Store a certificate issued while the shared state was unreachable, unless a newer
+    /// one was stored meanwhile.
+    async fn upload_late(
+        &self,
+        shared: &dyn SharedAcme,
+        id: &str,
+        cert: &SharedCert,
+    ) -> Result<(), TlsError> {
+        let ours = not_after(&cert.chain_pem);
+        if let Some(stored) = shared.load_cert(id).await?
+            && not_after(&stored.chain_pem) >= ours
+        {
+            return Ok(());
+        }
+        shared.store_cert(id, cert).await?;
+        tracing::info!(
+            cert = id,
+            "issued certificate stored in the cluster after all"
+        );
+        Ok(())
+    }
+
     async fn account_from(&self, json: &[u8]) -> Result<Account, TlsError> {
         let creds: AccountCredentials =
             serde_json::from_slice(json).map_err(|e| TlsError::acme("account", e))?;
@@ -169,11 +191,8 @@ impl AcmeManager {
         loop {
             changes.borrow_and_update();
             if let Some(cert) = &unstored {
-                match shared.store_cert(&id, cert).await {
-                    Ok(()) => {
-                        tracing::info!(names = ?names, "issued certificate stored in the cluster after all");
-                        unstored = None;
-                    }
+                match self.upload_late(shared.as_ref(), &id, cert).await {
+                    Ok(()) => unstored = None,
                     Err(e) => {
                         tracing::debug!(names = ?names, error = %e, "still cannot store the issued certificate")
                     }
@@ -248,10 +267,25 @@ impl AcmeManager {
                         chain_pem: issued.chain_pem,
                         key_pem: issued.key_pem,
                     };
-                    if let Err(e) = shared.store_cert(&id, &cert).await {
-                        tracing::warn!(names = ?names, error = %e,
-                            "issued certificate not stored in the cluster yet; retrying (it serves here meanwhile)");
-                        unstored = Some(cert);
+                    // Stored before the lock is released: otherwise another node could
+                    // take the lock, find no certificate and order again.
+                    let mut store_backoff = Backoff::new(SHARED_RETRY_INITIAL, SHARED_RETRY_MAX);
+                    loop {
+                        match shared.store_cert(&id, &cert).await {
+                            Ok(()) => break,
+                            Err(e) if lock.is_held() => {
+                                let delay = store_backoff.next_delay(None, rand::random::<f64>());
+                                tracing::warn!(names = ?names, error = %e, retry_in_ms = delay.as_millis() as u64,
+                                    "issued certificate not stored in the cluster yet; retrying under the lock (it serves here meanwhile)");
+                                tokio::time::sleep(delay).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(names = ?names, error = %e,
+                                    "issued certificate not stored and the order lock lost; it is uploaded when the cluster state is back (it serves here meanwhile)");
+                                unstored = Some(cert);
+                                break;
+                            }
+                        }
                     }
                     lock.release().await;
                     order_backoff.reset();
@@ -306,6 +340,15 @@ fn jittered(at: SystemTime, info: &CertInfo) -> SystemTime {
         .min(Duration::from_secs(3600));
     at.checked_sub(span.mul_f64(rand::random::<f64>()))
         .unwrap_or(at)
+}
+
+/// The leaf's `notAfter`, if the chain parses.
+fn not_after(chain_pem: &str) -> Option<SystemTime> {
+    let chain =
+        crate::pem::parse_chain(chain_pem.as_bytes(), std::path::Path::new("cluster")).ok()?;
+    CertInfo::from_der(chain.first()?.as_ref())
+        .ok()
+        .map(|i| i.not_after)
 }
 
 /// Sleep until `at` or until the stored certificates change.

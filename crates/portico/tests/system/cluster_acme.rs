@@ -12,6 +12,12 @@
 //! - `cluster_acme_orderer_killed_mid_order`: validations held at the balancer while the
 //!   first node holds the locks; that node is SIGKILLed; another node completes every
 //!   certificate once the locks expire, still one issuance per name.
+//! - `cluster_acme_renewals_tls_alpn_01`: TLS-ALPN-01 (the balancer in front of the TLS
+//!   listeners) with 45-second certificates: each renewal is done once for the cluster, every
+//!   node swaps it in while a WebSocket through each node keeps echoing, and the etcd leader
+//!   is SIGKILLed just before the renewals with no failed handshake.
+//! - `check_warns_without_secret_file`: `portico check` warns (exit 0) when `[cluster]` has
+//!   no `secret_file`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -25,8 +31,8 @@ use portico_testkit::pebble::Pebble;
 use portico_testkit::{require, require_peer};
 
 use crate::support::net::{free_port, local};
-use crate::support::pebble_clients::{roots, served_leaf, unverified, verifying};
-use crate::support::process::{ChildGuard, portico};
+use crate::support::pebble_clients::{roots, served_leaf, unverified, verifying, wss};
+use crate::support::process::{ChildGuard, portico, start_portico_echo};
 use crate::support::{TempDir, eventually, report};
 
 const TEST: &str = "system_cluster_acme";
@@ -166,6 +172,9 @@ struct Cluster {
     balancer: Balancer,
     ports: Vec<NodePorts>,
     mode: Mode,
+    /// The sites' upstream: an HTTP + WebSocket echo server.
+    _echo: ChildGuard,
+    echo_port: u16,
 }
 
 /// How a scenario runs: HTTP-01 (the balancer in front of the plain listeners) or
@@ -208,7 +217,11 @@ fn setup(tag: &str, n: usize, hold: bool, mode: Mode) -> Option<Cluster> {
     let pebble = Pebble::start_temp(http_port, tls_port, mode.validity_secs);
     std::fs::write(dir.path().join("pebble-tls-ca.pem"), pebble.tls_ca_pem()).expect("write");
     dir.write("cluster.secret", [0x5au8; 32]);
+    let echo_port = free_port();
+    let echo = start_portico_echo(local(echo_port), "app", dir.path());
     Some(Cluster {
+        _echo: echo,
+        echo_port,
         dir,
         etcd,
         pebble,
@@ -227,7 +240,9 @@ impl Cluster {
              [admin]\nlisten = \"off\"\n\n\
              [acme]\nemail = \"ops@cluster.test\"\ndirectory = \"{dir}\"\n\
              directory_ca = \"pebble-tls-ca.pem\"\n{challenge}\n\
-             [cluster]\netcd = {etcd}\nnode_name = \"node-{n}\"\nsecret_file = \"cluster.secret\"\n\n",
+             [cluster]\netcd = {etcd}\nnode_name = \"node-{n}\"\nsecret_file = \"cluster.secret\"\n\n\
+             [upstreams.echo]\nservers = [\"127.0.0.1:{echo}\"]\n\n",
+            echo = self.echo_port,
             n = i + 1,
             dir = self.pebble.directory_url(),
             etcd = self.etcd.endpoints_toml(),
@@ -241,7 +256,7 @@ impl Cluster {
             text.push_str(&format!(
                 "[[sites]]\nlisten = [\"127.0.0.1:{https}\"]\nhosts = [\"{name}\"]\ntls = \"acme\"\n\
                  http_listen = [\"127.0.0.1:{http}\"]\n\
-                 [[sites.routes]]\npath = \"/\"\nrespond = \"{name}\"\n\n",
+                 [[sites.routes]]\npath = \"/\"\nproxy = \"echo\"\nwebsocket = true\n\n",
                 https = p.https,
                 http = p.http,
             ));
@@ -323,6 +338,21 @@ fn orders_per_name(log: &str) -> Vec<usize> {
                 .count()
         })
         .collect()
+}
+
+/// The ACME and cluster lines of the nodes' logs, for assertion messages.
+fn acme_lines(nodes: &[&ChildGuard]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        out.push_str(&format!("--- {}\n", n.name()));
+        for line in n.stderr().lines() {
+            if line.contains("ACME") || line.contains("cluster") || line.contains("lock") {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 fn sum(a: &[Vec<usize>]) -> Vec<usize> {
@@ -488,29 +518,6 @@ fn cluster_acme_orderer_killed_mid_order() {
     ));
 }
 
-/// One request on an open TLS connection; the response text.
-fn request_on(tls: &mut crate::support::pebble_clients::Tls, host: &str) -> Result<String, String> {
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
-    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let n = tls.read(&mut chunk).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((_, body)) = text.split_once("\r\n\r\n")
-            && body.contains(host)
-        {
-            return Ok(text.into_owned());
-        }
-    }
-    Err("no complete response".into())
-}
-
 #[test]
 fn cluster_acme_renewals_tls_alpn_01() {
     // Certificates of 45 s: renewal is due with 15 s left, 30 s after issuance.
@@ -542,14 +549,12 @@ fn cluster_acme_renewals_tls_alpn_01() {
         started.elapsed().as_millis()
     ));
 
-    // An open TLS connection on every node, kept across the renewal.
+    // An open WebSocket through every node, kept across the renewal.
     let mut held: Vec<_> = (0..3)
         .map(|i| {
-            let mut tls =
-                crate::support::pebble_clients::connect(c.ports[i].https, NAMES[0], &verify)
-                    .expect("held TLS connection");
-            request_on(&mut tls, NAMES[0]).expect("first request");
-            tls
+            let mut ws = wss(c.ports[i].https, NAMES[0], &verify).expect("held wss");
+            assert_eq!(ws.roundtrip("before").expect("echo"), "before");
+            ws
         })
         .collect();
 
@@ -606,11 +611,14 @@ fn cluster_acme_renewals_tls_alpn_01() {
     assert_eq!(
         c.issued(),
         2 * NAMES.len(),
-        "each renewal done once for the cluster"
+        "each renewal done once for the cluster\n{}",
+        acme_lines(&[&n1, &n2, &n3])
     );
-    for (i, tls) in held.iter_mut().enumerate() {
-        request_on(tls, NAMES[0])
-            .unwrap_or_else(|e| panic!("held connection on node-{}: {e}", i + 1));
+    for (i, ws) in held.iter_mut().enumerate() {
+        let echoed = ws
+            .roundtrip("after-renewal")
+            .unwrap_or_else(|e| panic!("held WebSocket on node-{}: {e}", i + 1));
+        assert_eq!(echoed, "after-renewal");
     }
     let renewals_per_node: Vec<Vec<usize>> = [&n1, &n2, &n3]
         .iter()
@@ -618,8 +626,8 @@ fn cluster_acme_renewals_tls_alpn_01() {
         .collect();
     report(&format!(
         "{TEST}: renewals (etcd leader SIGKILLed {} s after issuance): every node serves the \
-         renewed certificates, {handshakes} handshakes and 0 failures meanwhile, the held TLS \
-         connections kept working; orders per node per name {renewals_per_node:?}; pebble \
+         renewed certificates, {handshakes} handshakes and 0 failures meanwhile, the held \
+         WebSockets kept echoing; orders per node per name {renewals_per_node:?}; pebble \
          issuances {}",
         25,
         c.issued()
