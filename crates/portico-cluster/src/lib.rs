@@ -12,7 +12,12 @@
 //! - [`states`]: server admin states (drain / disable) shared through etcd.
 //! - [`registry`]: servers registered by `portico register` (the register loop, and what
 //!   nodes read for upstreams with `discover = "cluster"`).
+//! - [`acme`]: certificates and ACME across the cluster ([`acme::EtcdAcme`], the etcd side
+//!   of `portico_tls::acme::SharedAcme`).
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod acme;
 pub mod connect;
 pub mod error;
 pub mod keys;

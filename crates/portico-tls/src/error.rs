@@ -37,6 +37,9 @@ pub enum TlsError {
     /// The CA does not know the stored account (e.g. a test CA restarted): it is recreated.
     #[error("ACME {step}: the CA does not know this account: {reason}")]
     AcmeAccountUnknown { step: &'static str, reason: String },
+    /// State shared with the other nodes of a cluster (etcd) could not be read or written.
+    #[error("cluster state: {0}")]
+    Shared(String),
 }
 
 impl TlsError {

@@ -14,7 +14,7 @@ use portico_config::Site;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::acme::{AcmeManager, AcmeSettings, CertStatus, Http01Challenges};
+use crate::acme::{AcmeManager, AcmeSettings, CertStatus, Http01Challenges, SharedAcme};
 use crate::error::TlsError;
 use crate::files::FileCerts;
 use crate::resolver::CertResolver;
@@ -26,6 +26,8 @@ pub struct TlsRuntime {
     resolver: Arc<CertResolver>,
     http01: Http01Challenges,
     acme: Option<AcmeManager>,
+    /// Cluster mode: what every ACME manager of this runtime shares with the other nodes.
+    shared: Option<Arc<dyn SharedAcme>>,
     files_poll: Duration,
     files_task: Option<JoinHandle<()>>,
     files_status: Vec<(String, std::path::PathBuf, crate::pem::CertInfo)>,
@@ -51,14 +53,28 @@ impl TlsRuntime {
         acme: Option<AcmeSettings>,
         http01: Http01Challenges,
     ) -> Result<TlsRuntime, TlsError> {
+        TlsRuntime::start_with_shared(sites, base, acme, http01, None)
+    }
+
+    /// [`TlsRuntime::start`] in cluster mode when `shared` is given: every ACME manager of
+    /// this runtime (also after reloads) shares the account, order locks, challenge answers
+    /// and certificates through it (see [`crate::acme::shared`]).
+    pub fn start_with_shared(
+        sites: &[Site],
+        base: &Path,
+        acme: Option<AcmeSettings>,
+        http01: Http01Challenges,
+        shared: Option<Arc<dyn SharedAcme>>,
+    ) -> Result<TlsRuntime, TlsError> {
         let resolver = CertResolver::new();
         let acme = acme
-            .map(|s| AcmeManager::new(s, resolver.clone(), http01.clone()))
+            .map(|s| AcmeManager::with_shared(s, resolver.clone(), http01.clone(), shared.clone()))
             .transpose()?;
         let mut runtime = TlsRuntime {
             resolver,
             http01,
             acme,
+            shared,
             files_poll: Duration::from_secs(5),
             files_task: None,
             files_status: Vec::new(),
@@ -116,7 +132,12 @@ impl TlsRuntime {
                     Some(
                         settings
                             .map(|s| {
-                                AcmeManager::new(s, self.resolver.clone(), self.http01.clone())
+                                AcmeManager::with_shared(
+                                    s,
+                                    self.resolver.clone(),
+                                    self.http01.clone(),
+                                    self.shared.clone(),
+                                )
                             })
                             .transpose()?,
                     )

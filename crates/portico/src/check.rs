@@ -6,7 +6,10 @@ use crate::exit::Failure;
 
 /// Load and validate `path`; print every problem as FILE:LINE:COL with a hint.
 pub fn check(path: &Path) -> Result<(), Failure> {
-    load(path)?;
+    let config = load(path)?;
+    for warning in crate::cluster_acme::warnings(&config) {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     println!("{}: configuration is valid", path.display());
     Ok(())
 }

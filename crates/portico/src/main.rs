@@ -9,6 +9,7 @@ mod allocator;
 mod check;
 mod cli;
 mod cluster;
+mod cluster_acme;
 mod demo;
 mod echo;
 mod exit;

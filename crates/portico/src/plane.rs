@@ -6,6 +6,7 @@
 //! small runtime of its own (one thread, `portico-tls`), started before the HTTP plane and
 //! handed to it as a `TlsContext`. It is started even without TLS sites, so a reload that
 //! adds one finds it; a reload applies the new sites to it before the HTTP plane swaps.
+//! With `[cluster]`, the ACME manager shares its state through etcd (`crate::cluster_acme`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,13 +55,15 @@ impl TlsPlane {
             .enable_all()
             .build()
             .context("cannot start the TLS runtime")?;
+        let shared = crate::cluster_acme::shared_acme(config, &runtime)?;
         let tls = {
             let _inside = runtime.enter();
-            TlsRuntime::start(
+            TlsRuntime::start_with_shared(
                 &config.sites,
                 &config.base_dir,
                 acme,
                 Http01Challenges::new(),
+                shared,
             )
             .context("cannot load the certificates")?
         };

@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod acme;
 mod connect;
 mod node;

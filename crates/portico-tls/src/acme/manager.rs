@@ -11,6 +11,7 @@ use rustls::crypto::CryptoProvider;
 
 use super::http::AcmeHttp;
 use super::schedule::{Backoff, renew_at};
+use super::shared::{OrderLock, SharedAcme};
 use super::store::{Store, write_atomic};
 use super::{AcmeSettings, Http01Challenges, order};
 use crate::error::TlsError;
@@ -37,22 +38,24 @@ pub struct CertStatus {
     pub next_attempt: Option<SystemTime>,
 }
 
-struct Inner {
-    settings: AcmeSettings,
-    resolver: Arc<CertResolver>,
-    http01: Http01Challenges,
-    http: AcmeHttp,
-    store: Store,
-    provider: Arc<CryptoProvider>,
+pub(super) struct Inner {
+    pub(super) settings: AcmeSettings,
+    pub(super) resolver: Arc<CertResolver>,
+    pub(super) http01: Http01Challenges,
+    pub(super) http: AcmeHttp,
+    pub(super) store: Store,
+    pub(super) provider: Arc<CryptoProvider>,
     /// The account, once loaded or created (one per directory; shared by every task).
-    account: tokio::sync::Mutex<Option<Account>>,
+    pub(super) account: tokio::sync::Mutex<Option<Account>>,
     status: Mutex<BTreeMap<String, CertStatus>>,
+    /// Cluster mode: state shared with the other nodes (see [`super::shared`]).
+    pub(super) shared: Option<Arc<dyn SharedAcme>>,
 }
 
 /// Manages the certificates of `tls = "acme"` sites. Cheap to clone.
 #[derive(Clone)]
 pub struct AcmeManager {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for AcmeManager {
@@ -79,7 +82,22 @@ impl AcmeManager {
         resolver: Arc<CertResolver>,
         http01: Http01Challenges,
     ) -> Result<AcmeManager, TlsError> {
+        AcmeManager::with_shared(settings, resolver, http01, None)
+    }
+
+    /// [`AcmeManager::new`] in cluster mode when `shared` is given: the account, order locks,
+    /// challenge answers and issued certificates go through it (see [`super::shared`]);
+    /// `state_dir` keeps a local copy of the certificates.
+    pub fn with_shared(
+        settings: AcmeSettings,
+        resolver: Arc<CertResolver>,
+        http01: Http01Challenges,
+        shared: Option<Arc<dyn SharedAcme>>,
+    ) -> Result<AcmeManager, TlsError> {
         let http = AcmeHttp::new(settings.directory_ca.as_deref())?;
+        if let Some(shared) = &shared {
+            shared.attach(http01.clone(), resolver.clone());
+        }
         Ok(AcmeManager {
             inner: Arc::new(Inner {
                 store: Store::new(&settings.state_dir),
@@ -90,6 +108,7 @@ impl AcmeManager {
                 provider: default_provider(),
                 account: tokio::sync::Mutex::new(None),
                 status: Mutex::new(BTreeMap::new()),
+                shared,
             }),
         })
     }
@@ -115,7 +134,7 @@ impl AcmeManager {
             .collect()
     }
 
-    fn set_status(&self, names: &[String], f: impl FnOnce(&mut CertStatus)) {
+    pub(super) fn set_status(&self, names: &[String], f: impl FnOnce(&mut CertStatus)) {
         let mut map = self
             .inner
             .status
@@ -135,7 +154,10 @@ impl AcmeManager {
         if let Some(account) = slot.as_ref() {
             return Ok(account.clone());
         }
-        let account = self.load_or_create_account().await?;
+        let account = match &self.inner.shared {
+            Some(shared) => self.shared_account(shared.as_ref()).await?,
+            None => self.load_or_create_account().await?,
+        };
         *slot = Some(account.clone());
         Ok(account)
     }
@@ -143,6 +165,14 @@ impl AcmeManager {
     /// Forget an account the CA no longer knows: keep its file aside, create a new one on
     /// the next attempt.
     async fn forget_account(&self) {
+        if let Some(shared) = &self.inner.shared {
+            let forgotten = self.inner.account.lock().await.take();
+            if let Some(account) = forgotten {
+                self.forget_shared_account(shared.as_ref(), account.id())
+                    .await;
+            }
+            return;
+        }
         let url = self.inner.settings.directory.url().to_string();
         let path = self.inner.store.account_path(&url);
         *self.inner.account.lock().await = None;
@@ -188,6 +218,16 @@ impl AcmeManager {
 
     /// Order a certificate for `names` now, store it and install it. Returns its facts.
     pub async fn order_now(&self, names: &[String]) -> Result<CertInfo, TlsError> {
+        self.order_under(names, None).await.map(|(info, _)| info)
+    }
+
+    /// [`AcmeManager::order_now`], publishing challenge answers through `lock` (cluster
+    /// mode). Also returns the issued PEMs.
+    pub(super) async fn order_under(
+        &self,
+        names: &[String],
+        lock: Option<&dyn OrderLock>,
+    ) -> Result<(CertInfo, order::Issued), TlsError> {
         let started = Instant::now();
         let account = self.account().await?;
         let issued = order::run(
@@ -197,6 +237,7 @@ impl AcmeManager {
             &self.inner.http01,
             &self.inner.resolver,
             &self.inner.provider,
+            lock,
         )
         .await;
         if let Err(TlsError::AcmeAccountUnknown { .. }) = &issued {
@@ -235,10 +276,10 @@ impl AcmeManager {
             s.failures = 0;
             s.last_error = None;
         });
-        Ok(loaded.info)
+        Ok((loaded.info, issued))
     }
 
-    fn install(&self, names: &[String], loaded: &LoadedCert) {
+    pub(super) fn install(&self, names: &[String], loaded: &LoadedCert) {
         let patterns = names.iter().map(|n| NamePattern::parse(n)).collect();
         self.inner
             .resolver
@@ -246,7 +287,7 @@ impl AcmeManager {
     }
 
     /// The stored certificate, if it loads and covers every name.
-    fn load_stored(&self, names: &[String]) -> Option<CertInfo> {
+    pub(super) fn load_stored(&self, names: &[String]) -> Option<CertInfo> {
         let first = names.first()?;
         let (chain, key) = (
             self.inner.store.chain_path(first),
@@ -283,6 +324,9 @@ impl AcmeManager {
         let id = resolver_id(&names);
         let patterns = names.iter().map(|n| NamePattern::parse(n)).collect();
         self.inner.resolver.reserve(&id, patterns);
+        if let Some(shared) = self.inner.shared.clone() {
+            return self.run_shared(names, shared).await;
+        }
         let tuning = &self.inner.settings.tuning;
         let mut backoff = Backoff::new(tuning.retry_initial, tuning.retry_max);
         let mut next = match self.load_stored(&names) {
@@ -343,7 +387,7 @@ impl AcmeManager {
 
 /// Sleep until a wall-clock time, in steps of at most an hour (robust to clock jumps and
 /// suspend, and to tokio's timer limit).
-async fn sleep_until(at: SystemTime) {
+pub(super) async fn sleep_until(at: SystemTime) {
     loop {
         let Ok(left) = at.duration_since(SystemTime::now()) else {
             return;

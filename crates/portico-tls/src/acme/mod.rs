@@ -13,12 +13,18 @@
 //!
 //! The account is created once per directory and kept in
 //! `state_dir/acme/<directory-id>/account.json` (mode 0600); see [`store`].
+//!
+//! Cluster mode: with a [`SharedAcme`] ([`AcmeManager::with_shared`]), the account, an order
+//! lock per certificate, the challenge answers and the issued certificates are shared with
+//! the other nodes; `state_dir` keeps a local copy of the certificates. See [`shared`].
 
 mod alpn;
 pub mod http;
 mod manager;
 mod order;
 pub mod schedule;
+pub mod shared;
+mod shared_run;
 pub mod store;
 
 use std::collections::HashMap;
@@ -26,7 +32,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+pub use alpn::challenge_from_pem;
 pub use manager::{AcmeManager, CertStatus, resolver_id};
+pub use shared::{OrderLock, SharedAcme, SharedCert, SharedFuture, cert_id};
 
 /// The path prefix of HTTP-01 challenges.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";

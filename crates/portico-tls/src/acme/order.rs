@@ -10,6 +10,7 @@ use instant_acme::{
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use rustls::crypto::CryptoProvider;
 
+use super::shared::OrderLock;
 use super::{AcmeSettings, ChallengeKind, Http01Challenges, KeyType, alpn};
 use crate::error::TlsError;
 use crate::resolver::CertResolver;
@@ -54,7 +55,9 @@ fn err(step: &'static str) -> impl Fn(instant_acme::Error) -> TlsError {
     }
 }
 
-/// Run one order for `names` with `account`.
+/// Run one order for `names` with `account`. With `shared` (cluster mode), each challenge
+/// answer is also published through the order lock, before the CA is told to validate, so
+/// whichever node the validation reaches answers it.
 pub async fn run(
     account: &Account,
     names: &[String],
@@ -62,6 +65,7 @@ pub async fn run(
     http01: &Http01Challenges,
     resolver: &CertResolver,
     provider: &Arc<CryptoProvider>,
+    shared: Option<&dyn OrderLock>,
 ) -> Result<Issued, TlsError> {
     let started = std::time::Instant::now();
     let step = |what: &str| tracing::debug!(names = ?names, elapsed_ms = started.elapsed().as_millis() as u64, "ACME {what}");
@@ -106,11 +110,19 @@ pub async fn run(
             ChallengeKind::Http01 => {
                 http01.insert(challenge.token.clone(), key_auth.as_str().to_string());
                 published.tokens.push(challenge.token.clone());
+                if let Some(lock) = shared {
+                    lock.publish_http01(&challenge.token, key_auth.as_str())
+                        .await?;
+                }
             }
             ChallengeKind::TlsAlpn01 => {
                 let cert = alpn::challenge_cert(&name, key_auth.digest().as_ref(), provider)?;
-                resolver.set_alpn_challenge(&name, cert);
+                resolver.set_alpn_challenge(&name, cert.key);
                 published.alpn_names.push(name.clone());
+                if let Some(lock) = shared {
+                    lock.publish_alpn01(&name, &cert.cert_pem, &cert.key_pem)
+                        .await?;
+                }
             }
         }
         challenge

@@ -11,6 +11,7 @@ mod attacks;
 mod autobahn;
 mod cli;
 mod cluster;
+mod cluster_acme;
 mod compress_system;
 mod examples_check;
 mod import;
