@@ -4,9 +4,12 @@
 //! [`crate::websocket::dir`].
 //!
 //! Bytes are never parsed, changed or reordered. Memory: an idle pipe holds no buffer. Data
-//! is read with `try_read` into the worker's shared buffer and written at once with
-//! `try_write`; only what the destination cannot take right now is copied into a buffer of
-//! its own, and that direction stops reading until it is flushed (backpressure).
+//! is read into the worker's shared buffer and written at once with `try_write`; only what
+//! the destination cannot take right now is copied into a buffer of its own, and that
+//! direction stops reading until it is flushed (backpressure). A read that does not fill the
+//! buffer drained the socket (see [`read_drained`]): the pipe waits for readiness again
+//! instead of paying one more `recvfrom` that would only say `EAGAIN` (one system call per
+//! message each way).
 //!
 //! - Idle timeout: the route's `read_timeout` (else the upstream's) without a byte either
 //!   way closes both sides.
@@ -225,7 +228,7 @@ impl Pipe {
             let (src, dst, dir) = self.parts(way);
             let mut write = |b: &[u8]| try_write(dst, b);
             for _ in 0..READS_PER_WAKE {
-                let n = match src.try_read(&mut buf) {
+                let n = match read_drained(src, &mut buf) {
                     Ok(0) => {
                         dir.eof = true;
                         saw_eof = true;
@@ -239,7 +242,9 @@ impl Pipe {
                 if dir
                     .forward(&buf[..n], ours.as_ref(), closing, &mut write)
                     .map_err(|_| dst_err)?
+                    || n < buf.len()
                 {
+                    // Stopped by the direction, or the socket is drained (short read).
                     break;
                 }
             }
@@ -333,6 +338,29 @@ fn dst<'a>(client: &'a TcpStream, server: &'a TcpStream, way: Way) -> &'a TcpStr
     match way {
         Way::C2S => server,
         Way::S2C => client,
+    }
+}
+
+/// `try_read`, except that a short read (fewer bytes than `buf` holds) also clears tokio's
+/// read readiness, as tokio's own `poll_read` does: on Linux (epoll, edge-triggered) a read
+/// that does not fill the buffer has drained the socket, so the next wait goes to the
+/// reactor instead of costing a `recvfrom` that returns `EAGAIN`. Data that arrives after
+/// the read raises a new readiness event, which this clearing cannot erase (tokio clears
+/// only the event the read was made for).
+fn read_drained(s: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let mut got = 0;
+    let r = s.try_io(tokio::io::Interest::READABLE, || {
+        got = (&*SockRef::from(s)).read(buf)?;
+        if got > 0 && got < buf.len() {
+            // Drained: `WouldBlock` makes `try_io` clear the readiness; `got` carries the data.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        r => r,
     }
 }
 
