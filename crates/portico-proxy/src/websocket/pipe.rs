@@ -29,6 +29,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -36,15 +37,16 @@ use hyper::upgrade::OnUpgrade;
 use portico_balance::Picked;
 use socket2::SockRef;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::exchange::log_line::LogCtx;
 use crate::websocket::dir::{
-    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
+    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
 };
 use crate::websocket::ping::PingSide;
 use crate::websocket::ticket::WsTicket;
 use crate::worker::conn::ConnCtx;
-use crate::worker::state::StopWatch;
+use crate::worker::state::{StopWatch, Worker};
 use crate::worker::stop::RunState;
 
 /// Wait for both upgrades, then pipe until the WebSocket ends; log it.
@@ -90,6 +92,11 @@ pub(crate) async fn run(
         }
     };
     let started = Instant::now();
+    // An idle WebSocket keeps only what the pipe needs: the worker, and the connection's
+    // slot (live count, max_connections). The client connection's context (~300 bytes with
+    // its clock and client address) is let go.
+    let (worker, listener, _slot) = (ctx.worker.clone(), ctx.listener, ctx.take_slot());
+    drop(ctx);
     // Bytes hyper read past the upgrade heads belong to the other side. They are copied
     // out and hyper's read buffers (8 KiB and more, shared by these `Bytes`) freed now: an
     // idle WebSocket must hold no buffer.
@@ -102,15 +109,15 @@ pub(crate) async fn run(
     };
 
     // The worker's registry of live WebSockets: a reload that removes this server drains it.
-    let stop = ticket.stop_watch(ctx.listener).await;
-    let end = pipe.run(&ctx, idle_timeout, stop).await;
+    let stop = ticket.stop_watch(listener).await;
+    let end = pipe.run(&worker, idle_timeout, stop).await;
     pipe.st.finish(
         end,
         started,
         ticket,
         picked,
         log.as_deref_mut(),
-        series.map(|id| (&ctx.worker.metrics, id)),
+        series.map(|id| (&worker.metrics, id)),
     );
 }
 
@@ -121,7 +128,7 @@ struct Pipe {
 }
 
 impl Pipe {
-    async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration, mut stop: StopWatch) -> End {
+    async fn run(&mut self, worker: &Worker, idle_timeout: Duration, mut stop: StopWatch) -> End {
         let mut closing = match closing_at(stop.state()) {
             Ok(closing) => closing,
             Err(end) => return end,
@@ -135,8 +142,18 @@ impl Pipe {
             .ping
             .as_ref()
             .map(|p| Box::pin(tokio::time::sleep_until(p.next_check().into())));
+        // The graceful stop's deadline, boxed and made only when a stop begins: a running
+        // pipe's task carries no third timer.
+        let mut closing_timer: Option<Pin<Box<Sleep>>> = None;
         loop {
             if let Some(deadline) = closing {
+                match closing_timer.as_mut() {
+                    Some(t) if t.deadline() == deadline.into() => {}
+                    Some(t) => t.as_mut().reset(deadline.into()),
+                    None => {
+                        closing_timer = Some(Box::pin(tokio::time::sleep_until(deadline.into())))
+                    }
+                }
                 if let Err(end) = self.send_closes() {
                     return end;
                 }
@@ -166,10 +183,10 @@ impl Pipe {
                 _ = idle.as_mut() => Ok(Step::Idle),
                 _ = tick(&mut ping_timer), if closing.is_none() => Ok(Step::Ping),
                 s = stop.changed() => Ok(Step::State(s)),
-                _ = sleep_until_opt(closing) => Ok(Step::Deadline),
+                _ = tick(&mut closing_timer) => Ok(Step::Deadline),
             };
             let result = match step {
-                Ok(Step::Read(way)) => self.read(ctx, way, closing.is_some()),
+                Ok(Step::Read(way)) => self.read(worker, way, closing.is_some()),
                 Ok(Step::Flush(way)) => self.flush(way),
                 Ok(Step::Idle) => {
                     let deadline = self.st.last_activity + idle_timeout;
@@ -192,7 +209,9 @@ impl Pipe {
                             }
                             Ok(())
                         }
-                        Err(side) => return self.close_silent(side).await,
+                        // Boxed: rare, and its state (a read buffer, a timeout) would
+                        // otherwise widen every idle pipe's task.
+                        Err(side) => return Box::pin(self.close_silent(side)).await,
                     }
                 }
                 Ok(Step::State(RunState::Draining(deadline))) => {
@@ -218,9 +237,9 @@ impl Pipe {
     }
 
     /// Read what is there and write it on at once; keep only the remainder.
-    fn read(&mut self, ctx: &ConnCtx, way: Way, closing: bool) -> Result<(), End> {
+    fn read(&mut self, worker: &Worker, way: Way, closing: bool) -> Result<(), End> {
         let (src_err, dst_err, _) = way.ends();
-        let mut buf = ctx.worker.pipe_buf.borrow_mut();
+        let mut buf = worker.pipe_buf.borrow_mut();
         let mut active = false;
         let mut saw_eof = false;
         let ours = self.st.ours();
@@ -374,8 +393,8 @@ fn try_write(s: &TcpStream, b: &[u8]) -> io::Result<Option<usize>> {
     }
 }
 
-/// The `ws_ping` timer, or never.
-async fn tick(timer: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+/// A lazily made timer (`ws_ping`'s, the graceful stop's), or never.
+async fn tick(timer: &mut Option<Pin<Box<Sleep>>>) {
     match timer {
         Some(t) => t.as_mut().await,
         None => std::future::pending().await,

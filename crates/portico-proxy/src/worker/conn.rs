@@ -52,6 +52,10 @@ pub(crate) struct ConnCtx {
     /// The upstream response-head timer, reused by the connection's requests (one at a
     /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
     head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+    /// The connection's place in the worker's live count and the `max_connections` gate,
+    /// given back when the context is dropped, or handed to the WebSocket pipe that
+    /// outlives it ([`ConnCtx::take_slot`]).
+    slot: Cell<Option<ConnSlot>>,
 }
 
 impl ConnCtx {
@@ -91,6 +95,13 @@ impl ConnCtx {
         }
     }
 
+    /// The connection's slot (live count, `max_connections`), for a WebSocket pipe that
+    /// keeps the connection counted after it lets the context go (an idle WebSocket then
+    /// holds no `ConnCtx`). `None` if already taken.
+    pub fn take_slot(&self) -> Option<ConnSlot> {
+        self.slot.take()
+    }
+
     /// Keep `timer` for the connection's next request.
     pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
         *self.head_timer.borrow_mut() = Some(timer);
@@ -99,7 +110,7 @@ impl ConnCtx {
     /// The context of a connection just accepted on `listener` (counted live on the worker
     /// until dropped).
     pub fn new(worker: Rc<Worker>, peer: SocketAddr, listener: SocketAddr, https: bool) -> ConnCtx {
-        worker.live.set(worker.live.get() + 1);
+        let slot = ConnSlot::new(&worker);
         let now = Instant::now();
         let real_ip = ip_header(peer.ip());
         let trusted = {
@@ -125,6 +136,7 @@ impl ConnCtx {
             served: Cell::new(0),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
+            slot: Cell::new(Some(slot)),
         }
     }
 
@@ -160,7 +172,22 @@ impl ConnCtx {
     }
 }
 
-impl Drop for ConnCtx {
+/// One client connection counted live on its worker and holding its `max_connections`
+/// slot (taken at accept, see `client::accept`) until dropped.
+pub(crate) struct ConnSlot {
+    worker: Rc<Worker>,
+}
+
+impl ConnSlot {
+    fn new(worker: &Rc<Worker>) -> ConnSlot {
+        worker.live.set(worker.live.get() + 1);
+        ConnSlot {
+            worker: Rc::clone(worker),
+        }
+    }
+}
+
+impl Drop for ConnSlot {
     fn drop(&mut self) {
         let live = self.worker.live.get().saturating_sub(1);
         self.worker.live.set(live);
