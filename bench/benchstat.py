@@ -2,7 +2,7 @@
 """Helper of scripts/bench.sh: parses one run's client output into a JSON line, and turns the
 collected JSON lines into the markdown report.
 
-  benchstat.py record --kind wrk|ws|hs --file OUT ... --results results.jsonl   -> prints a summary
+  benchstat.py record --kind wrk|ws|hs|h2load|big --file OUT ... --results results.jsonl   -> prints a summary
   benchstat.py idle --target T ... --results results.jsonl                   -> prints a summary
   benchstat.py report --results results.jsonl --meta meta.txt                -> markdown on stdout
   benchstat.py sampler --exclude PID --out FILE   (until SIGTERM) CPU of processes outside PID's tree
@@ -25,6 +25,10 @@ PHASES = [
            "connection; unit = handshake)", "hs/s"),
     ("hsrsa", "Full TLS 1.3 handshakes, RSA-2048 (tls-hs-client.py: never resumes; one GET per "
               "connection; unit = handshake)", "hs/s"),
+    ("h2", "HTTP/2 to the proxy over TLS (ECDSA P-256, ALPN h2), h2load -t2 -c{h2conns} -m{h2streams} "
+           "({h2total} streams in flight); HTTP/1.1 to the origin", "req/s"),
+    ("bigdown", "Large download through the proxy: {bigmib} MiB bodies, one at a time (unit = MiB)", "MiB/s"),
+    ("bigup", "Large upload through the proxy: {bigmib} MiB bodies, one at a time (unit = MiB)", "MiB/s"),
     ("ws", "WebSocket echo ping-pong, {conns} connections, {msg}-byte messages (unit = round trip)",
      "round trips/s"),
     # traffic policy (nginx and Portico only)
@@ -96,6 +100,46 @@ def parse_hs(text):
                 continue
             out.update(units=j.get("handshakes", 0), secs=j.get("secs"),
                        rate=float(j.get("hs_per_s", 0)), errors=j.get("errors", 0))
+    return out
+
+
+def parse_h2load(text):
+    """h2load's summary: 'finished in 10.00s, 45678.90 req/s, ...', the requests line and the
+    status codes line; every request that did not succeed with a 2xx counts as an error."""
+    out = {"units": 0, "secs": None, "rate": 0.0, "p50": None, "p99": None, "errors": 0}
+    m = re.search(r"finished in ([\d.]+)(us|ms|s|m), ([\d.]+) req/s", text)
+    if m:
+        out["secs"] = wrk_time_ms(m.group(1) + m.group(2)) / 1000.0
+        out["rate"] = float(m.group(3))
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text)
+    ok2xx = None
+    c = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if c:
+        ok2xx = int(c.group(1))
+    if m:
+        done, succeeded = int(m.group(3)), int(m.group(4))
+        out["units"] = succeeded if ok2xx is None else min(succeeded, ok2xx)
+        out["errors"] = int(m.group(5)) + int(m.group(6)) + int(m.group(7)) + (done - out["units"]
+                                                                               if done > out["units"] else 0)
+    if out["secs"] and not out["rate"]:
+        out["rate"] = out["units"] / out["secs"]
+    return out
+
+
+def parse_big(text):
+    """bench/big-client.sh: one JSON line with bytes, transfers, secs, errors; unit = MiB."""
+    out = {"units": 0, "secs": None, "rate": 0.0, "p50": None, "p99": None, "errors": 0}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            mib = j.get("bytes", 0) / 1048576.0
+            secs = j.get("secs") or None
+            out.update(units=mib, secs=secs, rate=mib / secs if secs else 0.0, errors=j.get("errors", 0))
     return out
 
 
@@ -187,7 +231,8 @@ def foreign_sample(path):
 
 def cmd_record(a):
     text = open(a.file, encoding="utf-8", errors="replace").read()
-    r = {"wrk": parse_wrk, "ws": parse_ws, "hs": parse_hs}[a.kind](text)
+    r = {"wrk": parse_wrk, "ws": parse_ws, "hs": parse_hs, "h2load": parse_h2load,
+         "big": parse_big}[a.kind](text)
     if a.died:
         r["errors"] = max(r["errors"], 1)
     if r["units"] == 0 and a.rc != 0:
@@ -201,7 +246,7 @@ def cmd_record(a):
     unaccounted = max(0, busy - ours) * 100.0 / total
     fs = foreign_sample(a.foreign_file) if a.foreign_file else None
     foreign = unaccounted if fs is None else fs["ticks"] * 100.0 / total
-    units = max(1, r["units"])
+    units = r["units"] if a.kind == "big" and r["units"] > 0 else max(1, r["units"])
     us = lambda ticks: ticks * 1e6 / a.clk / units  # noqa: E731
     rec = dict(kind="load", round=a.round, target=a.target, phase=a.phase, attempt=a.attempt,
                rc=a.rc, units=r["units"], secs=r["secs"], rate=r["rate"], p50=r["p50"],
@@ -217,7 +262,7 @@ def cmd_record(a):
         f.write(json.dumps(rec) + "\n")
     pu = "-" if rec["proxy_us"] is None else "%.1f" % rec["proxy_us"]
     msg = "%s/s %.0f, p50 %s ms, p99 %s ms, errors %d, proxy CPU %s us/unit, busy %.0f%%, foreign %.1f%%" % (
-        {"ws": "rt", "hs": "hs"}.get(a.kind, "req"), r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
+        {"ws": "rt", "hs": "hs", "big": "MiB"}.get(a.kind, "req"), r["rate"], fmt(r["p50"], 2), fmt(r["p99"], 2),
         r["errors"], pu, rec["busy"], foreign)
     if rec["contaminated"]:
         if fs and fs["top"]:
@@ -383,10 +428,18 @@ def cmd_report(a):
     m = re.search(r"WS_CONNS=(\d+) WS_MSG=(\d+)", meta)
     if m:
         conns, msg = m.groups()
+    h2conns = h2streams = h2total = bigmib = "?"
+    m = re.search(r"H2_CONNS=(\d+) H2_STREAMS=(\d+) BIG_BYTES=(\d+)", meta)
+    if m:
+        h2conns, h2streams = m.group(1), m.group(2)
+        h2total = str(int(h2conns) * int(h2streams))
+        bigmib = "%g" % (int(m.group(3)) / 1048576.0)
     body = []
     summary = {}
     for key, title, unit in PHASES:
-        summary[key] = report_phase(body, key, title.format(conns=conns, msg=msg), unit, recs)
+        summary[key] = report_phase(body, key, title.format(conns=conns, msg=msg, h2conns=h2conns,
+                                                        h2streams=h2streams, h2total=h2total,
+                                                        bigmib=bigmib), unit, recs)
     idle = report_idle(body, recs)
 
     loads = [r for r in recs if r["kind"] == "load"]
@@ -450,7 +503,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record")
-    r.add_argument("--kind", choices=["wrk", "ws", "hs"], required=True)
+    r.add_argument("--kind", choices=["wrk", "ws", "hs", "h2load", "big"], required=True)
     r.add_argument("--file", required=True)
     r.add_argument("--rc", type=int, default=0)
     r.add_argument("--round", type=int, required=True)

@@ -18,6 +18,11 @@
 #            Portico limit_rate; nginx and Portico only)
 #   gzip4k   (optional) ka64 on a 4 KiB text response gzipped by the proxy, level 6 (nginx gzip on,
 #            Portico compress; nginx and Portico only)
+#   h2       (optional) HTTP/2 to the proxy over TLS (ECDSA, ALPN h2), h2load -t2 -cH2_CONNS
+#            -mH2_STREAMS (100 streams in flight by default); HTTP/1.1 to the origin (proxies only)
+#   big      (optional) large bodies: BIG_BYTES (1 GiB) downloaded (bigdown) and uploaded (bigup)
+#            through the proxy, one transfer at a time for DUR s (at least one each), node
+#            origin bench/big-origin.js; unit = MiB, CPU per MiB and MiB/s
 # For every run: units/s, p50/p99, errors, CPU time of the proxy / origin / client processes
 # (utime+stime from /proc) per unit, machine busy %, and the CPU share of foreign processes
 # (so that runs disturbed by other workloads are visible). Writes bench-out/report-DATE.md.
@@ -27,7 +32,8 @@
 #        (TARGETS may add portico_metrics: the same binary with the admin API on, i.e.
 #        data-plane metrics counted, to measure what the metrics cost)
 #        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 HS_PROCS=8 PORT_BASE=31000 OUT=bench-out
-#        (PORT_BASE: decimal, ports BASE+1..BASE+94 on 127.0.0.1; keep them below the ephemeral range;
+#        H2_CONNS=10 H2_STREAMS=10 BIG_BYTES=1073741824
+#        (PORT_BASE: decimal, ports BASE+1..BASE+98 on 127.0.0.1; keep them below the ephemeral range;
 #        scripts/bench-tcp.sh uses 32001/32070/32080/32090 by default: not 32000 next to it)
 #        PORTICO_BIN=path (skip the build)  SKIP_BUILD=1  NO_INSTALL=1
 #        QUIET_WAIT=120 (max s to wait for a quiet machine before each run)  QUIET_MAX=15 (busy %)
@@ -37,7 +43,7 @@
 set -euo pipefail
 
 # the knobs given in the environment, to print the exact command in the report
-GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG HS_PROCS PORT_BASE OUT QUIET_WAIT QUIET_MAX \
+GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG HS_PROCS H2_CONNS H2_STREAMS BIG_BYTES PORT_BASE OUT QUIET_WAIT QUIET_MAX \
   QUIET_BUDGET FOREIGN_MAX RETRIES WRK_THREADS BENCH_NICE PORTICO_BIN SKIP_BUILD NO_INSTALL; do
   if [[ -n ${!v+x} ]]; then printf "%s=%q " "$v" "${!v}"; fi
 done)
@@ -52,6 +58,9 @@ IDLE_N=${IDLE_N:-10000}
 WS_CONNS=${WS_CONNS:-100}
 WS_MSG=${WS_MSG:-32}
 HS_PROCS=${HS_PROCS:-8} # client processes in the handshake phases (bench/tls-hs-client.py)
+H2_CONNS=${H2_CONNS:-10}     # h2 phase: connections ...
+H2_STREAMS=${H2_STREAMS:-10} # ... times concurrent streams on each = streams in flight
+BIG_BYTES=${BIG_BYTES:-1073741824} # big phase: bytes per transfer (1 GiB)
 PORT_BASE=${PORT_BASE:-31000}
 # Decimal, whatever it looks like: bash arithmetic reads a leading 0 as octal (032000 is
 # 13312, 08000 is an error that stopped the script at its first line of port arithmetic).
@@ -60,8 +69,8 @@ if [[ ! $PORT_BASE =~ ^[0-9]+$ ]]; then
   exit 1
 fi
 PORT_BASE=$((10#$PORT_BASE))
-if ((PORT_BASE < 1024 || PORT_BASE + 94 > 65535)); then
-  echo "[bench] error: PORT_BASE must be between 1024 and $((65535 - 94)) (ports BASE+1..BASE+94 are used), got $PORT_BASE" >&2
+if ((PORT_BASE < 1024 || PORT_BASE + 98 > 65535)); then
+  echo "[bench] error: PORT_BASE must be between 1024 and $((65535 - 98)) (ports BASE+1..BASE+98 are used), got $PORT_BASE" >&2
   exit 1
 fi
 OUT=${OUT:-"$ROOT/bench-out"}
@@ -97,6 +106,15 @@ NGINX_HTTP=$((PORT_BASE + 80))
 NGINX_WS=$((PORT_BASE + 81))
 HAPROXY_HTTP=$((PORT_BASE + 90))
 HAPROXY_WS=$((PORT_BASE + 91))
+# h2 phase: Portico answers h2 on its TLS listener (ALPN h2, http/1.1 by default); nginx and
+# HAProxy get their own h2 listeners so that the tls phase's listeners stay as they were
+NGINX_H2=$((PORT_BASE + 85))
+HAPROXY_H2=$((PORT_BASE + 95))
+# big phase: its own origin and proxy ports (streaming settings apply only there)
+ORIGIN_BIG=$((PORT_BASE + 12))
+PORTICO_BIG=$((PORT_BASE + 78))
+NGINX_BIG=$((PORT_BASE + 88))
+HAPROXY_BIG=$((PORT_BASE + 98))
 HAPROXY_MAXCONN=9000 # as in the anchor measurements: ~2 fds per connection under a 20000 fd limit
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -114,6 +132,8 @@ install_tools() {
   command -v ss >/dev/null || missing+=(iproute2)
   command -v python3 >/dev/null || missing+=(python3)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v h2load >/dev/null || missing+=(nghttp2-client)
+  command -v curl >/dev/null || missing+=(curl)
   if ((${#missing[@]})); then
     [[ ${NO_INSTALL:-0} == 1 || $(id -u) != 0 ]] && die "missing tools: ${missing[*]} (run as root to install)"
     log "installing ${missing[*]}"
@@ -164,7 +184,7 @@ cleanup() {
   trap - EXIT INT TERM
   local p role
   for p in "${IDLE_CLIENTS[@]}"; do stop_pid "$p" 2; done
-  for role in portico portico_metrics haproxy nginx origin_ws origin_http; do
+  for role in portico portico_metrics haproxy nginx origin_big origin_ws origin_http; do
     [[ -n ${PID[$role]:-} ]] && stop_pid "${PID[$role]}" 10
   done
   if [[ -n $BASE && -d $BASE && ${KEEP_BASE:-0} != 1 ]]; then rm -rf "$BASE"; fi
@@ -193,6 +213,9 @@ fill_template() { # src dst
     -e "s|@NGINX_TLS_FULL@|$NGINX_TLS_FULL|g" -e "s|@NGINX_TLS_RSA@|$NGINX_TLS_RSA|g" \
     -e "s|@HAPROXY_TLS_FULL@|$HAPROXY_TLS_FULL|g" -e "s|@HAPROXY_TLS_RSA@|$HAPROXY_TLS_RSA|g" \
     -e "s|@PORTICO_TLS_RSA@|$PORTICO_TLS_RSA|g" \
+    -e "s|@NGINX_H2@|$NGINX_H2|g" -e "s|@HAPROXY_H2@|$HAPROXY_H2|g" \
+    -e "s|@ORIGIN_BIG@|$ORIGIN_BIG|g" -e "s|@PORTICO_BIG@|$PORTICO_BIG|g" \
+    -e "s|@NGINX_BIG@|$NGINX_BIG|g" -e "s|@HAPROXY_BIG@|$HAPROXY_BIG|g" \
     -e "s|@PORTICO_HTTP@|$PORTICO_HTTP|g" -e "s|@PORTICO_WS@|$PORTICO_WS|g" "$1" >"$2"
 }
 
@@ -205,6 +228,11 @@ start_origin_ws() {
   PORT=$ORIGIN_WS NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-echo-server.js" >>"$BASE/logs/origin-ws.out" 2>&1 &
   PID[origin_ws]=$!
   wait_port "$ORIGIN_WS" "${PID[origin_ws]}" "ws echo origin"
+}
+start_origin_big() {
+  PORT=$ORIGIN_BIG node "$BENCH/big-origin.js" >>"$BASE/logs/origin-big.out" 2>&1 &
+  PID[origin_big]=$!
+  wait_port "$ORIGIN_BIG" "${PID[origin_big]}" "big-body origin"
 }
 start_proxy() { # target
   case $1 in
@@ -320,6 +348,9 @@ target_url() { # target kind(http|ws|tls|hs|hsrsa)
   nginx:tls) port=$NGINX_TLS ;; haproxy:tls) port=$HAPROXY_TLS ;; portico:tls) port=$PORTICO_TLS ;;
   nginx:hs) port=$NGINX_TLS_FULL ;; haproxy:hs) port=$HAPROXY_TLS_FULL ;; portico:hs) port=$PORTICO_TLS_FULL ;;
   nginx:hsrsa) port=$NGINX_TLS_RSA ;; haproxy:hsrsa) port=$HAPROXY_TLS_RSA ;; portico:hsrsa) port=$PORTICO_TLS_RSA ;;
+  nginx:h2) port=$NGINX_H2 ;; haproxy:h2) port=$HAPROXY_H2 ;; portico:h2) port=$PORTICO_TLS ;;
+  direct:big) port=$ORIGIN_BIG ;; nginx:big) port=$NGINX_BIG ;; haproxy:big) port=$HAPROXY_BIG ;;
+  portico:big) port=$PORTICO_BIG ;;
   direct:http) port=$ORIGIN_HTTP ;; direct:ws) port=$ORIGIN_WS ;;
   nginx:http) port=$NGINX_HTTP ;; nginx:ws) port=$NGINX_WS ;;
   haproxy:http) port=$HAPROXY_HTTP ;; haproxy:ws) port=$HAPROXY_WS ;;
@@ -328,7 +359,8 @@ target_url() { # target kind(http|ws|tls|hs|hsrsa)
   esac
   case $2 in
   ws) echo "ws://127.0.0.1:$port/" ;;
-  tls) echo "https://127.0.0.1:$port/" ;;
+  tls | h2) echo "https://127.0.0.1:$port/" ;;
+  big) echo "http://127.0.0.1:$port" ;;
   hs | hsrsa) echo "127.0.0.1:$port" ;;
   *) echo "http://127.0.0.1:$port/" ;;
   esac
@@ -339,7 +371,7 @@ target_url() { # target kind(http|ws|tls|hs|hsrsa)
 # JSON line to $RESULTS.
 run_load() {
   local round=$1 target=$2 phase=$3 attempt kind cmd=() out
-  if [[ $phase == tls* || $phase == hs* ]]; then
+  if [[ $phase == tls* || $phase == hs* || $phase == h2 ]]; then
     [[ $target == direct ]] && return 0 # the origin speaks plain HTTP only
     if [[ $target == portico && $PORTICO_TLS_OK != 1 ]]; then return 0; fi
     [[ $target == portico_metrics ]] && return 0 # compared on plain HTTP and WebSockets only
@@ -362,6 +394,20 @@ run_load() {
     hp=$(target_url "$target" "$phase")
     cmd=(python3 "$BENCH/tls-hs-client.py" "${hp%:*}" "${hp##*:}" "$sni" "$DUR" "$HS_PROCS")
     ;;
+  h2)
+    # h2load: H2_CONNS connections x H2_STREAMS concurrent streams, for DUR s (-D); ALPN h2
+    kind=h2load
+    cmd=(h2load -t"$WRK_THREADS" -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DUR" "$(target_url "$target" h2)")
+    ;;
+  bigdown | bigup)
+    [[ $target == portico_metrics ]] && return 0 # compared on plain HTTP and WebSockets only
+    kind=big
+    if [[ $phase == bigdown ]]; then
+      cmd=(bash "$BENCH/big-client.sh" down "$(target_url "$target" big)/big" "$BIG_BYTES" "$DUR")
+    else
+      cmd=(bash "$BENCH/big-client.sh" up "$(target_url "$target" big)/up" "$BIG_BYTES" "$DUR" "$BASE/big.bin")
+    fi
+    ;;
   ws) kind=ws; cmd=(env NODE_PATH="$BENCH/node_modules" node "$BENCH/ws-bench-client.js" "$(target_url "$target" ws)" "$WS_CONNS" "$DUR" "$WS_MSG") ;;
   ka64limit | gzip4k)
     # traffic policy phases: nginx and Portico only (HAProxy's equivalents are not set up;
@@ -375,7 +421,11 @@ run_load() {
   esac
   ensure_running "$target"
   local origin_pids
-  if [[ $phase == ws ]]; then origin_pids=$(tree_pids "${PID[origin_ws]}"); else origin_pids=$(tree_pids "${PID[origin_http]}"); fi
+  case $phase in
+  ws) origin_pids=$(tree_pids "${PID[origin_ws]}") ;;
+  big*) origin_pids=$(tree_pids "${PID[origin_big]}") ;;
+  *) origin_pids=$(tree_pids "${PID[origin_http]}") ;;
+  esac
   # shellcheck disable=SC2206 # word splitting of pid lists is intended
   local opids=($origin_pids) ppids=($(proxy_pids "$target"))
   for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
@@ -474,12 +524,13 @@ main() {
   CLK=$(getconf CLK_TCK)
   local port eph_lo eph_hi
   read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { eph_lo=32768; eph_hi=60999; }
-  if ((PORT_BASE + 94 >= eph_lo && PORT_BASE <= eph_hi)); then
+  if ((PORT_BASE + 98 >= eph_lo && PORT_BASE <= eph_hi)); then
     log "warning: PORT_BASE=$PORT_BASE overlaps the ephemeral port range $eph_lo-$eph_hi: outgoing connections (the load clients', the proxies' upstream ones) can take a listening port; prefer a PORT_BASE below $((eph_lo - 94))"
   fi
   for port in "$ORIGIN_HTTP" "$ORIGIN_WS" "$NGINX_HTTP" "$NGINX_WS" "$NGINX_TLS" "$HAPROXY_HTTP" "$HAPROXY_WS" \
     "$HAPROXY_TLS" "$PORTICO_HTTP" "$PORTICO_WS" "$PORTICO_TLS" "$PORTICO_TLS_RSA" "$NGINX_TLS_FULL" \
-    "$NGINX_TLS_RSA" "$HAPROXY_TLS_FULL" "$HAPROXY_TLS_RSA"; do
+    "$NGINX_TLS_RSA" "$HAPROXY_TLS_FULL" "$HAPROXY_TLS_RSA" "$NGINX_H2" "$HAPROXY_H2" "$ORIGIN_BIG" "$PORTICO_BIG" \
+    "$NGINX_BIG" "$HAPROXY_BIG"; do
     if port_open "$port"; then
       die "port $port is already in use (PORT_BASE=$PORT_BASE; choose another): $(ss -Hltnp "( sport = :$port )" 2>/dev/null | awk '{print $NF}' | head -1)"
     fi
@@ -503,7 +554,7 @@ main() {
   mkdir -p "$BASE/www/gz"
   for ((i = 0; i < 64; i++)); do printf 'line %02d of the gzip phase text, varied a little: %08d .....\n' "$i" "$((i * 7919))"; done >"$BASE/www/gz/4k.txt"
   chmod -R a+rX "$BASE/www"
-  if [[ $PHASES == *tls* || $PHASES == *hs* ]] && has "$TARGETS" portico; then
+  if [[ $PHASES == *tls* || $PHASES == *hs* || $PHASES == *h2* ]] && has "$TARGETS" portico; then
     fill_template "$BENCH/conf/portico-tls.toml" "$BASE/conf/portico-tls.part"
     cat "$BASE/conf/portico.toml" "$BASE/conf/portico-tls.part" >"$BASE/conf/portico-with-tls.toml"
     if "$PORTICO_BIN" check -c "$BASE/conf/portico-with-tls.toml" >"$BASE/logs/portico-check.out" 2>&1; then
@@ -512,6 +563,11 @@ main() {
       PORTICO_TLS_OK=0
       log "portico does not accept the TLS site, TLS phases skip portico: $(head -3 "$BASE/logs/portico-check.out" | tr '\n' ' ')"
     fi
+  fi
+
+  if [[ $PHASES == *big* ]] && has "$TARGETS" portico; then
+    fill_template "$BENCH/conf/portico-big.toml" "$BASE/conf/portico-big.part"
+    cat "$BASE/conf/portico-big.part" >>"$BASE/conf/portico.toml"
   fi
 
   local stamp
@@ -526,6 +582,10 @@ main() {
 
   start_origin_http
   start_origin_ws
+  if [[ $PHASES == *big* ]]; then
+    start_origin_big
+    truncate -s "$BIG_BYTES" "$BASE/big.bin" # the upload's body: a sparse file, cheap to read
+  fi
   local t
   for t in $TARGETS; do [[ $t == direct ]] || start_proxy "$t"; done
   log "started: $(for r in "${!PID[@]}"; do printf '%s=%s ' "$r" "${PID[$r]}"; done)"
@@ -538,7 +598,8 @@ main() {
       for ph in $PHASES; do
         case $ph in
         idle) run_idle "$round" "$t" ;;
-        ka64 | ka1000 | close | ws | tls | tlsclose | hs | hsrsa | ka64limit | gzip4k) run_load "$round" "$t" "$ph" ;;
+        ka64 | ka1000 | close | ws | tls | tlsclose | hs | hsrsa | ka64limit | gzip4k | h2 | bigdown | bigup) run_load "$round" "$t" "$ph" ;;
+        big) run_load "$round" "$t" bigdown; run_load "$round" "$t" bigup ;;
         *) die "unknown phase $ph" ;;
         esac
       done
@@ -572,13 +633,15 @@ write_meta() {
     echo "HAProxy version: $(haproxy -v 2>&1 | head -1 | sed 's/^HAProxy version //')"
     echo "wrk: $(wrk --version 2>&1 | head -1)"
     echo "$(openssl version)"
+    if [[ $PHASES == *h2* ]]; then echo "$(h2load --version 2>&1 | head -1)"; fi
+    if [[ $PHASES == *big* ]]; then echo "$(curl --version 2>&1 | head -1)"; fi
     echo "node $(node -v), ws $(node -p "require('$BENCH/node_modules/ws/package.json').version")"
     if has "$TARGETS" portico; then
       echo "portico: $("$PORTICO_BIN" version 2>&1 | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
     fi
     echo "ulimit -n $NOFILE; nice $(nice); memory $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "at start: load average $(cut -d' ' -f1-3 /proc/loadavg), $(pgrep -c -x rustc || true) rustc processes running"
-    echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG HS_PROCS=$HS_PROCS"
+    echo "ROUNDS=$ROUNDS DUR=$DUR PHASES=\"$PHASES\" TARGETS=\"$TARGETS\" IDLE_N=$IDLE_N WS_CONNS=$WS_CONNS WS_MSG=$WS_MSG HS_PROCS=$HS_PROCS H2_CONNS=$H2_CONNS H2_STREAMS=$H2_STREAMS BIG_BYTES=$BIG_BYTES"
     echo "command: ${GIVEN_ENV}scripts/bench.sh"
   } >"$1"
 }

@@ -30,11 +30,22 @@ use crate::worker::stop::RunState;
 /// Bind `threads` `SO_REUSEPORT` sockets to `addr` (see `portico_net::bind_group`, which
 /// also refuses an address another process already listens on). Returns them and the bound
 /// address.
+///
+/// `TCP_NODELAY` is set on the listening sockets: Linux copies it to every connection they
+/// accept, which saves one `setsockopt` per client connection (what `set_nodelay` after
+/// `accept` cost).
 pub(crate) fn bind_group(
     addr: SocketAddr,
     threads: usize,
 ) -> Result<(Vec<std::net::TcpListener>, SocketAddr), ProxyError> {
-    portico_net::bind_group(addr, threads).map_err(|source| ProxyError::Bind { addr, source })
+    let (sockets, bound) = portico_net::bind_group(addr, threads)
+        .map_err(|source| ProxyError::Bind { addr, source })?;
+    for s in &sockets {
+        socket2::SockRef::from(s)
+            .set_tcp_nodelay(true)
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+    }
+    Ok((sockets, bound))
 }
 
 /// Accept connections on one listener (`id`: its configured address) until the server
@@ -64,7 +75,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, id: S
                 if !wait_for_slot(&worker, &mut state, Slot::Take).await {
                     return;
                 }
-                let _ = stream.set_nodelay(true);
+                // TCP_NODELAY comes from the listening socket (see `bind_group`).
                 let w = worker.clone();
                 tokio::task::spawn_local(serve(w, stream, peer, id));
             }
@@ -213,6 +224,37 @@ async fn wait_for_slot(
                     return false;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// The accept loop no longer sets `TCP_NODELAY` per connection: every connection a
+    /// listener of [`super::bind_group`] accepts must have it from the listening socket.
+    #[test]
+    fn accepted_connections_have_tcp_nodelay_from_the_listener() {
+        let (sockets, bound) = super::bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let clients: Vec<_> = (0..4)
+            .map(|_| std::net::TcpStream::connect(bound).unwrap())
+            .collect();
+        let mut accepted = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while accepted.len() < clients.len() && Instant::now() < deadline {
+            for s in &sockets {
+                // The sockets are non-blocking; SO_REUSEPORT spreads the connections.
+                if let Ok((c, _)) = s.accept() {
+                    accepted.push(c);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(accepted.len(), clients.len());
+        for c in &accepted {
+            assert!(c.nodelay().unwrap(), "accepted without TCP_NODELAY");
         }
     }
 }

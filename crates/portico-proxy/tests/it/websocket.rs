@@ -211,3 +211,51 @@ async fn graceful_shutdown_sends_1001_and_finishes_requests_in_flight() {
     // The listener is gone.
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+/// The plain pipe lets the client connection's context go once the WebSocket runs
+/// (docs/benchmarks.md, idle WebSocket memory) but keeps the connection's place in
+/// `max_connections` until the WebSocket closes: a second connection waits until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_keeps_its_max_connections_slot_until_it_closes() {
+    let backend = echo("ws1");
+    let config = format!(
+        "[server]\nmax_connections = 1\n\n{}",
+        proxy_config(&[backend.addr], "", "")
+    );
+    let proxy = TestProxy::start(&config).unwrap();
+    let addr = proxy.addr();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("x"));
+    assert_eq!(proxy.server().connections(), 1);
+    // A second connection is accepted by the kernel but not served while the WebSocket is
+    // open.
+    let waiting = tokio::task::spawn_blocking(move || {
+        let mut c = Conn::open(addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        c.stream()
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let early = std::io::Read::read(&mut c.reader, &mut byte);
+        assert!(early.is_err(), "second connection must wait, got {early:?}");
+        c
+    })
+    .await
+    .unwrap();
+    // The WebSocket still works, then closes; its slot goes to the waiting connection.
+    ws.send(Message::text("y")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("y"));
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut c = waiting;
+        c.stream().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.read_response(false).status
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+}
