@@ -50,7 +50,7 @@ use crate::websocket::ping::PingSide;
 use crate::websocket::ticket::WsTicket;
 pub(crate) use crate::websocket::tls_stream::{Split, Stream, TlsSides, split};
 use crate::worker::conn::ConnCtx;
-use crate::worker::state::StopWatch;
+use crate::worker::state::{StopWatch, Worker};
 use crate::worker::stop::RunState;
 
 /// Pipe a WebSocket with a TLS side until it ends; log it like `ws_pipe::run` does. The
@@ -68,21 +68,25 @@ pub(crate) async fn run(
     series: Option<portico_metrics::SeriesId>,
 ) {
     let started = Instant::now();
+    // As the plain pipe: keep the worker and the connection's slot (live count,
+    // max_connections), let the client connection's context go.
+    let (worker, listener, _slot) = (ctx.worker.clone(), ctx.listener, ctx.take_slot());
+    drop(ctx);
     let mut pipe = TlsPipe {
         client: sides.client,
         server: sides.server,
         // Bytes hyper read past the heads go first; hyper's buffers are freed with them.
         st: WsState::new(started, ws_ping, sides.c_early, sides.s_early),
     };
-    let stop = ticket.stop_watch(ctx.listener).await;
-    let end = pipe.run(&ctx, idle_timeout, stop).await;
+    let stop = ticket.stop_watch(listener).await;
+    let end = pipe.run(&worker, idle_timeout, stop).await;
     pipe.st.finish(
         end,
         started,
         ticket,
         picked,
         log.as_deref_mut(),
-        series.map(|id| (&ctx.worker.metrics, id)),
+        series.map(|id| (&worker.metrics, id)),
     );
 }
 
@@ -103,7 +107,7 @@ enum Step {
 
 impl TlsPipe {
     /// Pipe until the WebSocket ends.
-    async fn run(&mut self, ctx: &ConnCtx, idle_timeout: Duration, mut stop: StopWatch) -> End {
+    async fn run(&mut self, worker: &Worker, idle_timeout: Duration, mut stop: StopWatch) -> End {
         let mut closing = match closing_at(stop.state()) {
             Ok(closing) => closing,
             Err(end) => return end,
@@ -131,7 +135,7 @@ impl TlsPipe {
             }
             let is_closing = closing.is_some();
             let step = tokio::select! {
-                r = poll_fn(|cx| self.poll_io(cx, ctx, is_closing)) => match r {
+                r = poll_fn(|cx| self.poll_io(cx, worker, is_closing)) => match r {
                     Ok(()) => Step::Io,
                     Err(end) => return end,
                 },
@@ -145,7 +149,7 @@ impl TlsPipe {
                 // Pings are queued; the next poll of that direction writes them.
                 Step::Ping => match self.st.keepalive(|_, _| None) {
                     Ok(next) => ping_timer.as_mut().reset(next.into()),
-                    Err(side) => return self.close_silent(ctx, side).await,
+                    Err(side) => return self.close_silent(worker, side).await,
                 },
                 Step::Idle => {
                     let deadline = self.st.last_activity + idle_timeout;
@@ -173,12 +177,12 @@ impl TlsPipe {
     fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
-        ctx: &ConnCtx,
+        worker: &Worker,
         closing: bool,
     ) -> Poll<Result<(), End>> {
         let mut progress = false;
         for way in [Way::C2S, Way::S2C] {
-            progress |= self.poll_way(cx, ctx, way, closing)?;
+            progress |= self.poll_way(cx, worker, way, closing)?;
         }
         if progress {
             Poll::Ready(Ok(()))
@@ -191,7 +195,7 @@ impl TlsPipe {
     fn poll_way(
         &mut self,
         cx: &mut Context<'_>,
-        ctx: &ConnCtx,
+        worker: &Worker,
         way: Way,
         closing: bool,
     ) -> Result<bool, End> {
@@ -208,7 +212,7 @@ impl TlsPipe {
                 .map_err(|_| dst_err)?;
             // 2. Read and forward at once.
             if !dir.has_pending() && !dir.eof {
-                let mut buf = ctx.worker.pipe_buf.borrow_mut();
+                let mut buf = worker.pipe_buf.borrow_mut();
                 for _ in 0..READS_PER_WAKE {
                     let mut rb = ReadBuf::new(&mut buf);
                     match Pin::new(&mut *src).poll_read(cx, &mut rb) {
@@ -270,7 +274,7 @@ impl TlsPipe {
 
     /// `ws_ping`: `side` did not answer our ping: stop reading it, send the other side a
     /// close frame after what is in flight, and give it `CLOSE_LINGER` to go out.
-    async fn close_silent(&mut self, ctx: &ConnCtx, side: PingSide) -> End {
+    async fn close_silent(&mut self, worker: &Worker, side: PingSide) -> End {
         // The direction from the silent side towards the live one: its reading stops, and
         // our close frame goes out on it after what is in flight.
         let (end, live, out) = self.st.silent(side);
@@ -283,7 +287,7 @@ impl TlsPipe {
         dir.close_sent = true;
         let _ = tokio::time::timeout(CLOSE_LINGER, async {
             loop {
-                let r = poll_fn(|cx| self.poll_io(cx, ctx, true)).await;
+                let r = poll_fn(|cx| self.poll_io(cx, worker, true)).await;
                 if r.is_err() || self.st.dir(live).shut {
                     return;
                 }
