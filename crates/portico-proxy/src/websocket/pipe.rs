@@ -22,6 +22,9 @@
 //!   ping at the next frame boundary of the direction towards it; the pongs answering it are
 //!   swallowed (`FrameTracker::filter`); a side silent for another `ws_ping` is closed and the
 //!   other side gets a close frame (1001 to the server, 1011 to the client).
+//! - A frame breaking the framing rules (a 64-bit length with its top bit set) is not
+//!   forwarded; that side is read no more and both sides get close 1002 at their next frame
+//!   boundary, as in a graceful stop with a deadline of `CLOSE_LINGER`.
 
 use std::future::poll_fn;
 use std::io;
@@ -36,7 +39,8 @@ use tokio::net::TcpStream;
 
 use crate::exchange::log_line::LogCtx;
 use crate::websocket::dir::{
-    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock, sleep_until_opt,
+    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, linger_deadline, mask_from_clock,
+    sleep_until_opt,
 };
 use crate::websocket::ping::PingSide;
 use crate::websocket::ticket::WsTicket;
@@ -133,6 +137,9 @@ impl Pipe {
             .as_ref()
             .map(|p| Box::pin(tokio::time::sleep_until(p.next_check().into())));
         loop {
+            if self.st.take_violation() {
+                closing = Some(linger_deadline(closing));
+            }
             if let Some(deadline) = closing {
                 if let Err(end) = self.send_closes() {
                     return end;
@@ -146,8 +153,8 @@ impl Pipe {
             if let Some(end) = self.st.finished() {
                 return end;
             }
-            let read_c = !self.st.c2s.eof && !self.st.c2s.has_pending();
-            let read_s = !self.st.s2c.eof && !self.st.s2c.has_pending();
+            let read_c = self.st.c2s.readable();
+            let read_s = self.st.s2c.readable();
             let flush_c2s = self.st.c2s.has_pending();
             let flush_s2c = self.st.s2c.has_pending();
             // Readiness through the sockets' single waker slots (`poll_*_ready`), not
@@ -196,7 +203,9 @@ impl Pipe {
                     closing = Some(deadline);
                     Ok(())
                 }
-                Ok(Step::State(RunState::Stopped)) | Ok(Step::Deadline) => return End::Proxy,
+                Ok(Step::State(RunState::Stopped)) | Ok(Step::Deadline) => {
+                    return self.st.violation.unwrap_or(End::Proxy);
+                }
                 Ok(Step::State(RunState::Running)) => Ok(()),
                 Err(_) => Err(End::Proxy),
             };

@@ -35,3 +35,4 @@ mod upstream_framing;
 mod upstream_malformed;
 mod websocket;
 mod ws_ping;
+mod ws_protocol;
