@@ -97,7 +97,7 @@ pub(crate) async fn run(
     let (c_io, c_early) = (c.io, c.read_buf);
     let (u_io, u_early) = (u.io, u.read_buf);
     let mut pipe = Pipe {
-        client: c_io.into_inner().stream,
+        client: c_io.into_inner().into_stream(),
         server: u_io.into_inner(),
         st: WsState::new(started, ws_ping, c_early, u_early),
     };

@@ -21,6 +21,7 @@ mod seed001;
 mod seed002;
 mod seed003;
 mod service;
+mod slow_read;
 mod slowloris;
 mod stream_seed003;
 mod support;
