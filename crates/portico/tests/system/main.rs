@@ -23,6 +23,7 @@ mod seed003;
 mod service;
 mod slow_read;
 mod slowloris;
+mod stream_fds;
 mod stream_seed003;
 mod support;
 mod tls;
