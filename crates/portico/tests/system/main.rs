@@ -15,6 +15,7 @@ mod import;
 mod planes;
 mod policy_system;
 mod reload;
+mod reload_other_config;
 mod reload_streams;
 mod seed000;
 mod seed001;
