@@ -52,6 +52,9 @@ pub(crate) struct ConnCtx {
     clock: Arc<HeadClock>,
     served: Cell<u64>,
     idle_since: Cell<Instant>,
+    /// Bytes of early upstream responses read ahead and held while their requests' bodies
+    /// still stream ([`HeldAhead`]).
+    held_ahead: Rc<Cell<u64>>,
     /// The upstream response-head timer, reused by the connection's requests (one at a
     /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
     head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
@@ -94,6 +97,19 @@ impl ConnCtx {
         }
     }
 
+    /// Bytes held ahead over the connection's requests now.
+    pub fn held_ahead(&self) -> u64 {
+        self.held_ahead.get()
+    }
+
+    /// A count of bytes one request holds ahead, added to the connection's.
+    pub fn hold_ahead(&self) -> HeldAhead {
+        HeldAhead {
+            mine: 0,
+            conn: self.held_ahead.clone(),
+        }
+    }
+
     /// Keep `timer` for the connection's next request.
     pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
         *self.head_timer.borrow_mut() = Some(timer);
@@ -130,6 +146,7 @@ impl ConnCtx {
                 reset: AtomicBool::new(false),
             }),
             served: Cell::new(0),
+            held_ahead: Rc::new(Cell::new(0)),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
         }
@@ -194,6 +211,30 @@ impl Drop for ConnCtx {
         }
         let shared = &self.worker.shared;
         shared.gate.release();
+    }
+}
+
+/// Bytes one request holds ahead of its response (see `upstream::hold_until_request_done`),
+/// counted on its connection too until dropped.
+pub(crate) struct HeldAhead {
+    mine: u64,
+    conn: Rc<Cell<u64>>,
+}
+
+impl HeldAhead {
+    pub fn add(&mut self, n: u64) {
+        self.mine += n;
+        self.conn.set(self.conn.get() + n);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.mine
+    }
+}
+
+impl Drop for HeldAhead {
+    fn drop(&mut self) {
+        self.conn.set(self.conn.get().saturating_sub(self.mine));
     }
 }
 

@@ -22,6 +22,7 @@ mod reload;
 mod reload_support;
 mod reload_ws;
 mod retries_many;
+mod slow_upload;
 mod smuggling;
 mod static_files;
 mod tls_default_cert;
