@@ -11,6 +11,7 @@ mod attacks;
 mod autobahn;
 mod cli;
 mod examples_check;
+mod idle_flood;
 mod import;
 mod planes;
 mod policy_system;
