@@ -11,6 +11,7 @@ mod attacks;
 mod autobahn;
 mod cli;
 mod examples_check;
+mod h2_attacks;
 mod idle_flood;
 mod import;
 mod planes;
