@@ -26,6 +26,7 @@ mod seed003;
 mod service;
 mod slow_read;
 mod slowloris;
+mod soak;
 mod stream_fds;
 mod stream_seed003;
 mod support;
