@@ -11,7 +11,7 @@
 # nginx haproxy wrk tcpdump jq openssl ca-certificates pebble util-linux slowhttptest systemd
 # (for systemd-analyze) apache2-utils libnginx-mod-stream), node
 # modules in tests/peers (`npm ci`, from package-lock.json), and a Python venv at .peers/venv with
-# tests/peers/requirements.txt. Exports PORTICO_PEERS and PORTICO_VENV for the tests.
+# tests/peers/requirements.txt (websockets, kosoku, h2). Exports PORTICO_PEERS and PORTICO_VENV for the tests.
 # Under CI=true, a peer that cannot be installed is an error (tests would fail anyway).
 set -euo pipefail
 
@@ -146,7 +146,7 @@ install_venv() {
     return 0
   fi
   want=$(sha256sum $req | cut -d' ' -f1)
-  if [ -f $stamp ] && [ "$(cat $stamp)" = "$want" ] && "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
+  if [ -f $stamp ] && [ "$(cat $stamp)" = "$want" ] && "$venv/bin/python" -c 'import websockets, h2' 2>/dev/null; then
     echo "venv: $venv up to date"
     return 0
   fi

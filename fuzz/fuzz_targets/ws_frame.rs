@@ -14,6 +14,11 @@
 //!   whole chunk, or with `to_boundary` ends right after the next frame; `at_boundary` holds
 //!   between frames and while a frame is held (nothing of it went out).
 //!
+//! - a frame header whose 64-bit payload length has its top bit set (RFC 6455 §5.2: close
+//!   1002): the checks above run on the stream before it; fed whole, the tracker reports
+//!   `protocol_error`, filter mode having emitted exactly the bytes before it, tracking mode
+//!   those and at most the part of its header that came in earlier chunks.
+//!
 //! Input: 8 bytes seeding the chunk sizes, 8 bytes of `ours`, a flag byte, then the stream
 //! (flag bit 0: the rest is a recipe mixing raw bytes with pongs carrying `ours`, masked or
 //! not, so swallowing is reached at once; `(flags >> 1) % 3`: filter never, always or now
@@ -36,6 +41,84 @@ struct Frame {
     candidate: bool,
     /// A complete candidate whose unmasked payload is `ours`: swallowed in filter mode.
     ours: bool,
+}
+
+/// Where the first frame whose (complete) header announces a 64-bit payload length with
+/// its top bit set starts, if any.
+fn first_invalid(s: &[u8]) -> Option<usize> {
+    let mut pos = 0usize;
+    while s.len() - pos >= 2 {
+        let b1 = s[pos + 1];
+        let hlen =
+            2 + match b1 & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            } + if b1 & 0x80 != 0 { 4 } else { 0 };
+        if pos + hlen > s.len() {
+            return None;
+        }
+        let plen: u64 = match b1 & 0x7f {
+            126 => u64::from(u16::from_be_bytes([s[pos + 2], s[pos + 3]])),
+            127 => u64::from_be_bytes(s[pos + 2..pos + 10].try_into().unwrap()),
+            n => u64::from(n),
+        };
+        if plen >> 63 != 0 {
+            return Some(pos);
+        }
+        let end = (pos + hlen) as u128 + u128::from(plen);
+        if end >= s.len() as u128 {
+            return None;
+        }
+        pos = end as usize;
+    }
+    None
+}
+
+/// Fed the whole stream, which has an invalid frame at `at`: both modes report the protocol
+/// error and pass on nothing of the frame beyond what tracking mode had passed of its
+/// header before the header was complete.
+fn check_invalid(s: &[u8], at: usize, r: &Reference, ours: &[u8; PING_LEN], seed: u64) {
+    let mut t = FrameTracker::default();
+    let mut cuts = Cuts(seed);
+    let (mut o, mut passed) = (0, 0);
+    while o < s.len() {
+        let n = cuts.next(s.len() - o).max(1);
+        passed += t.feed(&s[o..o + n]);
+        o += n;
+    }
+    // Tracking mode passes header bytes on as they come: the start of the invalid header
+    // may have gone with an earlier chunk (then the destination is mid-frame), never all of
+    // it (at most 13 of its 14 bytes).
+    assert!(
+        passed >= at && passed < at + 14,
+        "{passed} bytes passed on, the invalid frame starts at {at}"
+    );
+    assert!(t.protocol_error(), "invalid length not reported");
+    assert_eq!(
+        t.at_boundary(),
+        passed == at,
+        "clean only if none of it went"
+    );
+    let mut f = FrameTracker::filtering();
+    let mut out = Vec::new();
+    let mut cuts = Cuts(seed);
+    let mut o = 0;
+    while o < s.len() {
+        let n = cuts.next(s.len() - o).max(1);
+        f.filter(&s[o..o + n], ours, false, &mut |b: &[u8]| {
+            out.extend_from_slice(b)
+        });
+        o += n;
+    }
+    assert_eq!(
+        out, r.kept,
+        "filter mode emits the stream before the invalid frame"
+    );
+    assert!(
+        f.protocol_error() && f.at_boundary(),
+        "filter mode: reported, clean"
+    );
 }
 
 /// The reference: a straight walk over the whole stream, frame after frame (RFC 6455 §5.2).
@@ -347,7 +430,12 @@ fuzz_target!(|data: &[u8]| {
     } else {
         body
     };
-    let r = Reference::new(s, &ours);
-    check_tracking(s, &r, seed);
-    check_filter(s, &r, &ours, seed, (flags >> 1) % 3);
+    let invalid = first_invalid(s);
+    let valid = &s[..invalid.unwrap_or(s.len())];
+    let r = Reference::new(valid, &ours);
+    check_tracking(valid, &r, seed);
+    check_filter(valid, &r, &ours, seed, (flags >> 1) % 3);
+    if let Some(at) = invalid {
+        check_invalid(s, at, &r, &ours, seed);
+    }
 });

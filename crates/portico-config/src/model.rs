@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub keepalive_timeout: Duration,
     /// Longest stall of a write to a client (nginx's `send_timeout`).
     pub send_timeout: Duration,
+    /// Least average rate, in bytes per second, at which a client must take a response
+    /// that waits for it (measured over windows of `send_timeout`); 0 = no minimum.
+    pub send_min_rate: u64,
     /// Requests (HTTP/2: streams) per client connection, then it closes (nginx's
     /// `keepalive_requests`).
     pub keepalive_requests: u64,

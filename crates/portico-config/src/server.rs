@@ -10,6 +10,10 @@ use crate::walk::{Ctx, Table, parse_listen};
 /// The default admin listener.
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9900);
 
+/// The default `send_min_rate`: 1 KiB/s (8 kbit/s, below any real link; a slow-read
+/// attacker takes a few bytes every few seconds).
+pub const DEFAULT_SEND_MIN_RATE: u64 = 1024;
+
 /// `[server]`; `t` is `None` when the section is absent (all defaults).
 pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
     let empty = Table::new();
@@ -52,6 +56,7 @@ pub(crate) fn server(ctx: &mut Ctx<'_>, t: Option<&Table<'_>>) -> ServerConfig {
         header_timeout: ctx.positive_duration(t, "header_timeout", Duration::from_secs(10)),
         keepalive_timeout: ctx.positive_duration(t, "keepalive_timeout", Duration::from_secs(65)),
         send_timeout: ctx.positive_duration(t, "send_timeout", Duration::from_secs(60)),
+        send_min_rate: ctx.size(t, "send_min_rate", DEFAULT_SEND_MIN_RATE),
         keepalive_requests: u64::try_from(keepalive_requests).unwrap_or(1000),
         shutdown_grace: ctx.duration(t, "shutdown_grace", Duration::from_secs(30)),
         threads: usize::try_from(threads).unwrap_or(0),

@@ -96,6 +96,11 @@ pub enum ProxyError {
     /// The client's request body broke while it was forwarded.
     #[error("client request body failed")]
     ClientBody,
+    /// The client's request body stalled (`send_timeout` between two reads) or did not
+    /// finish within `read_timeout` of an early response it holds back (408; not the
+    /// server's failure).
+    #[error("client request body too slow")]
+    ClientTimeout,
     /// No route matches the request.
     #[error("no route")]
     NoRoute,
@@ -121,6 +126,7 @@ impl ProxyError {
             }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) | ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Bind { .. }
             | ProxyError::Resolve { .. }
@@ -144,6 +150,7 @@ impl ProxyError {
             | ProxyError::BodyTooLarge { .. }
             | ProxyError::BadRequest(_)
             | ProxyError::ClientBody
+            | ProxyError::ClientTimeout
             | ProxyError::NoRoute => Side::Client,
             ProxyError::Bind { .. }
             | ProxyError::Resolve { .. }

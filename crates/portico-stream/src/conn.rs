@@ -8,8 +8,10 @@
 //!    this connection only, before any server is contacted).
 //! 2. **connect**: persistence first, else the balancer; every address of the server's name
 //!    in order (`portico_net::resolve::connect`), `connect_timeout` per address, `retries`
-//!    other servers on failure (each failure reported to passive health). To an upstream
-//!    with `tls`: the PROXY header if `proxy_protocol` (in the clear, before the handshake,
+//!    other servers on failure (each failure reported to passive health). A connect that
+//!    fails for lack of a local resource (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) ends
+//!    this connection (`local_resources`): no other server is tried and the server is not
+//!    marked as failing. To an upstream with `tls`: the PROXY header if `proxy_protocol` (in the clear, before the handshake,
 //!    as HAProxy's `send-proxy` with `ssl`), then the TLS handshake (`portico_tls::
 //!    UpstreamConnector`, within `connect_timeout`; a failure counts as a failed connect).
 //! 3. **hello**: the PROXY header to the server if `proxy_protocol` (plain servers), then the
@@ -348,12 +350,27 @@ async fn connect(
                     }
                 }
             }
+            // Out of descriptors or buffers here: not the server's failure (no passive-health
+            // report, no other server tried); this client is refused.
+            Err(e) if is_local_shortage(&e) => {
+                tracing::debug!(server = ?last, error = %e, "stream connect failed for lack of a local resource");
+                return Err(End::LocalResources);
+            }
             Err(e) => tracing::debug!(server = ?last, error = %e, "stream connect failed"),
         }
         up.pool.report_failure(picked.index);
         tried.push(picked.index);
     }
     Err(End::ConnectFailed)
+}
+
+/// Whether a connect failed for lack of a local resource: this process or host ran out of
+/// descriptors (`EMFILE`, `ENFILE`) or buffers (`ENOBUFS`, `ENOMEM`).
+fn is_local_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// The PROXY header (if any) in the clear, then the TLS handshake with member `index`.

@@ -24,6 +24,9 @@ pub enum End {
     ServerClosed,
     IdleTimeout,
     ConnectFailed,
+    /// Connecting to the server failed for lack of a local resource (descriptors, buffers):
+    /// Portico's shortage, not the server's.
+    LocalResources,
     NoServer,
     BadProxyHeader,
     /// `accept_proxy_protocol` with `[server] trusted_proxies` set, and the peer is not in
@@ -43,6 +46,7 @@ impl End {
             End::ServerClosed => "server_closed",
             End::IdleTimeout => "idle_timeout",
             End::ConnectFailed => "connect_failed",
+            End::LocalResources => "local_resources",
             End::NoServer => "no_server",
             End::BadProxyHeader => "bad_proxy_header",
             End::UntrustedProxy => "untrusted_proxy",

@@ -25,6 +25,14 @@ fn client_addr(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// The instance answering on `config`'s admin API: its pid and the config file it was
+/// started with (absolute). `None` when the API is off or nothing answers.
+pub fn running_config(config: &Config) -> Option<(u32, std::path::PathBuf)> {
+    let addr = client_addr(config.admin.listen?);
+    let (status, _) = client::status(addr).ok()?;
+    Some((status.pid, status.config.file.into()))
+}
+
 /// `portico reload` through the API: `None` when the API is off or nothing answers (the
 /// caller then signals the instance), else the outcome: 0 applied, 1 refused config (with
 /// the diagnostics), 2 failed.

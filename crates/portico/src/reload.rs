@@ -252,21 +252,21 @@ fn vrrp_notes(old: &Config, new: &Config) -> Vec<String> {
 }
 
 /// `portico reload [-c FILE]`: validate, signal the instance, wait for its answer.
+/// An instance started with another config file is refused: a reload re-reads the
+/// instance's own file, so `-c FILE` would validate one file and apply another.
 pub fn request(path: &Path) -> Result<(), Failure> {
     let config = check::load(path)?;
+    if let Some((pid, running)) = crate::admin_client::running_config(&config) {
+        refuse_other_config(pid, &running, path)?;
+    }
     if let Some(answer) = crate::admin_client::request_reload(&config) {
         return answer;
     }
     let state_dir = &config.server.state_dir;
     let pid = running_pid(state_dir)?;
     let before = Status::read(state_dir);
-    if let Some(s) = &before
-        && !same_file(&s.config, path)
-    {
-        eprintln!(
-            "portico: note: the running instance reloads its own config file {}",
-            s.config.display()
-        );
+    if let Some(s) = &before {
+        refuse_other_config(pid, &s.config, path)?;
     }
     let before = before.map_or(0, |s| s.generation);
     send_signal(pid, "HUP")?;
@@ -327,6 +327,22 @@ fn is_portico(pid: u32) -> bool {
         // No /proc: trust the pid file.
         Err(e) => e.kind() != std::io::ErrorKind::NotFound || !Path::new("/proc/self").exists(),
     }
+}
+
+/// Err when the instance `pid` runs `running`, not `asked`.
+fn refuse_other_config(pid: u32, running: &Path, asked: &Path) -> anyhow::Result<()> {
+    if same_file(running, asked) {
+        return Ok(());
+    }
+    let asked = std::path::absolute(asked).unwrap_or_else(|_| asked.to_path_buf());
+    anyhow::bail!(
+        "not reloading: the running instance (pid {pid}) was started with {}, not {}; a reload \
+         re-reads the instance's own file. Reload that one (portico reload -c {}), or stop the \
+         instance and start it with the other file",
+        running.display(),
+        asked.display(),
+        running.display()
+    )
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -249,6 +249,20 @@ fn file_name_without_folder_resolves_against_dot() {
     let c = parse("", Path::new("portico.toml")).unwrap();
     assert_eq!(c.base_dir, PathBuf::from("."));
     assert_eq!(c.server.state_dir, PathBuf::from("./portico-data"));
+    assert_eq!(
+        c.server.send_min_rate, 1024,
+        "send_min_rate defaults to 1 KiB/s"
+    );
+    let set = |v: &str| {
+        parse(
+            &format!("[server]\nsend_min_rate = {v}\n"),
+            Path::new("p.toml"),
+        )
+        .map(|c| c.server.send_min_rate)
+    };
+    assert_eq!(set("\"4k\"").unwrap(), 4096);
+    assert_eq!(set("0").unwrap(), 0, "0 turns it off");
+    assert!(set("\"fast\"").is_err());
     assert!(
         c.sites.is_empty() && c.upstreams.is_empty() && c.vrrp.is_empty() && c.streams.is_empty()
     );

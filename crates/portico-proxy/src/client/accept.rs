@@ -133,6 +133,7 @@ pub(crate) async fn serve(
                 header: snap.server.header_timeout,
                 keepalive: snap.server.keepalive_timeout,
                 send: snap.server.send_timeout,
+                send_min_rate: snap.server.send_min_rate,
                 max_requests: snap.server.keepalive_requests,
             },
             tls,

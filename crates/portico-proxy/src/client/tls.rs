@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::client::http::{Timeouts, drive, serve_h1, service};
 use crate::client::limits::ConnLimits;
-use crate::worker::conn::{ClientIo, ConnCtx};
+use crate::worker::conn::{ClientIo, ClientStream, ConnCtx};
 use crate::worker::state::StopWatch;
 
 /// Spawns hyper's HTTP/2 stream tasks on the worker's `LocalSet`.
@@ -106,7 +106,7 @@ pub(crate) const H2_SEND_BUF: usize = 64 * 1024;
 /// Serve HTTP/2 on an established TLS connection until it closes.
 async fn serve_h2<S>(ctx: Rc<ConnCtx>, stream: S, stop: StopWatch, t: Timeouts)
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    S: ClientStream + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let limits = Rc::new(ConnLimits::new(t.max_requests));
     let conn = http2::Builder::new(LocalExec)

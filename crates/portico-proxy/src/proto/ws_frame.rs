@@ -11,9 +11,16 @@
 //! a pong carrying exactly Portico's payload is swallowed (it answers Portico's own ping),
 //! everything else is passed on unchanged and in order. At most one header and one 8-byte
 //! payload are held, inside the tracker (no allocation).
+//!
+//! A frame header whose 64-bit payload length has its most significant bit set breaks
+//! RFC 6455 §5.2 (the bit MUST be 0): the tracker stops there ([`FrameTracker::protocol_error`])
+//! and takes no more bytes; the pipe forwards nothing of that frame and closes with 1002.
 
 /// Close code 1001 "Going Away".
 pub const GOING_AWAY: u16 = 1001;
+
+/// Close code 1002 "Protocol Error".
+pub const PROTOCOL_ERROR: u16 = 1002;
 
 const OPCODE_CLOSE: u8 = 0x8;
 const OPCODE_PING: u8 = 0x9;
@@ -35,6 +42,9 @@ enum State {
         payload: [u8; PING_LEN],
         have: u8,
     },
+    /// A header broke the framing rules: nothing more is taken. `clean`: none of that
+    /// header was handed on yet (it started in the chunk that completed it).
+    Invalid { clean: bool },
 }
 
 // Every idle WebSocket holds two trackers: a held pong fits in the header variant's room,
@@ -118,6 +128,11 @@ fn gather_pong(payload: &mut [u8; PING_LEN], have: &mut u8, rest: &[u8]) -> (usi
     (take, usize::from(*have) == PING_LEN)
 }
 
+/// A 64-bit payload length must have its most significant bit clear (RFC 6455 §5.2).
+fn length_valid(len: u64) -> bool {
+    len >> 63 == 0
+}
+
 fn payload_len(buf: &[u8]) -> u64 {
     match buf[1] & 0x7f {
         126 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
@@ -131,21 +146,32 @@ fn payload_len(buf: &[u8]) -> u64 {
 }
 
 impl FrameTracker {
-    /// Account for `data`, the next bytes of this direction.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    /// Account for `data`, the next bytes of this direction. Returns how many of them may
+    /// be passed on: all of them, unless a frame header in them breaks the framing rules
+    /// ([`FrameTracker::protocol_error`]): then the bytes before that header.
+    pub fn feed(&mut self, mut data: &[u8]) -> usize {
+        let total = data.len();
         while !data.is_empty() {
             let n = self.feed_to_boundary(data);
+            if self.protocol_error() {
+                return total - data.len() + n;
+            }
             data = &data[n..];
         }
+        total
     }
 
     /// Account for the start of `data`, stopping right after the next frame boundary.
-    /// Returns how many bytes were consumed (all of `data` when no frame ends in it).
+    /// Returns how many bytes were consumed (all of `data` when no frame ends in it); on a
+    /// header that breaks the framing rules, the bytes before it (see [`FrameTracker::feed`]).
     pub fn feed_to_boundary(&mut self, data: &[u8]) -> usize {
         let mut used = 0;
+        // Where the header being gathered started in `data`; None: in an earlier call.
+        let mut frame_start = None;
         while used < data.len() {
             let rest = &data[used..];
             match &mut self.state {
+                State::Invalid { .. } => return used,
                 State::Payload { remaining } => {
                     let n = (*remaining).min(rest.len() as u64);
                     *remaining -= n;
@@ -160,9 +186,19 @@ impl FrameTracker {
                     }
                 }
                 State::Header { buf, have } => {
+                    if *have == 0 {
+                        frame_start = Some(used);
+                    }
                     let (take, complete) = gather_header(buf, have, rest);
                     used += take;
                     if complete.is_some() {
+                        if !length_valid(payload_len(&buf[..])) {
+                            self.state = State::Invalid {
+                                clean: frame_start.is_some(),
+                            };
+                            // A header continued from an earlier call started this one.
+                            return frame_start.unwrap_or(0);
+                        }
                         count_message(&mut self.messages, buf[0]);
                         if buf[0] & 0x0f == OPCODE_CLOSE {
                             self.saw_close = true;
@@ -196,8 +232,10 @@ impl FrameTracker {
     /// In filter mode that includes a held (not yet passed on) header or pong.
     pub fn at_boundary(&self) -> bool {
         match self.state {
-            State::Header { have: 0, .. } => true,
-            State::Header { .. } | State::Pong { .. } => self.filtering,
+            State::Header { have: 0, .. } | State::Invalid { clean: true } => true,
+            State::Header { .. } | State::Pong { .. } | State::Invalid { clean: false } => {
+                self.filtering
+            }
             State::Payload { .. } => false,
         }
     }
@@ -232,6 +270,7 @@ impl FrameTracker {
         while i < data.len() {
             let rest = &data[i..];
             match &mut self.state {
+                State::Invalid { .. } => break,
                 State::Payload { remaining } => {
                     let n = (*remaining).min(rest.len() as u64);
                     *remaining -= n;
@@ -254,6 +293,11 @@ impl FrameTracker {
                         continue;
                     };
                     let head = *buf;
+                    if !length_valid(payload_len(&head[..])) {
+                        // Held, so none of it went on: what precedes it does.
+                        self.state = State::Invalid { clean: true };
+                        break;
+                    }
                     let opcode = head[0] & 0x0f;
                     if opcode == OPCODE_PONG && usize::from(head[1] & 0x7f) == PING_LEN {
                         // Maybe ours: hold it until its payload is in.
@@ -333,6 +377,12 @@ impl FrameTracker {
         emit_run(&data[run..end], emit);
         out.used = i;
         out
+    }
+
+    /// Whether a frame header broke the framing rules (a 64-bit payload length with its
+    /// most significant bit set, RFC 6455 §5.2): the direction must be closed with 1002.
+    pub fn protocol_error(&self) -> bool {
+        matches!(self.state, State::Invalid { .. })
     }
 
     /// Whether a close frame started in this direction.
@@ -704,5 +754,58 @@ mod tests {
         let mut t = FrameTracker::default();
         t.feed(&masked);
         assert!(t.at_boundary() && t.saw_close());
+    }
+
+    /// A masked frame header announcing a 64-bit payload length `len` (no payload).
+    fn long_header(len: u64) -> Vec<u8> {
+        let mut f = vec![0x82, 0x80 | 127];
+        f.extend_from_slice(&len.to_be_bytes());
+        f.extend_from_slice(&[1, 2, 3, 4]);
+        f
+    }
+
+    #[test]
+    fn a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() {
+        let good = frame(0x1, true, 10);
+        let bad = long_header(1 << 63);
+        let stream = [good.clone(), bad.clone(), frame(0x1, true, 3)].concat();
+        // In one chunk: only the good frame may go on; nothing more is taken.
+        let mut t = FrameTracker::default();
+        assert_eq!(t.feed(&stream), good.len());
+        assert!(t.protocol_error());
+        assert!(t.at_boundary(), "none of the bad header went on");
+        assert_eq!(t.feed(b"more"), 0);
+        assert_eq!(t.messages(), 1);
+        // The bad header cut in two: its first part already went on, so the destination
+        // is not at a frame boundary.
+        let mut t = FrameTracker::default();
+        assert_eq!(t.feed(&stream[..good.len() + 3]), good.len() + 3);
+        assert!(!t.protocol_error());
+        assert_eq!(t.feed(&stream[good.len() + 3..]), 0);
+        assert!(t.protocol_error() && !t.at_boundary());
+        // feed_to_boundary stops before it too.
+        let mut t = FrameTracker::default();
+        assert_eq!(t.feed_to_boundary(&bad), 0);
+        assert!(t.protocol_error());
+        // The largest valid length is tracked as a payload.
+        let mut t = FrameTracker::default();
+        assert_eq!(t.feed(&long_header(u64::MAX >> 1)), 14);
+        assert!(!t.protocol_error() && !t.at_boundary());
+    }
+
+    #[test]
+    fn filter_mode_stops_before_a_frame_with_an_invalid_length() {
+        let good = frame(0x1, true, 10);
+        let bad = long_header(u64::MAX);
+        let stream = [good.clone(), bad.clone(), frame(0x1, true, 3)].concat();
+        for cut in 0..stream.len() {
+            let mut t = FrameTracker::filtering();
+            let mut out = Vec::new();
+            for part in [&stream[..cut], &stream[cut..]] {
+                t.filter(part, &OURS, false, &mut |b| out.extend_from_slice(b));
+            }
+            assert_eq!(out, good, "cut at {cut}");
+            assert!(t.protocol_error() && t.at_boundary(), "cut at {cut}");
+        }
     }
 }

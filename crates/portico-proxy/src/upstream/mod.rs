@@ -318,6 +318,7 @@ async fn send(
                     e,
                     ProxyError::BodyTooLarge { .. }
                         | ProxyError::ClientBody
+                        | ProxyError::ClientTimeout
                         | ProxyError::LocalResources { .. }
                 ) {
                     return Err(e);
@@ -459,7 +460,7 @@ async fn attempt(
                 let upstream_time = started.map(|s| s.elapsed());
                 let (mut parts, mut body) = resp.into_parts();
                 let held = if progress.undeclared && route.max_body > 0 && !progress.done.get() {
-                    hold_until_request_done(&mut body, progress, route, cfg.send_timeout, addr)
+                    hold_until_request_done(ctx, &mut body, progress, route, cfg.send_timeout, addr)
                         .await?
                 } else {
                     VecDeque::new()
@@ -505,12 +506,24 @@ async fn attempt(
     }
 }
 
+/// What one request reads ahead of an early response while its body still streams.
+pub(crate) const HOLD_PER_REQUEST: u64 = 64 * 1024;
+/// What all the requests of one client connection (HTTP/2 streams) read ahead together.
+pub(crate) const HOLD_PER_CONNECTION: u64 = 1024 * 1024;
+
 /// The server answered while a request body without a declared length (hence not checked
 /// against `max_body` up front) is still streaming. Like nginx, an over-limit upload must
 /// still get 413, so the response head is held until the request body is complete; what
-/// the server sends meanwhile is read ahead, up to `max_body` bytes, so a server that
-/// echoes as it reads does not stall.
+/// the server sends meanwhile is read ahead, so a server that echoes as it reads does not
+/// stall at once. Bounded, so a slow upload cannot pin memory or the server for long:
+/// - at most [`HOLD_PER_REQUEST`] (and `max_body`) read ahead per request, and at most
+///   [`HOLD_PER_CONNECTION`] over the connection's requests (counted in [`ConnCtx`]); past
+///   that the server's response waits in the kernel (backpressure);
+/// - the upload must progress within `send_timeout` and end within the route's
+///   `read_timeout` of the response head, whatever its pace; else 408 (the client's doing,
+///   not a failure of the server).
 async fn hold_until_request_done(
+    ctx: &ConnCtx,
     body: &mut Incoming,
     progress: &BodyProgress,
     route: &ProxyRoute,
@@ -518,8 +531,10 @@ async fn hold_until_request_done(
     addr: SocketAddr,
 ) -> Result<VecDeque<Frame<Bytes>>, ProxyError> {
     let mut held = VecDeque::new();
-    let mut held_bytes = 0u64;
+    // Counted on the connection while held here; given back however this ends.
+    let mut held_bytes = ctx.hold_ahead();
     let mut body_done = false;
+    let give_up = Instant::now() + route.read_timeout;
     loop {
         if progress.too_large.get() {
             return Err(ProxyError::BodyTooLarge {
@@ -529,12 +544,15 @@ async fn hold_until_request_done(
         if progress.done.get() {
             return Ok(held);
         }
-        let read_more = !body_done && held_bytes < route.max_body;
+        let read_more = !body_done
+            && held_bytes.get() < route.max_body.min(HOLD_PER_REQUEST)
+            && ctx.held_ahead() < HOLD_PER_CONNECTION;
+        let deadline = give_up.min(progress.last.get() + send_timeout);
         tokio::select! {
             _ = progress.changed.notified() => {}
             frame = body.frame(), if read_more => match frame {
                 Some(Ok(frame)) => {
-                    held_bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    held_bytes.add(frame.data_ref().map_or(0, |d| d.len() as u64));
                     held.push_back(frame);
                 }
                 // Our own abort of an over-limit upload breaks the upstream body too.
@@ -546,8 +564,9 @@ async fn hold_until_request_done(
                 }
                 None => body_done = true,
             },
-            _ = tokio::time::sleep_until((progress.last.get() + send_timeout).into()) => {
-                return Err(ProxyError::UpstreamTimeout { addr });
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                tracing::debug!(peer = %ctx.peer, held = held_bytes.get(), "upload too slow for the early response it holds: 408");
+                return Err(ProxyError::ClientTimeout);
             }
         }
     }

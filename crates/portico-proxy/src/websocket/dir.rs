@@ -6,7 +6,8 @@
 //! bytes, frame tracking, EOF / shut / close flags), forwarding a chunk that was read
 //! (plain or through the `ws_ping` pong filter, stopping at a frame boundary while closing),
 //! writing what is pending, our own close frames at frame boundaries, the `ws_ping`
-//! schedule (pings queued at frame boundaries, silent sides), and how a pipe ended ([`End`]).
+//! schedule (pings queued at frame boundaries, silent sides), a side breaking the framing
+//! rules (closed with 1002, [`WsState::take_violation`]), and how a pipe ended ([`End`]).
 //!
 //! A pipe hands its writes in as a closure (`write`: `Ok(Some(n))` bytes taken,
 //! `Ok(None)` would block, `Err` a broken destination); the closures are generic, so the
@@ -21,7 +22,7 @@ use portico_balance::Picked;
 use crate::access_log::WsLog;
 use crate::exchange::log_line::LogCtx;
 use crate::proto::ws_frame::{
-    FrameTracker, GOING_AWAY, PING_LEN, client_close_frame, server_close_frame,
+    FrameTracker, GOING_AWAY, PING_LEN, PROTOCOL_ERROR, client_close_frame, server_close_frame,
 };
 use crate::websocket::ping::{PingSide, Pinger};
 use crate::websocket::ticket::WsTicket;
@@ -53,6 +54,8 @@ pub(crate) struct Dir {
     pub shut: bool,
     /// Our own close frame went (or is pending) to the destination.
     pub close_sent: bool,
+    /// The source broke the framing rules: it is read no more (it counts as ended).
+    pub halted: bool,
 }
 
 impl Dir {
@@ -61,7 +64,12 @@ impl Dir {
     }
 
     pub fn done(&self) -> bool {
-        self.eof && !self.has_pending() && self.shut
+        (self.eof || self.halted) && !self.has_pending() && self.shut
+    }
+
+    /// Whether the source may be read now (not ended, nothing waiting for the destination).
+    pub fn readable(&self) -> bool {
+        !self.eof && !self.halted && !self.has_pending()
     }
 
     /// Keep a copy of `b` to write later.
@@ -96,21 +104,21 @@ impl Dir {
         if let Some(ours) = ours {
             return self.forward_filtered(data, ours, closing, write);
         }
-        let mut data = data;
-        if closing {
-            // Forward only up to the end of the current frame, then stop.
-            let upto = self.tracker.feed_to_boundary(data);
-            data = &data[..upto];
+        // Closing: only up to the end of the current frame, then stop. A frame breaking
+        // the framing rules is never forwarded: only the bytes before it.
+        let upto = if closing {
+            self.tracker.feed_to_boundary(data)
         } else {
-            self.tracker.feed(data);
-        }
+            self.tracker.feed(data)
+        };
+        let data = &data[..upto];
         let written = write(data)?.unwrap_or(0);
         self.unflushed |= written > 0;
         if written < data.len() {
             self.queue(&data[written..]);
             return Ok(true);
         }
-        Ok(closing && self.tracker.at_boundary())
+        Ok((closing && self.tracker.at_boundary()) || self.tracker.protocol_error())
     }
 
     /// `ws_ping` on: pass `data` through the filter and write what comes out; once the
@@ -151,7 +159,9 @@ impl Dir {
         if let Some(e) = failed {
             return Err(e);
         }
-        Ok(self.has_pending() || (closing && self.tracker.at_boundary()))
+        Ok(self.has_pending()
+            || (closing && self.tracker.at_boundary())
+            || self.tracker.protocol_error())
     }
 
     /// Write what is pending until the destination is full; free the buffer once it all
@@ -242,6 +252,10 @@ pub(crate) struct WsState {
     pub first_close: Option<End>,
     /// `ws_ping`'s schedule; None without `ws_ping` (then the trackers do not filter).
     pub ping: Option<Box<Pinger>>,
+    /// The code of our close frames: 1001, or 1002 once a side broke the framing rules.
+    pub close_code: u16,
+    /// A side broke the framing rules: how the pipe ends (that side's error).
+    pub violation: Option<End>,
 }
 
 impl WsState {
@@ -254,6 +268,8 @@ impl WsState {
             last_activity: now,
             first_close: None,
             ping: ws_ping.map(|every| Box::new(Pinger::new(every, now))),
+            close_code: GOING_AWAY,
+            violation: None,
         };
         let ours = st.ours();
         for (dir, early) in [(&mut st.c2s, c_early), (&mut st.s2c, s_early)] {
@@ -269,8 +285,8 @@ impl WsState {
                             .filter(&early, ours, false, &mut |b| pending.extend_from_slice(b));
                     }
                     None => {
-                        dir.tracker.feed(&early);
-                        dir.pending = early.to_vec();
+                        let n = dir.tracker.feed(&early);
+                        dir.pending = early[..n].to_vec();
                     }
                 }
             }
@@ -349,17 +365,48 @@ impl WsState {
         }
     }
 
-    /// Graceful stop: our close 1001 for `way` if it is due now (at a frame boundary,
-    /// nothing pending, not sent yet); marks it sent.
+    /// A side sent a frame breaking the framing rules (RFC 6455 §5.2): the first time,
+    /// log it, stop reading that side, and make our close frames 1002 (Protocol Error).
+    /// Returns true then: the pipe closes both ways as in a graceful stop (the offending
+    /// side gets 1002 at the next frame boundary towards it, the other side gets 1002 after
+    /// the frames before the bad one), with [`CLOSE_LINGER`] as its deadline.
+    pub fn take_violation(&mut self) -> bool {
+        if self.violation.is_some() {
+            return false;
+        }
+        let way = if self.c2s.tracker.protocol_error() {
+            Way::C2S
+        } else if self.s2c.tracker.protocol_error() {
+            Way::S2C
+        } else {
+            return false;
+        };
+        let end = way.ends().0;
+        tracing::info!(
+            side = ?way.source(),
+            "websocket closed with 1002: a frame's 64-bit payload length has its top bit set \
+             (RFC 6455 section 5.2)"
+        );
+        self.violation = Some(end);
+        self.first_close = Some(end);
+        self.close_code = PROTOCOL_ERROR;
+        self.dir(way).halted = true;
+        true
+    }
+
+    /// Graceful stop (or a side's protocol error): our close frame (`close_code`) for
+    /// `way` if it is due now (at a frame boundary, nothing pending, not sent yet); marks it
+    /// sent.
     pub fn take_close(&mut self, way: Way, mask: [u8; 4]) -> Option<Vec<u8>> {
         let dir = self.dir(way);
         if dir.close_sent || dir.has_pending() || !dir.tracker.at_boundary() || dir.shut {
             return None;
         }
         dir.close_sent = true;
+        let code = self.close_code;
         let frame = match way {
-            Way::C2S => client_close_frame(GOING_AWAY, mask).to_vec(),
-            Way::S2C => server_close_frame(GOING_AWAY).to_vec(),
+            Way::C2S => client_close_frame(code, mask).to_vec(),
+            Way::S2C => server_close_frame(code).to_vec(),
         };
         self.first_close.get_or_insert(End::Proxy);
         Some(frame)
@@ -461,6 +508,13 @@ pub(crate) fn closing_at(state: RunState) -> Result<Option<Instant>, End> {
         RunState::Draining(deadline) => Ok(Some(deadline)),
         RunState::Stopped => Err(End::Proxy),
     }
+}
+
+/// The closing deadline once a side broke the framing rules: [`CLOSE_LINGER`] from now,
+/// or an earlier one already running.
+pub(crate) fn linger_deadline(closing: Option<Instant>) -> Instant {
+    let linger = Instant::now() + CLOSE_LINGER;
+    closing.map_or(linger, |d| d.min(linger))
 }
 
 /// Sleep until `deadline`, or forever.

@@ -25,6 +25,9 @@
 //!   ping at the next frame boundary of the direction towards it; the pongs answering it are
 //!   swallowed (`FrameTracker::filter`); a side silent for another `ws_ping` is closed and the
 //!   other side gets a close frame (1001 to the server, 1011 to the client).
+//! - A frame breaking the framing rules (a 64-bit length with its top bit set) is not
+//!   forwarded; that side is read no more and both sides get close 1002 at their next frame
+//!   boundary, as in a graceful stop with a deadline of `CLOSE_LINGER`.
 
 use std::future::poll_fn;
 use std::io;
@@ -41,7 +44,7 @@ use tokio::time::Sleep;
 
 use crate::exchange::log_line::LogCtx;
 use crate::websocket::dir::{
-    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
+    CLOSE_LINGER, End, READS_PER_WAKE, Way, WsState, closing_at, linger_deadline, mask_from_clock,
 };
 use crate::websocket::ping::PingSide;
 use crate::websocket::ticket::WsTicket;
@@ -110,7 +113,7 @@ pub(crate) fn run(
         let (c_io, c_early) = (c.io, c.read_buf);
         let (u_io, u_early) = (u.io, u.read_buf);
         let mut pipe = Pipe {
-            client: c_io.into_inner().stream,
+            client: c_io.into_inner().into_stream(),
             server: u_io.into_inner(),
             st: WsState::new(started, ws_ping, c_early, u_early),
         };
@@ -164,6 +167,9 @@ impl Pipe {
             // pipe's task carries no third timer.
             let mut closing_timer: Option<Pin<Box<Sleep>>> = None;
             loop {
+                if self.st.take_violation() {
+                    closing = Some(linger_deadline(closing));
+                }
                 if let Some(deadline) = closing {
                     match closing_timer.as_mut() {
                         Some(t) if t.deadline() == deadline.into() => {}
@@ -185,8 +191,8 @@ impl Pipe {
                 if let Some(end) = self.st.finished() {
                     return end;
                 }
-                let read_c = !self.st.c2s.eof && !self.st.c2s.has_pending();
-                let read_s = !self.st.s2c.eof && !self.st.s2c.has_pending();
+                let read_c = self.st.c2s.readable();
+                let read_s = self.st.s2c.readable();
                 let flush_c2s = self.st.c2s.has_pending();
                 let flush_s2c = self.st.s2c.has_pending();
                 // Readiness through the sockets' single waker slots (`poll_*_ready`), not
@@ -237,7 +243,9 @@ impl Pipe {
                         closing = Some(deadline);
                         Ok(())
                     }
-                    Ok(Step::State(RunState::Stopped)) | Ok(Step::Deadline) => return End::Proxy,
+                    Ok(Step::State(RunState::Stopped)) | Ok(Step::Deadline) => {
+                        return self.st.violation.unwrap_or(End::Proxy);
+                    }
                     Ok(Step::State(RunState::Running)) => Ok(()),
                     Err(_) => Err(End::Proxy),
                 };

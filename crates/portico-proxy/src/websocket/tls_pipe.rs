@@ -23,6 +23,7 @@
 //!   pongs carrying Portico's payload are swallowed by the direction's filtering
 //!   [`FrameTracker`]; a side silent for another `ws_ping` is closed and the other side gets
 //!   a close frame (1001 to the server, 1011 to the client).
+//! - A frame breaking the framing rules: close 1002 both ways, as in the plain pipe.
 //!
 //! The direction state and logic are shared with `pipe.rs` ([`crate::websocket::dir`]: frame
 //! boundaries, our own frames queued in `Dir::pending` and written by the next poll, the
@@ -43,8 +44,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::exchange::log_line::LogCtx;
 use crate::websocket::dir::{
-    CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, closing_at, mask_from_clock,
-    sleep_until_opt,
+    CLOSE_LINGER, Dir, End, READS_PER_WAKE, Way, WsState, closing_at, linger_deadline,
+    mask_from_clock, sleep_until_opt,
 };
 use crate::websocket::ping::PingSide;
 use crate::websocket::ticket::WsTicket;
@@ -123,6 +124,9 @@ impl TlsPipe {
         let ping_timer = tokio::time::sleep_until(first_check.into());
         tokio::pin!(ping_timer);
         loop {
+            if self.st.take_violation() {
+                closing = Some(linger_deadline(closing));
+            }
             if let Some(deadline) = closing {
                 self.send_closes();
                 if self.st.c2s.close_sent && self.st.s2c.close_sent {
@@ -159,7 +163,9 @@ impl TlsPipe {
                     idle.as_mut().reset(deadline.into());
                 }
                 Step::State(RunState::Draining(deadline)) => closing = Some(deadline),
-                Step::State(RunState::Stopped) | Step::Deadline => return End::Proxy,
+                Step::State(RunState::Stopped) | Step::Deadline => {
+                    return self.st.violation.unwrap_or(End::Proxy);
+                }
                 Step::State(RunState::Running) => {}
             }
         }
@@ -211,7 +217,7 @@ impl TlsPipe {
                 .write_pending(&mut |b| poll_write(cx, dst, b))
                 .map_err(|_| dst_err)?;
             // 2. Read and forward at once.
-            if !dir.has_pending() && !dir.eof {
+            if dir.readable() {
                 let mut buf = worker.pipe_buf.borrow_mut();
                 for _ in 0..READS_PER_WAKE {
                     let mut rb = ReadBuf::new(&mut buf);

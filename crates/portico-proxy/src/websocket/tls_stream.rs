@@ -90,7 +90,7 @@ pub(crate) fn split(c: Upgraded, u: Upgraded) -> Split {
             Err(u) => {
                 let (server, s_early) = server_side(u);
                 return Split::Tls(Box::new(TlsSides {
-                    client: Stream::Tcp(plain.io.into_inner().stream),
+                    client: Stream::Tcp(plain.io.into_inner().into_stream()),
                     c_early: plain.read_buf,
                     server,
                     s_early,
@@ -99,7 +99,7 @@ pub(crate) fn split(c: Upgraded, u: Upgraded) -> Split {
         },
         Err(c) => match c.downcast::<ClientTlsIo>() {
             Ok(p) => (
-                Stream::ServerTls(Box::new(p.io.into_inner().stream)),
+                Stream::ServerTls(Box::new(p.io.into_inner().into_stream())),
                 p.read_buf,
             ),
             Err(c) => (Stream::Upgraded(TokioIo::new(c)), Bytes::new()),

@@ -2,8 +2,9 @@
 //! peer, listener, TLS facts, timers), [`ActiveGuard`] (one request in service) and the
 //! client stream as hyper reads it, [`ClientIo`], which notes when a new request head starts
 //! (the connection's `header_timeout` counts from there; see `client::http`), feeds the
-//! head to the double-framing scan ([`HeadScan`]) and notes since when a write to the
-//! client has been stalled (`send_timeout`).
+//! head to the double-framing scan ([`HeadScan`]), notes since when a write to the
+//! client has been stalled (`send_timeout`), and counts the bytes the client took and the
+//! time writes waited for it (`send_min_rate`).
 //!
 //! The serving code is generic over the client stream: plain TCP is served as
 //! `ClientIo<TcpStream>` (no boxing, as before TLS existed), TLS as
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use http::HeaderValue;
+use portico_tls::tokio_rustls::server::TlsStream;
+use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::policy::real_ip::{ClientAddr, is_trusted};
@@ -49,6 +52,9 @@ pub(crate) struct ConnCtx {
     clock: Arc<HeadClock>,
     served: Cell<u64>,
     idle_since: Cell<Instant>,
+    /// Bytes of early upstream responses read ahead and held while their requests' bodies
+    /// still stream ([`HeldAhead`]).
+    held_ahead: Rc<Cell<u64>>,
     /// The upstream response-head timer, reused by the connection's requests (one at a
     /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
     head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
@@ -102,6 +108,19 @@ impl ConnCtx {
         self.slot.take()
     }
 
+    /// Bytes held ahead over the connection's requests now.
+    pub fn held_ahead(&self) -> u64 {
+        self.held_ahead.get()
+    }
+
+    /// A count of bytes one request holds ahead, added to the connection's.
+    pub fn hold_ahead(&self) -> HeldAhead {
+        HeldAhead {
+            mine: 0,
+            conn: self.held_ahead.clone(),
+        }
+    }
+
     /// Keep `timer` for the connection's next request.
     pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
         *self.head_timer.borrow_mut() = Some(timer);
@@ -132,8 +151,12 @@ impl ConnCtx {
                 base: now,
                 ambiguous: AtomicBool::new(false),
                 write_stalled: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+                waited: AtomicU64::new(0),
+                reset: AtomicBool::new(false),
             }),
             served: Cell::new(0),
+            held_ahead: Rc::new(Cell::new(0)),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
             slot: Cell::new(Some(slot)),
@@ -147,6 +170,24 @@ impl ConnCtx {
             0 => None,
             nanos => Some(self.clock.base + Duration::from_nanos(nanos - 1)),
         }
+    }
+
+    /// Close the client connection with a reset (RST) rather than a FIN once its stream is
+    /// dropped, discarding what the kernel still holds for the client (nginx's
+    /// `reset_timedout_connection`): for a client that stopped taking bytes, a FIN would
+    /// wait behind that data, keeping the connection and its buffer alive in the kernel.
+    pub fn reset_on_close(&self) {
+        self.clock.reset.store(true, Ordering::Relaxed);
+    }
+
+    /// Bytes the client has taken so far, and for how long writes have waited for it in
+    /// all (until `now` for a write waiting now): `send_min_rate`.
+    pub fn send_progress(&self, now: Instant) -> (u64, Duration) {
+        let mut waited = Duration::from_nanos(self.clock.waited.load(Ordering::Relaxed));
+        if let Some(since) = self.write_stalled_since() {
+            waited += now.saturating_duration_since(since);
+        }
+        (self.clock.written.load(Ordering::Relaxed), waited)
     }
 
     /// When the connection should be closed for idleness, or `None` while busy.
@@ -213,6 +254,30 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
     HeaderValue::from_bytes(&buf[..written]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// Bytes one request holds ahead of its response (see `upstream::hold_until_request_done`),
+/// counted on its connection too until dropped.
+pub(crate) struct HeldAhead {
+    mine: u64,
+    conn: Rc<Cell<u64>>,
+}
+
+impl HeldAhead {
+    pub fn add(&mut self, n: u64) {
+        self.mine += n;
+        self.conn.set(self.conn.get() + n);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.mine
+    }
+}
+
+impl Drop for HeldAhead {
+    fn drop(&mut self) {
+        self.conn.set(self.conn.get().saturating_sub(self.mine));
+    }
+}
+
 /// Marks one request as in service from its head until its response body is done.
 pub(crate) struct ActiveGuard(Rc<ConnCtx>);
 
@@ -249,6 +314,13 @@ pub(crate) struct HeadClock {
     /// Nanoseconds after `base` (plus one) since when a write to the client has been
     /// waiting for the client to take bytes; 0 = no write waiting (`send_timeout`).
     write_stalled: AtomicU64,
+    /// Bytes the client's stream took (`send_min_rate`).
+    written: AtomicU64,
+    /// Nanoseconds writes waited for the client, over the stalls that ended
+    /// (`send_min_rate`).
+    waited: AtomicU64,
+    /// Close with a reset ([`ConnCtx::reset_on_close`]).
+    reset: AtomicBool,
 }
 
 impl HeadClock {
@@ -257,23 +329,53 @@ impl HeadClock {
     }
 
     /// Note how a write to the client went: `Pending` starts the stall clock (if not
-    /// running), anything else stops it.
+    /// running), anything else stops it (adding the stall to `waited`).
     fn wrote<T>(&self, r: &Poll<T>) {
+        let since = self.write_stalled.load(Ordering::Relaxed);
         if r.is_pending() {
-            if self.write_stalled.load(Ordering::Relaxed) == 0 {
+            if since == 0 {
                 self.write_stalled.store(self.nanos(), Ordering::Relaxed);
             }
-        } else if self.write_stalled.load(Ordering::Relaxed) != 0 {
+        } else if since != 0 {
             self.write_stalled.store(0, Ordering::Relaxed);
+            let stalled = self.nanos().saturating_sub(since);
+            self.waited.fetch_add(stalled, Ordering::Relaxed);
         }
+    }
+
+    /// [`HeadClock::wrote`] for a data write, counting the bytes taken.
+    fn wrote_bytes(&self, r: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = r {
+            self.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        self.wrote(r);
+    }
+}
+
+/// A client stream whose TCP socket can be reached (for [`ConnCtx::reset_on_close`]).
+pub(crate) trait ClientStream {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl ClientStream for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl ClientStream for TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
     }
 }
 
 /// The client's stream (TCP, or TLS over TCP) as hyper sees it: notes when a new request
 /// head starts.
 #[derive(Debug)]
-pub(crate) struct ClientIo<S = TcpStream> {
-    pub stream: S,
+pub(crate) struct ClientIo<S: ClientStream = TcpStream> {
+    /// Always `Some` until [`ClientIo::into_stream`] takes it (the `Drop` that may reset
+    /// the connection needs it in an `Option` to let it go).
+    stream: Option<S>,
     clock: Arc<HeadClock>,
     /// HTTP/1.1 only: watches request heads for a double framing ([`crate::proto::framing`]).
     scan: Option<HeadScan>,
@@ -284,11 +386,11 @@ pub(crate) struct ClientIo<S = TcpStream> {
     fin_at_close: bool,
 }
 
-impl<S: 'static> ClientIo<S> {
+impl<S: ClientStream + 'static> ClientIo<S> {
     /// `stream` of `ctx`'s connection, for HTTP/1.1 (its heads are scanned).
     pub fn new(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
         ClientIo {
-            stream,
+            stream: Some(stream),
             clock: ctx.clock.clone(),
             scan: Some(HeadScan::default()),
             heads: true,
@@ -300,7 +402,7 @@ impl<S: 'static> ClientIo<S> {
     /// PING or WINDOW_UPDATE of an idle connection is no request head.
     pub fn h2(stream: S, ctx: &ConnCtx) -> ClientIo<S> {
         ClientIo {
-            stream,
+            stream: Some(stream),
             clock: ctx.clock.clone(),
             scan: None,
             heads: false,
@@ -309,14 +411,49 @@ impl<S: 'static> ClientIo<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+impl<S: ClientStream> ClientIo<S> {
+    /// The stream, for the WebSocket pipes after an upgrade (nothing to reset then).
+    #[allow(clippy::expect_used)]
+    pub fn into_stream(mut self) -> S {
+        // Invariant: `stream` is only taken here, and this takes `self` by value.
+        self.stream.take().expect("the client stream is taken once")
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut S>>
+    where
+        S: Unpin,
+    {
+        self.stream.as_mut().map(Pin::new).ok_or_else(gone)
+    }
+}
+
+/// The stream was taken ([`ClientIo::into_stream`]); nothing polls it afterwards.
+fn gone() -> io::Error {
+    io::ErrorKind::NotConnected.into()
+}
+
+impl<S: ClientStream> Drop for ClientIo<S> {
+    fn drop(&mut self) {
+        if self.clock.reset.load(Ordering::Relaxed)
+            && let Some(s) = &self.stream
+        {
+            // SO_LINGER 0: close() sends RST and drops the unsent bytes.
+            let _ = SockRef::from(s.tcp()).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl<S: ClientStream + AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let result = match self.stream() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         if self.heads && buf.filled().len() > before {
             let this = &mut *self;
             let clock = &this.clock;
@@ -340,14 +477,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
+impl<S: ClientStream + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.clock.wrote(&r);
+        let r = match self.stream() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.clock.wrote_bytes(&r);
         r
     }
 
@@ -356,17 +496,23 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.clock.wrote(&r);
+        let r = match self.stream() {
+            Ok(s) => s.poll_write_vectored(cx, bufs),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        self.clock.wrote_bytes(&r);
         r
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.stream).poll_flush(cx);
+        let r = match self.stream() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => return Poll::Ready(Err(e)),
+        };
         self.clock.wrote(&r);
         r
     }
@@ -379,7 +525,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         if self.fin_at_close {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        match self.stream() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 

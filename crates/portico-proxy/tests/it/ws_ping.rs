@@ -23,11 +23,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 const T: Duration = Duration::from_secs(10);
 
 /// What a recording backend received, in order.
-type Seen = Arc<Mutex<Vec<Message>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<Message>>>;
 
 /// A WebSocket backend on 127.0.0.1:0 that records every message (pings and pongs too)
 /// and echoes text and binary ones. tungstenite answers pings by itself.
-async fn recording_backend() -> (SocketAddr, Seen) {
+pub(crate) async fn recording_backend() -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen: Seen = Arc::default();
@@ -74,7 +74,7 @@ async fn silent_backend() -> SocketAddr {
     addr
 }
 
-fn read_head(stream: &mut std::net::TcpStream) -> String {
+pub(crate) fn read_head(stream: &mut std::net::TcpStream) -> String {
     stream.set_read_timeout(Some(T)).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -97,7 +97,7 @@ fn header_value(head: &str, name: &str) -> String {
 }
 
 /// A proxy with a JSON access log (`access.log` in its folder).
-fn ws_proxy(backend: SocketAddr, route: &str) -> TestProxy {
+pub(crate) fn ws_proxy(backend: SocketAddr, route: &str) -> TestProxy {
     TestProxy::start(&format!(
         "[server]\naccess_log = \"access.log\"\naccess_log_format = \"json\"\n{}",
         proxy_config(&[backend], "", route)
@@ -106,7 +106,7 @@ fn ws_proxy(backend: SocketAddr, route: &str) -> TestProxy {
 }
 
 /// Wait for the access log line of a WebSocket; its `closed_by`.
-fn ws_closed_by(proxy: &TestProxy) -> String {
+pub(crate) fn ws_closed_by(proxy: &TestProxy) -> String {
     let path = proxy.dir().join("access.log");
     let mut found = None;
     portico_testkit::eventually::assert_eventually(T, "the WebSocket's log line", || {

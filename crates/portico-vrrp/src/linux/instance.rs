@@ -371,8 +371,12 @@ impl Running {
 
 /// The IP-level and codec checks of one received packet (`peer_ok`: the source is allowed).
 fn admit(rx: &super::sock::Received<'_>, peer_ok: bool) -> Result<Advert, String> {
-    if let Some(ttl) = rx.ttl.filter(|t| *t != 255) {
-        return Err(format!("TTL {ttl}, not 255"));
+    // RFC 5798 §5.1.1.3 (IPv4 TTL) and §8.1 (IPv6 hop limit): only from the link itself.
+    match rx.ttl {
+        Some(255) => {}
+        Some(ttl) if rx.src.is_ipv6() => return Err(format!("hop limit {ttl}, not 255")),
+        Some(ttl) => return Err(format!("TTL {ttl}, not 255")),
+        None => return Err("no TTL / hop limit reported with the packet".into()),
     }
     if !peer_ok {
         return Err("not from a configured unicast peer".into());
@@ -425,6 +429,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ipv6_advert_needs_hop_limit_255() {
+        // VRRPv3 over IPv6 from fe80::11 to ff02::12, VRID 51, priority 150, one address.
+        let src: IpAddr = "fe80::11".parse().unwrap_or_else(|e| panic!("{e}"));
+        let dst: IpAddr = "ff02::12".parse().unwrap_or_else(|e| panic!("{e}"));
+        let vip: IpAddr = "fd00::100".parse().unwrap_or_else(|e| panic!("{e}"));
+        let advert = Advert {
+            version: portico_config::VrrpVersion::V3,
+            vrid: 51,
+            priority: 150,
+            interval_cs: 100,
+            auth: packet::Auth::None,
+            addresses: vec![vip],
+        };
+        let pkt = packet::encode(&advert, src, dst).unwrap_or_else(|e| panic!("{e}"));
+        let rx = |ttl| Received {
+            src,
+            dst,
+            ttl,
+            payload: &pkt,
+        };
+        assert!(admit(&rx(Some(255)), true).is_ok_and(|a| a.priority == 150));
+        assert!(admit(&rx(Some(64)), true).is_err_and(|e| e.contains("hop limit 64")));
+        assert!(admit(&rx(None), true).is_err());
+    }
+
+    #[test]
     fn admits_only_ttl_255_from_peers_with_valid_packets() {
         // keepalived, VRRPv3, VRID 51, priority 150, from 10.200.0.11 to the group.
         let pkt = [
@@ -439,7 +469,7 @@ mod tests {
             payload: &pkt,
         };
         assert!(admit(&rx(Some(255)), true).is_ok_and(|a| a.priority == 150));
-        assert!(admit(&rx(None), true).is_ok(), "IPv6: hop limit not known");
+        assert!(admit(&rx(None), true).is_err(), "not known: refused");
         assert!(admit(&rx(Some(254)), true).is_err_and(|e| e.contains("TTL 254")));
         assert!(admit(&rx(Some(255)), false).is_err());
         let bad = Received {

@@ -419,8 +419,9 @@ fn a_refused_reload_through_the_api_keeps_the_running_config() {
     let before = http::get(inst.proxy_addr, "/x").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(before.status, 200);
     let good = std::fs::read_to_string(&inst.config).unwrap_or_default();
-    // Keep a valid copy with the same admin address for `portico reload -c` (it validates
-    // its own file first, then asks the instance, which reloads the file it runs).
+    // A valid copy with the same admin address: `portico reload -c copy.toml` validates it,
+    // then finds the instance runs another file and refuses (exit 2) rather than have it
+    // reload its own, broken one.
     let copy = inst.dir.write("copy.toml", &good);
     std::fs::write(
         &inst.config,
@@ -445,17 +446,17 @@ fn a_refused_reload_through_the_api_keeps_the_running_config() {
     );
 
     let out = inst.run_cli(&["reload", "-c", copy.to_str().unwrap_or_default()]);
-    assert_eq!(out.code(), 1, "{out:?}");
-    assert!(out.stderr.contains("unknown key `balanse`"), "{out:?}");
+    assert_eq!(out.code(), 2, "{out:?}");
+    assert!(out.stderr.contains("not reloading"), "{out:?}");
 
     let s = inst.status();
-    assert_eq!(s.reloads.len(), 2);
+    assert_eq!(s.reloads.len(), 1, "the CLI did not ask for a reload");
     assert!(s.reloads.iter().all(|r| r.result == "invalid"));
-    assert_eq!(s.config.generation, 2);
+    assert_eq!(s.config.generation, 1);
     let m = inst.call("GET", "/metrics", None).body;
     assert_eq!(
         metric(&m, "portico_reloads_total{result=\"invalid\"}"),
-        Some(2.0),
+        Some(1.0),
         "{m}"
     );
 

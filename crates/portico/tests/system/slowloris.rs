@@ -26,7 +26,7 @@ const RATE: usize = 50;
 const HEADER_TIMEOUT_S: usize = 3;
 
 /// Remove ANSI colour sequences from slowhttptest's output.
-fn plain(s: &str) -> String {
+pub(crate) fn plain(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
@@ -55,7 +55,7 @@ fn csv_rows(csv: &str) -> Vec<(u64, u64, u64, u64)> {
 }
 
 /// GET / on a fresh connection every 200 ms until `stop`: (answers, failures, slowest).
-fn normal_client(addr: SocketAddr, stop: &AtomicBool) -> (usize, Vec<String>, Duration) {
+pub(crate) fn normal_client(addr: SocketAddr, stop: &AtomicBool) -> (usize, Vec<String>, Duration) {
     let (mut ok, mut failures, mut slowest) = (0, Vec::new(), Duration::ZERO);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
