@@ -95,6 +95,13 @@ async fn control(
     ready: impl FnOnce(&DataPlane, Option<SocketAddr>),
 ) -> anyhow::Result<Ended> {
     let mut signals = Signals::new()?;
+    // A fresh start names itself in the pid file as soon as its signals are registered: the
+    // listeners already accept, so `portico reload` may come now (a SIGHUP waits for the
+    // loop below). A new binary of an upgrade writes it only once it has fully started: the
+    // old process keeps its pid file until then.
+    if !handover.is_upgrade() {
+        write_pid_file(config).context("cannot write the pid file")?;
+    }
     // A binary upgrade: the old process pauses its instances and hands their roles over
     // now, as late as possible (a master's adverts pause only until ours start).
     let inherited = handover.vrrp(&config.vrrp);
@@ -110,7 +117,9 @@ async fn control(
                 ha.watchers(),
                 cluster.clone(),
             )?;
-            write_pid_file(config).context("cannot write the pid file")?;
+            if handover.is_upgrade() {
+                write_pid_file(config).context("cannot write the pid file")?;
+            }
             Ok((admin, cluster))
         });
     let ((admin, mut api_reloads), cluster) = match started {
