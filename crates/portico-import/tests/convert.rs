@@ -182,34 +182,28 @@ fn seed_004_static_site_and_error_page() {
         "seed-004-nginx.conf",
         34,
         "error_page",
-        Kind::NotSupportedYet,
+        Kind::NotCarried,
     );
 }
 
 #[test]
-fn seed_000_reports_limits_and_auth_as_not_supported_yet() {
+fn seed_000_reports_limits_and_auth_as_not_carried_over() {
     let (c, _) = nginx("seed-000-nginx.conf");
-    noted(&c, "seed-000-nginx.conf", 26, "gzip", Kind::NotSupportedYet);
+    noted(&c, "seed-000-nginx.conf", 26, "gzip", Kind::NotCarried);
     noted(
         &c,
         "seed-000-nginx.conf",
         29,
         "limit_req_zone",
-        Kind::NotSupportedYet,
+        Kind::NotCarried,
     );
-    noted(
-        &c,
-        "seed-000-nginx.conf",
-        51,
-        "limit_req",
-        Kind::NotSupportedYet,
-    );
+    noted(&c, "seed-000-nginx.conf", 51, "limit_req", Kind::NotCarried);
     noted(
         &c,
         "seed-000-nginx.conf",
         86,
         "auth_basic",
-        Kind::NotSupportedYet,
+        Kind::NotCarried,
     );
     noted(&c, "seed-000-nginx.conf", 44, "server", Kind::Hint);
     has(&c, "tls = { verify = false }");
@@ -328,13 +322,7 @@ fn upstream_parameters() {
     has(&c, "balance = \"random_two\"");
     noted(&c, "upstream-params.conf", 25, "hash", Kind::Approximated);
     noted(&c, "upstream-params.conf", 27, "server", Kind::Approximated);
-    noted(
-        &c,
-        "upstream-params.conf",
-        35,
-        "sticky",
-        Kind::NotSupportedYet,
-    );
+    noted(&c, "upstream-params.conf", 35, "sticky", Kind::NotCarried);
     noted(&c, "upstream-params.conf", 37, "server", Kind::NotCarried);
 }
 
@@ -377,13 +365,7 @@ fn location_forms() {
     noted(&c, "locations.conf", 37, "location", Kind::NotCarried);
     noted(&c, "locations.conf", 8, "location", Kind::Approximated);
     noted(&c, "locations.conf", 30, "location", Kind::Approximated);
-    noted(
-        &c,
-        "locations.conf",
-        43,
-        "error_page",
-        Kind::NotSupportedYet,
-    );
+    noted(&c, "locations.conf", 43, "error_page", Kind::NotCarried);
 }
 
 #[test]
@@ -401,7 +383,7 @@ fn policies_are_reported_not_written() {
         (27, "deny"),
         (28, "auth_basic"),
     ] {
-        noted(&c, "policies.conf", line, d, Kind::NotSupportedYet);
+        noted(&c, "policies.conf", line, d, Kind::NotCarried);
     }
     noted(&c, "policies.conf", 34, "fastcgi_pass", Kind::NotCarried);
     for key in ["limit", "auth", "access", "compress", "error_pages"] {

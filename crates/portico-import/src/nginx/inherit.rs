@@ -261,37 +261,43 @@ pub(crate) fn note_other(cx: &mut Cx<'_>, n: &Node) {
             "Portico passes Location headers unchanged, as `proxy_redirect off`",
         ),
         "proxy_redirect" => (NotCarried, "Portico does not rewrite Location headers"),
-        "gzip" if arg == "off" => (Dropped, "Portico does not compress, as `gzip off`"),
+        "gzip" if arg == "off" => (
+            Dropped,
+            "Portico does not compress without `compress`, as `gzip off`",
+        ),
         "gzip" | "gzip_types" | "gzip_comp_level" | "gzip_min_length" | "gzip_vary"
         | "gzip_proxied" | "gzip_disable" | "gzip_buffers" | "gzip_http_version"
         | "gzip_static" | "brotli" => (
-            NotSupportedYet,
-            "compression is planned (`compress`); responses go out uncompressed meanwhile",
+            NotCarried,
+            "the importer does not write compression yet: add `compress = [\"gzip\"]` (and `compress_types`, `compress_min_size`) by hand; responses go out uncompressed until then",
         ),
         "limit_req" | "limit_req_zone" | "limit_req_status" | "limit_req_log_level" => (
-            NotSupportedYet,
-            "per-client rate limits are planned (`limit_rate`, nginx limit_req semantics); nothing limits requests meanwhile",
+            NotCarried,
+            "the importer does not write rate limits yet: add `limit_rate` (nginx limit_req semantics) by hand; nothing limits requests until then",
         ),
         "limit_conn" | "limit_conn_zone" | "limit_conn_status" | "limit_conn_log_level" => (
-            NotSupportedYet,
-            "per-client connection limits are planned (`limit_conn`); only [server] max_connections applies meanwhile",
+            NotCarried,
+            "the importer does not write connection limits yet: add `limit_conn` by hand; only [server] max_connections applies until then",
         ),
-        "auth_basic" if arg == "off" => (Dropped, "no authentication, as Portico"),
+        "auth_basic" if arg == "off" => (
+            Dropped,
+            "no authentication, as Portico without `auth_basic`",
+        ),
         "auth_basic" | "auth_basic_user_file" => (
-            NotSupportedYet,
-            "basic authentication is planned (`auth_basic`); THE SITE IS OPEN meanwhile",
+            NotCarried,
+            "the importer does not write basic authentication yet: add `auth_basic = { realm, users_file }` by hand (bcrypt htpasswd); THE SITE IS OPEN until then",
         ),
         "allow" | "deny" => (
-            NotSupportedYet,
-            "access rules are planned (`access`); every client is allowed meanwhile",
+            NotCarried,
+            "the importer does not write access rules yet: add `access = [\"allow ...\", \"deny all\"]` by hand; every client is allowed until then",
         ),
         "error_page" => (
-            NotSupportedYet,
-            "custom error pages are planned (`error_pages`); Portico answers with its own short pages",
+            NotCarried,
+            "the importer does not write error pages yet: add `error_pages` by hand; Portico answers with its own short pages until then",
         ),
         "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => (
-            NotSupportedYet,
-            "trusted proxies are planned ([server] trusted_proxies); the TCP peer is the client meanwhile",
+            NotCarried,
+            "the importer does not write trusted proxies yet: add [server] trusted_proxies by hand; the TCP peer is the client until then",
         ),
         "ssl_protocols"
         | "ssl_ciphers"
@@ -379,8 +385,8 @@ pub(crate) fn note_other(cx: &mut Cx<'_>, n: &Node) {
             "Portico retries another server when connecting fails or an idempotent request fails before any response byte (upstream `retries`)",
         ),
         "proxy_intercept_errors" | "recursive_error_pages" => (
-            NotSupportedYet,
-            "custom error pages are planned (`error_pages`)",
+            NotCarried,
+            "Portico's `error_pages` replace its own error answers only, never an upstream's",
         ),
         "proxy_cache"
         | "proxy_cache_path"

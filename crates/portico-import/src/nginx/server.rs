@@ -114,7 +114,7 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
                 "default_server" | "default" => default = true,
                 "http2" => cx.notes.note_part(d, p, Kind::Dropped, "Portico offers HTTP/2 on TLS listeners through ALPN by itself"),
                 "reuseport" => cx.notes.note_part(d, p, Kind::Dropped, "Portico always listens with SO_REUSEPORT"),
-                "proxy_protocol" => cx.notes.note_part(d, p, Kind::NotSupportedYet, "PROXY protocol on sites is planned (`accept_proxy_protocol`, streams have it already)"),
+                "proxy_protocol" => cx.notes.note_part(d, p, Kind::NotCarried, "the importer does not write it yet: add `accept_proxy_protocol = true` (and [server] trusted_proxies) to the site by hand"),
                 "ipv6only" | "backlog" | "rcvbuf" | "sndbuf" | "deferred" | "bind" | "so_keepalive" | "fastopen" | "accept_filter" | "setfib" => {
                     cx.notes.note_part(d, p, Kind::Dropped, "socket tuning Portico does not expose")
                 }

@@ -74,7 +74,7 @@ impl StreamInherit {
             "allow" | "deny" => cx.notes.note(
                 n,
                 Kind::NotCarried,
-                "Portico has no access rules on streams (sites get `access` later); every client is allowed",
+                "Portico has no access rules on streams (sites have `access`); every client is allowed",
             ),
             "limit_conn" | "limit_conn_zone" => cx.notes.note(
                 n,

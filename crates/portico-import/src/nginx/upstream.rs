@@ -111,8 +111,8 @@ pub(crate) fn block(cx: &mut Cx<'_>, n: &Node, ctx: Ctx) {
             ),
             "sticky" => cx.notes.note(
                 d,
-                Kind::NotSupportedYet,
-                "cookie affinity is planned as `sticky_cookie`; use balance = \"ip_hash\" or \"hash\" meanwhile",
+                Kind::NotCarried,
+                "the importer does not write cookie affinity yet: add `sticky_cookie` to the upstream by hand; balanced without affinity until then",
             ),
             _ => {}
         }

@@ -711,7 +711,7 @@ fn cli_reports_writes_and_checks() {
     assert!(out.stdout.contains("[[sites]]"), "{}", out.stdout);
     assert!(
         out.stderr
-            .contains("policies.conf:20: not supported yet by Portico: `limit_req zone=api"),
+            .contains("policies.conf:20: not carried over: `limit_req zone=api"),
         "{}",
         out.stderr
     );
