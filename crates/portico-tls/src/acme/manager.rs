@@ -183,6 +183,26 @@ impl AcmeManager {
         }
     }
 
+    /// A new account at the CA of `url`, with the configured contact and the terms agreed.
+    pub(super) async fn register_account(
+        &self,
+        url: &str,
+    ) -> Result<(Account, AccountCredentials), TlsError> {
+        let contact = format!("mailto:{}", self.inner.settings.email);
+        Account::builder_with_http(Box::new(self.inner.http.clone()))
+            .create(
+                &NewAccount {
+                    contact: &[&contact],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                url.to_string(),
+                None,
+            )
+            .await
+            .map_err(|e| TlsError::acme("account registration", e))
+    }
+
     async fn load_or_create_account(&self) -> Result<Account, TlsError> {
         let url = self.inner.settings.directory.url().to_string();
         let path = self.inner.store.account_path(&url);
@@ -197,19 +217,7 @@ impl AcmeManager {
             tracing::info!(directory = %url, account = account.id(), "ACME account loaded");
             return Ok(account);
         }
-        let contact = format!("mailto:{}", self.inner.settings.email);
-        let (account, creds) = builder
-            .create(
-                &NewAccount {
-                    contact: &[&contact],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                url.clone(),
-                None,
-            )
-            .await
-            .map_err(|e| TlsError::acme("account registration", e))?;
+        let (account, creds) = self.register_account(&url).await?;
         let json = serde_json::to_vec_pretty(&creds).map_err(|e| TlsError::acme("account", e))?;
         write_atomic(&path, &json, 0o600)?;
         tracing::info!(directory = %url, account = account.id(), path = %path.display(), "ACME account created");

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use instant_acme::{Account, AccountCredentials, NewAccount};
+use instant_acme::{Account, AccountCredentials};
 
 use super::manager::{AcmeManager, sleep_until};
 use super::schedule::{Backoff, renew_at};
@@ -49,19 +49,7 @@ impl AcmeManager {
             tracing::info!(directory = %url, account = account.id(), "ACME account loaded from the cluster");
             return Ok(account);
         }
-        let contact = format!("mailto:{}", self.inner.settings.email);
-        let (account, creds) = Account::builder_with_http(Box::new(self.inner.http.clone()))
-            .create(
-                &NewAccount {
-                    contact: &[&contact],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                url.clone(),
-                None,
-            )
-            .await
-            .map_err(|e| TlsError::acme("account registration", e))?;
+        let (account, creds) = self.register_account(&url).await?;
         let json = serde_json::to_vec(&creds).map_err(|e| TlsError::acme("account", e))?;
         let stored = shared.create_account(&dir_id, json.clone()).await?;
         if stored == json {
