@@ -12,37 +12,27 @@ use std::time::Duration;
 use crate::support::net::{free_port, local};
 use crate::support::peers::Python;
 use crate::support::process::{ChildGuard, run_bounded, start_portico, start_portico_echo};
+use crate::support::procfs::{rss_kib, sockets_on};
 use crate::support::{TempDir, report};
 use portico_testkit::{require, require_peer};
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+/// The project's Python venv, with the `h2` module the attack clients need.
+fn python_with_h2() -> Result<Python, String> {
+    let p = Python::find()?;
+    let ok = std::process::Command::new(p.python())
+        .args(["-c", "import h2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(p)
+    } else {
+        Err("Python `h2` missing in the venv".to_string())
+    }
 }
 
 #[test]
 fn rapid_reset_gets_goaway_and_starts_no_upstream_work() {
-    let Some(py) = require(Python::find().and_then(|p| {
-        let ok = std::process::Command::new(p.python())
-            .args(["-c", "import h2"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Ok(p)
-        } else {
-            Err("Python `h2` missing in the venv".to_string())
-        }
-    })) else {
+    let Some(py) = require(python_with_h2()) else {
         return;
     };
     let Some(curl) = require_peer("curl") else {
@@ -151,20 +141,6 @@ fn rapid_reset_gets_goaway_and_starts_no_upstream_work() {
     assert_eq!(normal.stdout.trim(), "2 200", "{normal:?}");
 }
 
-/// Portico's TCP sockets on local `port` other than the listening one (`/proc/net/tcp`).
-fn sockets_on(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local_port = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[1].ends_with(&local_port) && f[3] != "0A"
-        })
-        .count()
-}
-
 /// Never-reading HTTP/2 windows: 200 streams (as many as Portico allows: 128) asking for
 /// 400 KB each, with windows that never close, then no reads for 30 s. Portico buffers at
 /// most 64 KiB per stream (8 MiB per connection) and, once its writes to the client stall
@@ -172,17 +148,7 @@ fn sockets_on(port: u16) -> usize {
 /// client gives up, and Portico's RSS grows by far less than the 80 MB asked for.
 #[test]
 fn never_reading_windows_are_bounded_and_reset() {
-    let Some(py) = require(Python::find().and_then(|p| {
-        let ok = std::process::Command::new(p.python())
-            .args(["-c", "import h2"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            Ok(p)
-        } else {
-            Err("Python `h2` missing in the venv".to_string())
-        }
-    })) else {
+    let Some(py) = require(python_with_h2()) else {
         return;
     };
     let dir = TempDir::new("h2-never-read");

@@ -8,6 +8,7 @@
 //! back down. Bounded: 2,000 connects of at most 2 s each (in 8 threads), each probe 3 s.
 
 use crate::support;
+use crate::support::procfs::fds;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,10 +29,6 @@ fn probe(addr: SocketAddr) -> Option<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 #[test]

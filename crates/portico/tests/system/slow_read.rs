@@ -23,32 +23,12 @@ use std::time::{Duration, Instant};
 use crate::slowloris::{normal_client, plain};
 use crate::support::net::{free_port, local};
 use crate::support::process::{ChildGuard, run_bounded, start_portico, start_portico_echo};
+use crate::support::procfs::{fds, sockets_on};
 use crate::support::{TempDir, report};
 
 const TEST: &str = "system_slow_read";
 const CONNECTIONS: usize = 100;
 const LENGTH_S: u64 = 30;
-
-/// Portico's TCP sockets on local `port` other than the listening one, any state
-/// (`/proc/net/tcp`; the test's own clients are not on that local port).
-fn sockets_on(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let local_port = format!(":{port:04X}");
-    table
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // f[1] local address, f[3] state (0A = LISTEN).
-            f.len() > 3 && f[1].ends_with(&local_port) && f[3] != "0A"
-        })
-        .count()
-}
-
-/// Open descriptors of process `pid`.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
 
 fn slowhttptest(dir: &std::path::Path, url: &str, name: &str) -> std::thread::JoinHandle<String> {
     let mut cmd = Command::new("slowhttptest");

@@ -27,28 +27,10 @@ use crate::support::net::{free_port, local};
 use crate::support::process::{
     ChildGuard, portico, run_bounded, start_portico, start_portico_echo,
 };
+use crate::support::procfs::{fds, rss_kib};
 use crate::support::raw_ws::RawWs;
 use crate::support::{TempDir, report};
 use portico_testkit::require_peers;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("VmRSS:")?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
 
 fn write_cert(dir: &TempDir, round: u32) {
     let leaf =

@@ -7,6 +7,7 @@
 //! - [`http`]: a minimal blocking HTTP/1.1 client (keep-alive, Content-Length and chunked).
 //! - [`peers`]: where node `ws`/`wscat`, the Python venv and kosoku are (a missing one is
 //!   a failure under CI, a visible skip elsewhere: [`portico_testkit::require`]).
+//! - [`procfs`]: a process's RSS and descriptors, the sockets on a port (`/proc`).
 //! - [`pebble_clients`]: TLS, WebSocket and curl clients of the ACME scenarios (the pebble
 //!   harness itself is [`portico_testkit::pebble::Pebble`]).
 
@@ -15,6 +16,7 @@ pub mod net;
 pub mod pebble_clients;
 pub mod peers;
 pub mod process;
+pub mod procfs;
 pub mod raw_ws;
 
 use std::path::{Path, PathBuf};
