@@ -11,12 +11,16 @@ use portico_testkit::proxy::TestProxy;
 #[test]
 fn twenty_dead_servers_then_a_live_one_with_retries_20() {
     let backend = echo("live");
-    let dead: Vec<String> = (0..20)
-        .map(|_| {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("\"{}\"", l.local_addr().unwrap())
-        })
+    // All twenty are bound at once (so each gets its own port) and closed together:
+    // a listener closed right after binding can hand its port to the next bind.
+    let listeners: Vec<std::net::TcpListener> = (0..20)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
+    let dead: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("\"{}\"", l.local_addr().unwrap()))
+        .collect();
+    drop(listeners);
     let servers = format!("{}, \"{}\"", dead.join(", "), backend.addr);
     let proxy = TestProxy::start(&format!(
         r#"
