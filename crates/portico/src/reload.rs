@@ -364,11 +364,18 @@ pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
 
 /// What a reload leaves for the next start.
 pub fn restart_notes(old: &Config, new: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
     if old.admin.listen != new.admin.listen {
-        vec!["[admin] listen changed: the admin API keeps its address until a restart".into()]
-    } else {
-        Vec::new()
+        notes
+            .push("[admin] listen changed: the admin API keeps its address until a restart".into());
     }
+    if old.cluster != new.cluster {
+        notes.push(
+            "[cluster] changed: the node keeps its start-up etcd connection, prefix and name until a restart"
+                .into(),
+        );
+    }
+    notes
 }
 
 #[cfg(test)]
@@ -397,6 +404,24 @@ mod tests {
         let notes = vrrp_notes(&old, &retracked);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].contains("[[vrrp]] changed"), "{notes:?}");
+    }
+
+    #[test]
+    fn restart_notes_name_admin_and_cluster_changes() {
+        let plain = config("127.0.0.1:1", "");
+        assert!(restart_notes(&plain, &plain).is_empty());
+        let text = "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nnode_name = \"a\"\n\
+                    [[sites]]\nlisten = [\"127.0.0.1:1\"]\nroutes = [{ path = \"/\", respond = \"x\" }]\n";
+        let clustered = portico_config::parse(text, Path::new("/tmp/p.toml")).unwrap();
+        let renamed =
+            portico_config::parse(&text.replace("\"a\"", "\"b\""), Path::new("/tmp/p.toml"))
+                .unwrap();
+        for (old, new) in [(&plain, &clustered), (&clustered, &renamed)] {
+            let notes = restart_notes(old, new);
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(notes[0].starts_with("[cluster] changed"), "{notes:?}");
+        }
+        assert!(restart_notes(&clustered, &clustered).is_empty());
     }
 
     #[test]
