@@ -417,7 +417,15 @@ pub(crate) fn note_other(cx: &mut Cx<'_>, n: &Node) {
             Approximated,
             "Portico has one value for the whole process ([server]); only the http-level one is carried over",
         ),
-        "satisfy" | "auth_request" | "auth_request_set" | "secure_link" | "secure_link_md5" => (
+        "satisfy" if arg == "all" => (
+            Dropped,
+            "Portico requires every check (access, limits, auth_basic), as `satisfy all`",
+        ),
+        "satisfy" => (
+            NotCarried,
+            "Portico requires both `access` and `auth_basic` (satisfy all): a client must pass the address rules AND give credentials",
+        ),
+        "auth_request" | "auth_request_set" | "secure_link" | "secure_link_md5" => (
             NotCarried,
             "Portico has no subrequest or link authentication",
         ),

@@ -658,10 +658,11 @@ impl ErrorPage {
             return Vec::new();
         };
         if !std::path::Path::new(&file).is_file() {
+            let code = self.codes.first().map_or("CODE", String::as_str);
             not(
                 cx,
                 format!(
-                    "{file} does not exist here, and Portico reads its error pages when it loads the config; create it, then add error_pages = {{ CODE = {} }} to the site",
+                    "{file} does not exist here, and Portico reads its error pages when it loads the config; create it, then add error_pages = {{ {code} = {} }} to the site",
                     q(&file)
                 ),
             );
