@@ -173,6 +173,9 @@ impl Inherit {
                 "Portico always sends SNI to TLS upstreams",
             ),
             "access_log" => cx.access_log(n),
+            "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
+                super::real_ip::read(cx, n)
+            }
             // Directives a converter handled itself (return, try_files...) are marked.
             _ if n.is_marked() => {}
             _ => note_other(cx, n),

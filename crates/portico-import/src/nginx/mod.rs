@@ -6,13 +6,14 @@
 //! Modules: `parse` (syntax, includes), `values` (times, sizes, addresses, variables),
 //! `upstream` (`upstream` blocks and the pools `proxy_pass host:port` implies), `inherit`
 //! (settings that flow from `http` to `server` to `location`), `policy` (limits, access,
-//! basic auth, compression, error pages, trusted proxies, with nginx's inheritance), `server` and `location`
-//! (sites and routes), `stream` (TCP services).
+//! basic auth, compression, error pages, with nginx's inheritance), `real_ip` (trusted
+//! proxies), `server` and `location` (sites and routes), `stream` (TCP services).
 
 mod inherit;
 mod location;
 mod parse;
 mod policy;
+mod real_ip;
 mod server;
 mod stream;
 mod upstream;
@@ -47,7 +48,7 @@ pub(crate) struct Cx<'a> {
     /// `limit_req_zone` / `limit_conn_zone` of `http`.
     pub zones: policy::Zones,
     /// `set_real_ip_from` and friends, for `[server] trusted_proxies`.
-    pub real_ip: policy::RealIp,
+    pub real_ip: real_ip::RealIp,
 }
 
 impl Cx<'_> {
@@ -146,7 +147,7 @@ pub(crate) fn convert(path: &Path, opts: &NginxOptions) -> Result<Conversion, Im
         in_location: false,
         in_server: false,
         zones: policy::Zones::default(),
-        real_ip: policy::RealIp::default(),
+        real_ip: real_ip::RealIp::default(),
     };
     cx.out.header = vec![
         format!(
@@ -175,7 +176,8 @@ pub(crate) fn convert(path: &Path, opts: &NginxOptions) -> Result<Conversion, Im
             n.mark();
         }
     }
-    policy::finish_real_ip(&mut cx);
+    real_ip::finish(&mut cx);
+    policy::finish_zones(&mut cx);
     cx.notes.leftovers(&tree);
     Ok(Conversion {
         toml: cx.out.render(),

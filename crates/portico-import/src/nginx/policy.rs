@@ -1,8 +1,8 @@
 //! nginx's traffic-policy directives -> Portico's policy keys: `allow`/`deny` -> `access`,
 //! `limit_req` (+ `limit_req_zone`) -> `limit_rate`, `limit_conn` (+ `limit_conn_zone`) ->
 //! `limit_conn`, `auth_basic` + `auth_basic_user_file` -> `auth_basic`, `gzip*` ->
-//! `compress*`, `error_page` -> the site's `error_pages`, `set_real_ip_from` /
-//! `real_ip_header` -> `[server] trusted_proxies`.
+//! `compress*`, `error_page` -> the site's `error_pages` (`real_ip.rs` has
+//! `set_real_ip_from` / `real_ip_header` -> `[server] trusted_proxies`).
 //!
 //! Inheritance is nginx's: `allow`/`deny`, `limit_req`, `limit_conn` and `error_page` are
 //! array directives (a level that has its own replaces the whole inherited list, otherwise
@@ -29,7 +29,7 @@ pub(crate) struct Src {
 }
 
 impl Src {
-    fn of(n: &Node) -> Src {
+    pub(super) fn of(n: &Node) -> Src {
         Src {
             file: n.file.to_string(),
             line: n.line,
@@ -44,15 +44,11 @@ impl Src {
 pub(crate) struct Zones {
     req: HashMap<String, Result<String, String>>,
     conn: HashMap<String, Result<(), String>>,
-}
-
-/// `[server] trusted_proxies` and the `real_ip_*` settings seen anywhere.
-#[derive(Debug, Default)]
-pub(crate) struct RealIp {
-    trusted: Vec<String>,
-    first: Option<Src>,
-    header: Option<(String, Src)>,
-    recursive: Option<bool>,
+    /// Zone name -> where it is declared, and the sites (server origins) whose routes got
+    /// a limit from it: nginx counts them together, Portico each site apart.
+    users: HashMap<String, (Src, Vec<String>)>,
+    /// The server whose routes are being converted.
+    pub site: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +133,9 @@ pub(crate) fn zones(cx: &mut Cx<'_>, nodes: &[Node]) {
                 cx.notes.note(n, Kind::NotCarried, why_key.clone());
                 Err(why_key)
             };
+            cx.zones
+                .users
+                .insert(name.clone(), (Src::of(n), Vec::new()));
             cx.zones.conn.insert(name, v);
             continue;
         }
@@ -164,7 +163,38 @@ pub(crate) fn zones(cx: &mut Cx<'_>, nodes: &[Node]) {
                 "each Portico node counts for itself (nginx Plus `sync` shares the zone across a cluster)",
             );
         }
+        cx.zones
+            .users
+            .insert(name.clone(), (Src::of(n), Vec::new()));
         cx.zones.req.insert(name, v);
+    }
+}
+
+impl Zones {
+    /// A route of the current site got a limit from `zone`.
+    fn used(&mut self, zone: &str) {
+        let site = self.site.clone();
+        if let Some((_, sites)) = self.users.get_mut(zone)
+            && !sites.contains(&site)
+        {
+            sites.push(site);
+        }
+    }
+}
+
+/// After the walk: a note on each zone that limits routes of more than one site.
+pub(crate) fn finish_zones(cx: &mut Cx<'_>) {
+    let mut shared: Vec<(Src, usize)> = cx
+        .zones
+        .users
+        .values()
+        .filter(|(_, sites)| sites.len() > 1)
+        .map(|(src, sites)| (src.clone(), sites.len()))
+        .collect();
+    shared.sort_by_key(|(src, _)| src.line);
+    for (src, n) in shared {
+        cx.notes.note_at(&src.file, src.line, &src.text, Kind::Approximated, format!(
+            "{n} servers use this zone: nginx counts their requests together, Portico counts each site apart (routes of one site with the same limit share a count)"));
     }
 }
 
@@ -177,7 +207,7 @@ fn rate(s: &str) -> Option<String> {
 
 /// An `allow`/`deny` address as Portico writes it (`all`, an address, or a CIDR with the
 /// bits past the prefix cleared, as nginx does after its warning).
-fn net(s: &str) -> Option<String> {
+pub(super) fn net(s: &str) -> Option<String> {
     if s == "all" {
         return Some(s.to_string());
     }
@@ -217,7 +247,7 @@ fn status(cx: &mut Cx<'_>, n: &Node) -> Option<u16> {
     }
 }
 
-fn on_off(n: &Node) -> Option<bool> {
+pub(super) fn on_off(n: &Node) -> Option<bool> {
     match n.arg(0) {
         Some("on") => Some(true),
         Some("off") => Some(false),
@@ -375,7 +405,6 @@ impl Policy {
             "error_page" => {
                 self.error_page(cx, n, own);
             }
-            "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => real_ip(cx, n),
             _ => return false,
         }
         true
@@ -496,6 +525,7 @@ impl Policy {
             .filter(|_| self.limit_req_dry_run != Some(true))
         {
             if let Some(first) = reqs.first() {
+                cx.zones.used(&first.zone);
                 let mut t = vec![("rate".to_string(), q(&first.rate))];
                 if first.burst > 0 {
                     t.push(("burst".into(), first.burst.to_string()));
@@ -527,6 +557,7 @@ impl Policy {
             .filter(|_| self.limit_conn_dry_run != Some(true))
         {
             if let Some(first) = conns.first() {
+                cx.zones.used(&first.zone);
                 f.push(("limit_conn".into(), first.n.to_string()));
                 let why = match self.limit_conn_status {
                     None => Some("nginx refuses with 503 (no limit_conn_status); Portico with 429 and Retry-After: 1".to_string()),
@@ -706,65 +737,4 @@ fn users_file(path: &str) -> Result<usize, String> {
         count += 1;
     }
     Ok(count)
-}
-
-/// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive` at any level.
-fn real_ip(cx: &mut Cx<'_>, n: &Node) {
-    let arg = n.arg(0).unwrap_or("");
-    if cx.in_location || cx.in_server {
-        cx.notes.note(
-            n,
-            Kind::Approximated,
-            "Portico trusts proxies for the whole process ([server] trusted_proxies), not per server or location",
-        );
-    } else {
-        n.mark();
-    }
-    match n.name.as_str() {
-        "set_real_ip_from" => match net(arg).filter(|a| a != "all") {
-            Some(a) => {
-                if !cx.real_ip.trusted.contains(&a) {
-                    cx.real_ip.trusted.push(a);
-                }
-                cx.real_ip.first.get_or_insert_with(|| Src::of(n));
-            }
-            None if arg == "all" => {
-                cx.real_ip
-                    .trusted
-                    .extend(["0.0.0.0/0".to_string(), "::/0".to_string()]);
-                cx.real_ip.first.get_or_insert_with(|| Src::of(n));
-            }
-            None => cx.notes.note(
-                n,
-                Kind::NotCarried,
-                "Portico trusts addresses and CIDRs only (no unix: peers)",
-            ),
-        },
-        "real_ip_header" => cx.real_ip.header = Some((arg.to_ascii_lowercase(), Src::of(n))),
-        _ => cx.real_ip.recursive = on_off(n),
-    }
-}
-
-/// After the walk: `[server] trusted_proxies`, with notes on how Portico reads the client.
-pub(crate) fn finish_real_ip(cx: &mut Cx<'_>) {
-    if cx.real_ip.trusted.is_empty() {
-        return;
-    }
-    let list = qlist(&cx.real_ip.trusted);
-    cx.out.server.set("trusted_proxies", list);
-    let recursive = cx.real_ip.recursive == Some(true);
-    let note = match cx.real_ip.header.clone() {
-        Some((h, src)) if h == "x-forwarded-for" && !recursive => Some((src, Kind::Approximated,
-            "Portico walks X-Forwarded-For from the right past trusted addresses (real_ip_recursive on); nginx without it takes the last address: the same with one proxy in front")),
-        Some((h, _)) if h == "x-forwarded-for" || h == "proxy_protocol" => None,
-        Some((h, src)) if h == "x-real-ip" => Some((src, Kind::Approximated,
-            "Portico reads X-Forwarded-For from trusted proxies first and X-Real-IP only without it")),
-        Some((_, src)) => Some((src, Kind::NotCarried,
-            "Portico reads the client from X-Forwarded-For, X-Real-IP or a PROXY header only")),
-        None => cx.real_ip.first.clone().map(|src| (src, Kind::Approximated,
-            "without real_ip_header nginx reads X-Real-IP; Portico reads X-Forwarded-For from trusted proxies first, then X-Real-IP")),
-    };
-    if let Some((src, kind, why)) = note {
-        cx.notes.note_at(&src.file, src.line, &src.text, kind, why);
-    }
 }

@@ -210,6 +210,7 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
     let inh = base.child(cx, children);
     cx.in_server = false;
     let origin = format!("{}:{} server", n.file, n.line);
+    cx.zones.site.clone_from(&origin);
     let mut first_variant = true;
     for (listens, tls) in variants {
         let port = listens[0].1;

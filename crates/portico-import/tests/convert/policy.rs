@@ -183,6 +183,11 @@ fn limit_conn_replaces_or_inherits() {
     noted(&c, "nginx.conf", 4, "limit_conn_zone", Kind::NotCarried);
     noted(&c, "nginx.conf", 10, "limit_conn", Kind::NotCarried);
     noted(&c, "nginx.conf", 5, "limit_conn", Kind::Approximated);
+    // One zone, two servers: nginx counts them together, Portico per site (reported).
+    let (c2, _) = case.convert(
+        "  limit_conn_zone $binary_remote_addr zone=perip:10m;\n  limit_conn perip 5;\n  server { listen 8080; }\n  server { listen 8081; }\n",
+    );
+    noted(&c2, "nginx.conf", 3, "limit_conn_zone", Kind::Approximated);
 }
 
 #[test]
