@@ -8,11 +8,13 @@
 //! directive is marked when a converter carries it over or reports it, and whatever is
 //! left unmarked is reported as "not carried over" (see `tree.rs`).
 //!
-//! The output only uses keys that Portico's `portico check` accepts today; features that
-//! the contract plans but that are not built yet (rate limits, access rules, basic auth,
-//! compression, error pages) are reported as "not supported yet by Portico" instead of
-//! being written. The `portico import` command (crate `portico`) writes the text and then
-//! validates it as `portico check` does.
+//! The output only uses keys that Portico's `portico check` accepts today, including the
+//! traffic policy (limits, access rules, basic auth, compression, error pages, trusted
+//! proxies), written with nginx's inheritance. Files the config names and Portico reads
+//! when it loads (an `auth_basic` users file, error pages) are looked at: one Portico
+//! could not load is reported and the protection is written closed (never open). The
+//! `portico import` command (crate `portico`) writes the text and then validates it as
+//! `portico check` does.
 //!
 //! - `nginx`: `http` (`upstream`, `server`, `location`, `map`), `stream`, and the top level.
 //! - `keepalived`: `vrrp_instance`, `vrrp_script`, LVS `virtual_server`.

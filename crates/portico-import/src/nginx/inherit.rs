@@ -4,6 +4,7 @@
 //! has built in or does not have.
 
 use super::Cx;
+use super::policy::{Own, Policy};
 use super::values;
 use crate::report::Kind;
 use crate::tree::Node;
@@ -38,6 +39,8 @@ pub(crate) struct Inherit {
     pub proxy_ssl_verify: bool,
     pub proxy_ssl_name: Option<String>,
     pub proxy_ssl_ca: Option<String>,
+    /// Limits, access rules, basic auth, compression, error pages.
+    pub policy: Policy,
 }
 
 /// The effective `proxy_set_header` array.
@@ -58,9 +61,13 @@ impl Inherit {
         let mut own_set: Option<SetHeaders> = None;
         let mut own_add: Option<Vec<Header>> = None;
         let mut own_hide: Option<Vec<String>> = None;
+        let mut own_policy = Own::default();
         for n in nodes {
-            s.read(cx, n, &mut own_set, &mut own_add, &mut own_hide);
+            if !s.policy.read(cx, n, &mut own_policy) {
+                s.read(cx, n, &mut own_set, &mut own_add, &mut own_hide);
+            }
         }
+        s.policy.finish(own_policy);
         if let Some(h) = own_set {
             s.set_headers = Some(h);
         }
@@ -166,6 +173,9 @@ impl Inherit {
                 "Portico always sends SNI to TLS upstreams",
             ),
             "access_log" => cx.access_log(n),
+            "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => {
+                super::real_ip::read(cx, n)
+            }
             // Directives a converter handled itself (return, try_files...) are marked.
             _ if n.is_marked() => {}
             _ => note_other(cx, n),
@@ -261,43 +271,9 @@ pub(crate) fn note_other(cx: &mut Cx<'_>, n: &Node) {
             "Portico passes Location headers unchanged, as `proxy_redirect off`",
         ),
         "proxy_redirect" => (NotCarried, "Portico does not rewrite Location headers"),
-        "gzip" if arg == "off" => (
-            Dropped,
-            "Portico does not compress without `compress`, as `gzip off`",
-        ),
-        "gzip" | "gzip_types" | "gzip_comp_level" | "gzip_min_length" | "gzip_vary"
-        | "gzip_proxied" | "gzip_disable" | "gzip_buffers" | "gzip_http_version"
-        | "gzip_static" | "brotli" => (
+        "brotli" | "brotli_types" | "brotli_comp_level" | "brotli_static" => (
             NotCarried,
-            "the importer does not write compression yet: add `compress = [\"gzip\"]` (and `compress_types`, `compress_min_size`) by hand; responses go out uncompressed until then",
-        ),
-        "limit_req" | "limit_req_zone" | "limit_req_status" | "limit_req_log_level" => (
-            NotCarried,
-            "the importer does not write rate limits yet: add `limit_rate` (nginx limit_req semantics) by hand; nothing limits requests until then",
-        ),
-        "limit_conn" | "limit_conn_zone" | "limit_conn_status" | "limit_conn_log_level" => (
-            NotCarried,
-            "the importer does not write connection limits yet: add `limit_conn` by hand; only [server] max_connections applies until then",
-        ),
-        "auth_basic" if arg == "off" => (
-            Dropped,
-            "no authentication, as Portico without `auth_basic`",
-        ),
-        "auth_basic" | "auth_basic_user_file" => (
-            NotCarried,
-            "the importer does not write basic authentication yet: add `auth_basic = { realm, users_file }` by hand (bcrypt htpasswd); THE SITE IS OPEN until then",
-        ),
-        "allow" | "deny" => (
-            NotCarried,
-            "the importer does not write access rules yet: add `access = [\"allow ...\", \"deny all\"]` by hand; every client is allowed until then",
-        ),
-        "error_page" => (
-            NotCarried,
-            "the importer does not write error pages yet: add `error_pages` by hand; Portico answers with its own short pages until then",
-        ),
-        "set_real_ip_from" | "real_ip_header" | "real_ip_recursive" => (
-            NotCarried,
-            "the importer does not write trusted proxies yet: add [server] trusted_proxies by hand; the TCP peer is the client until then",
+            "the importer writes gzip only: add \"br\" to the route's `compress` list by hand (Portico compresses brotli at quality 4)",
         ),
         "ssl_protocols"
         | "ssl_ciphers"
@@ -444,7 +420,15 @@ pub(crate) fn note_other(cx: &mut Cx<'_>, n: &Node) {
             Approximated,
             "Portico has one value for the whole process ([server]); only the http-level one is carried over",
         ),
-        "satisfy" | "auth_request" | "auth_request_set" | "secure_link" | "secure_link_md5" => (
+        "satisfy" if arg == "all" => (
+            Dropped,
+            "Portico requires every check (access, limits, auth_basic), as `satisfy all`",
+        ),
+        "satisfy" => (
+            NotCarried,
+            "Portico requires both `access` and `auth_basic` (satisfy all): a client must pass the address rules AND give credentials",
+        ),
+        "auth_request" | "auth_request_set" | "secure_link" | "secure_link_md5" => (
             NotCarried,
             "Portico has no subrequest or link authentication",
         ),

@@ -1,6 +1,6 @@
 //! `location` blocks -> `[[sites.routes]]`: the matcher (prefix, `=`, `~`, `~*`, `^~`), the
-//! action (`return` -> redirect / respond, `proxy_pass` -> proxy, `deny all` -> respond
-//! 403, otherwise static files from `root` / `alias`) and its options. Nested locations are
+//! action (`return` -> redirect / respond, `proxy_pass` -> proxy, otherwise static files
+//! from `root` / `alias`), its options and its policy keys (`policy.rs`). Nested locations are
 //! flattened (Portico's routes are one list, matched in nginx's order).
 
 use super::inherit::Inherit;
@@ -30,14 +30,25 @@ pub(crate) struct RouteDraft {
     /// A redirect to `https://{host}{uri}` (status in the table).
     pub https_redirect: bool,
     pub table: Table,
+    /// The folder a static route serves (to find the files of `error_page` URIs).
+    pub root: Option<String>,
+    /// The policy keys (`access`, `limit_rate`...), set on the site instead when every
+    /// route of the site has the same.
+    pub policy: Vec<Field>,
 }
 
 impl RouteDraft {
-    /// The route as a table, matcher first.
-    pub fn render(&self) -> Table {
+    /// The route as a table, matcher first, then its policy keys but the `hoisted` ones.
+    pub fn render(&self, hoisted: &[String]) -> Table {
         let mut t = Table::new(self.table.origin.clone());
         t.set(self.matcher.0, q(&self.matcher.1));
         t.fields.extend(self.table.fields.iter().cloned());
+        t.fields.extend(
+            self.policy
+                .iter()
+                .filter(|(k, _)| !hoisted.contains(k))
+                .cloned(),
+        );
         t
     }
 }
@@ -105,10 +116,6 @@ pub(crate) fn location(
     let ret = find("return");
     let proxy = find("proxy_pass");
     let alias = find("alias");
-    let deny_all = children
-        .iter()
-        .any(|d| d.name == "deny" && d.arg(0) == Some("all"))
-        && !children.iter().any(|d| d.name == "allow");
     for d in children.iter().filter(|d| d.name == "try_files") {
         try_files(cx, d);
     }
@@ -130,6 +137,7 @@ pub(crate) fn location(
     let acme = value.contains("/.well-known/acme-challenge");
     let mut table = Table::new(origin);
     let mut https_redirect = false;
+    let mut root = None;
     if let Some(d) = ret {
         let Some((fields, https)) = return_action(cx, d, srv) else {
             return;
@@ -150,25 +158,31 @@ pub(crate) fn location(
         if !proxy_action(cx, p, &inh, key, &value, srv, &mut table) {
             return;
         }
-    } else if deny_all {
-        for d in children.iter().filter(|d| d.name == "deny") {
-            cx.notes.note(
-                d,
-                Kind::Approximated,
-                "carried over as a route answering 403 (Portico's own short body)",
-            );
-        }
-        table.set("respond", q(""));
-        table.set("status", "403".into());
     } else {
-        static_action(cx, alias, &inh, (key, &value), srv.tls, &mut table);
+        root = Some(static_action(
+            cx,
+            alias,
+            &inh,
+            (key, &value),
+            srv.tls,
+            &mut table,
+        ));
     }
+    // nginx's `return` (and the rewrite module) answers before the access, limit and auth
+    // phases: such a route carries no policy, as in nginx.
+    let policy = if ret.is_some() || https_redirect || table.get("redirect").is_some() {
+        Vec::new()
+    } else {
+        inh.policy.fields(cx)
+    };
     out.push(RouteDraft {
         matcher: (key, value),
         caret,
         acme,
         https_redirect,
         table,
+        root,
+        policy,
     });
     for inner in nested {
         cx.notes.note_part(
@@ -439,7 +453,7 @@ fn static_action(
     (key, path): (&str, &str),
     tls: bool,
     table: &mut Table,
-) {
+) -> String {
     let mut root = inh.root.clone().unwrap_or_else(|| cx.prefix_path("html"));
     if let Some(a) = alias {
         let target = cx.prefix_path(a.arg(0).unwrap_or(""));
@@ -471,6 +485,7 @@ fn static_action(
         cx.notes
             .note_at(&h.file, h.line, &h.text, Kind::NotCarried, why);
     }
+    root
 }
 
 #[cfg(test)]

@@ -5,12 +5,15 @@
 //!
 //! Modules: `parse` (syntax, includes), `values` (times, sizes, addresses, variables),
 //! `upstream` (`upstream` blocks and the pools `proxy_pass host:port` implies), `inherit`
-//! (settings that flow from `http` to `server` to `location`), `server` and `location`
-//! (sites and routes), `stream` (TCP services).
+//! (settings that flow from `http` to `server` to `location`), `policy` (limits, access,
+//! basic auth, compression, error pages, with nginx's inheritance), `real_ip` (trusted
+//! proxies), `server` and `location` (sites and routes), `stream` (TCP services).
 
 mod inherit;
 mod location;
 mod parse;
+mod policy;
+mod real_ip;
 mod server;
 mod stream;
 mod upstream;
@@ -40,6 +43,12 @@ pub(crate) struct Cx<'a> {
     access_log: Option<String>,
     /// Inside a `location` (an `access_log` there cannot become the process-wide one).
     pub in_location: bool,
+    /// Reading a `server`'s own directives (process-wide settings there are noted).
+    pub in_server: bool,
+    /// `limit_req_zone` / `limit_conn_zone` of `http`.
+    pub zones: policy::Zones,
+    /// `set_real_ip_from` and friends, for `[server] trusted_proxies`.
+    pub real_ip: real_ip::RealIp,
 }
 
 impl Cx<'_> {
@@ -136,6 +145,9 @@ pub(crate) fn convert(path: &Path, opts: &NginxOptions) -> Result<Conversion, Im
         stream_upstreams: HashMap::new(),
         access_log: None,
         in_location: false,
+        in_server: false,
+        zones: policy::Zones::default(),
+        real_ip: real_ip::RealIp::default(),
     };
     cx.out.header = vec![
         format!(
@@ -164,6 +176,8 @@ pub(crate) fn convert(path: &Path, opts: &NginxOptions) -> Result<Conversion, Im
             n.mark();
         }
     }
+    real_ip::finish(&mut cx);
+    policy::finish_zones(&mut cx);
     cx.notes.leftovers(&tree);
     Ok(Conversion {
         toml: cx.out.render(),

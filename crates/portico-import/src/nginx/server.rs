@@ -7,8 +7,8 @@
 use super::inherit::Inherit;
 use super::location::{self, RouteDraft, Srv};
 use super::upstream::{self, Ctx};
-use super::{Cx, values};
-use crate::out::{Site, Table, q, qlist};
+use super::{Cx, policy, values};
+use crate::out::{Field, Site, Table, inline, q, qlist};
 use crate::report::Kind;
 use crate::tree::Node;
 
@@ -30,7 +30,14 @@ struct Draft {
     routes: Vec<RouteDraft>,
     http_listen: Vec<String>,
     acme: bool,
+    /// `listen ... proxy_protocol`.
+    proxy_protocol: bool,
+    /// `error_page` carried over: status -> file.
+    error_pages: Vec<(u16, String)>,
 }
+
+/// One `listen`: address, port, `proxy_protocol`.
+type ListenAt = (String, u16, bool);
 
 /// The inside of `http { }` (or a conf.d file).
 pub(crate) fn http(cx: &mut Cx<'_>, nodes: &[Node]) {
@@ -60,6 +67,7 @@ pub(crate) fn http(cx: &mut Cx<'_>, nodes: &[Node]) {
             _ => {}
         }
     }
+    policy::zones(cx, nodes);
     let base = Inherit::default().child(cx, nodes);
     let mut drafts = Vec::new();
     for n in nodes.iter().filter(|n| n.name == "server") {
@@ -87,8 +95,8 @@ fn map(cx: &mut Cx<'_>, n: &Node) {
 fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
     n.mark();
     let children = n.children();
-    let mut plain: Vec<(String, u16)> = Vec::new();
-    let mut secure: Vec<(String, u16)> = Vec::new();
+    let mut plain: Vec<ListenAt> = Vec::new();
+    let mut secure: Vec<ListenAt> = Vec::new();
     let mut default = false;
     let legacy_ssl = children
         .iter()
@@ -107,28 +115,43 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
                 .note_part(d, &d.args[0], Kind::Approximated, why.clone());
         }
         let mut ssl = legacy_ssl;
+        let mut pp = false;
         for p in &d.args[1..] {
             let k = p.split_once('=').map_or(p.as_str(), |(k, _)| k);
             match k {
                 "ssl" => ssl = true,
                 "default_server" | "default" => default = true,
-                "http2" => cx.notes.note_part(d, p, Kind::Dropped, "Portico offers HTTP/2 on TLS listeners through ALPN by itself"),
-                "reuseport" => cx.notes.note_part(d, p, Kind::Dropped, "Portico always listens with SO_REUSEPORT"),
-                "proxy_protocol" => cx.notes.note_part(d, p, Kind::NotCarried, "the importer does not write it yet: add `accept_proxy_protocol = true` (and [server] trusted_proxies) to the site by hand"),
-                "ipv6only" | "backlog" | "rcvbuf" | "sndbuf" | "deferred" | "bind" | "so_keepalive" | "fastopen" | "accept_filter" | "setfib" => {
-                    cx.notes.note_part(d, p, Kind::Dropped, "socket tuning Portico does not expose")
+                "http2" => cx.notes.note_part(
+                    d,
+                    p,
+                    Kind::Dropped,
+                    "Portico offers HTTP/2 on TLS listeners through ALPN by itself",
+                ),
+                "reuseport" => cx.notes.note_part(
+                    d,
+                    p,
+                    Kind::Dropped,
+                    "Portico always listens with SO_REUSEPORT",
+                ),
+                "proxy_protocol" => pp = true,
+                "ipv6only" | "backlog" | "rcvbuf" | "sndbuf" | "deferred" | "bind"
+                | "so_keepalive" | "fastopen" | "accept_filter" | "setfib" => {
+                    cx.notes
+                        .note_part(d, p, Kind::Dropped, "socket tuning Portico does not expose")
                 }
-                _ => cx.notes.note_part(d, p, Kind::NotCarried, "unknown listen parameter"),
+                _ => cx
+                    .notes
+                    .note_part(d, p, Kind::NotCarried, "unknown listen parameter"),
             }
         }
         if ssl {
-            secure.push((l.addr, l.port))
+            secure.push((l.addr, l.port, pp))
         } else {
-            plain.push((l.addr, l.port))
+            plain.push((l.addr, l.port, pp))
         }
     }
     if children.iter().all(|d| d.name != "listen") {
-        plain.push(("0.0.0.0:80".into(), 80));
+        plain.push(("0.0.0.0:80".into(), 80, false));
     }
     let mut hosts: Option<Vec<String>> = None;
     for d in children.iter().filter(|d| d.name == "server_name") {
@@ -160,7 +183,7 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
         .as_ref()
         .and_then(|h| h.first().cloned())
         .filter(|h| !h.contains('*'));
-    let mut variants: Vec<(Vec<(String, u16)>, bool)> = Vec::new();
+    let mut variants: Vec<(Vec<ListenAt>, bool)> = Vec::new();
     if !plain.is_empty() {
         variants.push((plain, false));
     }
@@ -183,8 +206,11 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
                 .filter(|d| d.name == "rewrite")
                 .find_map(|d| location::rewrite_idiom(cx, d, &srv0))
         });
+    cx.in_server = true;
     let inh = base.child(cx, children);
+    cx.in_server = false;
     let origin = format!("{}:{} server", n.file, n.line);
+    cx.zones.site.clone_from(&origin);
     let mut first_variant = true;
     for (listens, tls) in variants {
         let port = listens[0].1;
@@ -204,6 +230,8 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
                     origin: format!("{}:{} server-level return", n.file, n.line),
                     fields,
                 },
+                root: None,
+                policy: Vec::new(),
             });
             for d in children.iter().filter(|d| d.name == "location") {
                 if first_variant {
@@ -237,12 +265,15 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
                 {
                     t.set("index", qlist(index));
                 }
+                let root = inh.root.clone().unwrap_or_else(|| cx.prefix_path("html"));
                 routes.push(RouteDraft {
                     matcher: ("path", "/".into()),
                     caret: false,
                     acme: false,
                     https_redirect: false,
                     table: t,
+                    root: Some(root),
+                    policy: inh.policy.fields(cx),
                 });
             }
         }
@@ -260,12 +291,25 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
             cx.notes.note_at(&n.file, n.line, "server", Kind::NotCarried, "a TLS listener without ssl_certificate and ssl_certificate_key: written as plain HTTP");
         }
         let tls = tls && inh.cert.is_some() && inh.key.is_some();
+        let proxy_protocol = listens.iter().any(|l| l.2);
+        if proxy_protocol && !listens.iter().all(|l| l.2) {
+            cx.notes.note_at(&n.file, n.line, "server ... listen ... proxy_protocol", Kind::Approximated,
+                "some of this server's listeners take PROXY headers and some not: Portico's site takes them on all its listeners (accept_proxy_protocol)");
+        }
+        let mut error_pages: Vec<(u16, String)> = Vec::new();
+        for page in inh.policy.error_pages() {
+            for (code, file) in page.resolve(cx, |uri| file_for(&routes, uri)) {
+                if !error_pages.iter().any(|(c, _)| *c == code) {
+                    error_pages.push((code, file));
+                }
+            }
+        }
         drafts.push(Draft {
             origin: origin.clone(),
             file: n.file.to_string(),
             line: n.line,
-            listens: listens.iter().map(|(a, _)| a.clone()).collect(),
-            ports: listens.iter().map(|(_, p)| *p).collect(),
+            listens: listens.iter().map(|l| l.0.clone()).collect(),
+            ports: listens.iter().map(|l| l.1).collect(),
             tls,
             default,
             hosts: hosts.clone(),
@@ -275,6 +319,8 @@ fn server(cx: &mut Cx<'_>, n: &Node, base: &Inherit, drafts: &mut Vec<Draft>) {
             routes,
             http_listen: Vec::new(),
             acme: false,
+            proxy_protocol,
+            error_pages,
         });
         first_variant = false;
     }
@@ -320,6 +366,23 @@ fn finish(cx: &mut Cx<'_>, mut drafts: Vec<Draft>) {
                 t.set("hsts", q(h));
             }
         }
+        if d.proxy_protocol {
+            t.set("accept_proxy_protocol", "true".into());
+        }
+        if !d.error_pages.is_empty() {
+            let pages: Vec<Field> = d
+                .error_pages
+                .iter()
+                .map(|(c, f)| (c.to_string(), q(f)))
+                .collect();
+            t.set("error_pages", inline(&pages));
+        }
+        let hoisted = hoist(&d.routes);
+        for (k, v) in d.routes.first().map_or(&[][..], |r| &r.policy[..]) {
+            if hoisted.contains(k) {
+                t.set(k, v.clone());
+            }
+        }
         let mut seen: Vec<(&str, String)> = Vec::new();
         for r in &d.routes {
             if seen.contains(&(r.matcher.0, r.matcher.1.clone())) {
@@ -333,7 +396,7 @@ fn finish(cx: &mut Cx<'_>, mut drafts: Vec<Draft>) {
                 continue;
             }
             seen.push((r.matcher.0, r.matcher.1.clone()));
-            site.routes.push(r.render());
+            site.routes.push(r.render(&hoisted));
         }
         cx.out.sites.push(site);
     }
@@ -402,6 +465,8 @@ fn acme(cx: &mut Cx<'_>, drafts: &mut [Draft]) {
                     origin: "no other location".into(),
                     fields: vec![("respond".into(), q("")), ("status".into(), "404".into())],
                 },
+                root: None,
+                policy: Vec::new(),
             });
         }
     }
@@ -417,6 +482,7 @@ fn fold_redirects(cx: &mut Cx<'_>, drafts: &mut Vec<Draft>) {
     let mut i = 0;
     while i < drafts.len() {
         let p = &drafts[i];
+        let pp = p.proxy_protocol;
         let only_redirect = !p.tls
             && p.routes.len() == 1
             && p.routes[0].https_redirect
@@ -433,7 +499,9 @@ fn fold_redirects(cx: &mut Cx<'_>, drafts: &mut Vec<Draft>) {
         let targets: Vec<usize> = drafts
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.tls && t.ports.iter().all(|&port| port == 443))
+            .filter(|(_, t)| {
+                t.tls && t.proxy_protocol == pp && t.ports.iter().all(|&port| port == 443)
+            })
             .filter(|(_, t)| {
                 catch_all
                     || t.hosts
@@ -542,4 +610,53 @@ fn caret_routes(cx: &mut Cx<'_>, d: &mut Draft) {
         r.matcher = ("regex", format!("^{}", regex::escape(&r.matcher.1)));
         d.routes.insert(0, r);
     }
+}
+
+/// The file a static route of this server serves for `uri` (exact match first, then the
+/// longest prefix), as nginx's internal redirect of an `error_page` would find it.
+fn file_for(routes: &[RouteDraft], uri: &str) -> Option<String> {
+    let exact = routes
+        .iter()
+        .find(|r| r.matcher.0 == "exact" && r.matcher.1 == uri);
+    let prefix = || {
+        routes
+            .iter()
+            .filter(|r| r.matcher.0 == "path" && uri.starts_with(&r.matcher.1))
+            .max_by_key(|r| r.matcher.1.len())
+    };
+    let root = exact.or_else(prefix)?.root.as_ref()?;
+    Some(format!("{}{uri}", root.trim_end_matches('/')))
+}
+
+/// The policy groups (`access`, `limit_rate`, `limit_conn`, `auth_basic`, and the
+/// `compress` keys together) that every route of a site has alike: they go on the site,
+/// whose routes inherit them (what nginx's server level did, usually).
+fn hoist(routes: &[RouteDraft]) -> Vec<String> {
+    let group = |k: &str| {
+        if k.starts_with("compress") {
+            "compress"
+        } else {
+            k
+        }
+        .to_string()
+    };
+    let pick = |r: &RouteDraft, g: &str| -> Vec<Field> {
+        r.policy
+            .iter()
+            .filter(|(k, _)| group(k) == g)
+            .cloned()
+            .collect()
+    };
+    let Some(first) = routes.first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, _) in &first.policy {
+        let g = group(k);
+        let mine = pick(first, &g);
+        if routes.iter().all(|r| pick(r, &g) == mine) {
+            out.push(k.clone());
+        }
+    }
+    out
 }

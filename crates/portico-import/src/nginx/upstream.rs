@@ -109,10 +109,11 @@ pub(crate) fn block(cx: &mut Cx<'_>, n: &Node, ctx: Ctx) {
                 Kind::Dropped,
                 "Portico shares upstream state between its threads (and keeps it across reloads) by itself",
             ),
+            "sticky" if ctx == Ctx::Http => sticky(cx, d, &mut table),
             "sticky" => cx.notes.note(
                 d,
                 Kind::NotCarried,
-                "the importer does not write cookie affinity yet: add `sticky_cookie` to the upstream by hand; balanced without affinity until then",
+                "Portico's sticky_cookie is for HTTP upstreams; TCP streams use `persistence`",
             ),
             _ => {}
         }
@@ -381,6 +382,68 @@ pub(crate) fn set_field(cx: &mut Cx<'_>, upstream: &str, key: &str, value: &str,
                 "Portico sets {key} per upstream: `{upstream}` keeps {v} from an earlier location"
             );
             cx.notes.note_part(node, value, Kind::Approximated, why);
+        }
+    }
+}
+
+/// `sticky cookie NAME [expires=] [path=] ...` (nginx Plus) or `sticky [name=NAME] ...`
+/// (the nginx-sticky-module-ng) -> `sticky_cookie` (+ `sticky_cookie_max_age`).
+fn sticky(cx: &mut Cx<'_>, d: &Node, table: &mut Table) {
+    let (name, params): (String, &[String]) = match d.arg(0) {
+        Some("cookie") => match d.arg(1) {
+            Some(n) => (n.to_string(), &d.args[2..]),
+            None => return cx.notes.note(d, Kind::NotCarried, "no cookie name"),
+        },
+        Some("route" | "learn") => {
+            return cx.notes.note(
+                d,
+                Kind::NotCarried,
+                "Portico pins clients with its own cookie (sticky_cookie); route and learn affinity are not carried over",
+            );
+        }
+        _ => {
+            let name = d
+                .args
+                .iter()
+                .find_map(|a| a.strip_prefix("name="))
+                .unwrap_or("route");
+            (name.to_string(), &d.args[..])
+        }
+    };
+    let cookie_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !cookie_ok {
+        return cx
+            .notes
+            .note(d, Kind::NotCarried, "not a valid cookie name");
+    }
+    table.set("sticky_cookie", q(&name));
+    d.mark();
+    for p in params {
+        let (k, v) = p.split_once('=').unwrap_or((p.as_str(), ""));
+        match k {
+            "name" => {}
+            "expires" if v == "max" => cx.notes.note_part(d, p, Kind::Approximated,
+                "written as sticky_cookie_max_age = \"3650d\" (nginx's `max` sets a date in 2037)"),
+            "expires" => match values::time(v) {
+                Some(t) if t != "0s" => table.set("sticky_cookie_max_age", q(&t)),
+                _ => cx.notes.note_part(d, p, Kind::NotCarried, "cannot read this time"),
+            },
+            "path" if v == "/" => {}
+            "path" => cx.notes.note_part(d, p, Kind::Approximated, "Portico's sticky cookie has Path=/"),
+            "domain" => cx.notes.note_part(d, p, Kind::NotCarried, "Portico's sticky cookie has no Domain: it goes back to the host that set it only"),
+            "httponly" | "secure" => cx.notes.note_part(d, p, Kind::Dropped,
+                "Portico's sticky cookie is always HttpOnly, and Secure on https"),
+            "samesite" if v.eq_ignore_ascii_case("lax") => {}
+            "samesite" => cx.notes.note_part(d, p, Kind::Approximated, "Portico's sticky cookie has SameSite=Lax"),
+            "hash" | "no_fallback" | "transfer" => cx.notes.note_part(d, p, Kind::Approximated,
+                "Portico's cookie value names the server by an id derived from the upstream and its address (signed with [server] secret_file if set); a cookie naming an unusable server is ignored and replaced"),
+            _ => cx.notes.note_part(d, p, Kind::NotCarried, "unknown sticky parameter"),
+        }
+        if k == "expires" && v == "max" {
+            table.set("sticky_cookie_max_age", q("3650d"));
         }
     }
 }

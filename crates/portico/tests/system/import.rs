@@ -8,7 +8,10 @@
 //! become free loopback ports, backend addresses become local echo servers named after the
 //! original address, absolute `root`/`alias` folders move under the test's temp folder,
 //! `user`/`pid`/`error_log` go (given on nginx's command line), `access_log` paths point into
-//! the temp folder, nginx Plus parameters (`slow_start=`, `sticky`) go, and nginx runs one
+//! the temp folder, nginx Plus parameters (`slow_start=`, `sticky`) go, TLS certificates
+//! become one test certificate for every `server_name`, `auth_basic_user_file` becomes the
+//! test's `htpasswd`, `proxy_pass https://` becomes `http://` (the echo backends speak plain
+//! HTTP), and nginx runs one
 //! worker (each nginx worker keeps its own round-robin position; one worker makes the
 //! sequence of chosen backends comparable). nginx runs in the foreground (`daemon off`) with
 //! `-p TEMP` and is stopped by its PID. Under CI a missing nginx fails the test.
@@ -30,7 +33,7 @@ use regex::{Captures, Regex};
 const TEST: &str = "import";
 const T20: Duration = Duration::from_secs(20);
 
-fn data(name: &str) -> PathBuf {
+pub(crate) fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../portico-import/tests/data")
         .join(name)
@@ -89,8 +92,8 @@ struct Answer {
 }
 
 /// A configuration made runnable, and what it needs.
-struct Prepared {
-    dir: TempDir,
+pub(crate) struct Prepared {
+    pub(crate) dir: TempDir,
     conf: PathBuf,
     /// Original listen port -> the loopback port it became.
     ports: BTreeMap<String, u16>,
@@ -103,7 +106,7 @@ impl Prepared {
     }
 
     /// The loopback port that replaced the original `port`.
-    fn port(&self, port: &str) -> u16 {
+    pub(crate) fn port(&self, port: &str) -> u16 {
         self.ports[port]
     }
 }
@@ -142,6 +145,23 @@ impl Rewriter {
             .replace_all(&text, ";")
             .into_owned();
         text = text.replace("include /etc/nginx/mime.types;", "include mime.types;");
+        text = text.replace("proxy_pass https://", "proxy_pass http://");
+        let cert = self.root.join("test-cert.pem").display().to_string();
+        let key = self.root.join("test-key.pem").display().to_string();
+        text = re(r"\b(ssl_certificate|ssl_certificate_key)\s+[^;\s]+\s*;")
+            .replace_all(&text, |c: &Captures| {
+                let file = if &c[1] == "ssl_certificate" {
+                    &cert
+                } else {
+                    &key
+                };
+                format!("{} {file};", &c[1])
+            })
+            .into_owned();
+        let users = self.root.join("htpasswd").display().to_string();
+        text = re(r"\bauth_basic_user_file\s+[^;\s]+\s*;")
+            .replace_all(&text, format!("auth_basic_user_file {users};").as_str())
+            .into_owned();
         let log = self.root.join("access.log").display().to_string();
         text = re(r"access_log\s+([^\s;]+)([^;]*);")
             .replace_all(&text, |c: &Captures| {
@@ -198,7 +218,7 @@ impl Rewriter {
 
 /// Copy `file` (and, for a file in a subfolder, that whole folder: its includes) into a temp
 /// prefix as `conf/...`, rewritten to run here; start its backends.
-fn prepare(file: &str, extra_files: &[(&str, &str)]) -> Prepared {
+pub(crate) fn prepare(file: &str, extra_files: &[(&str, &str)]) -> Prepared {
     let dir = TempDir::new("import");
     let root = dir.path().to_path_buf();
     let conf_dir = root.join("conf");
@@ -260,6 +280,27 @@ fn prepare(file: &str, extra_files: &[(&str, &str)]) -> Prepared {
         if !index.exists() {
             std::fs::write(&index, format!("index of {original}\n")).expect("index");
         }
+    }
+    if texts.iter().any(|t| t.contains("ssl_certificate")) {
+        let names: Vec<String> = texts
+            .iter()
+            .flat_map(|t| {
+                Regex::new(r"server_name\s+([^;]+);")
+                    .expect("re")
+                    .captures_iter(t)
+                    .flat_map(|c| {
+                        c[1].split_whitespace()
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .filter(|n| n.contains('.') && !n.starts_with('~'))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let leaf = portico_testkit::certs::TestCa::new("import test CA").leaf(&names);
+        std::fs::write(root.join("test-cert.pem"), &leaf.chain_pem).expect("cert");
+        std::fs::write(root.join("test-key.pem"), &leaf.key_pem).expect("key");
     }
     for (rel, content) in extra_files {
         let p = root.join(rel);
@@ -404,10 +445,23 @@ fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req
         .iter()
         .map(|(port, r)| (p.port(port), *r))
         .collect();
+    let (from_nginx, from_portico, converted) = run_both(&nginx, &p, |_| answers(&reqs));
+    compare(file, &reqs, &from_nginx, &from_portico, &converted);
+    report(&format!(
+        "{TEST}: {file}: {} requests, same answers from nginx and Portico",
+        reqs.len()
+    ));
+}
+
+/// Serve the prepared configuration with nginx and ask `probe`, then convert it with
+/// `portico import nginx` (which must check it valid), serve the conversion with Portico on
+/// the same ports and ask `probe` again: (nginx's answers, Portico's, the converted TOML).
+/// `probe` gets `true` for Portico.
+pub(crate) fn run_both<T>(nginx: &Path, p: &Prepared, probe: impl Fn(bool) -> T) -> (T, T, String) {
     let dir = p.dir.path();
     // nginx, in the foreground.
     let pid_file = dir.join("nginx.pid");
-    let mut cmd = Command::new(&nginx);
+    let mut cmd = Command::new(nginx);
     cmd.arg("-p")
         .arg(dir)
         .arg("-c")
@@ -421,7 +475,7 @@ fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req
         ));
     let mut n = ChildGuard::spawn("nginx", cmd, dir);
     wait_listening(&mut n, &p.addrs());
-    let from_nginx = answers(&reqs);
+    let from_nginx = probe(false);
     n.signal("QUIT");
     if n.wait_timeout(T20).is_none() {
         n.kill();
@@ -450,7 +504,7 @@ fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req
         T20,
         Duration::ZERO,
     );
-    assert!(out.success(), "portico import {file} failed: {out:?}");
+    assert!(out.success(), "portico import {conf} failed: {out:?}");
     assert!(
         out.stderr.contains("configuration is valid"),
         "{}",
@@ -467,15 +521,11 @@ fn side_by_side(file: &str, extra_files: &[(&str, &str)], requests: &[(&str, Req
         dir,
     );
     wait_listening(&mut run, &p.addrs());
-    let from_portico = answers(&reqs);
+    let from_portico = probe(true);
     run.signal("TERM");
     let _ = run.wait_timeout(T20);
     let converted = std::fs::read_to_string(&toml).unwrap_or_default();
-    compare(file, &reqs, &from_nginx, &from_portico, &converted);
-    report(&format!(
-        "{TEST}: {file}: {} requests, same answers from nginx and Portico",
-        reqs.len()
-    ));
+    (from_nginx, from_portico, converted)
 }
 
 fn compare(file: &str, reqs: &[(u16, Req)], nginx: &[Answer], portico: &[Answer], toml: &str) {
@@ -711,9 +761,19 @@ fn cli_reports_writes_and_checks() {
     assert!(out.stdout.contains("[[sites]]"), "{}", out.stdout);
     assert!(
         out.stderr
-            .contains("policies.conf:20: not carried over: `limit_req zone=api"),
+            .contains("policies.conf:20: approximated: `limit_req zone=api"),
         "{}",
         out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("policies.conf:34: not carried over: `fastcgi_pass"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("limit_rate = { rate = \"10r/s\", burst = 20 }")
     );
     assert!(out.stderr.contains("the converted configuration is valid"));
 
