@@ -23,6 +23,7 @@ mod reload;
 mod reload_support;
 mod reload_ws;
 mod retries_many;
+mod send_min_rate;
 mod slow_upload;
 mod smuggling;
 mod static_files;
