@@ -10,7 +10,8 @@
 //!   when the window expires). It does not end an ejection early.
 //! - When the ejection ends, the server "recovers": slow start (if configured) ramps its
 //!   effective weight from 1/10 to full, linearly over the `slow_start` window. Active health
-//!   turning a server healthy again starts the same ramp.
+//!   turning a server healthy again, the admin API enabling it, and a server joining
+//!   through cluster registration ([`ServerState::joined_at`]) start the same ramp.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

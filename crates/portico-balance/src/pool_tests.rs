@@ -254,6 +254,44 @@ fn slow_start_after_active_health_recovery() {
     assert_eq!(c, [350, 350]);
 }
 
+/// A server that joins a running upstream (a cluster registration: the pool is rebuilt with
+/// one more server, states from the same registry) and is marked joined ramps from 1/10 of
+/// its weight to full over `slow_start`; the servers already there keep their full weight.
+#[test]
+fn slow_start_of_a_server_that_joins() {
+    for balance in [Balance::RoundRobin, Balance::LeastConn, Balance::RandomTwo] {
+        let reg = Registry::new();
+        let mut up = weighted(balance, &[1, 1, 1]);
+        up.slow_start = Duration::from_secs(100);
+        let joined = up.servers.pop().expect("three servers");
+        let before = Pool::new(&up, &reg);
+        let t0 = Instant::now();
+        let c = counts(&picks_at(&before, 700, &[], t0), 2);
+        assert!(c[0].abs_diff(c[1]) < 70, "{balance:?}: {c:?}");
+        up.servers.push(joined);
+        let after = Pool::new(&up, &reg);
+        after.members()[2].state.joined_at(t0);
+        // Effective weights 1 : 1 : 0.1, then 0.55, then 1.
+        for (at, expected) in [(0.0, 0.1 / 2.1), (0.5, 0.55 / 2.55), (1.0, 1.0 / 3.0)] {
+            let now = t0 + Duration::from_secs_f64(100.0 * at);
+            let c = counts(&picks_at(&after, 9000, &[], now), 3);
+            let share = c[2] as f64 / 9000.0;
+            assert!(
+                (share - expected).abs() < 0.03,
+                "{balance:?} at {at}: share {share}, expected {expected} ({c:?})"
+            );
+            assert!(c[0].abs_diff(c[1]) < 450, "{balance:?} at {at}: {c:?}");
+        }
+        // What the admin API shows (by the wall clock: just after t0).
+        let permille = after.members()[2].state.slow_start_permille(up.slow_start);
+        assert!((100..200).contains(&permille), "{permille}");
+        assert_eq!(
+            after.members()[0].state.slow_start_permille(up.slow_start),
+            1000
+        );
+    }
+}
+
 #[test]
 fn registry_state_survives_a_rebuilt_pool() {
     let reg = Registry::new();

@@ -15,10 +15,15 @@ use std::time::{Duration, Instant};
 
 use crate::ServerId;
 
-/// The process-wide time origin of all stored ticks.
+/// The process-wide time origin of all stored ticks: an hour before the first use (when the
+/// monotonic clock goes back that far), so that a time shortly before the process started
+/// (a cluster registration's, [`ServerState::joined_at`]) is still told apart.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+    *EPOCH.get_or_init(|| {
+        let now = Instant::now();
+        now.checked_sub(Duration::from_secs(3600)).unwrap_or(now)
+    })
 }
 
 /// `now` as ticks (>= 1). Instants before the epoch map to 1.
@@ -204,6 +209,13 @@ impl ServerState {
         if state == AdminState::Enabled && was != AdminState::Enabled {
             self.recovered_at.store(ticks(now), Ordering::Release);
         }
+    }
+
+    /// The server joined its upstream at `at` (a server registered through the cluster:
+    /// it starts cold). Starts the slow-start ramp from `at`, as a recovery does (if the
+    /// upstream has one); an `at` before the epoch counts from the epoch.
+    pub fn joined_at(&self, at: Instant) {
+        self.recovered_at.store(ticks(at), Ordering::Release);
     }
 
     /// Whether passive health currently keeps this server out.

@@ -7,12 +7,13 @@
 //! `discover = "cluster"` upstream, see [`Cluster::effective`]) and applies it like a reload
 //! does (new snapshot, health checks replaced), so a new server gets traffic at once and a
 //! removed server's WebSockets drain with 1001 while the others stay untouched. A reload of
-//! the file merges the registered servers the same way.
+//! the file merges the registered servers the same way. A registered server that joins
+//! starts cold: it ramps over its upstream's `slow_start` ([`ramp_joined`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use portico_admin::cluster::{ClusterView, MemberView};
@@ -115,10 +116,14 @@ impl Cluster {
         merge(Arc::clone(config), &registered)
     }
 
-    /// A reload applied `file` (merged): it is the file's config from now on (registry
-    /// changes merge into it, its hash is published), and the cluster's server states apply
-    /// to servers that just joined.
-    pub fn applied(&self, file: Arc<Config>) {
+    /// A reload applied `file`, merged into `new`, in place of `old`: it is the file's
+    /// config from now on (registry changes merge into it, its hash is published), the
+    /// cluster's server states apply to servers that just joined, and registered servers
+    /// that joined with it start their slow start ([`ramp_joined`]).
+    pub fn applied(&self, file: Arc<Config>, old: &Config, new: &Config, registry: &Registry) {
+        let registered = lock(&self.registered).borrow().clone();
+        let now = (Instant::now(), portico_cluster::registry::unix_now());
+        ramp_joined(&file, old, new, &registered, registry, now);
         *lock(&self.hash) = portico_cluster::config_hash(&file);
         *lock(&self.base) = file;
         self.node.reapply_states();
@@ -138,12 +143,22 @@ impl Cluster {
     /// reload record: the file did not change).
     pub fn apply_registered(&self, running: &mut Running<'_>, admin: &crate::admin::AdminPlane) {
         let base = Arc::clone(&lock(&self.base));
-        let new = self.effective(&base);
+        let registered = lock(&self.registered).borrow().clone();
+        let new = merge(Arc::clone(&base), &registered);
         if servers_of(&new) == servers_of(&running.config) {
             return;
         }
         match running.plane.reload(&new, running.registry) {
             Ok(summary) => {
+                let now = (Instant::now(), portico_cluster::registry::unix_now());
+                ramp_joined(
+                    &base,
+                    &running.config,
+                    &new,
+                    &registered,
+                    running.registry,
+                    now,
+                );
                 running.health.replace(&new);
                 running.registry.prune();
                 running.config = Arc::clone(&new);
@@ -245,6 +260,59 @@ fn merge(config: Arc<Config>, registered: &Registered) -> Arc<Config> {
     Arc::new(c)
 }
 
+/// Start the slow-start ramp of the registered servers that `new` runs and `old` did not: a
+/// server that joins through registration (an autoscaled one) starts cold, so it ramps
+/// over its upstream's `slow_start` as a recovered server does. The ramp counts from the
+/// registration's time (`since_unix`, the registering host's clock; a time ahead of ours
+/// counts as now), so every node ramps a server alike, and a registration older than
+/// `slow_start` (a node that starts, or an upstream that turns `discover = "cluster"` on)
+/// does not ramp at all. Servers listed in `file`, and servers `old` already ran, are left
+/// alone. `now` is this node's clock as an instant and as Unix seconds.
+fn ramp_joined(
+    file: &Config,
+    old: &Config,
+    new: &Config,
+    registered: &Registered,
+    registry: &Registry,
+    now: (Instant, u64),
+) {
+    let has = |c: &Config, upstream: &str, addr: &portico_config::ServerAddr| {
+        c.upstreams
+            .get(upstream)
+            .is_some_and(|u| u.servers.iter().any(|s| &s.addr == addr))
+    };
+    for u in new.upstreams.values() {
+        if u.discover != Some(Discover::Cluster) || u.slow_start.is_zero() {
+            continue;
+        }
+        let Some(regs) = registered.get(&u.name) else {
+            continue;
+        };
+        for reg in regs.values() {
+            let Some(spec) = reg.spec() else { continue };
+            // A listed address is the file's server (see `merge`); `old` ran it already.
+            if !has(new, &u.name, &spec.addr)
+                || has(file, &u.name, &spec.addr)
+                || has(old, &u.name, &spec.addr)
+            {
+                continue;
+            }
+            let age = Duration::from_secs(now.1.saturating_sub(reg.since_unix));
+            if age >= u.slow_start {
+                continue;
+            }
+            let id = ServerId {
+                upstream: Arc::from(u.name.as_str()),
+                addr: Arc::from(spec.addr.to_string()),
+            };
+            if let Some(state) = registry.get(&id) {
+                state.joined_at(now.0.checked_sub(age).unwrap_or(now.0));
+                tracing::info!(upstream = %u.name, server = %spec.addr, slow_start = ?u.slow_start, "cluster: registered server joined, slow start");
+            }
+        }
+    }
+}
+
 /// `portico register --upstream NAME --addr HOST:PORT [--weight N] [--ttl 10s] -c FILE`: keep
 /// the server registered in the cluster while this runs; deregister on SIGTERM/SIGINT.
 pub fn register(
@@ -330,4 +398,81 @@ pub fn register(
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use portico_balance::Pool;
+
+    fn file() -> Config {
+        let text = "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\n\
+                    [upstreams.app]\nservers = [\"127.0.0.1:9001\"]\ndiscover = \"cluster\"\n\
+                    slow_start = \"100s\"\n\
+                    [[sites]]\nlisten = [\"127.0.0.1:0\"]\n\
+                    routes = [{ path = \"/\", proxy = \"app\" }]\n";
+        portico_config::parse(text, Path::new("/tmp/p.toml")).unwrap()
+    }
+
+    fn registered(servers: &[(&str, u64)]) -> Registered {
+        let regs = servers
+            .iter()
+            .map(|&(addr, since_unix)| {
+                let reg = Registration {
+                    addr: addr.into(),
+                    weight: 1,
+                    host: "h".into(),
+                    pid: 1,
+                    since_unix,
+                };
+                (addr.to_string(), reg)
+            })
+            .collect();
+        Registered::from([("app".to_string(), regs)])
+    }
+
+    fn permille(registry: &Registry, addr: &str) -> u64 {
+        let id = ServerId {
+            upstream: "app".into(),
+            addr: addr.into(),
+        };
+        let state = registry.get(&id).unwrap();
+        state.slow_start_permille(Duration::from_secs(100))
+    }
+
+    /// Only a registered server new to the running config ramps, from its registration
+    /// time: not the file's server (also registered), not one already running, not one
+    /// registered longer ago than `slow_start`.
+    #[test]
+    fn registered_servers_that_join_start_their_slow_start() {
+        let file = Arc::new(file());
+        let unix = 1_000_000;
+        let running = registered(&[("127.0.0.1:9001", unix), ("127.0.0.1:9003", unix - 5)]);
+        let all = registered(&[
+            ("127.0.0.1:9001", unix),
+            ("127.0.0.1:9002", unix),
+            ("127.0.0.1:9003", unix - 5),
+            ("127.0.0.1:9004", unix - 200),
+            ("127.0.0.1:9005", unix - 50),
+        ]);
+        let old = merge(Arc::clone(&file), &running);
+        let new = merge(Arc::clone(&file), &all);
+        assert_eq!(new.upstreams["app"].servers.len(), 5);
+        let registry = Registry::new();
+        let _pool = Pool::new(&new.upstreams["app"], &registry);
+        ramp_joined(&file, &old, &new, &all, &registry, (Instant::now(), unix));
+        let joined = permille(&registry, "127.0.0.1:9002");
+        assert!((100..150).contains(&joined), "{joined}");
+        let halfway = permille(&registry, "127.0.0.1:9005");
+        assert!((550..600).contains(&halfway), "{halfway}");
+        for addr in ["127.0.0.1:9001", "127.0.0.1:9003", "127.0.0.1:9004"] {
+            assert_eq!(permille(&registry, addr), 1000, "{addr}");
+        }
+        // A reload that changes nothing ramps nothing again (the servers ran already).
+        let registry2 = Registry::new();
+        let _pool = Pool::new(&new.upstreams["app"], &registry2);
+        ramp_joined(&file, &new, &new, &all, &registry2, (Instant::now(), unix));
+        assert_eq!(permille(&registry2, "127.0.0.1:9002"), 1000);
+    }
 }

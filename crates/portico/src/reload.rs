@@ -185,7 +185,7 @@ impl Running<'_> {
                 // snapshot just replaced may still be in use: its servers go next time).
                 self.registry.prune();
                 if let Some(cluster) = &self.cluster {
-                    cluster.applied(file);
+                    cluster.applied(file, &self.config, &new, self.registry);
                 }
                 let mut notes = summary.needs_restart;
                 notes.extend(vrrp_notes(&self.config, &new));
