@@ -1,7 +1,8 @@
 //! Cluster mode with a real 3-member etcd and three real `portico` nodes (admin API on):
 //! the nodes list each other (the one with a different upstream setting is flagged); a drain
 //! through one node's API is obeyed by all three; `portico register` adds a server that
-//! starts taking traffic on every node (health-checked like the listed ones), and once that
+//! starts taking traffic on every node (health-checked like the listed ones; registered in
+//! an upstream with `slow_start` it joins at 1/10 of its weight on every node), and once that
 //! process is SIGKILLed the server leaves after its TTL, its WebSocket closed with 1001 while
 //! WebSockets to the other servers keep echoing; a register process stopped with SIGTERM
 //! deregisters at once; an unknown upstream is refused; an etcd member killed changes nothing for traffic; all of etcd stopped: every
@@ -83,6 +84,7 @@ fn config(
          [cluster]\netcd = {endpoints}\nprefix = \"/portico-system\"\nnode_name = \"{name}\"\n\n\
          [upstreams.app]\nservers = [{servers}]\ndiscover = \"cluster\"\n\
          health = {{ type = \"http\", path = \"/\", interval = \"500ms\" }}\n{extra}\n\
+         [upstreams.ramp]\nservers = []\ndiscover = \"cluster\"\nslow_start = \"60s\"\n\n\
          [[sites]]\nlisten = [\"{listen}\"]\nroutes = [\n\
          {{ path = \"/ws\", proxy = \"app\", websocket = true }},\n\
          {{ path = \"/\", proxy = \"app\" }},\n]\n"
@@ -286,6 +288,36 @@ fn three_nodes_share_members_drains_and_registered_servers() {
     });
     let c = nodes[2].status().and_then(|s| s.cluster).unwrap();
     assert_eq!(c.registered.len(), 1, "{c:?}");
+
+    // Registered in `ramp` too (`slow_start = "60s"`): there it joins cold on every node, its
+    // effective weight ramping up from 1/10 (the admin API shows it), while in `app` (no
+    // slow start) it has its full weight. SIGTERM deregisters it.
+    let mut cold = register(&dir, &nodes[0].config, "ramp", &reg_addr, "3s");
+    for n in &nodes {
+        let sv = eventually(T10, "the registered server in `ramp` on every node", || {
+            let s = n.status()?;
+            let ramp = s.upstreams.iter().find(|u| u.name == "ramp")?;
+            ramp.servers.iter().find(|sv| sv.addr == reg_addr).cloned()
+        });
+        eprintln!(
+            "FIGURE {}: registered server joined `ramp` at effective weight {:.2} of {} (slow start {:.2} along)",
+            n.name, sv.effective_weight, sv.weight, sv.slow_start_progress
+        );
+        assert!(
+            sv.slow_start_progress < 0.5 && sv.effective_weight < 0.6 * f64::from(sv.weight),
+            "{}: not ramping: {sv:?}",
+            n.name
+        );
+        let s = n.status().unwrap();
+        let app = s.upstreams.iter().find(|u| u.name == "app").unwrap();
+        let warm = app.servers.iter().find(|sv| sv.addr == reg_addr).unwrap();
+        assert_eq!(warm.slow_start_progress, 1.0, "{}: {warm:?}", n.name);
+    }
+    cold.stop(T10).expect("register exits on SIGTERM");
+    eventually(T10, "the `ramp` registration gone", || {
+        let c = nodes[2].status()?.cluster?;
+        (c.registered.len() == 1).then_some(())
+    });
 
     // node3's config fixed and reloaded: the registered server stays (merged into the
     // reloaded config) and node3's new hash reaches the others: nothing flagged any more.
