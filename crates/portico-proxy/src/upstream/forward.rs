@@ -205,20 +205,30 @@ pub(crate) fn request(
     }
 }
 
-/// Origin-form URI for the upstream, `None` when the client's URI can go as it is.
-pub(crate) fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+/// The origin-form target for the upstream as its path and query, `None` when the client's
+/// URI can go as it is. The path gets a leading `/` when it has none ([`upstream_uri`]
+/// builds the URI, `forward_head` writes the two straight into the head).
+pub(crate) fn origin_form<'a>(
+    uri: &'a Uri,
+    strip: Option<&str>,
+) -> Option<(&'a str, Option<&'a str>)> {
     let absolute = uri.scheme().is_some() || uri.authority().is_some();
     let stripped = strip.and_then(|prefix| uri.path().strip_prefix(prefix));
     if !absolute && stripped.is_none() {
         return None;
     }
-    let path = stripped.unwrap_or(uri.path());
-    let mut pq = String::with_capacity(path.len() + 1 + uri.query().map_or(0, str::len) + 1);
+    Some((stripped.unwrap_or(uri.path()), uri.query()))
+}
+
+/// Origin-form URI for the upstream, `None` when the client's URI can go as it is.
+pub(crate) fn upstream_uri(uri: &Uri, strip: Option<&str>) -> Option<Uri> {
+    let (path, query) = origin_form(uri, strip)?;
+    let mut pq = String::with_capacity(path.len() + 1 + query.map_or(0, str::len) + 1);
     if !path.starts_with('/') {
         pq.push('/');
     }
     pq.push_str(path);
-    if let Some(q) = uri.query() {
+    if let Some(q) = query {
         pq.push('?');
         pq.push_str(q);
     }

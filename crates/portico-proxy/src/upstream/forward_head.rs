@@ -14,7 +14,7 @@ use http::{HeaderValue, Method};
 use crate::snapshot::ProxyRoute;
 use crate::upstream::forward::{
     self, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    X_REAL_IP, upstream_uri,
+    X_REAL_IP, origin_form,
 };
 
 fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -34,9 +34,11 @@ pub(crate) fn request_head(
     upstream: &str,
 ) -> Vec<u8> {
     let headers = &parts.headers;
-    let rewritten = upstream_uri(&parts.uri, route.strip.as_deref());
-    let uri = rewritten.as_ref().unwrap_or(&parts.uri);
-    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // The target as the client sent it, or its origin form (HTTP/2 and absolute-form
+    // requests, stripped prefixes) written from its parts: no URI is built for it.
+    let rewritten = origin_form(&parts.uri, route.strip.as_deref());
+    let as_sent = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target_len = rewritten.map_or(as_sent.len(), |(p, q)| p.len() + 2 + q.map_or(0, str::len));
     let method = parts.method.as_str();
 
     // Headers the client's `Connection` names (rare: beyond close / keep-alive); `Host`
@@ -48,14 +50,26 @@ pub(crate) fn request_head(
         rules.remove.iter().any(|n| n == name) || rules.set.iter().any(|(n, _)| n == name)
     };
 
-    let mut len = method.len() + target.len() + 160;
+    let mut len = method.len() + target_len + 160;
     for (name, value) in headers {
         len += name.as_str().len() + value.len() + 4;
     }
     let mut out = crate::proto::h1::head_buffer(len);
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    match rewritten {
+        None => out.extend_from_slice(as_sent.as_bytes()),
+        Some((path, query)) => {
+            if !path.starts_with('/') {
+                out.push(b'/');
+            }
+            out.extend_from_slice(path.as_bytes());
+            if let Some(q) = query {
+                out.push(b'?');
+                out.extend_from_slice(q.as_bytes());
+            }
+        }
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let mut host: Option<&HeaderValue> = None;
@@ -92,21 +106,21 @@ pub(crate) fn request_head(
     }
 
     // Host for a request that names no server: the URI's authority (HTTP/2, absolute form),
-    // else the upstream's name; X-Forwarded-Host is the server the client named.
-    let authority = parts
-        .uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    // else the upstream's name; X-Forwarded-Host is the server the client named. Borrowed,
+    // not copied into header values: a parsed authority is always a valid header value.
+    let authority = parts.uri.authority().map(|a| a.as_str().as_bytes());
     let forwarded_host = match host {
-        Some(h) => Some(h.clone()),
+        Some(h) => Some(h.as_bytes()),
         None => {
-            let fallback = authority
-                .clone()
-                .or_else(|| HeaderValue::from_str(upstream).ok());
-            if let Some(h) = &fallback
+            let fallback = authority.or_else(|| {
+                HeaderValue::from_str(upstream)
+                    .is_ok()
+                    .then_some(upstream.as_bytes())
+            });
+            if let Some(h) = fallback
                 && (rules.is_empty() || !ruled(&HOST))
             {
-                put(&mut out, b"host", h.as_bytes());
+                put(&mut out, b"host", h);
             }
             authority
         }
@@ -129,8 +143,8 @@ pub(crate) fn request_head(
     }
     extra(&X_REAL_IP, real_ip.as_bytes());
     extra(&X_FORWARDED_PROTO, if https { b"https" } else { b"http" });
-    if let Some(h) = &forwarded_host {
-        extra(&X_FORWARDED_HOST, h.as_bytes());
+    if let Some(h) = forwarded_host {
+        extra(&X_FORWARDED_HOST, h);
     }
     // The route's `set` rules; the last of two rules for one name wins, as in the map.
     for (i, (name, value)) in rules.set.iter().enumerate() {
@@ -237,6 +251,10 @@ mod tests {
             ("PUT", "/p", vec![("host", "h"), ("content-length", "0")]),
             ("DELETE", "/d", vec![("host", "h")]),
             ("GET", "https://h2.test:8443/x?y", vec![]),
+            ("GET", "https://h2.test/api/x?y=1", vec![]),
+            ("GET", "https://h2.test/api", vec![("host", "other")]),
+            ("OPTIONS", "*", vec![("host", "h")]),
+            ("GET", "/apix?q", vec![("host", "h")]),
             ("GET", "/no-host", vec![]),
         ];
         let ip = HeaderValue::from_static("127.0.0.1");

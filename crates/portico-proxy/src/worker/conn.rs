@@ -31,6 +31,10 @@ use crate::policy::real_ip::{ClientAddr, is_trusted};
 use crate::proto::framing::HeadScan;
 use crate::worker::state::Worker;
 
+/// Response-head timers an HTTP/2 connection keeps beyond its first for its concurrent
+/// streams (each one boxed `Sleep`; more streams than this waiting at once make new ones).
+const SPARE_HEAD_TIMERS: usize = 32;
+
 /// What every request of one client connection shares.
 pub(crate) struct ConnCtx {
     pub worker: Rc<Worker>,
@@ -58,6 +62,9 @@ pub(crate) struct ConnCtx {
     /// The upstream response-head timer, reused by the connection's requests (one at a
     /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
     head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
+    /// More such timers for the streams of an HTTP/2 connection that wait for upstream
+    /// heads at the same time (at most [`SPARE_HEAD_TIMERS`]; empty on HTTP/1.1).
+    spare_head_timers: RefCell<Vec<Pin<Box<tokio::time::Sleep>>>>,
     /// The connection's place in the worker's live count and the `max_connections` gate,
     /// given back when the context is dropped, or handed to the WebSocket pipe that
     /// outlives it ([`ConnCtx::take_slot`]).
@@ -71,7 +78,8 @@ impl ConnCtx {
     /// wake-up), else a new one. Give it back with [`ConnCtx::put_head_timer`].
     pub fn take_head_timer(&self, timeout: Duration) -> Pin<Box<tokio::time::Sleep>> {
         let deadline = tokio::time::Instant::now() + timeout;
-        match self.head_timer.borrow_mut().take() {
+        let reused = self.head_timer.borrow_mut().take();
+        match reused.or_else(|| self.spare_head_timers.borrow_mut().pop()) {
             Some(mut timer) => {
                 timer.as_mut().reset(deadline);
                 timer
@@ -121,9 +129,18 @@ impl ConnCtx {
         }
     }
 
-    /// Keep `timer` for the connection's next request.
+    /// Keep `timer` for the connection's next request (HTTP/2: up to
+    /// [`SPARE_HEAD_TIMERS`] more for concurrent streams).
     pub fn put_head_timer(&self, timer: Pin<Box<tokio::time::Sleep>>) {
-        *self.head_timer.borrow_mut() = Some(timer);
+        let mut slot = self.head_timer.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(timer);
+            return;
+        }
+        let mut spare = self.spare_head_timers.borrow_mut();
+        if spare.len() < SPARE_HEAD_TIMERS {
+            spare.push(timer);
+        }
     }
 
     /// The context of a connection just accepted on `listener` (counted live on the worker
@@ -159,6 +176,7 @@ impl ConnCtx {
             held_ahead: Rc::new(Cell::new(0)),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
+            spare_head_timers: RefCell::new(Vec::new()),
             slot: Cell::new(Some(slot)),
         }
     }
