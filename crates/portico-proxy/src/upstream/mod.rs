@@ -214,6 +214,8 @@ fn prepare<'a>(
             ctx.https,
             upstream_name,
         );
+        // Written out: the map serves again for a response head (see `h1::recycle_map`).
+        h1::recycle_map(std::mem::take(&mut parts.headers));
         return Ok(Prepared {
             entry,
             outgoing: Outgoing::Own(OwnRequest {
