@@ -254,6 +254,12 @@ mod tests {
             for strip in [None, Some("/api")] {
                 for (https, request_id) in [(false, None), (true, None), (false, Some(made))] {
                     for (method, uri, headers) in &requests {
+                        // A made ID and one in the map never meet (`request::id::ensure`
+                        // removes the client's when it makes one).
+                        if request_id.is_some() && headers.iter().any(|(n, _)| *n == "x-request-id")
+                        {
+                            continue;
+                        }
                         let mut b = http::Request::builder().method(*method).uri(*uri);
                         for (name, value) in headers {
                             b = b.header(*name, *value);

@@ -567,6 +567,29 @@ mod tests {
     }
 
     #[test]
+    fn a_recycled_request_map_serves_a_response_head_empty() {
+        let mut map = HeaderMap::with_capacity(8);
+        map.insert(http::header::HOST, http::HeaderValue::from_static("h"));
+        map.insert(http::header::COOKIE, http::HeaderValue::from_static("c=1"));
+        let cap = map.capacity();
+        recycle_map(map);
+        let head = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        // The request's fields are gone; its room is kept.
+        let mut names: Vec<_> = head.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-a"]);
+        assert!(head.headers.capacity() >= cap);
+        // A map past the size kept is freed, not pooled.
+        recycle_map(HeaderMap::with_capacity(MAP_FIELDS_MAX * 2));
+        assert!(MAPS.with_borrow(|m| m.iter().all(|m| m.capacity() <= MAP_FIELDS_MAX)));
+    }
+
+    #[test]
     fn framing_follows_rfc9112() {
         let cases: &[(&[u8], bool, Framing, bool)] = &[
             (
