@@ -295,8 +295,9 @@ thread_local! {
 
 /// Maps kept per worker thread, and the largest kept (in fields). A map is given back when
 /// its request goes upstream and taken when a response head arrives, so the pool holds
-/// about one map per request waiting upstream on the thread (c1000: ~500); a usual map
-/// (up to 12 fields) is under 1.5 KiB, so a full pool is under ~0.75 MiB per thread.
+/// about one map per request waiting upstream on the thread (c1000: ~500). A usual map
+/// (room for 12 fields) is ~1.3 KiB, the largest kept (room for 24: `capacity()` at most
+/// 32 means 32 index slots) ~2.6 KiB: a full pool is ~0.7 MiB per thread, 1.3 at most.
 const MAPS_KEPT: usize = 512;
 const MAP_FIELDS_MAX: usize = 32;
 
