@@ -23,7 +23,9 @@ pub(crate) struct LogCtx {
     host: Option<HeaderValue>,
     referer: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
-    request_id: Option<HeaderValue>,
+    /// The request's `X-Request-Id` (set by the request path: a made ID is not in the
+    /// request's header map).
+    pub request_id: Option<HeaderValue>,
     pub status: u16,
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -54,7 +56,7 @@ impl LogCtx {
             host: h.get(HOST).cloned(),
             referer: h.get(REFERER).cloned(),
             user_agent: h.get(USER_AGENT).cloned(),
-            request_id: h.get("x-request-id").cloned(),
+            request_id: None,
             status: 0,
             bytes_sent: 0,
             bytes_received: 0,

@@ -8,14 +8,19 @@
 //! addresses will take the loopback rule's place.) A made ID is 32 lower-case hex digits: a
 //! random 64-bit prefix chosen per worker thread at start, then the worker's request counter,
 //! so IDs are unique without coordination and cost no system call.
+//!
+//! A made ID is not inserted into the request's header map (hyper sizes the map exactly, so
+//! an insert reallocates it, and the value would be a heap copy of the 32 bytes): it stays
+//! in the [`RequestId`], and the forward step puts it into the upstream request, written
+//! straight into the upstream head on Portico's own client
+//! ([`crate::upstream::forward_head`]), inserted into the map only for a request whose
+//! body streams through hyper's client or a WebSocket upgrade ([`RequestId::insert_into`]).
 
 use std::cell::Cell;
 
 use http::HeaderValue;
-use http::header::HeaderName;
 
-/// `x-request-id`.
-pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) use crate::upstream::forward::X_REQUEST_ID;
 
 /// A worker's ID source.
 #[derive(Debug)]
@@ -54,13 +59,33 @@ fn acceptable(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-/// The request's ID, kept for Portico's own error answers.
+/// The request's ID: for the upstream request, the access log and Portico's own error
+/// answers.
 pub(crate) enum RequestId {
+    /// Made here; not in the request's header map (see the module doc).
     Made([u8; 32]),
+    /// The client's, kept in the request's header map.
     Kept(HeaderValue),
 }
 
 impl RequestId {
+    /// The ID's bytes when the header map does not carry it (a made ID): the forward step
+    /// writes them into the upstream request.
+    pub(crate) fn unmapped(&self) -> Option<&[u8]> {
+        match self {
+            RequestId::Made(b) => Some(b),
+            RequestId::Kept(_) => None,
+        }
+    }
+
+    /// Put a made ID into `headers` (a kept one is there already): for the upstream paths
+    /// that forward the header map itself.
+    pub(crate) fn insert_into(&self, headers: &mut http::HeaderMap) {
+        if let RequestId::Made(_) = self {
+            headers.insert(X_REQUEST_ID.clone(), self.value());
+        }
+    }
+
     pub(crate) fn value(&self) -> HeaderValue {
         match self {
             RequestId::Kept(v) => v.clone(),
@@ -82,7 +107,8 @@ pub(crate) fn ensure_here(trusted_client: bool, headers: &mut http::HeaderMap) -
     SOURCE.with(|s| ensure(s, trusted_client, headers))
 }
 
-/// Give `headers` their ID (kept or made, see the module doc) and return it.
+/// The ID of the request with `headers` (kept or made, see the module doc); an incoming ID
+/// that is not kept is removed from `headers`.
 pub(crate) fn ensure(
     source: &IdSource,
     trusted_client: bool,
@@ -95,10 +121,11 @@ pub(crate) fn ensure(
     {
         return RequestId::Kept(v.clone());
     }
-    let id = source.make();
-    let id = RequestId::Made(id);
-    headers.insert(X_REQUEST_ID.clone(), id.value());
-    id
+    // Nothing to remove (the usual case) costs one lookup, as the insert did.
+    if headers.contains_key(&X_REQUEST_ID) {
+        headers.remove(&X_REQUEST_ID);
+    }
+    RequestId::Made(source.make())
 }
 
 #[cfg(test)]
@@ -110,19 +137,17 @@ mod tests {
         let src = IdSource::new();
         let mut h = http::HeaderMap::new();
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("forged"));
-        ensure(&src, false, &mut h);
-        let a = h
-            .get(&X_REQUEST_ID)
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
+        let id = ensure(&src, false, &mut h);
+        // The forged one is gone; the made one is not in the map until inserted.
+        assert!(h.get(&X_REQUEST_ID).is_none());
+        let a = id.unmapped().map(<[u8]>::to_vec).unwrap_or_default();
         assert_eq!(a.len(), 32);
         assert!(a.iter().all(|c| c.is_ascii_hexdigit()));
+        id.insert_into(&mut h);
+        assert_eq!(h.get(&X_REQUEST_ID).map(|v| v.as_bytes()), Some(&a[..]));
         let mut h2 = http::HeaderMap::new();
-        ensure(&src, false, &mut h2);
-        assert_ne!(
-            h2.get(&X_REQUEST_ID).map(|v| v.as_bytes().to_vec()),
-            Some(a)
-        );
+        let id2 = ensure(&src, false, &mut h2);
+        assert_ne!(id2.unmapped(), Some(&a[..]));
     }
 
     #[test]
@@ -130,12 +155,17 @@ mod tests {
         let src = IdSource::new();
         let mut h = http::HeaderMap::new();
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("abc-123"));
-        assert!(matches!(ensure(&src, true, &mut h), RequestId::Kept(_)));
+        let kept = ensure(&src, true, &mut h);
+        assert!(matches!(kept, RequestId::Kept(_)));
+        assert_eq!(kept.unmapped(), None);
+        kept.insert_into(&mut h);
+        assert_eq!(h.get_all(&X_REQUEST_ID).iter().count(), 1);
         assert_eq!(
             h.get(&X_REQUEST_ID),
             Some(&HeaderValue::from_static("abc-123"))
         );
         h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("has space"));
         assert!(matches!(ensure(&src, true, &mut h), RequestId::Made(_)));
+        assert!(h.get(&X_REQUEST_ID).is_none());
     }
 }

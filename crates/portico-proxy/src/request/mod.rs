@@ -84,6 +84,9 @@ pub(crate) fn handle(
         let started = snap.metrics.then(std::time::Instant::now);
         let mut series = None;
         let mut log = LogCtx::start(&ctx.worker.shared.access_log, client, &req);
+        if let Some(log) = log.as_deref_mut() {
+            log.request_id = Some(rid.value());
+        }
         let Some(listener) = listener.map(|i| &snap.listeners[i]) else {
             // Only a connection whose listener a reload removed, after the hard cap.
             let mut resp = ProxyError::NoRoute.to_response().map(RespBody::new);
@@ -122,6 +125,7 @@ pub(crate) fn handle(
                     &snap,
                     site,
                     req,
+                    &rid,
                     &mut log,
                     &mut limit,
                     &mut series,
@@ -191,6 +195,7 @@ fn route<'a>(
     snap: &'a Snapshot,
     site: &'a CompiledSite,
     mut req: Request<Incoming>,
+    rid: &'a id::RequestId,
     log: &'a mut Option<Box<LogCtx>>,
     limit: &mut Option<Box<ConnSlot>>,
     series: &mut Option<portico_metrics::SeriesId>,
@@ -228,6 +233,7 @@ fn route<'a>(
         None => ready(ProxyError::NoRoute.to_response().map(RespBody::new)),
         Some(RouteAction::Proxy(route)) => {
             if route.websocket && forward::is_websocket_upgrade(req.headers()) {
+                rid.insert_into(req.headers_mut());
                 boxed(Box::pin(websocket::proxy(
                     ctx,
                     snap,
@@ -237,7 +243,14 @@ fn route<'a>(
                     limit.take(),
                 )))
             } else {
-                Either::Left(upstream::proxy(ctx, snap, route, req, log.as_deref_mut()))
+                Either::Left(upstream::proxy(
+                    ctx,
+                    snap,
+                    route,
+                    req,
+                    rid.unmapped(),
+                    log.as_deref_mut(),
+                ))
             }
         }
         Some(RouteAction::Static(action)) => {

@@ -14,7 +14,7 @@ use http::{HeaderValue, Method};
 use crate::snapshot::ProxyRoute;
 use crate::upstream::forward::{
     self, KEEP_ALIVE, PROXY_CONNECTION, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    X_REAL_IP, origin_form,
+    X_REAL_IP, X_REQUEST_ID, origin_form,
 };
 
 fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -25,11 +25,14 @@ fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// The upstream request head of a body-less request (see the module doc): `https` and
-/// `upstream` as for [`crate::upstream::forward::request`].
+/// `upstream` as for [`crate::upstream::forward::request`]; `request_id`, an
+/// `X-Request-Id` the header map does not carry, is written as if it were the map's last
+/// header.
 pub(crate) fn request_head(
     parts: &http::request::Parts,
     route: &ProxyRoute,
     real_ip: &HeaderValue,
+    request_id: Option<&[u8]>,
     https: bool,
     upstream: &str,
 ) -> Vec<u8> {
@@ -50,7 +53,7 @@ pub(crate) fn request_head(
         rules.remove.iter().any(|n| n == name) || rules.set.iter().any(|(n, _)| n == name)
     };
 
-    let mut len = method.len() + target_len + 160;
+    let mut len = method.len() + target_len + 160 + request_id.map_or(0, |id| id.len() + 16);
     for (name, value) in headers {
         len += name.as_str().len() + value.len() + 4;
     }
@@ -130,6 +133,9 @@ pub(crate) fn request_head(
             put(&mut out, name.as_str().as_bytes(), value);
         }
     };
+    if let Some(id) = request_id {
+        extra(&X_REQUEST_ID, id);
+    }
     if forwarded_for.is_empty() {
         extra(&X_FORWARDED_FOR, real_ip.as_bytes());
     } else {
@@ -207,10 +213,10 @@ mod tests {
                     (n("x-real-ip"), v("fixed")),
                     (n("x-set"), v("2")),
                 ],
-                remove: vec![n("x-secret"), n("x-forwarded-proto")],
+                remove: vec![n("x-secret"), n("x-forwarded-proto"), n("x-request-id")],
             },
             CompiledRules {
-                set: vec![(n("host"), v("rewritten"))],
+                set: vec![(n("host"), v("rewritten")), (n("x-request-id"), v("set"))],
                 remove: vec![n("x-forwarded-for")],
             },
         ];
@@ -256,20 +262,35 @@ mod tests {
             ("OPTIONS", "*", vec![("host", "h")]),
             ("GET", "/apix?q", vec![("host", "h")]),
             ("GET", "/no-host", vec![]),
+            // A kept X-Request-Id is in the map.
+            ("GET", "/kept", vec![("host", "h"), ("x-request-id", "abc")]),
         ];
+        // A made X-Request-Id is not in the map: written, or inserted for the reference.
+        let made: &[u8] = b"0123456789abcdef0123456789abcdef";
         let ip = HeaderValue::from_static("127.0.0.1");
         for rules in &rule_sets {
             for strip in [None, Some("/api")] {
-                for https in [false, true] {
+                for (https, request_id) in [(false, None), (true, None), (false, Some(made))] {
                     for (method, uri, headers) in &requests {
+                        // A made ID and one in the map never meet (`request::id::ensure`
+                        // removes the client's when it makes one).
+                        if request_id.is_some() && headers.iter().any(|(n, _)| *n == "x-request-id")
+                        {
+                            continue;
+                        }
                         let mut b = http::Request::builder().method(*method).uri(*uri);
                         for (name, value) in headers {
                             b = b.header(*name, *value);
                         }
                         let (parts, ()) = b.body(()).unwrap().into_parts();
                         let r = route(strip, rules.clone());
-                        let fused = request_head(&parts, &r, &ip, https, "app");
+                        let fused = request_head(&parts, &r, &ip, request_id, https, "app");
                         let mut edited = parts.clone();
+                        if let Some(id) = request_id {
+                            edited
+                                .headers
+                                .insert(X_REQUEST_ID.clone(), HeaderValue::from_bytes(id).unwrap());
+                        }
                         crate::upstream::forward::request(
                             &mut edited,
                             &r,
@@ -282,7 +303,7 @@ mod tests {
                         assert_eq!(
                             normalized(&fused),
                             normalized(&reference),
-                            "{method} {uri} {headers:?} strip={strip:?} https={https} rules={rules:?}"
+                            "{method} {uri} {headers:?} strip={strip:?} https={https} id={request_id:?} rules={rules:?}"
                         );
                     }
                 }

@@ -53,6 +53,8 @@ use crate::worker::pool::{PoolConn, PoolKey};
 const INLINE_TRIES: usize = 16;
 
 /// Proxy one (non-WebSocket) request. Errors become their short plain-text responses.
+/// `request_id`: an `X-Request-Id` for the upstream request that the request's header map
+/// does not carry (a made one, see `request::id`).
 ///
 /// The request is taken apart and rewritten here, before the returned future exists: the
 /// future then holds only what sending needs, not the request (async functions keep their
@@ -63,9 +65,10 @@ pub(crate) fn proxy<'a>(
     snap: &'a Snapshot,
     route: &'a ProxyRoute,
     req: Request<Incoming>,
+    request_id: Option<&[u8]>,
     log: Option<&'a mut LogCtx>,
 ) -> impl Future<Output = Response<RespBody>> + 'a {
-    let prepared = prepare(ctx, snap, route, req);
+    let prepared = prepare(ctx, snap, route, req, request_id);
     async move {
         let result = match prepared {
             Ok(p) => send(ctx, route, p, log).await,
@@ -188,6 +191,7 @@ fn prepare<'a>(
     snap: &'a Snapshot,
     route: &ProxyRoute,
     req: Request<Incoming>,
+    request_id: Option<&[u8]>,
 ) -> Result<Prepared<'a>, ProxyError> {
     let entry = &snap.upstreams[route.upstream];
     check_declared_length(req.headers(), route.max_body)?;
@@ -202,7 +206,16 @@ fn prepare<'a>(
     };
     if http_body::Body::is_end_stream(&body) {
         // No body: Portico's own client; the head is rewritten straight into its bytes.
-        let head = forward_head::request_head(&parts, route, real_ip, ctx.https, upstream_name);
+        let head = forward_head::request_head(
+            &parts,
+            route,
+            real_ip,
+            request_id,
+            ctx.https,
+            upstream_name,
+        );
+        // Written out: the map serves again for a response head (see `h1::recycle_map`).
+        h1::recycle_map(std::mem::take(&mut parts.headers));
         return Ok(Prepared {
             entry,
             outgoing: Outgoing::Own(OwnRequest {
@@ -214,6 +227,9 @@ fn prepare<'a>(
             pinned,
             client_ip,
         });
+    }
+    if let Some(id) = request_id.and_then(|id| http::HeaderValue::from_bytes(id).ok()) {
+        parts.headers.insert(forward::X_REQUEST_ID.clone(), id);
     }
     forward::request(&mut parts, route, real_ip, false, ctx.https, upstream_name);
     let undeclared = !parts.headers.contains_key(http::header::CONTENT_LENGTH);

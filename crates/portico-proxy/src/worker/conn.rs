@@ -58,7 +58,7 @@ pub(crate) struct ConnCtx {
     idle_since: Cell<Instant>,
     /// Bytes of early upstream responses read ahead and held while their requests' bodies
     /// still stream ([`HeldAhead`]).
-    held_ahead: Rc<Cell<u64>>,
+    held_ahead: Cell<u64>,
     /// The upstream response-head timer, reused by the connection's requests (one at a
     /// time on HTTP/1.1); see [`ConnCtx::take_head_timer`].
     head_timer: RefCell<Option<Pin<Box<tokio::time::Sleep>>>>,
@@ -122,10 +122,10 @@ impl ConnCtx {
     }
 
     /// A count of bytes one request holds ahead, added to the connection's.
-    pub fn hold_ahead(&self) -> HeldAhead {
+    pub fn hold_ahead(&self) -> HeldAhead<'_> {
         HeldAhead {
             mine: 0,
-            conn: self.held_ahead.clone(),
+            conn: &self.held_ahead,
         }
     }
 
@@ -173,7 +173,7 @@ impl ConnCtx {
                 reset: AtomicBool::new(false),
             }),
             served: Cell::new(0),
-            held_ahead: Rc::new(Cell::new(0)),
+            held_ahead: Cell::new(0),
             idle_since: Cell::new(now),
             head_timer: RefCell::new(None),
             spare_head_timers: RefCell::new(Vec::new()),
@@ -273,13 +273,14 @@ fn ip_header(ip: IpAddr) -> HeaderValue {
 }
 
 /// Bytes one request holds ahead of its response (see `upstream::hold_until_request_done`),
-/// counted on its connection too until dropped.
-pub(crate) struct HeldAhead {
+/// counted on its connection too until dropped (a borrow of the connection's count: no
+/// allocation per connection for it).
+pub(crate) struct HeldAhead<'a> {
     mine: u64,
-    conn: Rc<Cell<u64>>,
+    conn: &'a Cell<u64>,
 }
 
-impl HeldAhead {
+impl HeldAhead<'_> {
     pub fn add(&mut self, n: u64) {
         self.mine += n;
         self.conn.set(self.conn.get() + n);
@@ -290,7 +291,7 @@ impl HeldAhead {
     }
 }
 
-impl Drop for HeldAhead {
+impl Drop for HeldAhead<'_> {
     fn drop(&mut self) {
         self.conn.set(self.conn.get().saturating_sub(self.mine));
     }
