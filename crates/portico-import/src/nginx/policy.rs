@@ -523,61 +523,51 @@ impl Policy {
             .limit_req
             .as_ref()
             .filter(|_| self.limit_req_dry_run != Some(true))
+            && let Some(first) = reqs.first()
         {
-            if let Some(first) = reqs.first() {
-                cx.zones.used(&first.zone);
-                let mut t = vec![("rate".to_string(), q(&first.rate))];
-                if first.burst > 0 {
-                    t.push(("burst".into(), first.burst.to_string()));
-                }
-                f.push(("limit_rate".into(), inline(&t)));
-                let why = match self.limit_req_status {
-                    None => Some("nginx refuses with 503 (no limit_req_status); Portico with 429 and Retry-After".to_string()),
-                    Some(429) => None,
-                    Some(s) => Some(format!("nginx refuses with {s} (limit_req_status); Portico with 429 and Retry-After")),
-                };
-                if let Some(why) = why {
-                    cx.notes.note_at(
-                        &first.src.file,
-                        first.src.line,
-                        &first.src.text,
-                        Kind::Approximated,
-                        why,
-                    );
-                }
+            cx.zones.used(&first.zone);
+            let mut t = vec![("rate".to_string(), q(&first.rate))];
+            if first.burst > 0 {
+                t.push(("burst".into(), first.burst.to_string()));
             }
-            for other in reqs.iter().skip(1) {
-                cx.notes.note_at(&other.src.file, other.src.line, &other.src.text, Kind::NotCarried,
-                    format!("Portico has one limit_rate per route: the first limit_req of this level (zone {}) is kept", reqs[0].zone));
-            }
+            f.push(("limit_rate".into(), inline(&t)));
+            note_refusal(
+                cx,
+                &first.src,
+                self.limit_req_status,
+                "limit_req",
+                "Retry-After",
+            );
+            note_after_first(
+                cx,
+                "limit_rate",
+                "limit_req",
+                &first.zone,
+                reqs[1..].iter().map(|r| &r.src),
+            );
         }
         if let Some(conns) = self
             .limit_conn
             .as_ref()
             .filter(|_| self.limit_conn_dry_run != Some(true))
+            && let Some(first) = conns.first()
         {
-            if let Some(first) = conns.first() {
-                cx.zones.used(&first.zone);
-                f.push(("limit_conn".into(), first.n.to_string()));
-                let why = match self.limit_conn_status {
-                    None => Some("nginx refuses with 503 (no limit_conn_status); Portico with 429 and Retry-After: 1".to_string()),
-                    Some(429) => None,
-                    Some(s) => Some(format!("nginx refuses with {s} (limit_conn_status); Portico with 429 and Retry-After: 1")),
-                };
-                if let Some(why) = why {
-                    cx.notes.note_at(
-                        &first.src.file,
-                        first.src.line,
-                        &first.src.text,
-                        Kind::Approximated,
-                        why,
-                    );
-                }
-            }
-            for other in conns.iter().skip(1) {
-                cx.notes.note_at(&other.src.file, other.src.line, &other.src.text, Kind::NotCarried,
-                    format!("Portico has one limit_conn per route: the first limit_conn of this level (zone {}) is kept", conns[0].zone));
-            }
+            cx.zones.used(&first.zone);
+            f.push(("limit_conn".into(), first.n.to_string()));
+            note_refusal(
+                cx,
+                &first.src,
+                self.limit_conn_status,
+                "limit_conn",
+                "Retry-After: 1",
+            );
+            note_after_first(
+                cx,
+                "limit_conn",
+                "limit_conn",
+                &first.zone,
+                conns[1..].iter().map(|c| &c.src),
+            );
         }
         match (&self.auth_realm, &self.auth_file) {
             (Some((Some(realm), _)), Some((file, fsrc))) => match users_file(file) {
@@ -737,4 +727,46 @@ fn users_file(path: &str) -> Result<usize, String> {
         count += 1;
     }
     Ok(count)
+}
+
+/// nginx refuses past a limit with `{directive}_status` (503 when unset); Portico always with
+/// 429 and `retry_after`: noted unless the two agree.
+fn note_refusal(
+    cx: &mut Cx<'_>,
+    src: &Src,
+    status: Option<u16>,
+    directive: &str,
+    retry_after: &str,
+) {
+    let nginx = match status {
+        Some(429) => return,
+        None => format!("503 (no {directive}_status)"),
+        Some(s) => format!("{s} ({directive}_status)"),
+    };
+    cx.notes.note_at(
+        &src.file,
+        src.line,
+        &src.text,
+        Kind::Approximated,
+        format!("nginx refuses with {nginx}; Portico with 429 and {retry_after}"),
+    );
+}
+
+/// The limits of one level after its first: Portico has one `key` per route.
+fn note_after_first<'a>(
+    cx: &mut Cx<'_>,
+    key: &str,
+    directive: &str,
+    zone: &str,
+    rest: impl Iterator<Item = &'a Src>,
+) {
+    for src in rest {
+        cx.notes.note_at(
+            &src.file,
+            src.line,
+            &src.text,
+            Kind::NotCarried,
+            format!("Portico has one {key} per route: the first {directive} of this level (zone {zone}) is kept"),
+        );
+    }
 }
