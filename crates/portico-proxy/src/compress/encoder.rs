@@ -1,13 +1,14 @@
-//! One response's compressor: gzip ([`super::gzip`]), br (brotli) or zstd, fed the body's
-//! bytes as they come and asked for its output in pieces, so a body is never held whole.
+//! One response's compressor: gzip ([`super::gzip`]), br (brotli) or zstd
+//! ([`super::zstd_frame`]), fed the body's bytes as they come and asked for its output in
+//! pieces, so a body is never held whole.
 //!
 //! Levels are fixed, chosen for a proxy that compresses on the fly (CPU per byte matters
 //! more than the last percent of ratio): gzip 6 (zlib's default, nginx's usual
 //! `gzip_comp_level`), brotli quality 4 with a 512 KiB window (nginx's brotli module's
 //! window; quality 4 compresses text about as well as gzip 6 at a similar cost), zstd 3
-//! (its default). Memory per compressing response: about 330 KiB for gzip (a pooled state:
-//! see [`super::gzip`]), 1 MiB for brotli and 1.3 MiB for zstd at these settings, held only
-//! while the body streams.
+//! (its default). Memory per compressing response: about 330 KiB for gzip, 1 MiB for brotli
+//! and 1.3 MiB for zstd at these settings, held only while the body streams (the gzip and
+//! zstd states then wait in a small per-thread pool for the next response).
 
 use std::io::Write;
 
@@ -15,17 +16,16 @@ use bytes::Bytes;
 use portico_config::Coding;
 
 use super::gzip::Gzip;
+use super::zstd_frame::Zstd;
 
 /// brotli quality (0-11) and window (log2 bytes).
 const BROTLI_QUALITY: u32 = 4;
 const BROTLI_LGWIN: u32 = 19;
-/// zstd level.
-const ZSTD_LEVEL: i32 = 3;
 
 enum Inner {
     Gzip(Gzip),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Zstd(Zstd),
 }
 
 /// A streaming compressor for one body.
@@ -46,16 +46,15 @@ impl std::fmt::Debug for Encoder {
 impl Encoder {
     /// A compressor for `coding`.
     pub fn new(coding: Coding) -> std::io::Result<Encoder> {
-        let out = || Vec::with_capacity(4096);
         let inner = match coding {
             Coding::Gzip => Inner::Gzip(Gzip::new()),
             Coding::Br => Inner::Br(Box::new(brotli::CompressorWriter::new(
-                out(),
+                Vec::with_capacity(4096),
                 4096,
                 BROTLI_QUALITY,
                 BROTLI_LGWIN,
             ))),
-            Coding::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(out(), ZSTD_LEVEL)?),
+            Coding::Zstd => Inner::Zstd(Zstd::new()?),
         };
         Ok(Encoder {
             inner: Some(inner),
@@ -76,11 +75,13 @@ impl Encoder {
         };
         self.dirty = true;
         match inner {
-            Inner::Gzip(g) => return g.write(data),
-            Inner::Br(e) => e.write_all(data)?,
-            Inner::Zstd(e) => e.write_all(data)?,
+            Inner::Gzip(g) => g.write(data),
+            Inner::Zstd(z) => z.write(data),
+            Inner::Br(e) => {
+                e.write_all(data)?;
+                Ok(self.take())
+            }
         }
-        Ok(self.take())
     }
 
     /// Emit everything compressed so far in a form the client can decode now (a sync
@@ -92,32 +93,32 @@ impl Encoder {
         }
         self.dirty = false;
         match self.inner.as_mut() {
-            Some(Inner::Gzip(g)) => return g.flush(),
-            Some(Inner::Br(e)) => e.flush()?,
-            Some(Inner::Zstd(e)) => e.flush()?,
-            None => return Ok(Bytes::new()),
+            Some(Inner::Gzip(g)) => g.flush(),
+            Some(Inner::Zstd(z)) => z.flush(),
+            Some(Inner::Br(e)) => {
+                e.flush()?;
+                Ok(self.take())
+            }
+            None => Ok(Bytes::new()),
         }
-        Ok(self.take())
     }
 
     /// End the compressed stream: its last bytes.
     pub fn finish(&mut self) -> std::io::Result<Bytes> {
-        let out = match self.inner.take() {
-            Some(Inner::Gzip(mut g)) => return g.finish(),
-            Some(Inner::Br(e)) => e.into_inner(),
-            Some(Inner::Zstd(e)) => e.finish()?,
-            None => Vec::new(),
-        };
-        Ok(Bytes::from(out))
+        match self.inner.take() {
+            Some(Inner::Gzip(mut g)) => g.finish(),
+            Some(Inner::Zstd(mut z)) => z.finish(),
+            Some(Inner::Br(e)) => Ok(Bytes::from(e.into_inner())),
+            None => Ok(Bytes::new()),
+        }
     }
 
-    /// The output buffered so far.
+    /// The brotli output buffered so far (gzip and zstd return theirs from each call).
     fn take(&mut self) -> Bytes {
-        let buf = match self.inner.as_mut() {
-            Some(Inner::Gzip(_)) | None => return Bytes::new(),
-            Some(Inner::Br(e)) => e.get_mut(),
-            Some(Inner::Zstd(e)) => e.get_mut(),
+        let Some(Inner::Br(e)) = self.inner.as_mut() else {
+            return Bytes::new();
         };
+        let buf = e.get_mut();
         if buf.is_empty() {
             return Bytes::new();
         }

@@ -2,9 +2,9 @@
 //!
 //! Setting up a zlib state costs more than compressing a few KiB with it: about 330 KiB to
 //! allocate, of which 256 KiB (window, chains, hash heads) are cleared. A worker is a
-//! single-threaded runtime, so each thread keeps up to [`POOL_MAX`] idle states and a
-//! response takes one, and gives it back reset when its stream ends (or the response is
-//! dropped): a reset clears only the 128 KiB of hash heads. Beyond [`POOL_MAX`] responses
+//! single-threaded runtime, so each thread keeps up to [`POOL_MAX`] idle states
+//! ([`super::pool`]) and a response takes one, and gives it back reset when its stream ends
+//! (or the response is dropped): a reset clears only the 128 KiB of hash heads. Beyond [`POOL_MAX`] responses
 //! compressing at once on one worker, the extra states are allocated and freed as before.
 //!
 //! The backend is zlib-rs (through `flate2`): a Rust port of zlib-ng's deflate, about twice
@@ -15,11 +15,12 @@
 //! scratch buffer that stays with the state (one allocation per emitted piece; a piece is
 //! usually the whole compressed body of a small response).
 
-use std::cell::RefCell;
 use std::io;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
+
+use super::pool;
 
 /// gzip level (zlib scale 0-9): zlib's default, nginx's usual `gzip_comp_level`.
 const LEVEL: u32 = 6;
@@ -41,7 +42,7 @@ struct State {
 
 thread_local! {
     /// This thread's idle states, ready for a new stream.
-    static POOL: RefCell<Vec<State>> = const { RefCell::new(Vec::new()) };
+    static POOL: pool::Idle<State> = const { pool::Idle::new(Vec::new()) };
 }
 
 /// The gzip stream of one body.
@@ -53,8 +54,7 @@ pub(crate) struct Gzip {
 impl Gzip {
     /// A new gzip stream, on an idle state of this thread's pool when there is one.
     pub fn new() -> Gzip {
-        let pooled = POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten();
-        let state = pooled.unwrap_or_else(|| State {
+        let state = pool::take(&POOL).unwrap_or_else(|| State {
             zlib: Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS),
             out: Vec::with_capacity(OUT_START),
         });
@@ -134,13 +134,7 @@ impl Gzip {
         s.zlib.reset();
         s.out.clear();
         s.out.shrink_to(OUT_KEEP);
-        // A thread being torn down has no pool any more: the state is simply dropped.
-        let _ = POOL.try_with(|p| {
-            let mut pool = p.borrow_mut();
-            if pool.len() < POOL_MAX {
-                pool.push(s);
-            }
-        });
+        pool::give(&POOL, s, POOL_MAX);
     }
 }
 
@@ -165,7 +159,7 @@ mod tests {
     }
 
     fn pooled() -> usize {
-        POOL.with(|p| p.borrow().len())
+        pool::idle(&POOL)
     }
 
     /// A state given back after one stream compresses the next one from scratch: the
