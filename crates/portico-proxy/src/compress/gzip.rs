@@ -4,12 +4,13 @@
 //! allocate, of which 256 KiB (window, chains, hash heads) are cleared. A worker is a
 //! single-threaded runtime, so each thread keeps up to [`POOL_MAX`] idle states
 //! ([`super::pool`]) and a response takes one, and gives it back reset when its stream ends
-//! (or the response is dropped): a reset clears only the 128 KiB of hash heads. Beyond [`POOL_MAX`] responses
-//! compressing at once on one worker, the extra states are allocated and freed as before.
+//! (or the response is dropped): a reset clears only the 128 KiB of hash heads. Beyond
+//! [`POOL_MAX`] responses compressing at once on one worker, the extra states are allocated
+//! and freed as before.
 //!
 //! The backend is zlib-rs (through `flate2`): a Rust port of zlib-ng's deflate, about twice
-//! as fast as miniz_oxide at level 6 and with slightly smaller output (measured in
-//! `docs/benchmarks.md`, "gzip per response").
+//! as fast as miniz_oxide at level 6, with slightly smaller output (measured in
+//! `docs/benchmarks.md`, "gzip and zstd per response").
 //!
 //! Each call returns what the state emitted as one exact-size [`Bytes`], copied out of a
 //! scratch buffer that stays with the state (one allocation per emitted piece; a piece is

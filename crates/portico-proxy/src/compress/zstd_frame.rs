@@ -2,10 +2,10 @@
 //!
 //! A new zstd context at level 3 allocates and initialises about 1.3 MiB of tables on its
 //! first call, which costs about four times the compression of a 4 KiB body (measured in
-//! `docs/benchmarks.md`, "gzip per response"). Each worker thread keeps up to [`POOL_MAX`]
-//! idle contexts ([`super::pool`]); a response takes one and gives it back reset (a session
-//! reset: the tables stay allocated, the parameters stay set) when its stream ends or the
-//! response is dropped.
+//! `docs/benchmarks.md`, "gzip and zstd per response"). Each worker thread keeps up to
+//! [`POOL_MAX`] idle contexts ([`super::pool`]); a response takes one and gives it back
+//! reset (a session reset: the tables stay allocated, the parameters stay set) when its
+//! stream ends or the response is dropped.
 //!
 //! As for gzip, each call returns what zstd emitted as one exact-size [`Bytes`] copied out
 //! of a scratch buffer kept with the context.
