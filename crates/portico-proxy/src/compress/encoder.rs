@@ -1,30 +1,31 @@
-//! One response's compressor: gzip (flate2), br (brotli) or zstd, fed the body's bytes as
-//! they come and asked for its output in pieces, so a body is never held whole.
+//! One response's compressor: gzip ([`super::gzip`]), br (brotli) or zstd
+//! ([`super::zstd_frame`]), fed the body's bytes as they come and asked for its output in
+//! pieces, so a body is never held whole.
 //!
 //! Levels are fixed, chosen for a proxy that compresses on the fly (CPU per byte matters
 //! more than the last percent of ratio): gzip 6 (zlib's default, nginx's usual
 //! `gzip_comp_level`), brotli quality 4 with a 512 KiB window (nginx's brotli module's
 //! window; quality 4 compresses text about as well as gzip 6 at a similar cost), zstd 3
-//! (its default). Memory per compressing response: about 256 KiB for gzip, 1 MiB for
-//! brotli and 1.3 MiB for zstd at these settings, held only while the body streams.
+//! (its default). Memory per compressing response: about 330 KiB for gzip, 1 MiB for brotli
+//! and 1.3 MiB for zstd at these settings, held only while the body streams (the gzip and
+//! zstd states then wait in a small per-thread pool for the next response).
 
 use std::io::Write;
 
 use bytes::Bytes;
 use portico_config::Coding;
 
-/// gzip level (flate2 / zlib scale 0-9).
-const GZIP_LEVEL: u32 = 6;
+use super::gzip::Gzip;
+use super::zstd_frame::Zstd;
+
 /// brotli quality (0-11) and window (log2 bytes).
 const BROTLI_QUALITY: u32 = 4;
 const BROTLI_LGWIN: u32 = 19;
-/// zstd level.
-const ZSTD_LEVEL: i32 = 3;
 
 enum Inner {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Gzip),
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Zstd(Zstd),
 }
 
 /// A streaming compressor for one body.
@@ -45,19 +46,15 @@ impl std::fmt::Debug for Encoder {
 impl Encoder {
     /// A compressor for `coding`.
     pub fn new(coding: Coding) -> std::io::Result<Encoder> {
-        let out = Vec::with_capacity(4096);
         let inner = match coding {
-            Coding::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::new(GZIP_LEVEL),
-            )),
+            Coding::Gzip => Inner::Gzip(Gzip::new()),
             Coding::Br => Inner::Br(Box::new(brotli::CompressorWriter::new(
-                out,
+                Vec::with_capacity(4096),
                 4096,
                 BROTLI_QUALITY,
                 BROTLI_LGWIN,
             ))),
-            Coding::Zstd => Inner::Zstd(zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?),
+            Coding::Zstd => Inner::Zstd(Zstd::new()?),
         };
         Ok(Encoder {
             inner: Some(inner),
@@ -76,13 +73,15 @@ impl Encoder {
         let Some(inner) = self.inner.as_mut() else {
             return Err(std::io::Error::other("compressor already finished"));
         };
-        match inner {
-            Inner::Gzip(e) => e.write_all(data)?,
-            Inner::Br(e) => e.write_all(data)?,
-            Inner::Zstd(e) => e.write_all(data)?,
-        }
         self.dirty = true;
-        Ok(self.take())
+        match inner {
+            Inner::Gzip(g) => g.write(data),
+            Inner::Zstd(z) => z.write(data),
+            Inner::Br(e) => {
+                e.write_all(data)?;
+                Ok(self.take())
+            }
+        }
     }
 
     /// Emit everything compressed so far in a form the client can decode now (a sync
@@ -92,35 +91,34 @@ impl Encoder {
         if !self.dirty {
             return Ok(Bytes::new());
         }
-        match self.inner.as_mut() {
-            Some(Inner::Gzip(e)) => e.flush()?,
-            Some(Inner::Br(e)) => e.flush()?,
-            Some(Inner::Zstd(e)) => e.flush()?,
-            None => return Ok(Bytes::new()),
-        }
         self.dirty = false;
-        Ok(self.take())
+        match self.inner.as_mut() {
+            Some(Inner::Gzip(g)) => g.flush(),
+            Some(Inner::Zstd(z)) => z.flush(),
+            Some(Inner::Br(e)) => {
+                e.flush()?;
+                Ok(self.take())
+            }
+            None => Ok(Bytes::new()),
+        }
     }
 
     /// End the compressed stream: its last bytes.
     pub fn finish(&mut self) -> std::io::Result<Bytes> {
-        let out = match self.inner.take() {
-            Some(Inner::Gzip(e)) => e.finish()?,
-            Some(Inner::Br(e)) => e.into_inner(),
-            Some(Inner::Zstd(e)) => e.finish()?,
-            None => Vec::new(),
-        };
-        Ok(Bytes::from(out))
+        match self.inner.take() {
+            Some(Inner::Gzip(mut g)) => g.finish(),
+            Some(Inner::Zstd(mut z)) => z.finish(),
+            Some(Inner::Br(e)) => Ok(Bytes::from(e.into_inner())),
+            None => Ok(Bytes::new()),
+        }
     }
 
-    /// The output buffered so far.
+    /// The brotli output buffered so far (gzip and zstd return theirs from each call).
     fn take(&mut self) -> Bytes {
-        let buf = match self.inner.as_mut() {
-            Some(Inner::Gzip(e)) => e.get_mut(),
-            Some(Inner::Br(e)) => e.get_mut(),
-            Some(Inner::Zstd(e)) => e.get_mut(),
-            None => return Bytes::new(),
+        let Some(Inner::Br(e)) = self.inner.as_mut() else {
+            return Bytes::new();
         };
+        let buf = e.get_mut();
         if buf.is_empty() {
             return Bytes::new();
         }

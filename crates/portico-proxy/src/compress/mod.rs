@@ -2,7 +2,8 @@
 //! request accepts ([`RouteCompress::negotiate`], from `Accept-Encoding` with q-values),
 //! whether a response is compressed and the header changes that go with it
 //! ([`Accepted::decide`]), and the streaming compressor ([`encoder::Encoder`]) the response
-//! body runs its bytes through (`exchange::response`).
+//! body runs its bytes through (`exchange::response`): gzip and zstd on per-thread pools of
+//! compressor states ([`gzip`], [`zstd_frame`], [`pool`]).
 //!
 //! Never compressed: `HEAD` requests, requests with `Range`, responses 1xx, 204, 206 and
 //! 304, bodies already encoded (`Content-Encoding`), `Cache-Control: no-transform`, types
@@ -19,6 +20,9 @@
 //! only the ground floor and `portico_config`.
 
 pub(crate) mod encoder;
+mod gzip;
+mod pool;
+mod zstd_frame;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
