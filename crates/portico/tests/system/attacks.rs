@@ -12,25 +12,14 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use support::http::probe_status as probe;
 use support::net::{free_port, is_listening, local};
 use support::process::{ChildGuard, start_portico_echo};
 use support::{TempDir, eventually};
-
-/// The status of one GET on a fresh connection, or `None` (no answer within 3 s).
-fn probe(addr: SocketAddr) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
 
 #[test]
 fn out_of_file_descriptors_is_503_and_marks_no_server_down() {

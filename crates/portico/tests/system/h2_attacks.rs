@@ -42,9 +42,7 @@ fn rapid_reset_gets_goaway_and_starts_no_upstream_work() {
     let (port, echo_port) = (free_port(), free_port());
     let mut echo: ChildGuard = start_portico_echo(local(echo_port), "b1", dir.path());
     echo.wait_for_port(local(echo_port), Duration::from_secs(15));
-    let leaf = portico_testkit::certs::TestCa::new("h2 CA").leaf(&["localhost"]);
-    dir.write("site.pem", &leaf.chain_pem);
-    dir.write("site.key", &leaf.key_pem);
+    dir.write_localhost_cert("h2 CA");
     let config = dir.write(
         "portico.toml",
         format!(
@@ -155,9 +153,7 @@ fn never_reading_windows_are_bounded_and_reset() {
     let (port, echo_port) = (free_port(), free_port());
     let mut echo: ChildGuard = start_portico_echo(local(echo_port), "b1", dir.path());
     echo.wait_for_port(local(echo_port), Duration::from_secs(15));
-    let leaf = portico_testkit::certs::TestCa::new("h2 CA").leaf(&["localhost"]);
-    dir.write("site.pem", &leaf.chain_pem);
-    dir.write("site.key", &leaf.key_pem);
+    dir.write_localhost_cert("h2 CA");
     let config = dir.write(
         "portico.toml",
         format!(

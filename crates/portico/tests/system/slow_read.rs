@@ -79,9 +79,7 @@ fn slow_readers_are_reset_on_plain_and_tls_while_others_are_served() {
     let (plain_port, tls_port, echo_port) = (free_port(), free_port(), free_port());
     let mut echo: ChildGuard = start_portico_echo(local(echo_port), "b1", dir.path());
     echo.wait_for_port(local(echo_port), Duration::from_secs(15));
-    let leaf = portico_testkit::certs::TestCa::new("slow read CA").leaf(&["localhost"]);
-    dir.write("site.pem", &leaf.chain_pem);
-    dir.write("site.key", &leaf.key_pem);
+    dir.write_localhost_cert("slow read CA");
     let config = dir.write(
         "portico.toml",
         format!(

@@ -32,13 +32,6 @@ use crate::support::raw_ws::RawWs;
 use crate::support::{TempDir, report};
 use portico_testkit::require_peers;
 
-fn write_cert(dir: &TempDir, round: u32) {
-    let leaf =
-        portico_testkit::certs::TestCa::new(&format!("soak CA {round}")).leaf(&["localhost"]);
-    dir.write("site.pem", &leaf.chain_pem);
-    dir.write("site.key", &leaf.key_pem);
-}
-
 #[test]
 fn soak_with_faults() {
     let Some(peers) = require_peers(&["slowhttptest", "curl"]) else {
@@ -59,7 +52,7 @@ fn soak_with_faults() {
             crate::support::net::is_listening(addr).then_some(())
         });
     }
-    write_cert(&dir, 0);
+    dir.write_localhost_cert("soak CA 0");
     let config = dir.write(
         "portico.toml",
         format!(
@@ -192,7 +185,7 @@ fn soak_with_faults() {
         }
         if t >= next_swap {
             swaps += 1;
-            write_cert(&dir, swaps);
+            dir.write_localhost_cert(&format!("soak CA {swaps}"));
             let ok = reload("swap") && {
                 let out = run_bounded(
                     "curl",

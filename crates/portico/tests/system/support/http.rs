@@ -174,6 +174,19 @@ impl Conn {
     }
 }
 
+/// The status of one `GET /` with `Connection: close` on a fresh connection, reading only
+/// the status line, or `None` (no connection, or no answer within 3 s): a probe that is
+/// cheap enough to run while a flood holds every descriptor.
+pub fn probe_status(addr: SocketAddr) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
 /// One GET on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> IoResult<Resp> {
     Conn::connect(addr)?.get(path)

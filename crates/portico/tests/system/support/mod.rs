@@ -90,6 +90,14 @@ impl TempDir {
         p
     }
 
+    /// A certificate for `localhost` from a new test CA named `ca`, written as `site.pem`
+    /// (the chain) and `site.key` (what a site's `tls = { cert, key }` names).
+    pub fn write_localhost_cert(&self, ca: &str) {
+        let leaf = portico_testkit::certs::TestCa::new(ca).leaf(&["localhost"]);
+        self.write("site.pem", &leaf.chain_pem);
+        self.write("site.key", &leaf.key_pem);
+    }
+
     /// Copy `src` into the dir under its own file name, byte for byte; return the copy.
     pub fn copy_in(&self, src: &Path) -> PathBuf {
         let name = src.file_name().expect("source has a file name");
