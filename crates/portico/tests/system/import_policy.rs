@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::import::{data, prepare, run_both};
+use crate::import_harness::{data, prepare, run_both};
 use crate::support::http::Conn;
 use crate::support::net::local;
 use crate::support::report;

@@ -17,6 +17,7 @@ mod examples_check;
 mod h2_attacks;
 mod idle_flood;
 mod import;
+mod import_harness;
 mod import_policy;
 mod planes;
 mod policy_system;
