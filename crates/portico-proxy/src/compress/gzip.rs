@@ -29,10 +29,6 @@ const LEVEL: u32 = 6;
 const WINDOW_BITS: u8 = 15;
 /// Idle states kept per thread (about 330 KiB each).
 const POOL_MAX: usize = 4;
-/// Scratch buffer for the output of one call: its starting size, and the size above which
-/// it is not kept with an idle state.
-const OUT_START: usize = 16 * 1024;
-const OUT_KEEP: usize = 64 * 1024;
 
 /// A zlib state (a handle: zlib-rs keeps the state itself on the heap) and its output
 /// scratch buffer.
@@ -57,7 +53,7 @@ impl Gzip {
     pub fn new() -> Gzip {
         let state = pool::take(&POOL).unwrap_or_else(|| State {
             zlib: Compress::new_gzip(Compression::new(LEVEL), WINDOW_BITS),
-            out: Vec::with_capacity(OUT_START),
+            out: pool::scratch(),
         });
         Gzip { state: Some(state) }
     }
@@ -89,9 +85,7 @@ impl Gzip {
         };
         s.out.clear();
         loop {
-            if s.out.len() == s.out.capacity() {
-                s.out.reserve(OUT_START.max(s.out.len()));
-            }
+            pool::make_room(&mut s.out);
             let (in_before, out_before) = (s.zlib.total_in(), s.out.len());
             let status = match s.zlib.compress_vec(input, &mut s.out, flush) {
                 Ok(status) => status,
@@ -119,11 +113,7 @@ impl Gzip {
                 return Err(io::Error::other("gzip made no progress"));
             }
         }
-        Ok(if s.out.is_empty() {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(&s.out)
-        })
+        Ok(pool::emitted(&s.out))
     }
 
     /// Reset the state and give it back to this thread's pool (dropped when the pool is
@@ -133,8 +123,7 @@ impl Gzip {
             return;
         };
         s.zlib.reset();
-        s.out.clear();
-        s.out.shrink_to(OUT_KEEP);
+        pool::trim(&mut s.out);
         pool::give(&POOL, s, POOL_MAX);
     }
 }

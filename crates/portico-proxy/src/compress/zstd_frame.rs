@@ -21,10 +21,6 @@ use super::pool;
 const LEVEL: i32 = 3;
 /// Idle contexts kept per thread (about 1.3 MiB each).
 const POOL_MAX: usize = 2;
-/// Scratch buffer for the output of one call: its starting size, and the size above which
-/// it is not kept with an idle context.
-const OUT_START: usize = 16 * 1024;
-const OUT_KEEP: usize = 64 * 1024;
 
 /// A zstd context and its output scratch buffer.
 struct State {
@@ -58,7 +54,7 @@ impl Zstd {
             Some(state) => state,
             None => State {
                 zstd: Encoder::new(LEVEL)?,
-                out: Vec::with_capacity(OUT_START),
+                out: pool::scratch(),
             },
         };
         Ok(Zstd { state: Some(state) })
@@ -91,9 +87,7 @@ impl Zstd {
         let len = input.len();
         let mut input = InBuffer::around(input);
         let result = loop {
-            if s.out.len() == s.out.capacity() {
-                s.out.reserve(OUT_START.max(s.out.len()));
-            }
+            pool::make_room(&mut s.out);
             let pos = s.out.len();
             let mut output = OutBuffer::around_pos(&mut s.out, pos);
             let left = match step {
@@ -112,11 +106,7 @@ impl Zstd {
             self.state = None;
             return Err(e);
         }
-        Ok(if s.out.is_empty() {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(&s.out)
-        })
+        Ok(pool::emitted(&s.out))
     }
 
     /// Reset the context and give it back to this thread's pool (dropped when the pool is
@@ -128,8 +118,7 @@ impl Zstd {
         if s.zstd.reinit().is_err() {
             return;
         }
-        s.out.clear();
-        s.out.shrink_to(OUT_KEEP);
+        pool::trim(&mut s.out);
         pool::give(&POOL, s, POOL_MAX);
     }
 }
