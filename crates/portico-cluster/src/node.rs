@@ -299,40 +299,14 @@ impl Task {
         let members = bounded(client.get(keys.members(), prefix())).await?;
         let servers = bounded(client.get(keys.server_states(), prefix())).await?;
         let registered = bounded(client.get(keys.registry(), prefix())).await?;
-        let rev = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision()) + 1;
-        let mut stream = bounded(
-            client.watch(
-                keys.members(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev(members.header())),
-                ),
-            ),
-        )
-        .await?;
-        bounded(
-            stream.watch(
-                keys.server_states(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev(servers.header())),
-                ),
-            ),
-        )
-        .await?;
-        bounded(
-            stream.watch(
-                keys.registry(),
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(rev(registered.header())),
-                ),
-            ),
-        )
-        .await?;
+        // Each watch starts right after the revision its read saw: nothing is missed between.
+        let from = |h: Option<&etcd_client::ResponseHeader>| {
+            let rev = h.map_or(0, |h| h.revision()) + 1;
+            Some(WatchOptions::new().with_prefix().with_start_revision(rev))
+        };
+        let mut stream = bounded(client.watch(keys.members(), from(members.header()))).await?;
+        bounded(stream.watch(keys.server_states(), from(servers.header()))).await?;
+        bounded(stream.watch(keys.registry(), from(registered.header()))).await?;
 
         // Everything read: replace the last known state.
         {
