@@ -6,26 +6,17 @@ one JSON line when the streams are sent (`opened`), then exits after HOLD.
 usage: h2_never_read.py HOST PORT N PATH HOLD
 """
 import json
-import socket
-import ssl
 import sys
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 
+import h2_tls_client
+
 host, port, n, path, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-ctx.set_alpn_protocols(["h2"])
-sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname="localhost")
-assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
-conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-conn.initiate_connection()
+sock, conn = h2_tls_client.connect(host, port)
 conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
 conn.increment_flow_control_window(2**31 - 1 - 65535)
 sock.sendall(conn.data_to_send())

@@ -7,25 +7,17 @@ usage: h2_rapid_reset.py HOST PORT N PATH
 """
 import json
 import select
-import socket
 import ssl
 import sys
 import time
 
-import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 
+import h2_tls_client
+
 host, port, n, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-ctx.set_alpn_protocols(["h2"])
-sock = ctx.wrap_socket(socket.create_connection((host, port), timeout=10), server_hostname="localhost")
-assert sock.selected_alpn_protocol() == "h2", sock.selected_alpn_protocol()
-conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-conn.initiate_connection()
+sock, conn = h2_tls_client.connect(host, port)
 sock.sendall(conn.data_to_send())
 
 opened, goaway, closed = 0, None, False
