@@ -1,15 +1,27 @@
 //! Ports: free ones for configs the test writes, and a lock for scenario tests whose
 //! configs (kept unchanged) name fixed ports.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// A port that was free a moment ago on 127.0.0.1 (bind `:0`, read it, release it). For
-/// configs that must name a port; prefer `:0` where the component accepts it.
+/// A port that was free a moment ago on 127.0.0.1 (bind `:0`, read it, release it), and
+/// never one this process was given before: the kernel may hand a port just released to
+/// the next bind, and two addresses of one config (a site and the admin API, say) must
+/// differ. For configs that must name a port; prefer `:0` where the component accepts it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(PoisonError::into_inner);
+    for _ in 0..1000 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no port this process was not given already, after 1000 binds");
 }
 
 /// `127.0.0.1:PORT`.
