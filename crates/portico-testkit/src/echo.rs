@@ -12,6 +12,7 @@
 //! | `/_echo/status?code=N` | status N with the usual body |
 //! | `/_echo/drip?chunks=N&ms=M` | N chunks (`chunk i\n`) M ms apart, chunked encoding |
 //! | `/_echo/bytes?n=N` | N bytes (at most 1 GiB) of a text pattern, with Content-Length |
+//! | `/_echo/consume` | reads the whole request body first (as an upload handler does), then answers `NAME\nconsumed N bytes\n` (a body that breaks: 400) |
 //! | `/_echo/close` | the usual answer with `Connection: close`, then the server closes |
 //! | `/_echo/abort` | the connection is closed with no response at all |
 //! | `Upgrade: websocket` | 101, then every message echoed (fragments reassembled, ping -> pong, close -> close); messages up to 64 MiB |
@@ -181,6 +182,24 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Result<Response<EchoB
             let close = HeaderValue::from_static("close");
             resp.headers_mut().insert(header::CONNECTION, close);
             resp
+        }
+        "/_echo/consume" => {
+            let name = shared.name.clone();
+            let mut body = req.into_body();
+            let mut n: u64 = 0;
+            loop {
+                match body.frame().await {
+                    Some(Ok(frame)) => n += frame.data_ref().map_or(0, |d| d.len() as u64),
+                    Some(Err(e)) => {
+                        return Ok(text_response(
+                            StatusCode::BAD_REQUEST,
+                            format!("{name}\n{e}\n"),
+                        ));
+                    }
+                    None => break,
+                }
+            }
+            text_response(StatusCode::OK, format!("{name}\nconsumed {n} bytes\n"))
         }
         "/_echo/abort" => return Err(Abort),
         "/_echo/sleep" => {

@@ -74,7 +74,6 @@ fn slow_readers_are_reset_on_plain_and_tls_while_others_are_served() {
     if portico_testkit::require_peer("slowhttptest").is_none() {
         return;
     }
-    let _exclusive = crate::support::socket_memory_exclusive();
     let dir = TempDir::new(TEST);
     let (plain_port, tls_port, echo_port) = (free_port(), free_port(), free_port());
     let mut echo: ChildGuard = start_portico_echo(local(echo_port), "b1", dir.path());

@@ -37,7 +37,6 @@ fn soak_with_faults() {
     let Some(peers) = require_peers(&["slowhttptest", "curl"]) else {
         return;
     };
-    let _exclusive = crate::support::socket_memory_exclusive();
     let seconds: u64 = std::env::var("SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -10,8 +10,6 @@
 //! - [`procfs`]: a process's RSS and descriptors, the sockets on a port (`/proc`).
 //! - [`pebble_clients`]: TLS, WebSocket and curl clients of the ACME scenarios (the pebble
 //!   harness itself is [`portico_testkit::pebble::Pebble`]).
-//! - [`socket_memory_exclusive`]: keeps tests that fill the kernel's TCP memory apart from
-//!   tests that need socket buffers to grow.
 
 pub mod http;
 pub mod net;
@@ -115,16 +113,4 @@ impl Drop for TempDir {
         }
         let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-/// Held by the tests that fill the kernel's TCP memory (hundreds of slow readers with
-/// megabytes queued each, the soak) and by those whose outcome needs socket buffers to grow
-/// (an upload a server echoes while Portico holds its answer): under TCP memory pressure
-/// the kernel stops growing buffers for every socket of the machine, so the two kinds never
-/// run at the same time.
-pub fn socket_memory_exclusive() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    // A test that failed while holding it leaves nothing behind to protect.
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
