@@ -29,8 +29,10 @@
 #
 # Usage: scripts/bench.sh            (see docs/benchmarks.md)
 # Env:   ROUNDS=5 DUR=10 PHASES="ka64 ka1000 close ws idle" TARGETS="direct nginx haproxy portico"
-#        (TARGETS may add portico_metrics: the same binary with the admin API on, i.e.
-#        data-plane metrics counted, to measure what the metrics cost)
+#        (target portico runs with the admin API on, so its data-plane metrics are counted,
+#        as users run it; PORTICO_ADMIN=off turns it off. TARGETS may add portico_metrics:
+#        the same binary with the admin API on, to measure what the metrics cost together
+#        with PORTICO_ADMIN=off)
 #        IDLE_N=10000 WS_CONNS=100 WS_MSG=32 HS_PROCS=8 PORT_BASE=31000 OUT=bench-out
 #        H2_CONNS=10 H2_STREAMS=10 BIG_BYTES=1073741824
 #        (PORT_BASE: decimal, ports BASE+1..BASE+98 on 127.0.0.1; keep them below the ephemeral range;
@@ -40,11 +42,12 @@
 #        QUIET_BUDGET=1800 (max s of such waiting in the whole run)
 #        FOREIGN_MAX=5 (foreign CPU % above which a run is repeated)  RETRIES=2
 #        BENCH_NICE=0 (e.g. -5 as root: the bench's processes get the CPU before other workloads)
+#        PORTICO_ADMIN=on (off: target portico without the admin API, i.e. without metrics)
 set -euo pipefail
 
 # the knobs given in the environment, to print the exact command in the report
 GIVEN_ENV=$(for v in ROUNDS DUR PHASES TARGETS IDLE_N WS_CONNS WS_MSG HS_PROCS H2_CONNS H2_STREAMS BIG_BYTES PORT_BASE OUT QUIET_WAIT QUIET_MAX \
-  QUIET_BUDGET FOREIGN_MAX RETRIES WRK_THREADS BENCH_NICE PORTICO_BIN SKIP_BUILD NO_INSTALL; do
+  QUIET_BUDGET FOREIGN_MAX RETRIES WRK_THREADS BENCH_NICE PORTICO_BIN SKIP_BUILD NO_INSTALL PORTICO_ADMIN; do
   if [[ -n ${!v+x} ]]; then printf "%s=%q " "$v" "${!v}"; fi
 done)
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -82,6 +85,7 @@ FOREIGN_MAX=${FOREIGN_MAX:-5}
 RETRIES=${RETRIES:-2}
 WRK_THREADS=${WRK_THREADS:-2}
 BENCH_NICE=${BENCH_NICE:-0} # e.g. -5: run the bench's processes ahead of other workloads (root only)
+PORTICO_ADMIN=${PORTICO_ADMIN:-on} # off: target portico without the admin API (so without data-plane metrics)
 
 ORIGIN_HTTP=$((PORT_BASE + 1))
 ORIGIN_WS=$((PORT_BASE + 10))
@@ -97,6 +101,8 @@ PORTICO_TLS_RSA=$((PORT_BASE + 73))
 PORTICO_M_HTTP=$((PORT_BASE + 74))
 PORTICO_M_WS=$((PORT_BASE + 75))
 PORTICO_M_ADMIN=$((PORT_BASE + 76))
+# target portico's admin API (on unless PORTICO_ADMIN=off)
+PORTICO_ADMIN_PORT=$((PORT_BASE + 77))
 NGINX_TLS_FULL=$((PORT_BASE + 83))
 NGINX_TLS_RSA=$((PORT_BASE + 84))
 HAPROXY_TLS_FULL=$((PORT_BASE + 93))
@@ -549,6 +555,10 @@ main() {
   sed -e "s|127.0.0.1:$PORTICO_HTTP\"|127.0.0.1:$PORTICO_M_HTTP\"|" -e "s|127.0.0.1:$PORTICO_WS\"|127.0.0.1:$PORTICO_M_WS\"|" \
     -e "s|^listen = \"off\"|listen = \"127.0.0.1:$PORTICO_M_ADMIN\"|" -e "s|portico-data|portico-metrics-data|" \
     "$BASE/conf/portico.toml" >"$BASE/conf/portico-metrics.toml"
+  # target portico: the admin API and so the data-plane metrics on, as users run it
+  if [[ $PORTICO_ADMIN != off ]]; then
+    sed -i -e "s|^listen = \"off\"|listen = \"127.0.0.1:$PORTICO_ADMIN_PORT\"|" "$BASE/conf/portico.toml"
+  fi
   make_certs
   # gzip4k phase: the origin's 4 KiB text file (64-byte lines)
   mkdir -p "$BASE/www/gz"
@@ -638,6 +648,7 @@ write_meta() {
     echo "node $(node -v), ws $(node -p "require('$BENCH/node_modules/ws/package.json').version")"
     if has "$TARGETS" portico; then
       echo "portico: $("$PORTICO_BIN" version 2>&1 | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)')"
+      echo "portico admin API (data-plane metrics counted): $PORTICO_ADMIN"
     fi
     echo "ulimit -n $NOFILE; nice $(nice); memory $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "at start: load average $(cut -d' ' -f1-3 /proc/loadavg), $(pgrep -c -x rustc || true) rustc processes running"
