@@ -252,6 +252,8 @@ def cmd_record(a):
                rc=a.rc, units=r["units"], secs=r["secs"], rate=r["rate"], p50=r["p50"],
                p99=r["p99"], errors=r["errors"],
                proxy_us=us(proxy) if a.target != "direct" and not a.died else None,
+               proxy_sys_us=us(a.proxy_sys[1] - a.proxy_sys[0])
+               if a.target != "direct" and not a.died else None,
                died=bool(a.died),
                origin_us=us(origin), client_us=us(a.client),
                busy=busy * 100.0 / total, steal=steal * 100.0 / total, foreign=foreign,
@@ -324,6 +326,25 @@ def ratio_line(by_round, pairs):
     return "; ".join(parts)
 
 
+def cpu_split_line(rows, cpu):
+    """The proxies' CPU per unit split into user space and kernel (stime), medians, and
+    Portico's kernel time alone as a share of nginx's whole CPU per unit: no user-space
+    saving can take the Portico / nginx ratio below that share."""
+    parts, sys_med = [], {}
+    for t in PROXIES:
+        ks = [r["proxy_sys_us"] for r in rows if r["target"] == t and r.get("proxy_sys_us") is not None]
+        if ks and cpu.get(t):
+            sys_med[t] = med(ks)
+            parts.append("%s %.1f + %.1f" % (t, cpu[t] - sys_med[t], sys_med[t]))
+    if not parts:
+        return ""
+    line = "proxy CPU µs/unit, user + kernel (medians): " + "; ".join(parts)
+    if "portico" in sys_med and cpu.get("nginx"):
+        line += ("; Portico's kernel time alone is **%.2f** of nginx's whole CPU per unit "
+                 "(the floor of the Portico / nginx ratio for user-space work)" % (sys_med["portico"] / cpu["nginx"]))
+    return line
+
+
 def report_phase(out, key, title, unit, recs):
     rows = [r for r in recs if r["kind"] == "load" and r["phase"] == key and r["final"]]
     if not rows:
@@ -381,6 +402,9 @@ def report_phase(out, key, title, unit, recs):
                                   ("portico_metrics", "portico")])
     if line:
         out.append("per-round ratios of proxy CPU µs/unit, median (min–max): %s\n" % line)
+    split_line = cpu_split_line(rows, cpu)
+    if split_line:
+        out.append(split_line + "\n")
     busy = [r["busy"] for r in rows]
     foreign = [r["foreign"] for r in rows]
     allruns = [r for r in recs if r["kind"] == "load" and r["phase"] == key]
@@ -514,6 +538,7 @@ def main():
     r.add_argument("--stat0", required=True)
     r.add_argument("--stat1", required=True)
     r.add_argument("--proxy", type=int, nargs=2, required=True)
+    r.add_argument("--proxy-sys", type=int, nargs=2, default=[0, 0])
     r.add_argument("--origin", type=int, nargs=2, required=True)
     r.add_argument("--client", type=int, required=True)
     r.add_argument("--clk", type=int, default=100)

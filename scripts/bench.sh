@@ -299,6 +299,17 @@ cpu_ticks() { # pids...: sum of utime+stime
   echo "$sum"
 }
 
+sys_ticks() { # pids...: sum of stime (CPU time spent in the kernel on the processes' behalf)
+  local sum=0 p s
+  for p in "$@"; do
+    s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
+    s=${s##*) }
+    read -r -a f <<<"$s"
+    sum=$((sum + f[12]))
+  done
+  echo "$sum"
+}
+
 mem_kib() { # field(VmRSS|Pss) pids...: sum in KiB
   local field=$1 sum=0 p v
   shift
@@ -437,11 +448,11 @@ run_load() {
   for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
     wait_quiet
     out="$RUNDIR/r${round}-${target}-${phase}-a${attempt}"
-    local s0 p0 o0 s1 p1 o1 rc=0
+    local s0 p0 k0 o0 s1 p1 k1 o1 rc=0
     python3 "$BENCH/benchstat.py" sampler --exclude $$ --out "$out.foreign" &
     local sampler=$!
     sleep 0.2
-    s0=$(stat_cpu); p0=$(cpu_ticks "${ppids[@]}"); o0=$(cpu_ticks "${opids[@]}")
+    s0=$(stat_cpu); p0=$(cpu_ticks "${ppids[@]}"); k0=$(sys_ticks "${ppids[@]}"); o0=$(cpu_ticks "${opids[@]}")
     # the subshell's cutime/cstime after waiting for the client = the client's CPU time
     (
       rc=0
@@ -450,7 +461,7 @@ run_load() {
       echo "$((f[13] + f[14]))" >"$out.client"
       exit "$rc"
     ) || rc=$?
-    s1=$(stat_cpu); p1=$(cpu_ticks "${ppids[@]}"); o1=$(cpu_ticks "${opids[@]}")
+    s1=$(stat_cpu); p1=$(cpu_ticks "${ppids[@]}"); k1=$(sys_ticks "${ppids[@]}"); o1=$(cpu_ticks "${opids[@]}")
     kill -TERM "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     local died=0
@@ -461,7 +472,7 @@ run_load() {
     local verdict
     verdict=$(python3 "$BENCH/benchstat.py" record --kind "$kind" --file "$out.txt" --rc "$rc" \
       --round "$round" --target "$target" --phase "$phase" --attempt "$attempt" --died "$died" \
-      --stat0 "$s0" --stat1 "$s1" --proxy "$p0" "$p1" --origin "$o0" "$o1" \
+      --stat0 "$s0" --stat1 "$s1" --proxy "$p0" "$p1" --proxy-sys "$k0" "$k1" --origin "$o0" "$o1" \
       --client "$(cat "$out.client" 2>/dev/null || echo 0)" --clk "$CLK" \
       --foreign-file "$out.foreign" --foreign-max "$FOREIGN_MAX" --last "$((attempt == RETRIES + 1 ? 1 : 0))" --results "$RESULTS")
     log "round $round $target $phase: $verdict"
