@@ -288,26 +288,17 @@ tree_pids() { # pid: the pid and all its descendants
   for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree_pids "$c"; done
 }
 
-cpu_ticks() { # pids...: sum of utime+stime
-  local sum=0 p s
+cpu_ticks() { # pids...: "TOTAL SYS": summed utime+stime, and stime alone (CPU time the
+  # kernel spent on the processes' behalf), in clock ticks
+  local sum=0 sys=0 p s
   for p in "$@"; do
     s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
     s=${s##*) }
     read -r -a f <<<"$s"
     sum=$((sum + f[11] + f[12]))
+    sys=$((sys + f[12]))
   done
-  echo "$sum"
-}
-
-sys_ticks() { # pids...: sum of stime (CPU time spent in the kernel on the processes' behalf)
-  local sum=0 p s
-  for p in "$@"; do
-    s=$(cat /proc/"$p"/stat 2>/dev/null) || continue
-    s=${s##*) }
-    read -r -a f <<<"$s"
-    sum=$((sum + f[12]))
-  done
-  echo "$sum"
+  echo "$sum $sys"
 }
 
 mem_kib() { # field(VmRSS|Pss) pids...: sum in KiB
@@ -452,7 +443,7 @@ run_load() {
     python3 "$BENCH/benchstat.py" sampler --exclude $$ --out "$out.foreign" &
     local sampler=$!
     sleep 0.2
-    s0=$(stat_cpu); p0=$(cpu_ticks "${ppids[@]}"); k0=$(sys_ticks "${ppids[@]}"); o0=$(cpu_ticks "${opids[@]}")
+    s0=$(stat_cpu); read -r p0 k0 <<<"$(cpu_ticks "${ppids[@]}")"; read -r o0 _ <<<"$(cpu_ticks "${opids[@]}")"
     # the subshell's cutime/cstime after waiting for the client = the client's CPU time
     (
       rc=0
@@ -461,7 +452,7 @@ run_load() {
       echo "$((f[13] + f[14]))" >"$out.client"
       exit "$rc"
     ) || rc=$?
-    s1=$(stat_cpu); p1=$(cpu_ticks "${ppids[@]}"); k1=$(sys_ticks "${ppids[@]}"); o1=$(cpu_ticks "${opids[@]}")
+    s1=$(stat_cpu); read -r p1 k1 <<<"$(cpu_ticks "${ppids[@]}")"; read -r o1 _ <<<"$(cpu_ticks "${opids[@]}")"
     kill -TERM "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     local died=0
