@@ -248,12 +248,12 @@ def cmd_record(a):
     foreign = unaccounted if fs is None else fs["ticks"] * 100.0 / total
     units = r["units"] if a.kind == "big" and r["units"] > 0 else max(1, r["units"])
     us = lambda ticks: ticks * 1e6 / a.clk / units  # noqa: E731
+    proxy_measured = a.target != "direct" and not a.died
     rec = dict(kind="load", round=a.round, target=a.target, phase=a.phase, attempt=a.attempt,
                rc=a.rc, units=r["units"], secs=r["secs"], rate=r["rate"], p50=r["p50"],
                p99=r["p99"], errors=r["errors"],
-               proxy_us=us(proxy) if a.target != "direct" and not a.died else None,
-               proxy_sys_us=us(a.proxy_sys[1] - a.proxy_sys[0])
-               if a.target != "direct" and not a.died else None,
+               proxy_us=us(proxy) if proxy_measured else None,
+               proxy_sys_us=us(a.proxy_sys[1] - a.proxy_sys[0]) if proxy_measured else None,
                died=bool(a.died),
                origin_us=us(origin), client_us=us(a.client),
                busy=busy * 100.0 / total, steal=steal * 100.0 / total, foreign=foreign,
@@ -538,7 +538,7 @@ def main():
     r.add_argument("--stat0", required=True)
     r.add_argument("--stat1", required=True)
     r.add_argument("--proxy", type=int, nargs=2, required=True)
-    r.add_argument("--proxy-sys", type=int, nargs=2, default=[0, 0])
+    r.add_argument("--proxy-sys", type=int, nargs=2, required=True)
     r.add_argument("--origin", type=int, nargs=2, required=True)
     r.add_argument("--client", type=int, required=True)
     r.add_argument("--clk", type=int, default=100)
